@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT
+ * autograd/autograd.h: differentiable ops and reverse-mode differentiation.
+ *
+ * Every op computes eagerly and, when grad mode is on and an input requires grad, records itself
+ * on its output (op, src). Each op's backward rule sits below its forward in the same file and is
+ * built from these same ops, so a gradient taken with create_graph is itself a graph that can be
+ * differentiated again (Hessian-vector products, a VJP inside ODE dynamics).
+ *
+ * Ops return arena-owned tensors, or NULL with the first error recorded in the ctx; given a NULL
+ * input they return NULL at once. Messages name the op and print shapes:
+ *   nd_matmul: inner dimensions differ: a (32, 784) @ b (128, 10)
+ */
+#ifndef ND_AUTOGRAD_H
+#define ND_AUTOGRAD_H
+
+#include "tensor/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * The op registry: one list gives the op ids; autograd/registry.c maps each to its name, number
+ * of inputs (-1: variable) and backward rule. A test walks it, so no op lacks a backward.
+ */
+#define ND_OP_LIST(X)                                                                              \
+    X(ADD, "add", 2)                                                                               \
+    X(SUB, "sub", 2)                                                                               \
+    X(MUL, "mul", 2)                                                                               \
+    X(DIV, "div", 2)                                                                               \
+    X(NEG, "neg", 1)                                                                               \
+    X(ADD_SCALAR, "add_scalar", 1)                                                                 \
+    X(MUL_SCALAR, "mul_scalar", 1)                                                                 \
+    X(POW_SCALAR, "pow_scalar", 1)                                                                 \
+    X(EXP, "exp", 1)                                                                               \
+    X(LOG, "log", 1)                                                                               \
+    X(SQRT, "sqrt", 1)                                                                             \
+    X(ABS, "abs", 1)                                                                               \
+    X(SIN, "sin", 1)                                                                               \
+    X(COS, "cos", 1)                                                                               \
+    X(TANH, "tanh", 1)                                                                             \
+    X(TANH_BACKWARD, "tanh_backward", 2)                                                           \
+    X(SIGMOID, "sigmoid", 1)                                                                       \
+    X(RELU, "relu", 1)                                                                             \
+    X(SOFTPLUS, "softplus", 1)                                                                     \
+    X(MATMUL, "matmul", 2)                                                                         \
+    X(TRANSPOSE, "transpose", 1)                                                                   \
+    X(RESHAPE, "reshape", 1)                                                                       \
+    X(EXPAND, "expand", 1)                                                                         \
+    X(SUM_TO, "sum_to", 1)                                                                         \
+    X(SUM, "sum", 1)                                                                               \
+    X(SUM_AXIS, "sum_axis", 1)                                                                     \
+    X(MAX_AXIS, "max_axis", 1)                                                                     \
+    X(LOG_SOFTMAX, "log_softmax", 1)                                                               \
+    X(CONCAT, "concat", -1)                                                                        \
+    X(SLICE, "slice", 1)                                                                           \
+    X(PAD, "pad", 1)                                                                               \
+    X(CUSTOM, "custom", -1)
+
+typedef enum {
+    ND_OP_NONE = 0, /* a leaf */
+#define ND_X_OP(id, name, n_src) ND_OP_##id,
+    ND_OP_LIST(ND_X_OP)
+#undef ND_X_OP
+        ND_OP_COUNT
+} nd_op;
+
+/* The rule that, given out->gnode (dL/dout), adds dL/dsrc to each src that requires grad through
+ * nd_accumulate_grad, using differentiable ops. */
+typedef void (*nd_backward_fn)(nd_ctx *ctx, nd_tensor *out);
+
+typedef struct {
+    const char *name;
+    int n_src; /* -1: variable */
+    nd_backward_fn backward;
+} nd_op_info;
+
+extern const nd_op_info nd_ops[ND_OP_COUNT];
+
+/* ---------------------------------------------------------------------------------------------
+ * Gradients.
+ */
+/* Accumulates into .grad of every leaf that requires grad and is reached from loss (persistent
+ * tensors own .grad; an arena leaf gets an arena .grad). The seed is ones (loss is usually a
+ * scalar). Returns ND_OK or the error (also in the ctx). */
+nd_status nd_backward(nd_ctx *ctx, nd_tensor *loss);
+
+/* Vector-Jacobian products: grads_out[j] = sum_i seeds[i]^T d outputs[i] / d inputs[j], without
+ * touching .grad (torch.autograd.grad). seeds may be NULL (ones) or hold NULL entries. An input
+ * not reached gets zeros. With create_graph the results are recorded and differentiable. */
+nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out,
+                  nd_tensor **inputs, int n_in, nd_tensor **grads_out, bool create_graph);
+
+/* For backward rules: adds g to x's pending gradient when x requires grad. */
+void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g);
+
+/* For op implementations: records op on out with the given inputs when grad mode is on and an
+ * input requires grad; returns out. */
+nd_tensor *nd_record(nd_ctx *ctx, nd_tensor *out, nd_op op, int n_src, nd_tensor *const *src);
+
+/* A custom op (nodal's odeint is one): backward(ctx, out, state) must accumulate into the srcs
+ * like any rule. state lives in the arena or is owned by the caller. */
+typedef struct {
+    const char *name;
+    void (*backward)(nd_ctx *ctx, nd_tensor *out, void *state);
+    void *state;
+} nd_custom_op;
+nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op, int n_src,
+                            nd_tensor *const *src);
+
+/* ---------------------------------------------------------------------------------------------
+ * Elementwise with NumPy broadcasting (shapes aligned on the right; a dim of 1 stretches).
+ */
+nd_tensor *nd_add(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_mul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+nd_tensor *nd_div(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+/* x broadcast to shape (x's dims must be 1 or equal, aligned on the right). */
+nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
+/* The sum of x over the dims that broadcasting stretched, so the result has shape (the inverse
+ * of nd_expand). */
+nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
+
+/* Elementwise, one input. */
+nd_tensor *nd_neg(nd_ctx *ctx, nd_tensor *x);
+nd_tensor *nd_add_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c);
+nd_tensor *nd_mul_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c);
+nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p);
+nd_tensor *nd_exp(nd_ctx *ctx, nd_tensor *x);
+nd_tensor *nd_log(nd_ctx *ctx, nd_tensor *x);
+nd_tensor *nd_sqrt(nd_ctx *ctx, nd_tensor *x);
+nd_tensor *nd_abs(nd_ctx *ctx, nd_tensor *x); /* gradient 0 at 0, as PyTorch */
+nd_tensor *nd_sin(nd_ctx *ctx, nd_tensor *x);
+nd_tensor *nd_cos(nd_ctx *ctx, nd_tensor *x);
+nd_tensor *nd_tanh(nd_ctx *ctx, nd_tensor *x);
+/* dout * (1 - y^2) for y = tanh(x): tanh's backward as one fused, differentiable op. */
+nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout);
+nd_tensor *nd_sigmoid(nd_ctx *ctx, nd_tensor *x);
+nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x);     /* gradient 0 at 0, as PyTorch */
+nd_tensor *nd_softplus(nd_ctx *ctx, nd_tensor *x); /* log(1 + e^x), computed stably */
+
+/* ---------------------------------------------------------------------------------------------
+ * Linear algebra and shapes.
+ */
+/* a (M, K) @ b (K, N) -> (M, N); batched: a (B, M, K) @ b (B, K, N) -> (B, M, N); and
+ * a (B, M, K) @ b (K, N) -> (B, M, N) with b shared. Through cblas GEMM. */
+nd_tensor *nd_matmul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+/* op(a) @ op(b) where op transposes the last two dims when its flag is set (no copy). */
+nd_tensor *nd_matmul_t(nd_ctx *ctx, nd_tensor *a, nd_tensor *b, bool trans_a, bool trans_b);
+/* Swaps the last two dims (a 2-D transpose; batched for 3-D and 4-D). */
+nd_tensor *nd_transpose(nd_ctx *ctx, nd_tensor *x);
+/* Same data, new shape of the same size; one dim may be -1 (inferred). */
+nd_tensor *nd_reshape(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
+/* Joins n tensors along axis; the other dims must agree. */
+nd_tensor *nd_concat(nd_ctx *ctx, nd_tensor *const *xs, int n, int axis);
+/* x[..., start:start+len, ...] along axis. */
+nd_tensor *nd_slice(nd_ctx *ctx, nd_tensor *x, int axis, int start, int len);
+/* Zeros of size full along axis with x placed at start (slice's inverse, its backward). */
+nd_tensor *nd_pad(nd_ctx *ctx, nd_tensor *x, int axis, int start, int full);
+
+/* ---------------------------------------------------------------------------------------------
+ * Reductions. Negative axes count from the end.
+ */
+nd_tensor *nd_sum(nd_ctx *ctx, nd_tensor *x);  /* all elements -> scalar */
+nd_tensor *nd_mean(nd_ctx *ctx, nd_tensor *x); /* all elements -> scalar */
+nd_tensor *nd_sum_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
+nd_tensor *nd_mean_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
+/* The maximum along axis; the gradient goes to the first maximal element, as PyTorch. */
+nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
+/* x - logsumexp(x) along axis, computed stably. */
+nd_tensor *nd_log_softmax(nd_ctx *ctx, nd_tensor *x, int axis);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ND_AUTOGRAD_H */

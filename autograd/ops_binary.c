@@ -1,0 +1,234 @@
+/* SPDX-License-Identifier: MIT
+ * autograd/ops_binary.c: add, sub, mul, div with NumPy broadcasting, and the pair that
+ * broadcasting needs for its gradients: expand (stretch dims of 1) and sum_to (its inverse).
+ * Shapes are aligned on the right and padded to 4 dims, so one 4-level loop covers every case;
+ * equal shapes take a flat loop. */
+#include "autograd/ops_internal.h"
+
+/* 4-dim view of a shape padded with leading 1s */
+static void pad4(const int *shape, int ndim, int *out4)
+{
+    for (int i = 0; i < 4; i++) out4[i] = 1;
+    for (int i = 0; i < ndim; i++) out4[4 - ndim + i] = shape[i];
+}
+
+/* Strides of a padded shape as seen from a broadcast shape: 0 where the dim is stretched. */
+static void bcast_strides(const int *shape4, const int *out4, size_t *stride4)
+{
+    size_t s = 1;
+    for (int i = 3; i >= 0; i--) {
+        stride4[i] = shape4[i] == 1 && out4[i] != 1 ? 0 : s;
+        s *= (size_t)shape4[i];
+    }
+}
+
+/* Broadcast shape of a and b into shape/ndim; false when they do not broadcast. */
+static bool broadcast_shape(const nd_tensor *a, const nd_tensor *b, int *shape, int *ndim)
+{
+    int n = a->ndim > b->ndim ? a->ndim : b->ndim;
+    for (int i = 0; i < n; i++) {
+        int ia = a->ndim - n + i, ib = b->ndim - n + i;
+        int da = ia >= 0 ? a->shape[ia] : 1, db = ib >= 0 ? b->shape[ib] : 1;
+        if (da != db && da != 1 && db != 1) return false;
+        shape[i] = da > db ? da : db;
+    }
+    *ndim = n;
+    return true;
+}
+
+typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } bin_kind;
+
+static void bin_flat(bin_kind k, nd_real *y, const nd_real *a, size_t sa, const nd_real *b,
+                     size_t sb, size_t n)
+{
+    switch (k) {
+    case BIN_ADD: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] + b[i * sb]; break;
+    case BIN_SUB: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] - b[i * sb]; break;
+    case BIN_MUL: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] * b[i * sb]; break;
+    case BIN_DIV: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] / b[i * sb]; break;
+    }
+}
+
+static nd_tensor *binary(nd_ctx *ctx, const char *fn, bin_kind k, nd_op op, nd_tensor *a,
+                         nd_tensor *b)
+{
+    if (!a || !b) return NULL;
+    int shape[ND_MAX_DIMS], ndim;
+    if (!broadcast_shape(a, b, shape, &ndim)) {
+        char sa[64], sb[64];
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "%s: shapes do not broadcast: a %s, b %s", fn,
+                            nd_shape_str(a, sa), nd_shape_str(b, sb));
+    }
+    nd_tensor *out = nd_tensor_alloc(ctx, ndim, shape);
+    if (!out) return NULL;
+    if (a->size == out->size && b->size == out->size) {
+        bin_flat(k, out->data, a->data, 1, b->data, 1, out->size);
+    } else if (b->size == 1 && a->size == out->size) {
+        bin_flat(k, out->data, a->data, 1, b->data, 0, out->size);
+    } else if (a->size == 1 && b->size == out->size) {
+        bin_flat(k, out->data, a->data, 0, b->data, 1, out->size);
+    } else {
+        int o4[4], a4[4], b4[4];
+        size_t sa[4], sb[4];
+        pad4(out->shape, ndim, o4), pad4(a->shape, a->ndim, a4), pad4(b->shape, b->ndim, b4);
+        bcast_strides(a4, o4, sa), bcast_strides(b4, o4, sb);
+        nd_real *y = out->data;
+        for (int i0 = 0; i0 < o4[0]; i0++)
+            for (int i1 = 0; i1 < o4[1]; i1++)
+                for (int i2 = 0; i2 < o4[2]; i2++) {
+                    const nd_real *pa = a->data + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
+                    const nd_real *pb = b->data + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
+                    bin_flat(k, y, pa, sa[3], pb, sb[3], (size_t)o4[3]);
+                    y += o4[3];
+                }
+    }
+    return record2(ctx, out, op, a, b);
+}
+
+nd_tensor *nd_add(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
+{
+    return binary(ctx, "nd_add", BIN_ADD, ND_OP_ADD, a, b);
+}
+
+/* d(a+b): g to each, summed over the dims each was stretched along */
+void ADD_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
+    if (a->requires_grad) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
+    if (b->requires_grad) nd_accumulate_grad(ctx, b, nd_sum_to(ctx, g, b->ndim, b->shape));
+}
+
+nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
+{
+    return binary(ctx, "nd_sub", BIN_SUB, ND_OP_SUB, a, b);
+}
+
+void SUB_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
+    if (a->requires_grad) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
+    if (b->requires_grad)
+        nd_accumulate_grad(ctx, b, nd_sum_to(ctx, nd_neg(ctx, g), b->ndim, b->shape));
+}
+
+nd_tensor *nd_mul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
+{
+    return binary(ctx, "nd_mul", BIN_MUL, ND_OP_MUL, a, b);
+}
+
+/* d(a*b) = g*b, g*a */
+void MUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
+    if (a->requires_grad)
+        nd_accumulate_grad(ctx, a, nd_sum_to(ctx, nd_mul(ctx, g, b), a->ndim, a->shape));
+    if (b->requires_grad)
+        nd_accumulate_grad(ctx, b, nd_sum_to(ctx, nd_mul(ctx, g, a), b->ndim, b->shape));
+}
+
+nd_tensor *nd_div(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
+{
+    return binary(ctx, "nd_div", BIN_DIV, ND_OP_DIV, a, b);
+}
+
+/* d(a/b) = g/b, -g*(a/b)/b */
+void DIV_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
+    nd_tensor *g_over_b = nd_div(ctx, g, b);
+    if (a->requires_grad) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g_over_b, a->ndim, a->shape));
+    if (b->requires_grad) {
+        nd_tensor *db = nd_neg(ctx, nd_mul(ctx, g_over_b, out));
+        nd_accumulate_grad(ctx, b, nd_sum_to(ctx, db, b->ndim, b->shape));
+    }
+}
+
+/* --------------------------------------------------------------------------------------------- */
+
+/* true when shape `from` broadcasts to `to` (aligned on the right, dims of 1 stretch) */
+static bool broadcasts_to(int from_ndim, const int *from, int to_ndim, const int *to)
+{
+    if (from_ndim > to_ndim) return false;
+    for (int i = 0; i < from_ndim; i++) {
+        int f = from[from_ndim - 1 - i], t = to[to_ndim - 1 - i];
+        if (f != t && f != 1) return false;
+    }
+    return true;
+}
+
+static bool shape_equal(const nd_tensor *x, int ndim, const int *shape)
+{
+    if (x->ndim != ndim) return false;
+    for (int i = 0; i < ndim; i++)
+        if (x->shape[i] != shape[i]) return false;
+    return true;
+}
+
+static const char *shape_text(int ndim, const int *shape, char *buf)
+{
+    nd_tensor tmp = {.ndim = ndim};
+    for (int i = 0; i < ndim; i++) tmp.shape[i] = shape[i];
+    return nd_shape_str(&tmp, buf);
+}
+
+nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
+{
+    if (!x) return NULL;
+    if (ndim > ND_MAX_DIMS || !broadcasts_to(x->ndim, x->shape, ndim, shape)) {
+        char sx[64], ss[64];
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_expand: %s does not broadcast to %s",
+                            nd_shape_str(x, sx), shape_text(ndim, shape, ss));
+    }
+    if (shape_equal(x, ndim, shape)) return x;
+    nd_tensor *out = nd_tensor_new(ctx, ndim, shape);
+    if (!out) return NULL;
+    int o4[4], x4[4];
+    size_t sx[4];
+    pad4(shape, ndim, o4), pad4(x->shape, x->ndim, x4);
+    bcast_strides(x4, o4, sx);
+    nd_real *y = out->data;
+    for (int i0 = 0; i0 < o4[0]; i0++)
+        for (int i1 = 0; i1 < o4[1]; i1++)
+            for (int i2 = 0; i2 < o4[2]; i2++) {
+                const nd_real *px = x->data + i0 * sx[0] + i1 * sx[1] + i2 * sx[2];
+                for (int i3 = 0; i3 < o4[3]; i3++) *y++ = px[i3 * sx[3]];
+            }
+    return record1(ctx, out, ND_OP_EXPAND, x);
+}
+
+void EXPAND_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *x = out->src[0];
+    nd_accumulate_grad(ctx, x, nd_sum_to(ctx, out->gnode, x->ndim, x->shape));
+}
+
+nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
+{
+    if (!x) return NULL;
+    if (ndim > ND_MAX_DIMS || !broadcasts_to(ndim, shape, x->ndim, x->shape)) {
+        char sx[64], ss[64];
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_sum_to: %s does not broadcast to %s",
+                            shape_text(ndim, shape, ss), nd_shape_str(x, sx));
+    }
+    if (shape_equal(x, ndim, shape)) return x;
+    nd_tensor *out = nd_zeros(ctx, ndim, shape);
+    if (!out) return NULL;
+    int x4[4], o4[4];
+    size_t so[4];
+    pad4(x->shape, x->ndim, x4), pad4(shape, ndim, o4);
+    bcast_strides(o4, x4, so);
+    const nd_real *px = x->data;
+    for (int i0 = 0; i0 < x4[0]; i0++)
+        for (int i1 = 0; i1 < x4[1]; i1++)
+            for (int i2 = 0; i2 < x4[2]; i2++) {
+                nd_real *y = out->data + i0 * so[0] + i1 * so[1] + i2 * so[2];
+                for (int i3 = 0; i3 < x4[3]; i3++) y[i3 * so[3]] += *px++;
+            }
+    return record1(ctx, out, ND_OP_SUM_TO, x);
+}
+
+void SUM_TO_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *x = out->src[0];
+    nd_accumulate_grad(ctx, x, nd_expand(ctx, out->gnode, x->ndim, x->shape));
+}

@@ -1,0 +1,45 @@
+/* SPDX-License-Identifier: MIT
+ * autograd/ops_internal.h: what the op files share with the registry: each op's backward rule,
+ * and the small checks every op starts with. */
+#ifndef ND_OPS_INTERNAL_H
+#define ND_OPS_INTERNAL_H
+
+#include "autograd/autograd.h"
+#include "tensor/ctx_internal.h"
+
+#define ND_X_OP(id, name, n_src) void id##_backward_rule(nd_ctx *ctx, nd_tensor *out);
+ND_OP_LIST(ND_X_OP)
+#undef ND_X_OP
+void custom_backward(nd_ctx *ctx, nd_tensor *out);
+
+/* Records a one- or two-input op. */
+static inline nd_tensor *record1(nd_ctx *ctx, nd_tensor *out, nd_op op, nd_tensor *x)
+{
+    return nd_record(ctx, out, op, 1, &x);
+}
+static inline nd_tensor *record2(nd_ctx *ctx, nd_tensor *out, nd_op op, nd_tensor *a, nd_tensor *b)
+{
+    nd_tensor *src[2] = {a, b};
+    return nd_record(ctx, out, op, 2, src);
+}
+
+/* Normalises a possibly negative axis of x; -1 with an error in ctx when out of range. */
+int nd_check_axis(nd_ctx *ctx, const char *fn, const nd_tensor *x, int axis);
+
+/* Splits x's shape around axis: outer * n * inner = size. */
+static inline void nd_axis_split(const nd_tensor *x, int axis, size_t *outer, size_t *n,
+                                 size_t *inner)
+{
+    size_t o = 1, in = 1;
+    for (int i = 0; i < axis; i++) o *= (size_t)x->shape[i];
+    for (int i = axis + 1; i < x->ndim; i++) in *= (size_t)x->shape[i];
+    *outer = o, *n = (size_t)x->shape[axis], *inner = in;
+}
+
+/* x's shape with dim axis set to 1 (keepdim shape of a reduction). */
+static inline void nd_keepdim_shape(const nd_tensor *x, int axis, int *shape)
+{
+    for (int i = 0; i < x->ndim; i++) shape[i] = i == axis ? 1 : x->shape[i];
+}
+
+#endif

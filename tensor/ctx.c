@@ -1,0 +1,204 @@
+/* SPDX-License-Identifier: MIT
+ * tensor/ctx.c: the ctx. A chunked bump arena that grows on demand and is reused after a reset
+ * (chunks are kept in order, so a training step that allocates the same sequence each time
+ * finds every chunk already there), the grad-mode switch, and the sticky first error.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tensor/ctx_internal.h"
+
+#define ND_ALIGN 64
+#define ND_DEFAULT_CHUNK ((size_t)1 << 20)
+
+typedef struct {
+    char *mem;
+    size_t cap;
+} chunk;
+
+struct nd_ctx {
+    chunk *chunks;      /* (n_chunks,) */
+    size_t n_chunks, chunks_cap;
+    size_t cur;         /* chunk in use */
+    size_t offset;      /* bytes used in chunks[cur] */
+    size_t chunk_bytes; /* minimum size of a new chunk */
+    bool grad_enabled;
+    nd_status status;
+    char msg[512];
+    uint64_t visit;
+    nd_ptr_stack stacks[ND_STACK_COUNT];
+};
+
+nd_ctx *nd_ctx_create(size_t chunk_bytes)
+{
+    nd_ctx *ctx = calloc(1, sizeof *ctx);
+    if (!ctx) return NULL;
+    ctx->chunk_bytes = chunk_bytes ? chunk_bytes : ND_DEFAULT_CHUNK;
+    ctx->grad_enabled = true;
+    return ctx;
+}
+
+void nd_ctx_destroy(nd_ctx *ctx)
+{
+    if (!ctx) return;
+    for (size_t i = 0; i < ctx->n_chunks; i++) free(ctx->chunks[i].mem);
+    free(ctx->chunks);
+    for (int i = 0; i < ND_STACK_COUNT; i++) free(ctx->stacks[i].items);
+    free(ctx);
+}
+
+void nd_ctx_reset(nd_ctx *ctx)
+{
+    ctx->cur = 0;
+    ctx->offset = 0;
+    ctx->status = ND_OK;
+    ctx->msg[0] = '\0';
+    for (int i = 0; i < ND_STACK_COUNT; i++) ctx->stacks[i].len = 0;
+}
+
+nd_mark nd_ctx_mark(const nd_ctx *ctx)
+{
+    return (nd_mark){ctx->cur, ctx->offset};
+}
+
+void nd_ctx_rewind(nd_ctx *ctx, nd_mark m)
+{
+    ctx->cur = m.chunk;
+    ctx->offset = m.offset;
+}
+
+static size_t align_up(size_t n)
+{
+    return (n + ND_ALIGN - 1) & ~(size_t)(ND_ALIGN - 1);
+}
+
+static bool append_chunk(nd_ctx *ctx, size_t need)
+{
+    if (ctx->n_chunks == ctx->chunks_cap) {
+        size_t cap = ctx->chunks_cap ? 2 * ctx->chunks_cap : 8;
+        chunk *c = realloc(ctx->chunks, cap * sizeof *c);
+        if (!c) return false;
+        ctx->chunks = c;
+        ctx->chunks_cap = cap;
+    }
+    size_t cap = need > ctx->chunk_bytes ? need : ctx->chunk_bytes;
+    char *mem = aligned_alloc(ND_ALIGN, align_up(cap));
+    if (!mem) return false;
+    ctx->chunks[ctx->n_chunks++] = (chunk){mem, align_up(cap)};
+    return true;
+}
+
+void *nd_ctx_alloc(nd_ctx *ctx, size_t bytes)
+{
+    size_t need = align_up(bytes ? bytes : 1);
+    if (need < bytes) return nd_fail_null(ctx, ND_ERR_NOMEM, "nd_ctx_alloc: %zu bytes", bytes);
+    if (ctx->cur < ctx->n_chunks && ctx->chunks[ctx->cur].cap - ctx->offset >= need) {
+        void *p = ctx->chunks[ctx->cur].mem + ctx->offset;
+        ctx->offset += need;
+        return p;
+    }
+    /* the current chunk is full: take the next kept chunk that fits, else grow */
+    size_t i = ctx->n_chunks ? ctx->cur + 1 : 0;
+    if (ctx->cur >= ctx->n_chunks) i = ctx->n_chunks;
+    while (i < ctx->n_chunks && ctx->chunks[i].cap < need) i++;
+    if (i == ctx->n_chunks && !append_chunk(ctx, need))
+        return nd_fail_null(ctx, ND_ERR_NOMEM, "nd_ctx_alloc: cannot allocate %zu bytes", bytes);
+    ctx->cur = i;
+    ctx->offset = need;
+    return ctx->chunks[i].mem;
+}
+
+size_t nd_ctx_capacity(const nd_ctx *ctx)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ctx->n_chunks; i++) n += ctx->chunks[i].cap;
+    return n;
+}
+
+size_t nd_ctx_used(const nd_ctx *ctx)
+{
+    size_t n = ctx->offset;
+    for (size_t i = 0; i < ctx->cur && i < ctx->n_chunks; i++) n += ctx->chunks[i].cap;
+    return n;
+}
+
+bool nd_ctx_set_grad(nd_ctx *ctx, bool enabled)
+{
+    bool prev = ctx->grad_enabled;
+    ctx->grad_enabled = enabled;
+    return prev;
+}
+
+bool nd_ctx_grad_enabled(const nd_ctx *ctx)
+{
+    return ctx->grad_enabled;
+}
+
+nd_status nd_ctx_error(const nd_ctx *ctx)
+{
+    return ctx->status;
+}
+
+const char *nd_ctx_errmsg(const nd_ctx *ctx)
+{
+    return ctx->status == ND_OK ? "" : ctx->msg;
+}
+
+void nd_ctx_clear_error(nd_ctx *ctx)
+{
+    ctx->status = ND_OK;
+    ctx->msg[0] = '\0';
+}
+
+static void record_error(nd_ctx *ctx, nd_status code, const char *fmt, va_list ap)
+{
+    if (!ctx || ctx->status != ND_OK) return; /* the first error wins */
+    ctx->status = code;
+    vsnprintf(ctx->msg, sizeof ctx->msg, fmt, ap);
+}
+
+nd_status nd_fail(nd_ctx *ctx, nd_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    record_error(ctx, code, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+void *nd_fail_null(nd_ctx *ctx, nd_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    record_error(ctx, code, fmt, ap);
+    va_end(ap);
+    return NULL;
+}
+
+bool nd_ptr_stack_push(nd_ctx *ctx, nd_ptr_stack *s, void *p)
+{
+    if (s->len == s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 256;
+        void **items = realloc(s->items, cap * sizeof *items);
+        if (!items) {
+            nd_fail(ctx, ND_ERR_NOMEM, "autograd: cannot grow the traversal stack to %zu", cap);
+            return false;
+        }
+        s->items = items;
+        s->cap = cap;
+    }
+    s->items[s->len++] = p;
+    return true;
+}
+
+nd_ptr_stack *nd_ctx_stack(nd_ctx *ctx, int which)
+{
+    return &ctx->stacks[which];
+}
+
+uint64_t nd_ctx_next_visit(nd_ctx *ctx)
+{
+    return ++ctx->visit;
+}

@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: MIT
+ * tensor/kernels.c: GEMM through cblas, and the array transcendentals with their run-time choice
+ * between the AVX2 SLEEF kernels (kernels_avx2.c, compiled with -mavx2 -mfma) and libm. The
+ * choice is made once; both paths are accurate to about 1 ulp. */
+#include <cblas.h>
+#include <math.h>
+
+#include "tensor/kernels.h"
+
+void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
+             const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
+{
+#ifdef ND_REAL_FLOAT
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M,
+                N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
+#ifdef ND_HAVE_SLEEF
+void nd_kernel_tanh_avx2(nd_real *y, const nd_real *x, size_t n);
+void nd_kernel_exp_avx2(nd_real *y, const nd_real *x, size_t n);
+
+static int use_avx2 = -1;
+static bool avx2(void)
+{
+    if (use_avx2 < 0) {
+        __builtin_cpu_init();
+        use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return use_avx2;
+}
+#else
+static bool avx2(void)
+{
+    return false;
+}
+#endif
+
+const char *nd_kernel_path(void)
+{
+    return avx2() ? "sleef-avx2" : "scalar";
+}
+
+void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n)
+{
+#ifdef ND_HAVE_SLEEF
+    if (avx2()) {
+        nd_kernel_tanh_avx2(y, x, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = tanh(x[i]);
+}
+
+void nd_kernel_exp(nd_real *y, const nd_real *x, size_t n)
+{
+#ifdef ND_HAVE_SLEEF
+    if (avx2()) {
+        nd_kernel_exp_avx2(y, x, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) y[i] = exp(x[i]);
+}

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: MIT
+ * tensor/kernels.h: the numeric kernels the ops call in their hot loops: GEMM (cblas), and tanh
+ * and exp over arrays, vectorised through SLEEF when the CPU supports AVX2 (checked once at run
+ * time) and scalar libm otherwise. Library-private. */
+#ifndef ND_KERNELS_H
+#define ND_KERNELS_H
+
+#include "tensor/tensor.h"
+
+/* C (M, N) = alpha op(A) op(B) + beta C, row-major; op(A) is (M, K), op(B) is (K, N). lda, ldb,
+ * ldc are the row strides of A, B, C as stored. */
+void nd_gemm(bool trans_a, bool trans_b, int M, int N, int K, nd_real alpha, const nd_real *A,
+             int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
+
+void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n);
+void nd_kernel_exp(nd_real *y, const nd_real *x, size_t n);
+/* Which path the transcendental kernels take: "sleef-avx2" or "scalar". */
+const char *nd_kernel_path(void);
+
+#endif

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT
+ * tensor/kernels_avx2.c: tanh and exp over arrays with SLEEF's AVX2 kernels (1.0-ulp variants).
+ * Compiled with -mavx2 -mfma and called only after kernels.c has checked the CPU. The tail that
+ * does not fill a vector goes through a zero-padded vector too, so every element takes the same
+ * path. */
+#include <immintrin.h>
+#include <sleef.h>
+#include <string.h>
+
+#include "tensor/tensor.h"
+
+#ifdef ND_REAL_FLOAT
+#define LANES 8
+#define VEC __m256
+#define LOAD _mm256_loadu_ps
+#define STORE _mm256_storeu_ps
+#define VTANH Sleef_tanhf8_u10avx2
+#define VEXP Sleef_expf8_u10avx2
+#else
+#define LANES 4
+#define VEC __m256d
+#define LOAD _mm256_loadu_pd
+#define STORE _mm256_storeu_pd
+#define VTANH Sleef_tanhd4_u10avx2
+#define VEXP Sleef_expd4_u10avx2
+#endif
+
+#define ARRAY_KERNEL(name, vfn)                                                                    \
+    void name(nd_real *y, const nd_real *x, size_t n)                                              \
+    {                                                                                              \
+        size_t i = 0;                                                                              \
+        for (; i + LANES <= n; i += LANES) STORE(y + i, vfn(LOAD(x + i)));                         \
+        if (i < n) {                                                                               \
+            nd_real buf[LANES] = {0};                                                              \
+            memcpy(buf, x + i, (n - i) * sizeof *buf);                                             \
+            STORE(buf, vfn(LOAD(buf)));                                                            \
+            memcpy(y + i, buf, (n - i) * sizeof *buf);                                             \
+        }                                                                                          \
+    }
+
+ARRAY_KERNEL(nd_kernel_tanh_avx2, VTANH)
+ARRAY_KERNEL(nd_kernel_exp_avx2, VEXP)
