@@ -55,6 +55,9 @@ extern "C" {
     X(CONCAT, "concat", -1)                                                                        \
     X(SLICE, "slice", 1)                                                                           \
     X(PAD, "pad", 1)                                                                               \
+    X(LINCOMB, "lincomb", -1)                                                                      \
+    X(IM2COL, "im2col", 1)                                                                         \
+    X(COL2IM, "col2im", 1)                                                                         \
     X(CUSTOM, "custom", -1)
 
 typedef enum {
@@ -115,6 +118,8 @@ nd_tensor *nd_add(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
 nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
 nd_tensor *nd_mul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
 nd_tensor *nd_div(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+/* sum_i coef[i] * xs[i] over n tensors of one shape (no broadcasting): one pass, one op. */
+nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, int n);
 /* x broadcast to shape (x's dims must be 1 or equal, aligned on the right). */
 nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
 /* The sum of x over the dims that broadcasting stretched, so the result has shape (the inverse
@@ -157,6 +162,23 @@ nd_tensor *nd_concat(nd_ctx *ctx, nd_tensor *const *xs, int n, int axis);
 nd_tensor *nd_slice(nd_ctx *ctx, nd_tensor *x, int axis, int start, int len);
 /* Zeros of size full along axis with x placed at start (slice's inverse, its backward). */
 nd_tensor *nd_pad(nd_ctx *ctx, nd_tensor *x, int axis, int start, int full);
+
+/* ---------------------------------------------------------------------------------------------
+ * Sliding windows over images (autograd/ops_conv.c): the pair under convolution and pooling.
+ */
+typedef struct {
+    int kh, kw; /* window (kernel) height and width, >= 1 */
+    int sh, sw; /* strides, >= 1 */
+    int ph, pw; /* zero padding on each side, >= 0 */
+} nd_window2d;
+
+/* x (N, C, H, W) -> rows (N*OH*OW, C*kh*kw): one row per output position (n, oh, ow), holding the
+ * zero-padded receptive field in (c, i, j) order, so a conv weight (OC, C, kh, kw) viewed as
+ * (OC, C*kh*kw) multiplies it directly. OH = (H + 2 ph - kh) / sh + 1, likewise OW. */
+nd_tensor *nd_im2col(nd_ctx *ctx, nd_tensor *x, nd_window2d w);
+/* The adjoint of nd_im2col: rows (N*OH*OW, C*kh*kw) summed back into an (N, C, H, W) image given
+ * by shape (4 ints); overlapping windows add, padding is dropped. Each is the other's backward. */
+nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_window2d w);
 
 /* ---------------------------------------------------------------------------------------------
  * Reductions. Negative axes count from the end.
