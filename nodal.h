@@ -22,5 +22,6 @@
 
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
+#include "nn/io.h"
 
 #endif

@@ -1,0 +1,801 @@
+/* SPDX-License-Identifier: MIT
+ * nn/checkpoint.c: safetensors save and load of named tensor lists. Saving writes a temporary
+ * file beside the target and renames it (fsync first), so a crash never leaves half a checkpoint.
+ * Loading reads the whole file, checks all of it (header, JSON via cJSON, dtypes, shapes, offsets)
+ * and only then copies, so a bad file leaves every tensor untouched.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+
+#include "nn/io.h"
+
+#define ST_MAX_HEADER ((uint64_t)100 << 20) /* the reference implementation's limit */
+#define ST_MAX_RANK 16
+#define ST_MAX_INT ((uint64_t)1 << 53) /* integers a JSON double holds exactly */
+#define ST_CHUNK 8192                  /* elements converted per write */
+
+/* ---------------------------------------------------------------------------------------------
+ * dtypes. Every safetensors dtype is known (so offsets of tensors we do not load can be checked);
+ * only F32 and F64 load into nd_real.
+ */
+typedef struct {
+    const char *name;
+    unsigned size; /* bytes per element */
+    bool loadable;
+} st_dtype;
+
+static const st_dtype st_dtypes[] = {
+    {"F64", 8, true}, {"F32", 4, true}, {"F16", 2, false},    {"BF16", 2, false},
+    {"I64", 8, false}, {"I32", 4, false}, {"I16", 2, false},  {"I8", 1, false},
+    {"U64", 8, false}, {"U32", 4, false}, {"U16", 2, false},  {"U8", 1, false},
+    {"BOOL", 1, false}, {"F8_E5M2", 1, false}, {"F8_E4M3", 1, false},
+};
+enum { ST_F64 = 0, ST_F32 = 1, ST_N_DTYPES = sizeof st_dtypes / sizeof st_dtypes[0] };
+
+static int dtype_find(const char *s)
+{
+    for (int i = 0; i < ST_N_DTYPES; i++)
+        if (strcmp(st_dtypes[i].name, s) == 0) return i;
+    return -1;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Little-endian scalars, byte by byte so that the code is right on any host.
+ */
+static uint64_t get_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];
+    return v;
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_le64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* "(4, 3)", "(5,)" or "()": the format of nd_shape_str. buf holds at least 64 bytes. */
+static const char *dims_str(const uint64_t *dims, int rank, char *buf, size_t cap)
+{
+    size_t n = (size_t)snprintf(buf, cap, "(");
+    for (int i = 0; i < rank && n < cap; i++)
+        n += (size_t)snprintf(buf + n, cap - n, i ? ", %llu" : "%llu", (unsigned long long)dims[i]);
+    if (n < cap) snprintf(buf + n, cap - n, rank == 1 ? ",)" : ")");
+    return buf;
+}
+
+/* true when s is well-formed UTF-8 (no overlongs, surrogates or code points past U+10FFFF). */
+static bool utf8_valid(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned c = *p, len;
+        uint32_t cp;
+        if (c < 0x80) {
+            p++;
+            continue;
+        } else if ((c & 0xE0) == 0xC0) {
+            len = 2, cp = c & 0x1F;
+        } else if ((c & 0xF0) == 0xE0) {
+            len = 3, cp = c & 0x0F;
+        } else if ((c & 0xF8) == 0xF0) {
+            len = 4, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        for (unsigned i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return false;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        static const uint32_t min_cp[5] = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_cp[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        p += len;
+    }
+    return true;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Parsing and validating a whole file held in memory.
+ */
+typedef struct {
+    const char *name; /* the JSON key (points into the cJSON tree) */
+    int dtype;        /* index into st_dtypes */
+    int rank;
+    uint64_t dims[ST_MAX_RANK];
+    uint64_t numel;
+    uint64_t begin, end; /* data_offsets, relative to the data section */
+    bool used;           /* matched by a listed tensor */
+} st_entry;
+
+typedef struct {
+    cJSON *root;
+    st_entry *entries; /* (n,) sorted by name */
+    int n;
+    const cJSON *meta;   /* the "__metadata__" object, or NULL */
+    const uint8_t *data; /* the data section */
+    size_t data_len;
+} st_file;
+
+static void st_file_free(st_file *f)
+{
+    cJSON_Delete(f->root);
+    free(f->entries);
+    memset(f, 0, sizeof *f);
+}
+
+static int cmp_entry_name(const void *a, const void *b)
+{
+    return strcmp(((const st_entry *)a)->name, ((const st_entry *)b)->name);
+}
+
+static int cmp_entry_ptr_offsets(const void *a, const void *b)
+{
+    const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    if (x->end != y->end) return x->end < y->end ? -1 : 1;
+    return 0;
+}
+
+/* A JSON number that is a non-negative integer a double holds exactly. */
+static bool json_uint(const cJSON *j, uint64_t *out)
+{
+    if (!cJSON_IsNumber(j)) return false;
+    double d = j->valuedouble;
+    if (!(d >= 0 && d <= (double)ST_MAX_INT) || d != (double)(uint64_t)d) return false;
+    *out = (uint64_t)d;
+    return true;
+}
+
+/* Fills e from the JSON object of one tensor; fn and file for messages. */
+static nd_status parse_entry(nd_ctx *ctx, const char *fn, const char *file, const cJSON *j,
+                             size_t data_len, st_entry *e)
+{
+    const char *name = e->name;
+    if (!cJSON_IsObject(j))
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" is not a JSON object", fn, file,
+                       name);
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(j, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
+    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
+    const char *missing = !dtype ? "dtype" : !shape ? "shape" : !offsets ? "data_offsets" : NULL;
+    if (missing)
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has no \"%s\"", fn, file, name,
+                       missing);
+
+    if (!cJSON_IsString(dtype))
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": dtype is not a string", fn,
+                       file, name);
+    e->dtype = dtype_find(dtype->valuestring);
+    if (e->dtype < 0)
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has unknown dtype \"%.32s\"",
+                       fn, file, name, dtype->valuestring);
+
+    if (!cJSON_IsArray(shape))
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": shape is not an array", fn,
+                       file, name);
+    e->rank = 0;
+    e->numel = 1;
+    const cJSON *d;
+    cJSON_ArrayForEach(d, shape)
+    {
+        if (e->rank == ST_MAX_RANK)
+            return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has more than %d dims", fn,
+                           file, name, ST_MAX_RANK);
+        uint64_t v;
+        if (!json_uint(d, &v))
+            return nd_fail(ctx, ND_ERR_FORMAT,
+                           "%s: %s: tensor \"%s\": shape entry %d is not a non-negative integer",
+                           fn, file, name, e->rank);
+        e->dims[e->rank++] = v;
+        /* numel * size must stay within the data section, so overflow means a bad file */
+        if (v && e->numel > ST_MAX_INT / v)
+            return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": shape is implausibly large",
+                           fn, file, name);
+        e->numel *= v;
+    }
+
+    if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
+        !json_uint(cJSON_GetArrayItem(offsets, 0), &e->begin) ||
+        !json_uint(cJSON_GetArrayItem(offsets, 1), &e->end))
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: tensor \"%s\": data_offsets is not [begin, end] of non-negative "
+                       "integers",
+                       fn, file, name);
+    if (e->begin > e->end || e->end > data_len)
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: tensor \"%s\": data_offsets [%llu, %llu] out of range of the %zu "
+                       "data bytes (truncated file?)",
+                       fn, file, name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                       data_len);
+    unsigned size = st_dtypes[e->dtype].size;
+    if (e->numel > ST_MAX_INT / size || e->end - e->begin != e->numel * size) {
+        char sb[160];
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: tensor \"%s\" has %llu data bytes, but shape %s of %s needs %llu",
+                       fn, file, name, (unsigned long long)(e->end - e->begin),
+                       dims_str(e->dims, e->rank, sb, sizeof sb), st_dtypes[e->dtype].name,
+                       (unsigned long long)(e->numel * size));
+    }
+    return ND_OK;
+}
+
+/* Parses and validates the whole file buf[0..len). On success f owns the cJSON tree. */
+static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const uint8_t *buf,
+                          size_t len, st_file *f)
+{
+    memset(f, 0, sizeof *f);
+    if (len < 8)
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: file is %zu bytes, too short for the 8-byte header length", fn,
+                       file, len);
+    uint64_t hlen = get_le64(buf);
+    if (hlen > len - 8)
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: header length %llu exceeds the %zu bytes after it (truncated or "
+                       "not a safetensors file)",
+                       fn, file, (unsigned long long)hlen, len - 8);
+    if (hlen > ST_MAX_HEADER)
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header length %llu exceeds the %llu limit", fn,
+                       file, (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
+    const char *header = (const char *)buf + 8;
+    if (hlen < 2 || header[0] != '{')
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header does not start with a JSON object",
+                       fn, file);
+
+    const char *end = NULL;
+    f->root = cJSON_ParseWithLengthOpts(header, (size_t)hlen, &end, 0);
+    if (!f->root) {
+        size_t at = end && end >= header && end <= header + hlen ? (size_t)(end - header) : 0;
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: header is not valid JSON (near byte %zu of %llu)", fn, file, at,
+                       (unsigned long long)hlen);
+    }
+    nd_status st = ND_OK;
+    for (const char *p = end; p < header + hlen; p++) {
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
+            st = nd_fail(ctx, ND_ERR_FORMAT,
+                         "%s: %s: header has bytes after its JSON object (at byte %zu)", fn, file,
+                         (size_t)(p - header));
+            goto fail;
+        }
+    }
+    if (!cJSON_IsObject(f->root)) {
+        st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header is not a JSON object", fn, file);
+        goto fail;
+    }
+
+    f->data = buf + 8 + hlen;
+    f->data_len = len - 8 - (size_t)hlen;
+    int n_items = cJSON_GetArraySize(f->root);
+    f->entries = calloc(n_items > 0 ? (size_t)n_items : 1, sizeof *f->entries);
+    if (!f->entries) {
+        st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d header entries", fn, file, n_items);
+        goto fail;
+    }
+    const cJSON *item;
+    cJSON_ArrayForEach(item, f->root)
+    {
+        const char *key = item->string ? item->string : "";
+        if (strcmp(key, "__metadata__") == 0) {
+            if (f->meta) {
+                st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" appears twice", fn,
+                             file);
+                goto fail;
+            }
+            if (cJSON_IsNull(item)) continue;
+            if (!cJSON_IsObject(item)) {
+                st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" is not an object", fn,
+                             file);
+                goto fail;
+            }
+            const cJSON *m;
+            cJSON_ArrayForEach(m, item)
+            {
+                if (!cJSON_IsString(m)) {
+                    st = nd_fail(ctx, ND_ERR_FORMAT,
+                                 "%s: %s: \"__metadata__\" value of \"%.64s\" is not a string", fn,
+                                 file, m->string ? m->string : "");
+                    goto fail;
+                }
+            }
+            f->meta = item;
+            continue;
+        }
+        st_entry *e = &f->entries[f->n++];
+        e->name = key;
+        st = parse_entry(ctx, fn, file, item, f->data_len, e);
+        if (st) goto fail;
+    }
+
+    /* names are unique */
+    qsort(f->entries, (size_t)f->n, sizeof *f->entries, cmp_entry_name);
+    for (int i = 1; i < f->n; i++) {
+        if (strcmp(f->entries[i - 1].name, f->entries[i].name) == 0) {
+            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" appears twice", fn, file,
+                         f->entries[i].name);
+            goto fail;
+        }
+    }
+
+    /* the tensors tile the data section exactly: from 0, no gaps, no overlaps, no slack */
+    if (f->n > 0) {
+        const st_entry **by_offset = malloc((size_t)f->n * sizeof *by_offset);
+        if (!by_offset) {
+            st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d tensors", fn, file, f->n);
+            goto fail;
+        }
+        for (int i = 0; i < f->n; i++) by_offset[i] = &f->entries[i];
+        qsort(by_offset, (size_t)f->n, sizeof *by_offset, cmp_entry_ptr_offsets);
+        uint64_t at = 0;
+        for (int i = 0; i < f->n && !st; i++) {
+            const st_entry *e = by_offset[i];
+            if (e->begin < at)
+                st = nd_fail(ctx, ND_ERR_FORMAT,
+                             "%s: %s: tensor \"%s\" (bytes %llu to %llu) overlaps tensor \"%s\"",
+                             fn, file, e->name, (unsigned long long)e->begin,
+                             (unsigned long long)e->end, by_offset[i - 1]->name);
+            else if (e->begin > at)
+                st = nd_fail(ctx, ND_ERR_FORMAT,
+                             "%s: %s: tensor \"%s\" starts at byte %llu, leaving a gap after byte "
+                             "%llu",
+                             fn, file, e->name, (unsigned long long)e->begin,
+                             (unsigned long long)at);
+            at = e->end;
+        }
+        free(by_offset);
+        if (st) goto fail;
+        if (at != f->data_len) {
+            st = nd_fail(ctx, ND_ERR_FORMAT,
+                         "%s: %s: the tensors cover %llu data bytes but the file has %zu", fn,
+                         file, (unsigned long long)at, f->data_len);
+            goto fail;
+        }
+    } else if (f->data_len != 0) {
+        st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: %zu data bytes but no tensors", fn, file,
+                     f->data_len);
+        goto fail;
+    }
+    return ND_OK;
+
+fail:
+    st_file_free(f);
+    return st;
+}
+
+/* Reads the whole file into a new buffer. */
+static nd_status read_file(nd_ctx *ctx, const char *fn, const char *path, uint8_t **buf,
+                           size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return nd_fail(ctx, ND_ERR_IO, "%s: %s: cannot open: %s", fn, path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(fp), &sb) != 0) {
+        int err = errno;
+        fclose(fp);
+        return nd_fail(ctx, ND_ERR_IO, "%s: %s: cannot stat: %s", fn, path, strerror(err));
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        fclose(fp);
+        return nd_fail(ctx, ND_ERR_IO, "%s: %s: not a regular file", fn, path);
+    }
+    size_t size = (size_t)sb.st_size;
+    uint8_t *b = malloc(size ? size : 1);
+    if (!b) {
+        fclose(fp);
+        return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: cannot hold its %zu bytes", fn, path, size);
+    }
+    size_t got = fread(b, 1, size, fp);
+    int err = ferror(fp) ? errno : 0;
+    fclose(fp);
+    if (got != size) {
+        free(b);
+        return nd_fail(ctx, ND_ERR_IO, "%s: %s: read %zu of %zu bytes%s%s", fn, path, got, size,
+                       err ? ": " : "", err ? strerror(err) : "");
+    }
+    *buf = b;
+    *len = size;
+    return ND_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Load.
+ */
+static nd_status check_list(nd_ctx *ctx, const char *fn, const char *file, const nd_param *params,
+                            int n)
+{
+    if (n < 0 || (n > 0 && !params))
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: bad parameter list (%d entries, %s)", fn, file,
+                       n, params ? "non-NULL" : "NULL");
+    for (int i = 0; i < n; i++) {
+        const nd_tensor *t = params[i].tensor;
+        if (!params[i].name || !params[i].name[0])
+            return nd_fail(ctx, ND_ERR_ARG, "%s: %s: parameter %d has no name", fn, file, i);
+        if (!t || !t->data || t->ndim < 0 || t->ndim > ND_MAX_DIMS)
+            return nd_fail(ctx, ND_ERR_ARG, "%s: %s: parameter \"%s\" has no tensor", fn, file,
+                           params[i].name);
+    }
+    return ND_OK;
+}
+
+static void copy_in(nd_tensor *t, const st_entry *e, const uint8_t *data)
+{
+    const uint8_t *p = data + e->begin;
+    if (e->dtype == ST_F64) {
+        for (size_t i = 0; i < t->size; i++, p += 8) {
+            uint64_t bits = get_le64(p);
+            double v;
+            memcpy(&v, &bits, sizeof v);
+            t->data[i] = (nd_real)v;
+        }
+    } else {
+        for (size_t i = 0; i < t->size; i++, p += 4) {
+            uint32_t bits = get_le32(p);
+            float v;
+            memcpy(&v, &bits, sizeof v);
+            t->data[i] = (nd_real)v;
+        }
+    }
+}
+
+static nd_status load_parsed(nd_ctx *ctx, const char *fn, const char *file, st_file *f,
+                             const nd_param *params, int n, const nd_load_opts *opts,
+                             int *n_loaded)
+{
+    nd_load_opts o = opts ? *opts : ND_LOAD_DEFAULT;
+    const st_entry **match = calloc(n > 0 ? (size_t)n : 1, sizeof *match);
+    if (!match) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d parameters", fn, file, n);
+    nd_status st = ND_OK;
+    int found = 0;
+    for (int i = 0; i < n && !st; i++) {
+        const char *name = params[i].name;
+        const nd_tensor *t = params[i].tensor;
+        st_entry key = {.name = name};
+        st_entry *e = bsearch(&key, f->entries, (size_t)f->n, sizeof *f->entries, cmp_entry_name);
+        if (!e) {
+            if (o.strict)
+                st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" is missing (strict load)",
+                             fn, file, name);
+            continue;
+        }
+        if (!st_dtypes[e->dtype].loadable) {
+            st = nd_fail(ctx, ND_ERR_FORMAT,
+                         "%s: %s: tensor \"%s\" has dtype %s; nodal loads F32 and F64 only", fn,
+                         file, name, st_dtypes[e->dtype].name);
+            break;
+        }
+        bool same = e->rank == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = e->dims[d] == (uint64_t)t->shape[d];
+        if (!same) {
+            char have[160], want[64];
+            st = nd_fail(ctx, ND_ERR_SHAPE, "%s: %s: tensor \"%s\" has shape %s, expected %s", fn,
+                         file, name, dims_str(e->dims, e->rank, have, sizeof have),
+                         nd_shape_str(t, want));
+            break;
+        }
+        e->used = true;
+        match[i] = e;
+        found++;
+    }
+    if (!st && o.reject_unused) {
+        for (int i = 0; i < f->n; i++) {
+            if (!f->entries[i].used) {
+                st = nd_fail(ctx, ND_ERR_FORMAT,
+                             "%s: %s: tensor \"%s\" is in the file but not in the list", fn, file,
+                             f->entries[i].name);
+                break;
+            }
+        }
+    }
+    /* everything checked: now, and only now, write into the tensors */
+    if (!st)
+        for (int i = 0; i < n; i++)
+            if (match[i]) copy_in(params[i].tensor, match[i], f->data);
+    free(match);
+    if (n_loaded) *n_loaded = st ? 0 : found;
+    return st;
+}
+
+nd_status nd_load_buffer(nd_ctx *ctx, const char *name, const void *buf, size_t len,
+                         const nd_param *params, int n, const nd_load_opts *opts, int *n_loaded)
+{
+    const char *fn = "nd_load";
+    if (n_loaded) *n_loaded = 0;
+    if (!name) name = "(buffer)";
+    if (!buf && len) return nd_fail(ctx, ND_ERR_ARG, "%s: %s: NULL buffer", fn, name);
+    nd_status st = check_list(ctx, fn, name, params, n);
+    if (st) return st;
+    st_file f;
+    st = st_parse(ctx, fn, name, buf ? buf : (const void *)"", len, &f);
+    if (st) return st;
+    st = load_parsed(ctx, fn, name, &f, params, n, opts, n_loaded);
+    st_file_free(&f);
+    return st;
+}
+
+nd_status nd_load_ex(nd_ctx *ctx, const char *path, const nd_param *params, int n,
+                     const nd_load_opts *opts, int *n_loaded)
+{
+    if (n_loaded) *n_loaded = 0;
+    if (!path) return nd_fail(ctx, ND_ERR_ARG, "nd_load: path is NULL");
+    nd_status st = check_list(ctx, "nd_load", path, params, n);
+    if (st) return st;
+    uint8_t *buf;
+    size_t len;
+    st = read_file(ctx, "nd_load", path, &buf, &len);
+    if (st) return st;
+    st = nd_load_buffer(ctx, path, buf, len, params, n, opts, n_loaded);
+    free(buf);
+    return st;
+}
+
+nd_status nd_load(nd_ctx *ctx, const char *path, const nd_param *params, int n)
+{
+    return nd_load_ex(ctx, path, params, n, NULL, NULL);
+}
+
+nd_status nd_load_meta(nd_ctx *ctx, const char *path, const char *key, char *out, size_t cap)
+{
+    const char *fn = "nd_load_meta";
+    if (!path || !key || !out || !cap)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: NULL path, key or output buffer", fn);
+    out[0] = '\0';
+    uint8_t *buf;
+    size_t len;
+    nd_status st = read_file(ctx, fn, path, &buf, &len);
+    if (st) return st;
+    st_file f;
+    st = st_parse(ctx, fn, path, buf, len, &f);
+    if (!st) {
+        const cJSON *v = f.meta ? cJSON_GetObjectItemCaseSensitive(f.meta, key) : NULL;
+        if (!v)
+            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: no metadata key \"%s\"", fn, path, key);
+        else if (strlen(v->valuestring) >= cap)
+            st = nd_fail(ctx, ND_ERR_ARG, "%s: %s: metadata \"%s\" has %zu bytes, buffer holds %zu",
+                         fn, path, key, strlen(v->valuestring), cap - 1);
+        else
+            strcpy(out, v->valuestring);
+        st_file_free(&f);
+    }
+    free(buf);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Save.
+ */
+static int cmp_param_ptr_name(const void *a, const void *b)
+{
+    return strcmp((*(const nd_param *const *)a)->name, (*(const nd_param *const *)b)->name);
+}
+
+/* The JSON header for the sorted list, padded with spaces to a multiple of 8. */
+static char *build_header(const nd_param *const *sorted, int n, const nd_save_opts *o,
+                          int dtype, size_t *hlen)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root) return NULL;
+    bool ok = true;
+    if (o->n_meta > 0) {
+        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+        for (int i = 0; ok && i < o->n_meta; i++)
+            ok = meta && cJSON_AddStringToObject(meta, o->meta[i].key, o->meta[i].value);
+    }
+    uint64_t at = 0;
+    for (int i = 0; ok && i < n; i++) {
+        const nd_tensor *t = sorted[i]->tensor;
+        cJSON *e = cJSON_AddObjectToObject(root, sorted[i]->name);
+        cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
+        cJSON *offsets = NULL;
+        ok = e && cJSON_AddStringToObject(e, "dtype", st_dtypes[dtype].name) && shape;
+        for (int d = 0; ok && d < t->ndim; d++) {
+            cJSON *v = cJSON_CreateNumber(t->shape[d]);
+            ok = v && cJSON_AddItemToArray(shape, v);
+        }
+        uint64_t bytes = (uint64_t)t->size * st_dtypes[dtype].size;
+        if (ok) offsets = cJSON_AddArrayToObject(e, "data_offsets");
+        cJSON *b = offsets ? cJSON_CreateNumber((double)at) : NULL;
+        ok = b && cJSON_AddItemToArray(offsets, b);
+        cJSON *en = ok ? cJSON_CreateNumber((double)(at + bytes)) : NULL;
+        ok = en && cJSON_AddItemToArray(offsets, en);
+        at += bytes;
+    }
+    char *json = ok ? cJSON_PrintUnformatted(root) : NULL;
+    cJSON_Delete(root);
+    if (!json) return NULL;
+    size_t len = strlen(json), padded = (len + 7) / 8 * 8;
+    char *out = realloc(json, padded + 1);
+    if (!out) {
+        cJSON_free(json); /* cJSON allocates with malloc unless hooks are installed */
+        return NULL;
+    }
+    memset(out + len, ' ', padded - len);
+    out[padded] = '\0';
+    *hlen = padded;
+    return out;
+}
+
+static bool write_data(FILE *fp, const nd_tensor *t, int dtype)
+{
+    uint8_t buf[ST_CHUNK * 8];
+    for (size_t i = 0; i < t->size;) {
+        size_t m = t->size - i < ST_CHUNK ? t->size - i : ST_CHUNK, nbytes;
+        if (dtype == ST_F64) {
+            for (size_t k = 0; k < m; k++) {
+                double v = (double)t->data[i + k];
+                uint64_t bits;
+                memcpy(&bits, &v, sizeof bits);
+                put_le64(buf + 8 * k, bits);
+            }
+            nbytes = 8 * m;
+        } else {
+            for (size_t k = 0; k < m; k++) {
+                float v = (float)t->data[i + k];
+                uint32_t bits;
+                memcpy(&bits, &v, sizeof bits);
+                put_le32(buf + 4 * k, bits);
+            }
+            nbytes = 4 * m;
+        }
+        if (fwrite(buf, 1, nbytes, fp) != nbytes) return false;
+        i += m;
+    }
+    return true;
+}
+
+/* Creates a new temporary file beside path (O_EXCL, so never someone else's). */
+static int open_temp(const char *path, char *tmp, size_t cap)
+{
+    static unsigned counter;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        unsigned c = __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED);
+        int w = snprintf(tmp, cap, "%s.tmp.%ld.%u", path, (long)getpid(), c);
+        if (w < 0 || (size_t)w >= cap) {
+            errno = ENAMETOOLONG;
+            return -1;
+        }
+        int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST) return fd;
+    }
+    return -1;
+}
+
+/* fsync the directory holding path, so the rename itself is durable. Best effort. */
+static void sync_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[PATH_MAX];
+    if (!slash) {
+        strcpy(dir, ".");
+    } else {
+        size_t n = slash == path ? 1 : (size_t)(slash - path);
+        if (n >= sizeof dir) return;
+        memcpy(dir, path, n);
+        dir[n] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+nd_status nd_save_ex(nd_ctx *ctx, const char *path, const nd_param *params, int n,
+                     const nd_save_opts *opts)
+{
+    const char *fn = "nd_save";
+    if (!path || !path[0]) return nd_fail(ctx, ND_ERR_ARG, "%s: empty path", fn);
+    nd_save_opts o = opts ? *opts : ND_SAVE_DEFAULT;
+    int dtype = o.dtype == ND_DTYPE_F32   ? ST_F32
+                : o.dtype == ND_DTYPE_F64 ? ST_F64
+                : sizeof(nd_real) == 4    ? ST_F32
+                                          : ST_F64;
+    if (o.dtype != ND_DTYPE_NATIVE && o.dtype != ND_DTYPE_F32 && o.dtype != ND_DTYPE_F64)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: unknown dtype %d", fn, path, (int)o.dtype);
+    nd_status st = check_list(ctx, fn, path, params, n);
+    if (st) return st;
+    if (o.n_meta < 0 || (o.n_meta > 0 && !o.meta))
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: bad metadata list", fn, path);
+    for (int i = 0; i < o.n_meta; i++) {
+        const char *k = o.meta[i].key, *v = o.meta[i].value;
+        if (!k || !v || !utf8_valid(k) || !utf8_valid(v))
+            return nd_fail(ctx, ND_ERR_ARG, "%s: %s: metadata entry %d is NULL or not UTF-8", fn,
+                           path, i);
+        for (int j = 0; j < i; j++)
+            if (strcmp(o.meta[j].key, k) == 0)
+                return nd_fail(ctx, ND_ERR_ARG, "%s: %s: metadata key \"%s\" appears twice", fn,
+                               path, k);
+    }
+    uint64_t total = 0;
+    for (int i = 0; i < n; i++) {
+        const char *name = params[i].name;
+        if (!utf8_valid(name) || strcmp(name, "__metadata__") == 0)
+            return nd_fail(ctx, ND_ERR_ARG, "%s: %s: parameter name \"%s\" is not allowed%s", fn,
+                           path, name, utf8_valid(name) ? " (reserved)" : " (not UTF-8)");
+        total += (uint64_t)params[i].tensor->size * st_dtypes[dtype].size;
+    }
+    if (total >= ST_MAX_INT)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: %llu data bytes is too large", fn, path,
+                       (unsigned long long)total);
+
+    const nd_param **sorted = malloc((n > 0 ? (size_t)n : 1) * sizeof *sorted);
+    if (!sorted) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d parameters", fn, path, n);
+    for (int i = 0; i < n; i++) sorted[i] = &params[i];
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_param_ptr_name);
+    for (int i = 1; i < n; i++) {
+        if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
+            st = nd_fail(ctx, ND_ERR_ARG, "%s: %s: parameter name \"%s\" appears twice", fn, path,
+                         sorted[i]->name);
+            free(sorted);
+            return st;
+        }
+    }
+    size_t hlen = 0;
+    char *header = build_header(sorted, n, &o, dtype, &hlen);
+    if (!header) {
+        free(sorted);
+        return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: cannot build the JSON header", fn, path);
+    }
+
+    char tmp[PATH_MAX + 64];
+    int fd = open_temp(path, tmp, sizeof tmp);
+    if (fd < 0) {
+        st = nd_fail(ctx, ND_ERR_IO, "%s: %s: cannot create a temporary file beside it: %s", fn,
+                     path, strerror(errno));
+        free(header);
+        free(sorted);
+        return st;
+    }
+    /* write, flush, fsync, close, rename: the first step that fails names the error */
+    const char *failed = NULL;
+    int err = 0;
+    uint8_t len8[8];
+    put_le64(len8, hlen);
+    FILE *fp = fdopen(fd, "wb");
+    if (!fp) {
+        failed = "fdopen", err = errno;
+        close(fd);
+    } else {
+        if (fwrite(len8, 1, 8, fp) != 8 || fwrite(header, 1, hlen, fp) != hlen)
+            failed = "write", err = errno;
+        for (int i = 0; !failed && i < n; i++)
+            if (!write_data(fp, sorted[i]->tensor, dtype)) failed = "write", err = errno;
+        if (!failed && fflush(fp) != 0) failed = "flush", err = errno;
+        if (!failed && fsync(fileno(fp)) != 0) failed = "fsync", err = errno;
+        if (fclose(fp) != 0 && !failed) failed = "close", err = errno;
+    }
+    if (!failed && rename(tmp, path) != 0) failed = "rename", err = errno;
+    free(header);
+    free(sorted);
+    if (failed) {
+        unlink(tmp);
+        return nd_fail(ctx, ND_ERR_IO, "%s: %s: %s failed: %s (any existing file is untouched)",
+                       fn, path, failed, strerror(err));
+    }
+    sync_dir(path);
+    return ND_OK;
+}
+
+nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n)
+{
+    return nd_save_ex(ctx, path, params, n, NULL);
+}
