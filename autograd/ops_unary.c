@@ -56,7 +56,9 @@ void MUL_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p)
 {
     UNARY_BEGIN("nd_pow_scalar")
-    if (p == 2)
+    if (p == 1) /* exactly pow(x, 1), without libm's general pow (the backward of x^2 asks it) */
+        for (size_t i = 0; i < n; i++) y[i] = xd[i];
+    else if (p == 2)
         for (size_t i = 0; i < n; i++) y[i] = xd[i] * xd[i];
     else if (p == 3)
         for (size_t i = 0; i < n; i++) y[i] = xd[i] * xd[i] * xd[i];

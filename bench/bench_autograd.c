@@ -1,0 +1,523 @@
+/* SPDX-License-Identifier: MIT
+ * bench/bench_autograd.c: what the autograd engine costs around the arithmetic. Prints one JSON
+ * object per line on stdout (progress on stderr):
+ *   mlp_step (threads 1 and 2)  one SGD step of an MLP 64-512-512-64 (tanh, batch 256, MSE) vs
+ *                               the bare GEMM calls that step makes; goal ratio <= 1.15
+ *   tiny_graph                  MLP 2-50-2 at batch 20: nanoseconds per recorded op; goal < 1000
+ *   steady_state_memory         10,000 reset cycles: mallocs after warm-up (goal 0), flat RSS
+ *
+ * How it measures, so the numbers can be trusted:
+ * - The GEMM baseline is not a guess at what the library calls: this program interposes
+ *   cblas_dgemm / cblas_sgemm (the library calls them through the dynamic linker), records the
+ *   exact calls of one training step (transposes, M, N, K, leading dims, alpha, beta), and replays
+ *   them with the same cblas function on buffers of the same sizes.
+ * - malloc, calloc, realloc, aligned_alloc, posix_memalign and memalign are interposed too and
+ *   forwarded to glibc's __libc_* functions; they are counted only while a flag is set.
+ * - OpenBLAS threads are set with openblas_set_num_threads() (1, then 2 for the second mlp_step
+ *   line; every other case runs on 1 thread), which overrides OPENBLAS_NUM_THREADS.
+ * Usage: bench_autograd [--steps N] [--case NAME]   (N: timed steps of mlp_step, default 40;
+ *        NAME: run only that case: mlp_step, tiny_graph or steady_state_memory)
+ * Needs OpenBLAS and glibc; not built under sanitizers (they interpose malloc themselves).
+ */
+#define _GNU_SOURCE
+#include <cblas.h>
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nodal.h"
+
+/* --------------------------------------------------------------------------------------------- */
+/* malloc interposition: counts calls while counting is on                                      */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+static atomic_bool g_count_allocs;
+static atomic_long g_allocs;
+
+static inline void note_alloc(void)
+{
+    if (atomic_load_explicit(&g_count_allocs, memory_order_relaxed))
+        atomic_fetch_add_explicit(&g_allocs, 1, memory_order_relaxed);
+}
+
+void *malloc(size_t n)
+{
+    note_alloc();
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    note_alloc();
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    note_alloc();
+    return __libc_realloc(p, n);
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+    note_alloc();
+    return __libc_memalign(align, n);
+}
+
+void *memalign(size_t align, size_t n)
+{
+    note_alloc();
+    return __libc_memalign(align, n);
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    note_alloc();
+    if (align < sizeof(void *) || (align & (align - 1))) return 22; /* EINVAL */
+    void *p = __libc_memalign(align, n);
+    if (!p && n) return 12; /* ENOMEM */
+    *out = p;
+    return 0;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* GEMM interposition: records the calls of one step, forwards every call to OpenBLAS            */
+
+typedef struct {
+    enum CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, lda, ldb, ldc;
+    nd_real alpha, beta;
+} gemm_call;
+
+#define MAX_CALLS 64
+static gemm_call g_calls[MAX_CALLS];
+static int g_n_calls;
+static bool g_record_gemm;
+
+#ifdef ND_REAL_FLOAT
+#define GEMM_NAME "cblas_sgemm"
+#define GEMM_WRAP cblas_sgemm
+#else
+#define GEMM_NAME "cblas_dgemm"
+#define GEMM_WRAP cblas_dgemm
+#endif
+
+typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint,
+                        blasint, blasint, nd_real, const nd_real *, blasint, const nd_real *,
+                        blasint, nd_real, nd_real *, blasint);
+static gemm_fn real_gemm;
+static double g_gemm_ns; /* time spent inside GEMM calls, summed while g_time_gemm is set */
+static bool g_time_gemm;
+
+static double now_ns(void);
+
+static gemm_fn get_real_gemm(void)
+{
+    if (!real_gemm) real_gemm = (gemm_fn)dlsym(RTLD_NEXT, GEMM_NAME);
+    if (!real_gemm) {
+        fprintf(stderr, "bench_autograd: cannot find %s: %s\n", GEMM_NAME, dlerror());
+        exit(1);
+    }
+    return real_gemm;
+}
+
+void GEMM_WRAP(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
+               const enum CBLAS_TRANSPOSE tb, const blasint M, const blasint N, const blasint K,
+               const nd_real alpha, const nd_real *A, const blasint lda, const nd_real *B,
+               const blasint ldb, const nd_real beta, nd_real *C, const blasint ldc)
+{
+    if (g_record_gemm && g_n_calls < MAX_CALLS) {
+        if (order != CblasRowMajor) {
+            fprintf(stderr, "bench_autograd: unexpected column-major GEMM\n");
+            exit(1);
+        }
+        g_calls[g_n_calls++] = (gemm_call){ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
+    }
+    double t0 = g_time_gemm ? now_ns() : 0;
+    get_real_gemm()(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (g_time_gemm) g_gemm_ns += now_ns() - t0;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* helpers                                                                                        */
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static long rss_bytes(void)
+{
+    long pages_total = 0, pages_resident = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return -1;
+    if (fscanf(f, "%ld %ld", &pages_total, &pages_resident) != 2) pages_resident = -1;
+    fclose(f);
+    return pages_resident < 0 ? -1 : pages_resident * sysconf(_SC_PAGESIZE);
+}
+
+static void die(nd_ctx *ctx, const char *what)
+{
+    fprintf(stderr, "bench_autograd: %s: %s (%s)\n", what, nd_ctx_errmsg(ctx),
+            nd_status_str(nd_ctx_error(ctx)));
+    exit(1);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* the model: an MLP with tanh between layers, MSE loss, plain SGD                                */
+
+#define MAX_LAYERS 4
+
+typedef struct {
+    int n_layers;
+    int dims[MAX_LAYERS + 1];
+    int batch;
+    nd_tensor *w[MAX_LAYERS];           /* (dims[l], dims[l+1]) persistent, requires grad */
+    nd_tensor *b[MAX_LAYERS];           /* (dims[l+1],) persistent, requires grad */
+    nd_tensor *params[2 * MAX_LAYERS];  /* w0, b0, w1, b1, ... */
+    nd_tensor *x;                       /* (batch, dims[0]) persistent input */
+    nd_tensor *y;                       /* (batch, dims[n_layers]) persistent target */
+} mlp;
+
+static void mlp_create(nd_ctx *ctx, mlp *m, int n_layers, const int *dims, int batch,
+                       uint64_t seed)
+{
+    memset(m, 0, sizeof *m);
+    m->n_layers = n_layers;
+    m->batch = batch;
+    memcpy(m->dims, dims, (size_t)(n_layers + 1) * sizeof *dims);
+    nd_rng rng = nd_rng_seed(seed);
+    for (int l = 0; l < n_layers; l++) {
+        double bound = 1.0 / __builtin_sqrt((double)dims[l]); /* PyTorch's Linear init range */
+        m->w[l] = nd_tensor_create(ctx, 2, (int[]){dims[l], dims[l + 1]}, true);
+        m->b[l] = nd_tensor_create(ctx, 1, (int[]){dims[l + 1]}, true);
+        if (!m->w[l] || !m->b[l]) die(ctx, "mlp_create");
+        nd_fill_uniform(m->w[l], &rng, -bound, bound);
+        nd_fill_uniform(m->b[l], &rng, -bound, bound);
+        m->params[2 * l] = m->w[l];
+        m->params[2 * l + 1] = m->b[l];
+    }
+    m->x = nd_tensor_create(ctx, 2, (int[]){batch, dims[0]}, false);
+    m->y = nd_tensor_create(ctx, 2, (int[]){batch, dims[n_layers]}, false);
+    if (!m->x || !m->y) die(ctx, "mlp_create");
+    nd_fill_uniform(m->x, &rng, -1, 1);
+    nd_fill_uniform(m->y, &rng, -1, 1);
+}
+
+static void mlp_destroy(mlp *m)
+{
+    for (int i = 0; i < 2 * m->n_layers; i++) nd_tensor_destroy(m->params[i]);
+    nd_tensor_destroy(m->x);
+    nd_tensor_destroy(m->y);
+}
+
+/* loss = mean((mlp(x) - y)^2), a scalar; NULL with the ctx error on failure */
+static nd_tensor *mlp_loss(nd_ctx *ctx, const mlp *m)
+{
+    nd_tensor *h = m->x; /* (B, dims[l]) */
+    for (int l = 0; l < m->n_layers; l++) {
+        nd_tensor *z = nd_add(ctx, nd_matmul(ctx, h, m->w[l]), m->b[l]); /* (B, dims[l+1]) */
+        h = l < m->n_layers - 1 ? nd_tanh(ctx, z) : z;
+    }
+    nd_tensor *d = nd_sub(ctx, h, m->y);                  /* (B, D_out) */
+    return nd_mean(ctx, nd_pow_scalar(ctx, d, 2));        /* scalar */
+}
+
+/* p -= lr * dp, and dp = 0 for the next step (nd_zero_grad's work, fused into the same pass) */
+static void sgd_update(const mlp *m, nd_real lr)
+{
+    for (int i = 0; i < 2 * m->n_layers; i++) {
+        nd_real *p = m->params[i]->data;  /* (size,) */
+        nd_real *dp = m->params[i]->grad; /* (size,) */
+        for (size_t k = 0; k < m->params[i]->size; k++) {
+            p[k] -= lr * dp[k];
+            dp[k] = 0;
+        }
+    }
+}
+
+/* One training step; fills the times of its parts in ns when t is not NULL. */
+static void train_step(nd_ctx *ctx, const mlp *m, double t[3])
+{
+    double t0 = now_ns();
+    nd_tensor *loss = mlp_loss(ctx, m);
+    if (!loss) die(ctx, "forward");
+    double t1 = now_ns();
+    if (nd_backward(ctx, loss) != ND_OK) die(ctx, "nd_backward");
+    double t2 = now_ns();
+    sgd_update(m, (nd_real)1e-3);
+    nd_ctx_reset(ctx);
+    double t3 = now_ns();
+    if (t) t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* mlp_step                                                                                       */
+
+/* Buffers for one recorded call: A, B, C sized from the call's shapes and leading dims. */
+typedef struct {
+    nd_real *a, *b, *c;
+} gemm_bufs;
+
+static void bench_mlp_step(int threads, int n_steps)
+{
+    openblas_set_num_threads(threads);
+    const int dims[] = {64, 512, 512, 64};
+    const int batch = 256;
+    nd_ctx *ctx = nd_ctx_create(0);
+    if (!ctx) exit(1);
+    mlp m;
+    mlp_create(ctx, &m, 3, dims, batch, 1);
+
+    for (int i = 0; i < 3; i++) train_step(ctx, &m, NULL); /* warm-up: arena, caches, threads */
+    g_n_calls = 0;
+    g_record_gemm = true;
+    train_step(ctx, &m, NULL);
+    g_record_gemm = false;
+    int n_calls = g_n_calls;
+    double flops = 0;
+    for (int i = 0; i < n_calls; i++) flops += 2.0 * g_calls[i].M * g_calls[i].N * g_calls[i].K;
+
+    /* the same calls on buffers of the same sizes */
+    gemm_bufs bufs[MAX_CALLS];
+    nd_rng rng = nd_rng_seed(2);
+    for (int i = 0; i < n_calls; i++) {
+        const gemm_call *c = &g_calls[i];
+        size_t rows_a = c->ta == CblasTrans ? (size_t)c->K : (size_t)c->M;
+        size_t rows_b = c->tb == CblasTrans ? (size_t)c->N : (size_t)c->K;
+        size_t na = rows_a * (size_t)c->lda, nb = rows_b * (size_t)c->ldb;
+        size_t nc = (size_t)c->M * (size_t)c->ldc;
+        bufs[i].a = aligned_alloc(64, (na * sizeof(nd_real) + 63) / 64 * 64);
+        bufs[i].b = aligned_alloc(64, (nb * sizeof(nd_real) + 63) / 64 * 64);
+        bufs[i].c = aligned_alloc(64, (nc * sizeof(nd_real) + 63) / 64 * 64);
+        if (!bufs[i].a || !bufs[i].b || !bufs[i].c) exit(1);
+        for (size_t k = 0; k < na; k++) bufs[i].a[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
+        for (size_t k = 0; k < nb; k++) bufs[i].b[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
+        memset(bufs[i].c, 0, nc * sizeof(nd_real));
+    }
+
+    /* Steps and GEMM rounds alternate, so a load from elsewhere on the machine slows both alike;
+     * the ratio reported is the median of the per-pair ratios. */
+    double *step = malloc(sizeof(double) * (size_t)n_steps * 7);
+    if (!step) exit(1);
+    double *fwd = step + n_steps, *bwd = fwd + n_steps, *upd = bwd + n_steps;
+    double *gemm = upd + n_steps, *ratio = gemm + n_steps, *inside = ratio + n_steps;
+    gemm_fn g = get_real_gemm();
+    for (int s = -3; s < n_steps; s++) { /* 3 warm-up pairs */
+        double t[3];
+        g_gemm_ns = 0;
+        g_time_gemm = true;
+        train_step(ctx, &m, t);
+        g_time_gemm = false;
+        double t0 = now_ns();
+        for (int i = 0; i < n_calls; i++) {
+            const gemm_call *c = &g_calls[i];
+            g(CblasRowMajor, c->ta, c->tb, c->M, c->N, c->K, c->alpha, bufs[i].a, c->lda,
+              bufs[i].b, c->ldb, c->beta, bufs[i].c, c->ldc);
+        }
+        double tg = now_ns() - t0;
+        if (s < 0) continue;
+        fwd[s] = t[0], bwd[s] = t[1], upd[s] = t[2];
+        step[s] = t[0] + t[1] + t[2];
+        gemm[s] = tg;
+        ratio[s] = step[s] / tg;
+        inside[s] = g_gemm_ns;
+    }
+    for (int i = 0; i < n_calls; i++) free(bufs[i].a), free(bufs[i].b), free(bufs[i].c);
+
+    double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
+    printf("{\"case\":\"mlp_step\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,"
+           "\"dims\":[64,512,512,64],\"steps\":%d,\"step_ms\":%.3f,\"forward_ms\":%.3f,"
+           "\"backward_ms\":%.3f,\"update_ms\":%.3f,\"gemm_ms\":%.3f,\"gemm_calls\":%d,"
+           "\"gemm_gflops\":%.1f,\"gemm_inside_step_ms\":%.3f,\"ratio\":%.3f,"
+           "\"goal_ratio\":1.15}\n",
+           ND_REAL_NAME, threads, batch, n_steps, step_ms, median(fwd, n_steps) / 1e6,
+           median(bwd, n_steps) / 1e6, median(upd, n_steps) / 1e6, gemm_ms, n_calls,
+           flops / (gemm_ms * 1e6), median(inside, n_steps) / 1e6, median(ratio, n_steps));
+    fflush(stdout);
+    free(step);
+    mlp_destroy(&m);
+    nd_ctx_destroy(ctx);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* tiny_graph                                                                                     */
+
+/* Counts the op nodes reachable from roots that are not in `skip` (n_skip entries); adds every
+ * node it meets to seen (capacity cap). Explicit stack: no recursion. */
+#define MAX_NODES 4096
+static int count_ops(nd_tensor **roots, int n_roots, nd_tensor **seen, int *n_seen)
+{
+    nd_tensor *stack[MAX_NODES];
+    int sp = 0, count = 0;
+    for (int r = 0; r < n_roots; r++) stack[sp++] = roots[r];
+    while (sp > 0) {
+        nd_tensor *t = stack[--sp];
+        bool known = false;
+        for (int i = 0; i < *n_seen && !known; i++) known = seen[i] == t;
+        if (known || *n_seen == MAX_NODES) continue;
+        seen[(*n_seen)++] = t;
+        if (t->op == ND_OP_NONE) continue;
+        count++;
+        for (int i = 0; i < t->n_src && sp < MAX_NODES; i++) stack[sp++] = t->src[i];
+    }
+    return count;
+}
+
+static void bench_tiny_graph(void)
+{
+    openblas_set_num_threads(1);
+    const int dims[] = {2, 50, 2};
+    nd_ctx *ctx = nd_ctx_create(0);
+    if (!ctx) exit(1);
+    mlp m;
+    mlp_create(ctx, &m, 2, dims, 20, 3);
+
+    /* Ops in one step. Forward: op nodes of the loss's graph. Backward: the same backward rules
+     * run once under create_graph with a seed that requires grad, so every op they call is
+     * recorded, and the new op nodes are counted; the timed backward runs the same calls
+     * without recording. */
+    static nd_tensor *seen[MAX_NODES];
+    int n_seen = 0;
+    nd_tensor *loss = mlp_loss(ctx, &m);
+    if (!loss) die(ctx, "forward");
+    int fwd_ops = count_ops(&loss, 1, seen, &n_seen);
+    nd_tensor *seed = nd_ones_like(ctx, loss);
+    if (!seed) die(ctx, "seed");
+    seed->requires_grad = true;
+    nd_tensor *grads[2 * MAX_LAYERS];
+    if (nd_grad(ctx, &loss, &seed, 1, m.params, 2 * m.n_layers, grads, true) != ND_OK)
+        die(ctx, "nd_grad");
+    int bwd_ops = count_ops(grads, 2 * m.n_layers, seen, &n_seen);
+    nd_ctx_reset(ctx);
+
+    const int block = 2000, n_blocks = 21;
+    double per_step[21];
+    for (int s = 0; s < 2000; s++) { /* warm-up */
+        loss = mlp_loss(ctx, &m);
+        if (!loss || nd_backward(ctx, loss) != ND_OK) die(ctx, "tiny step");
+        nd_zero_grad(m.params, 2 * m.n_layers);
+        nd_ctx_reset(ctx);
+    }
+    for (int k = 0; k < n_blocks; k++) {
+        double t0 = now_ns();
+        for (int s = 0; s < block; s++) {
+            loss = mlp_loss(ctx, &m);
+            if (!loss || nd_backward(ctx, loss) != ND_OK) die(ctx, "tiny step");
+            nd_zero_grad(m.params, 2 * m.n_layers);
+            nd_ctx_reset(ctx);
+        }
+        per_step[k] = (now_ns() - t0) / block;
+    }
+    double step_ns = median(per_step, n_blocks);
+    printf("{\"case\":\"tiny_graph\",\"real\":\"%s\",\"batch\":20,\"dims\":[2,50,2],"
+           "\"forward_ops\":%d,\"backward_ops\":%d,\"step_us\":%.3f,\"ns_per_op\":%.1f,"
+           "\"goal_ns_per_op\":1000}\n",
+           ND_REAL_NAME, fwd_ops, bwd_ops, step_ns / 1e3, step_ns / (fwd_ops + bwd_ops));
+    fflush(stdout);
+    mlp_destroy(&m);
+    nd_ctx_destroy(ctx);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* steady_state_memory                                                                            */
+
+static void bench_steady_state(void)
+{
+    openblas_set_num_threads(1);
+    /* a step of about 1 MB of arena, so it spans more than one of the ctx's default 1 MiB chunks */
+    const int dims[] = {16, 128, 128, 16};
+    const int cycles = 10000, warmup = 100;
+    nd_ctx *ctx = nd_ctx_create(0);
+    if (!ctx) exit(1);
+    mlp m;
+    mlp_create(ctx, &m, 3, dims, 64, 4);
+    long rss_warm = 0;
+    size_t cap_warm = 0, used = 0;
+    double t0 = 0;
+    for (int c = 1; c <= cycles; c++) {
+        nd_tensor *loss = mlp_loss(ctx, &m);
+        if (!loss) die(ctx, "forward");
+        if (nd_backward(ctx, loss) != ND_OK) die(ctx, "nd_backward");
+        used = nd_ctx_used(ctx);
+        sgd_update(&m, (nd_real)1e-3);
+        nd_ctx_reset(ctx);
+        if (c == warmup) {
+            rss_warm = rss_bytes();
+            cap_warm = nd_ctx_capacity(ctx);
+            t0 = now_ns();
+            atomic_store(&g_allocs, 0);
+            atomic_store(&g_count_allocs, true);
+        }
+    }
+    atomic_store(&g_count_allocs, false);
+    double secs = (now_ns() - t0) / 1e9;
+    long rss_end = rss_bytes();
+    printf("{\"case\":\"steady_state_memory\",\"real\":\"%s\",\"dims\":[16,128,128,16],"
+           "\"batch\":64,\"cycles\":%d,\"warmup_cycles\":%d,\"mallocs_after_warmup\":%ld,"
+           "\"rss_kib_at_100\":%ld,\"rss_kib_at_10000\":%ld,\"arena_bytes_used_per_step\":%zu,"
+           "\"arena_capacity_at_100\":%zu,\"arena_capacity_at_10000\":%zu,\"seconds\":%.2f,"
+           "\"goal_mallocs\":0}\n",
+           ND_REAL_NAME, cycles, warmup, atomic_load(&g_allocs), rss_warm / 1024, rss_end / 1024,
+           used, cap_warm, nd_ctx_capacity(ctx), secs);
+    fflush(stdout);
+    mlp_destroy(&m);
+    nd_ctx_destroy(ctx);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    int n_steps = 40;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
+            n_steps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--case") && i + 1 < argc) {
+            only = argv[++i];
+        } else {
+            fprintf(stderr, "usage: %s [--steps N] [--case NAME]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (n_steps < 1) n_steps = 1;
+    fprintf(stderr, "bench_autograd: nd_real = %s, %s\n", ND_REAL_NAME, OPENBLAS_VERSION);
+    if (!only || !strcmp(only, "mlp_step")) {
+        fprintf(stderr, "mlp_step, 1 thread...\n");
+        bench_mlp_step(1, n_steps);
+        fprintf(stderr, "mlp_step, 2 threads...\n");
+        bench_mlp_step(2, n_steps);
+    }
+    if (!only || !strcmp(only, "tiny_graph")) {
+        fprintf(stderr, "tiny_graph...\n");
+        bench_tiny_graph();
+    }
+    if (!only || !strcmp(only, "steady_state_memory")) {
+        fprintf(stderr, "steady_state_memory...\n");
+        bench_steady_state();
+    }
+    return 0;
+}
