@@ -23,5 +23,6 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "nn/io.h"
+#include "nn/nn.h"
 
 #endif

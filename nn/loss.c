@@ -1,0 +1,78 @@
+/* SPDX-License-Identifier: MIT
+ * nn/loss.c: MSE, L1 and cross-entropy from logits (a stable log-softmax, then the negative
+ * log-likelihood picked by a constant one-hot mask), with mean or sum reduction; and accuracy.
+ */
+#include "nn/nn.h"
+
+static nd_tensor *reduce(nd_ctx *ctx, nd_tensor *x, nd_reduction r)
+{
+    return r == ND_REDUCE_SUM ? nd_sum(ctx, x) : nd_mean(ctx, x);
+}
+
+static bool check_pair(nd_ctx *ctx, const char *fn, const nd_tensor *pred, const nd_tensor *target,
+                       nd_reduction r)
+{
+    char sp[64], st[64];
+    if (r != ND_REDUCE_MEAN && r != ND_REDUCE_SUM) {
+        nd_fail(ctx, ND_ERR_ARG, "%s: unknown reduction %d", fn, (int)r);
+        return false;
+    }
+    if (!nd_same_shape(pred, target)) {
+        nd_fail(ctx, ND_ERR_SHAPE, "%s: prediction %s and target %s differ in shape", fn,
+                nd_shape_str(pred, sp), nd_shape_str(target, st));
+        return false;
+    }
+    return true;
+}
+
+nd_tensor *nd_mse_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r)
+{
+    if (!pred || !target || !check_pair(ctx, "nd_mse_loss", pred, target, r)) return NULL;
+    return reduce(ctx, nd_pow_scalar(ctx, nd_sub(ctx, pred, target), 2), r);
+}
+
+nd_tensor *nd_l1_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r)
+{
+    if (!pred || !target || !check_pair(ctx, "nd_l1_loss", pred, target, r)) return NULL;
+    return reduce(ctx, nd_abs(ctx, nd_sub(ctx, pred, target)), r);
+}
+
+nd_tensor *nd_cross_entropy(nd_ctx *ctx, nd_tensor *logits, const int *labels, nd_reduction r)
+{
+    if (!logits) return NULL;
+    char sl[64];
+    if (logits->ndim != 2 || logits->shape[0] < 1 || logits->shape[1] < 1)
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_cross_entropy: logits %s are not (N, K)",
+                            nd_shape_str(logits, sl));
+    if (!labels || (r != ND_REDUCE_MEAN && r != ND_REDUCE_SUM))
+        return nd_fail_null(ctx, ND_ERR_ARG, "nd_cross_entropy: labels NULL or reduction %d",
+                            (int)r);
+    int N = logits->shape[0], K = logits->shape[1];
+    nd_tensor *onehot = nd_zeros(ctx, 2, logits->shape); /* (N, K) constant */
+    if (!onehot) return NULL;
+    for (int i = 0; i < N; i++) {
+        if (labels[i] < 0 || labels[i] >= K)
+            return nd_fail_null(ctx, ND_ERR_ARG,
+                                "nd_cross_entropy: label %d of sample %d is outside [0, %d) for "
+                                "logits %s", labels[i], i, K, nd_shape_str(logits, sl));
+        onehot->data[(size_t)i * K + labels[i]] = 1;
+    }
+    nd_tensor *nll = nd_neg(ctx, nd_mul(ctx, nd_log_softmax(ctx, logits, 1), onehot));
+    nd_tensor *total = nd_sum(ctx, nll);
+    return r == ND_REDUCE_SUM ? total : nd_mul_scalar(ctx, total, (nd_real)(1.0 / N));
+}
+
+double nd_accuracy(const nd_tensor *logits, const int *labels)
+{
+    if (!logits || !labels || logits->ndim != 2 || logits->shape[0] < 1 || logits->shape[1] < 1)
+        return -1;
+    int N = logits->shape[0], K = logits->shape[1], right = 0;
+    for (int i = 0; i < N; i++) {
+        const nd_real *row = logits->data + (size_t)i * K; /* (K,) */
+        int best = 0;
+        for (int k = 1; k < K; k++)
+            if (row[k] > row[best]) best = k;
+        right += best == labels[i];
+    }
+    return (double)right / N;
+}

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT
+ * nn/nn.h: modules (layers), losses, optimizers, initialisation and LR schedules.
+ *
+ * A module is an nd_module header plus the kind's own fields, with a forward that composes
+ * autograd ops (there is no hand-written layer backward). Modules own their parameters
+ * (persistent tensors) and buffers, and list them by name in PyTorch's state_dict order and
+ * naming ("0.weight", "2.bias"), so optimizers take one flat list and checkpoints interoperate.
+ *
+ * A user's own module (an ODE block, say) plugs in the same way as the built-ins:
+ *
+ *   typedef struct { nd_module base; nd_module *func; } ode_block;      // base first
+ *   static nd_tensor *ode_block_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x) { ... }
+ *
+ *   ode_block *b = (ode_block *)nd_module_create(ctx, "ODEBlock", ode_block_forward, sizeof *b);
+ *   b->func = nd_mlp_create(ctx, 3, (int[]){2, 50, 2}, ND_ACT_TANH, &rng);
+ *   nd_module_add_child(ctx, &b->base, "func", b->func);     // now owned by b: "func.0.weight"
+ *   nd_sequential_append(ctx, model, &b->base);               // composes with anything
+ *
+ * Forward passes return arena-owned tensors, or NULL with the first error in the ctx (the message
+ * names the layer and the shapes); create functions return caller-owned objects (free with the
+ * matching destroy) or NULL with the error in the ctx.
+ */
+#ifndef ND_NN_H
+#define ND_NN_H
+
+#include "autograd/autograd.h"
+#include "nn/param.h"
+#include "tensor/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Lists of named tensors (parameters, buffers, optimizer state). The list owns the names and the
+ * items array, not the tensors.
+ */
+typedef struct {
+    int n, cap;
+    nd_param *items; /* (n,) */
+} nd_param_list;
+
+void nd_param_list_free(nd_param_list *list); /* frees names and items; the list becomes empty */
+/* The tensor named name, or NULL. */
+nd_tensor *nd_param_list_find(const nd_param_list *list, const char *name);
+/* Total number of elements over the list. */
+size_t nd_param_list_numel(const nd_param_list *list);
+
+/* ---------------------------------------------------------------------------------------------
+ * Modules.
+ */
+typedef struct nd_module nd_module;
+typedef nd_tensor *(*nd_forward_fn)(nd_ctx *ctx, nd_module *self, nd_tensor *x);
+
+typedef struct {
+    char *name; /* "0", "func", ... (owned) */
+    nd_module *module;
+} nd_module_child;
+
+struct nd_module {
+    const char *kind;      /* "Linear", "Sequential", or the user's; a static string */
+    nd_forward_fn forward; /* x -> y; NULL input gives NULL output (checked by the caller) */
+    /* Optional: frees what the kind allocated beyond the registered params, buffers and children
+     * (called by nd_module_destroy before the module's own memory is freed). */
+    void (*on_destroy)(nd_module *self);
+    bool training; /* true after create; nd_module_train / nd_module_eval set it recursively */
+    /* Registered through nd_module_add_*; owned by the module and destroyed with it. */
+    int n_params, n_buffers, n_children;
+    nd_param *params;          /* (n_params,) trainable, requires grad: "weight", "bias" */
+    nd_param *buffers;         /* (n_buffers,) state saved but not trained: "running_mean" */
+    nd_module_child *children; /* (n_children,) in forward order */
+};
+
+/* A zeroed module of size bytes (>= sizeof(nd_module); the kind's struct starts with an
+ * nd_module) with kind and forward set, training on. Free with nd_module_destroy. */
+nd_module *nd_module_create(nd_ctx *ctx, const char *kind, nd_forward_fn forward, size_t size);
+/* Destroys children, params and buffers, calls on_destroy, frees the module. NULL is a no-op. */
+void nd_module_destroy(nd_module *m);
+
+/* Registers a persistent tensor under a local name; the module takes ownership of it (also on
+ * failure, when it is destroyed). Names must be unique within the module and contain no '.'. */
+nd_status nd_module_add_param(nd_ctx *ctx, nd_module *m, const char *name, nd_tensor *t);
+nd_status nd_module_add_buffer(nd_ctx *ctx, nd_module *m, const char *name, nd_tensor *t);
+/* Creates a zeroed persistent parameter (requires grad) and registers it; NULL on failure. */
+nd_tensor *nd_module_new_param(nd_ctx *ctx, nd_module *m, const char *name, int ndim,
+                               const int *shape);
+/* Adds child as a submodule (owned from now on, destroyed on failure too); its state is listed
+ * under "name.". Sequential names its children "0", "1", ... */
+nd_status nd_module_add_child(nd_ctx *ctx, nd_module *m, const char *name, nd_module *child);
+
+/* y = m(x): checks m and x and calls m->forward. Arena-owned result or NULL + ctx error. */
+nd_tensor *nd_module_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x);
+void nd_module_train(nd_module *m, bool training); /* recursive */
+void nd_module_eval(nd_module *m);                 /* nd_module_train(m, false) */
+
+/* Appends m's trainable parameters, recursively, with dotted names ("0.weight"), to list (which
+ * may be empty: {0}). nd_module_state lists params and buffers in PyTorch's state_dict order
+ * (each module's params, then its buffers, then its children): what a checkpoint saves. */
+nd_status nd_module_params(nd_ctx *ctx, nd_module *m, nd_param_list *list);
+nd_status nd_module_state(nd_ctx *ctx, nd_module *m, nd_param_list *list);
+/* Zeroes the grad of every parameter of m. */
+void nd_module_zero_grad(nd_module *m);
+
+/* ---------------------------------------------------------------------------------------------
+ * Initialisation (PyTorch's torch.nn.init formulas), seeded by the caller's generator.
+ */
+/* fan_in = shape[1] * receptive field, fan_out = shape[0] * receptive field (2-D or more). */
+void nd_init_fans(const nd_tensor *t, int *fan_in, int *fan_out);
+void nd_init_uniform(nd_tensor *t, nd_rng *rng, double lo, double hi);
+void nd_init_normal(nd_tensor *t, nd_rng *rng, double mean, double std);
+/* U(-b, b), b = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + a^2)) (leaky-relu gain). */
+void nd_init_kaiming_uniform(nd_tensor *t, nd_rng *rng, double a);
+/* N(0, s^2), s = gain / sqrt(fan_in). */
+void nd_init_kaiming_normal(nd_tensor *t, nd_rng *rng, double a);
+/* U(-b, b), b = gain * sqrt(6 / (fan_in + fan_out)). */
+void nd_init_xavier_uniform(nd_tensor *t, nd_rng *rng, double gain);
+/* N(0, s^2), s = gain * sqrt(2 / (fan_in + fan_out)). */
+void nd_init_xavier_normal(nd_tensor *t, nd_rng *rng, double gain);
+
+/* ---------------------------------------------------------------------------------------------
+ * Layers as functions (what the modules call; usable directly with your own tensors).
+ */
+/* x (..., in) @ w (out, in)^T + b (out,) -> (..., out); x 2-D or 3-D; b may be NULL. */
+nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b);
+/* x (N, C, H, W) * w (OC, C, k, k) + b (OC,) -> (N, OC, OH, OW), OH = (H + 2 pad - k) / stride
+ * + 1: im2col + one GEMM. b may be NULL. */
+nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad);
+/* Max / mean over k x k windows of x (N, C, H, W) -> (N, C, OH, OW); no padding. The max's
+ * gradient goes to the first maximal element of each window, as PyTorch. */
+nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);
+nd_tensor *nd_avg_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);
+/* Adaptive average pooling to 1x1: x (N, C, H, W) -> (N, C, 1, 1). */
+nd_tensor *nd_global_avg_pool2d(nd_ctx *ctx, nd_tensor *x);
+/* x (N, ...) -> (N, prod(...)). */
+nd_tensor *nd_flatten(nd_ctx *ctx, nd_tensor *x);
+/* Group normalisation of x (N, C, ...) over groups of C/groups channels (biased variance), then
+ * the per-channel affine w (C,), b (C,) (both may be NULL). */
+nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b,
+                         double eps);
+/* Batch normalisation of x (N, C) or (N, C, L) or (N, C, H, W) per channel (F.batch_norm).
+ * training: normalise by the batch's statistics and, when running_mean / running_var are given
+ * (persistent, (C,)), update them in place with momentum (unbiased variance). Otherwise normalise
+ * by the running statistics. w, b (C,) may be NULL. */
+nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean,
+                         nd_tensor *running_var, nd_tensor *w, nd_tensor *b, bool training,
+                         double momentum, double eps);
+/* Inverted dropout: in training, zero each element with probability p and scale the rest by
+ * 1 / (1 - p) (one draw of rng per element); otherwise x itself. */
+nd_tensor *nd_dropout(nd_ctx *ctx, nd_tensor *x, double p, bool training, nd_rng *rng);
+
+/* ---------------------------------------------------------------------------------------------
+ * Layers as modules. Parameter names and shapes follow PyTorch's.
+ */
+typedef enum { ND_ACT_NONE, ND_ACT_TANH, ND_ACT_RELU, ND_ACT_SIGMOID, ND_ACT_SOFTPLUS } nd_activation;
+
+/* weight (out, in), bias (out,): PyTorch's default init, kaiming_uniform(a = sqrt(5)) which is
+ * U(-1/sqrt(in), 1/sqrt(in)), and the bias U(-1/sqrt(in), 1/sqrt(in)). */
+nd_module *nd_linear_create(nd_ctx *ctx, int in_features, int out_features, bool bias,
+                            nd_rng *rng);
+/* weight (out_ch, in_ch, k, k), bias (out_ch,), PyTorch's default init with fan_in = in_ch k k. */
+nd_module *nd_conv2d_create(nd_ctx *ctx, int in_ch, int out_ch, int k, int stride, int pad,
+                            bool bias, nd_rng *rng);
+nd_module *nd_max_pool2d_create(nd_ctx *ctx, int k, int stride); /* stride 0: k */
+nd_module *nd_avg_pool2d_create(nd_ctx *ctx, int k, int stride); /* stride 0: k */
+nd_module *nd_global_avg_pool2d_create(nd_ctx *ctx); /* AdaptiveAvgPool2d(1) */
+/* weight (C,) ones, bias (C,) zeros; eps 1e-5 in PyTorch. */
+nd_module *nd_group_norm_create(nd_ctx *ctx, int groups, int channels, double eps);
+/* weight, bias (C,) as GroupNorm; buffers running_mean (C,) zeros and running_var (C,) ones.
+ * PyTorch's defaults: eps 1e-5, momentum 0.1. BatchNorm1d takes (N, C) or (N, C, L),
+ * BatchNorm2d (N, C, H, W). (num_batches_tracked is not kept: with a momentum it is unused.) */
+nd_module *nd_batch_norm1d_create(nd_ctx *ctx, int channels, double eps, double momentum);
+nd_module *nd_batch_norm2d_create(nd_ctx *ctx, int channels, double eps, double momentum);
+nd_module *nd_flatten_create(nd_ctx *ctx);
+/* p in [0, 1); the mask generator is seeded with seed and lives in the module. */
+nd_module *nd_dropout_create(nd_ctx *ctx, double p, uint64_t seed);
+nd_module *nd_activation_create(nd_ctx *ctx, nd_activation act); /* Tanh, ReLU, ... */
+
+/* A container applying its children in order, named "0", "1", ... It takes ownership of the n
+ * modules, also when it fails (then it destroys them). A NULL module (a failed create) makes it
+ * fail, so a model can be built in one expression and checked once. n may be 0. */
+nd_module *nd_sequential_create(nd_ctx *ctx, int n, nd_module *const *modules);
+nd_status nd_sequential_append(nd_ctx *ctx, nd_module *seq, nd_module *child);
+/* Linear(sizes[0], sizes[1]), act, Linear(sizes[1], sizes[2]), act, ..., Linear (no final act),
+ * as a Sequential: names "0.weight", "2.weight", ... as torch.nn.Sequential. n_sizes >= 2. */
+nd_module *nd_mlp_create(nd_ctx *ctx, int n_sizes, const int *sizes, nd_activation act,
+                         nd_rng *rng);
+
+/* ---------------------------------------------------------------------------------------------
+ * Losses (scalar results) and metrics.
+ */
+typedef enum { ND_REDUCE_MEAN, ND_REDUCE_SUM } nd_reduction;
+
+/* (pred - target)^2 and |pred - target|, same shapes, reduced. */
+nd_tensor *nd_mse_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r);
+nd_tensor *nd_l1_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r);
+/* -log_softmax(logits)[i, labels[i]] for logits (N, K) and labels (N,) in [0, K), reduced. */
+nd_tensor *nd_cross_entropy(nd_ctx *ctx, nd_tensor *logits, const int *labels, nd_reduction r);
+/* Fraction of rows of logits (N, K) whose first maximal entry is at labels[i]; -1 on bad input. */
+double nd_accuracy(const nd_tensor *logits, const int *labels);
+
+/* ---------------------------------------------------------------------------------------------
+ * Optimizers, with PyTorch's update rules and defaults (torch.optim, single-tensor form).
+ * State lives in persistent tensors made at create: a step does no allocation.
+ *
+ * Non-finite gradients: unlike PyTorch, nd_optimizer_step first checks every gradient and, if any
+ * element is NaN or infinite, returns ND_ERR_NONFINITE (naming the parameter) and leaves the
+ * parameters and the optimizer state untouched.
+ */
+typedef struct {
+    double lr;           /* 1e-3 (PyTorch >= 2.0's default) */
+    double momentum;     /* 0 */
+    double dampening;    /* 0 */
+    double weight_decay; /* 0: L2 added to the gradient */
+    bool nesterov;       /* false; needs momentum > 0 and dampening 0 */
+} nd_sgd_opts;
+#define ND_SGD_DEFAULT ((nd_sgd_opts){.lr = 1e-3})
+
+typedef struct {
+    double lr;           /* 1e-3 */
+    double beta1, beta2; /* 0.9, 0.999 */
+    double eps;          /* 1e-8 */
+    double weight_decay; /* Adam: 0, L2 added to the gradient; AdamW: 1e-2, decoupled */
+    bool amsgrad;        /* false */
+} nd_adam_opts;
+#define ND_ADAM_DEFAULT ((nd_adam_opts){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
+#define ND_ADAMW_DEFAULT                                                                           \
+    ((nd_adam_opts){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2})
+
+typedef struct {
+    double lr;           /* 1e-2 */
+    double alpha;        /* 0.99: smoothing of the squared gradient */
+    double eps;          /* 1e-8, added after the square root */
+    double weight_decay; /* 0 */
+    double momentum;     /* 0 */
+    bool centered;       /* false */
+} nd_rmsprop_opts;
+#define ND_RMSPROP_DEFAULT ((nd_rmsprop_opts){.lr = 1e-2, .alpha = 0.99, .eps = 1e-8})
+
+typedef struct nd_optimizer nd_optimizer;
+
+/* The optimizer keeps the tensors of params (not owned) and copies their names. */
+nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n, nd_sgd_opts opts);
+nd_optimizer *nd_adam_create(nd_ctx *ctx, const nd_param *params, int n, nd_adam_opts opts);
+nd_optimizer *nd_adamw_create(nd_ctx *ctx, const nd_param *params, int n, nd_adam_opts opts);
+nd_optimizer *nd_rmsprop_create(nd_ctx *ctx, const nd_param *params, int n, nd_rmsprop_opts opts);
+void nd_optimizer_destroy(nd_optimizer *opt);
+
+/* One update from the parameters' .grad. Errors go to ctx (which may differ from create's). */
+nd_status nd_optimizer_step(nd_ctx *ctx, nd_optimizer *opt);
+void nd_optimizer_zero_grad(nd_optimizer *opt);
+double nd_optimizer_lr(const nd_optimizer *opt);
+void nd_optimizer_set_lr(nd_optimizer *opt, double lr);
+long nd_optimizer_steps(const nd_optimizer *opt); /* steps taken */
+/* The state as named persistent tensors, for checkpoints: "step" (a scalar), then per parameter
+ * "<param>.momentum_buffer" (SGD, RMSprop with momentum), "<param>.exp_avg", ".exp_avg_sq",
+ * ".max_exp_avg_sq" (Adam/W), "<param>.square_avg", ".grad_avg" (RMSprop). Owned by the
+ * optimizer; loading values into them (and into "step") restores the optimizer. */
+const nd_param *nd_optimizer_state(const nd_optimizer *opt, int *n);
+
+/* Scales the gradients of params so that their global 2-norm is at most max_norm
+ * (torch.nn.utils.clip_grad_norm_: coefficient max_norm / (norm + 1e-6)) and returns the norm
+ * before clipping. A non-finite norm is returned with the gradients left untouched. */
+double nd_clip_grad_norm(const nd_param *params, int n, double max_norm);
+
+/* ---------------------------------------------------------------------------------------------
+ * Learning-rate schedules: the rate for an epoch (the number of scheduler steps taken), in
+ * closed form. Set it with nd_optimizer_set_lr.
+ */
+typedef enum { ND_LR_CONSTANT, ND_LR_STEP, ND_LR_COSINE } nd_lr_kind;
+typedef struct {
+    nd_lr_kind kind;
+    double base_lr;
+    int step_size;  /* STEP: lr = base_lr * gamma^(epoch / step_size) (StepLR) */
+    double gamma;
+    int t_max;      /* COSINE: eta_min + (base_lr - eta_min) (1 + cos(pi epoch / t_max)) / 2 */
+    double eta_min; /* (CosineAnnealingLR) */
+} nd_lr_schedule;
+
+nd_lr_schedule nd_lr_step(double base_lr, int step_size, double gamma);
+nd_lr_schedule nd_lr_cosine(double base_lr, int t_max, double eta_min);
+double nd_lr_at(const nd_lr_schedule *s, int epoch);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ND_NN_H */
