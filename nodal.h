@@ -22,6 +22,7 @@
 
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
+#include "odeint/odeint.h"
 #include "nn/io.h"
 #include "nn/nn.h"
 

@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT
+ * odeint/adjoint.c: the backward of the odeint op, by the adjoint method.
+ *
+ * From the last output time back to the first, it integrates the augmented state
+ *   [a_t (only when t requires grad), z, a_z, a_theta (one block per parameter)]
+ * with dz/dt = f, da_z/dt = -a_z df/dz, da_theta/dt = -a_z df/dtheta, da_t/dt = -a_z df/dt,
+ * one solve per output interval. At each output time z is reset to the stored forward value and
+ * dL/dy(t_i) is added to a_z (torchdiffeq's scheme). Each augmented evaluation is one call of f
+ * and one nd_grad over (z, params[, t]) inside the solver's mark/rewind, so memory does not grow
+ * with the number of steps. The solver's norm sees each block with its role: the seminorm leaves
+ * a_theta and a_t out of the step-size test, since they never feed back into the dynamics.
+ */
+#include <string.h>
+
+#include "odeint/odeint_internal.h"
+
+typedef struct {
+    nd_ode_system sys; /* first: the solver sees this */
+    nd_odeint_saved *sv;
+    size_t n;          /* forward state size */
+    size_t off_z, off_az, off_p;
+    int n_in;          /* inputs of the VJP: z, params, t */
+} aug_system;
+
+static int aug_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *aug, nd_tensor **daug)
+{
+    aug_system *as = (aug_system *)sys;
+    nd_odeint_saved *sv = as->sv;
+    size_t n = as->n;
+    int shape_n[1] = {(int)n};
+
+    /* z as a fresh leaf over the augmented state's memory, t as a leaf when it needs a gradient */
+    nd_tensor *z = nd_tensor_new(ctx, 1, shape_n);
+    nd_tensor *t_leaf = nd_scalar(ctx, (nd_real)t);
+    nd_tensor *seed = nd_tensor_new(ctx, 1, shape_n);
+    nd_tensor **in = nd_ctx_alloc(ctx, (size_t)(as->n_in * 2) * sizeof *in);
+    if (!z || !t_leaf || !seed || !in) return -1;
+    memcpy(z->data, aug->data + as->off_z, n * sizeof(nd_real));
+    for (size_t i = 0; i < n; i++) seed->data[i] = -aug->data[as->off_az + i];
+    z->requires_grad = true;
+    t_leaf->requires_grad = sv->t_grad;
+
+    bool prev = nd_ctx_set_grad(ctx, true);
+    sv->us.t_leaf = t_leaf;
+    nd_tensor *f = NULL;
+    int rc = nd_user_eval(&sv->us.sys, ctx, t, z, &f);
+    sv->us.t_leaf = NULL;
+    nd_tensor **vjp = in + as->n_in;
+    if (rc == 0) {
+        int k = 0;
+        in[k++] = z;
+        for (int i = 0; i < sv->n_params; i++) in[k++] = sv->params[i];
+        if (sv->t_grad) in[k++] = t_leaf;
+        if (nd_grad(ctx, &f, &seed, 1, in, as->n_in, vjp, false) != ND_OK) rc = -1;
+    }
+    nd_ctx_set_grad(ctx, prev);
+    if (rc != 0) return rc;
+
+    nd_tensor *d = nd_tensor_new(ctx, 1, (int[]){(int)sys->n});
+    if (!d) return -1;
+    if (sv->t_grad) d->data[0] = vjp[as->n_in - 1]->data[0];
+    memcpy(d->data + as->off_z, f->data, n * sizeof(nd_real));
+    memcpy(d->data + as->off_az, vjp[0]->data, n * sizeof(nd_real));
+    size_t off = as->off_p;
+    for (int i = 0; i < sv->n_params; i++) {
+        memcpy(d->data + off, vjp[1 + i]->data, sv->params[i]->size * sizeof(nd_real));
+        off += sv->params[i]->size;
+    }
+    *daug = d;
+    return 0;
+}
+
+/* The augmented system's blocks: [a_t], z blocks, a_z blocks, one block per parameter. */
+static bool build_aug_system(nd_ctx *ctx, aug_system *as, nd_odeint_saved *sv)
+{
+    const nd_user_system *us = &sv->us;
+    const nd_solver_options *ao = &sv->opts.adjoint;
+    int n_blocks = (sv->t_grad ? 1 : 0) + 2 * us->n_y + sv->n_params;
+    size_t *size = nd_ctx_alloc(ctx, (size_t)n_blocks * sizeof *size);
+    nd_block_role *role = nd_ctx_alloc(ctx, (size_t)n_blocks * sizeof *role);
+    double *rtol = nd_ctx_alloc(ctx, (size_t)n_blocks * sizeof *rtol);
+    double *atol = nd_ctx_alloc(ctx, (size_t)n_blocks * sizeof *atol);
+    if (!size || !role || !rtol || !atol) return false;
+    int b = 0;
+    size_t total = 0;
+    if (sv->t_grad) size[b] = 1, role[b++] = ND_ROLE_ADJ_TIME, total = 1;
+    as->off_z = total;
+    for (int r = 0; r < 2; r++) {
+        if (r == 1) as->off_az = total;
+        for (int i = 0; i < us->n_y; i++) {
+            /* per-block tolerances of the adjoint apply to z and a_z alike */
+            rtol[b] = ao->rtol_blocks ? ao->rtol_blocks[i] : ao->rtol;
+            atol[b] = ao->atol_blocks ? ao->atol_blocks[i] : ao->atol;
+            size[b] = us->block_size[i];
+            role[b++] = r == 0 ? ND_ROLE_STATE : ND_ROLE_ADJ_STATE;
+            total += us->block_size[i];
+        }
+    }
+    as->off_p = total;
+    for (int i = 0; i < sv->n_params; i++) {
+        size[b] = sv->params[i]->size;
+        role[b++] = ND_ROLE_ADJ_PARAM;
+        total += sv->params[i]->size;
+    }
+    for (int i = 0; i < n_blocks; i++) {
+        if (role[i] == ND_ROLE_ADJ_TIME || role[i] == ND_ROLE_ADJ_PARAM)
+            rtol[i] = ao->rtol, atol[i] = ao->atol;
+    }
+    as->sv = sv;
+    as->n = us->sys.n;
+    as->n_in = 1 + sv->n_params + (sv->t_grad ? 1 : 0);
+    as->sys = (nd_ode_system){.eval = aug_eval, .n = total, .n_blocks = n_blocks,
+                              .block_size = size, .role = role, .rtol = rtol, .atol = atol,
+                              .what = "nd_odeint (adjoint)"};
+    return true;
+}
+
+/* dL/dt_i = f(t_i, y_i) . dL/dy_i: the effect of moving one output time */
+static bool time_vjp(nd_ctx *ctx, nd_odeint_saved *sv, double t, const nd_real *y,
+                     const nd_real *g, double *out)
+{
+    size_t n = sv->us.sys.n;
+    nd_mark m = nd_ctx_mark(ctx);
+    nd_tensor *yt = nd_tensor_from(ctx, 1, (int[]){(int)n}, y);
+    nd_tensor *f = NULL;
+    sv->stats->backward.nfe++;
+    bool ok = yt && nd_user_eval(&sv->us.sys, ctx, t, yt, &f) == 0;
+    if (ok) {
+        double dot = 0;
+        for (size_t i = 0; i < n; i++) dot += (double)f->data[i] * g[i];
+        *out = dot;
+    } else if (nd_ctx_error(ctx) == ND_OK) {
+        nd_fail(ctx, ND_ERR_CALLBACK, "nd_odeint (adjoint): f rejected the state at output time "
+                                      "t = %.17g", t);
+    }
+    nd_ctx_rewind(ctx, m);
+    return ok;
+}
+
+void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)
+{
+    nd_odeint_saved *sv = state;
+    if (nd_ctx_grad_enabled(ctx)) {
+        nd_fail(ctx, ND_ERR_GRAPH,
+                "nd_odeint: the adjoint gradient cannot be differentiated again (create_graph); "
+                "use opts.grad = ND_GRAD_BACKPROP for higher derivatives through a solve");
+        return;
+    }
+    aug_system as;
+    if (!build_aug_system(ctx, &as, sv)) return;
+    const nd_tensor *traj = out, *g = out->gnode; /* (n_t, n) each */
+    size_t n = as.n, N = as.sys.n;
+    int n_t = sv->n_t;
+    nd_tensor *aug = nd_zeros(ctx, 1, (int[]){(int)N});
+    nd_real *rows = nd_ctx_alloc(ctx, 2 * N * sizeof *rows);
+    double *t_vjp = nd_ctx_alloc(ctx, (size_t)n_t * sizeof *t_vjp);
+    if (!aug || !rows || !t_vjp) return;
+    memcpy(aug->data + as.off_z, traj->data + (size_t)(n_t - 1) * n, n * sizeof(nd_real));
+    memcpy(aug->data + as.off_az, g->data + (size_t)(n_t - 1) * n, n * sizeof(nd_real));
+
+    nd_breakpoints bp = {sv->opts.step_t, sv->opts.jump_t, sv->opts.n_step_t, sv->opts.n_jump_t};
+    nd_solve_stats *bst = &sv->stats->backward;
+    memset(bst, 0, sizeof *bst);
+    nd_mark m = nd_ctx_mark(ctx);
+    for (int i = n_t - 1; i > 0; i--) {
+        if (sv->t_grad) {
+            if (!time_vjp(ctx, sv, sv->tv[i], traj->data + (size_t)i * n, g->data + (size_t)i * n,
+                          &t_vjp[i]))
+                return;
+            aug->data[0] -= (nd_real)t_vjp[i];
+        }
+        double interval[2] = {sv->tv[i], sv->tv[i - 1]};
+        if (nd_ode_solve(ctx, &as.sys, &sv->opts.adjoint, &bp, aug, interval, 2, false, rows, NULL,
+                         bst) != ND_OK)
+            return;
+        memcpy(aug->data, rows + N, N * sizeof(nd_real));
+        /* back on the forward trajectory, and the loss's direct dependence on y(t_{i-1}) */
+        memcpy(aug->data + as.off_z, traj->data + (size_t)(i - 1) * n, n * sizeof(nd_real));
+        for (size_t k = 0; k < n; k++) aug->data[as.off_az + k] += g->data[(size_t)(i - 1) * n + k];
+        nd_ctx_rewind(ctx, m);
+    }
+
+    /* hand the gradients to the op's inputs */
+    const nd_user_system *us = &sv->us;
+    size_t off = as.off_az;
+    for (int b = 0; b < us->n_y; off += us->block_size[b], b++) {
+        nd_tensor *y0 = us->y0s[b];
+        nd_accumulate_grad(ctx, y0, nd_tensor_from(ctx, y0->ndim, y0->shape, aug->data + off));
+    }
+    off = as.off_p;
+    for (int i = 0; i < sv->n_params; off += sv->params[i]->size, i++) {
+        nd_tensor *p = sv->params[i];
+        nd_accumulate_grad(ctx, p, nd_tensor_from(ctx, p->ndim, p->shape, aug->data + off));
+    }
+    if (sv->t_grad) {
+        nd_tensor *dt = nd_tensor_new(ctx, 1, (int[]){n_t});
+        if (!dt) return;
+        for (int i = 1; i < n_t; i++) dt->data[i] = (nd_real)t_vjp[i];
+        dt->data[0] = aug->data[0];
+        nd_accumulate_grad(ctx, sv->t, dt);
+    }
+}

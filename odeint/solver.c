@@ -1,0 +1,479 @@
+/* SPDX-License-Identifier: MIT
+ * odeint/solver.c: explicit Runge-Kutta integration of a packed system, adaptive or fixed-step.
+ *
+ * The solve runs in internal time s = dir * t (dir = -1 for decreasing t), where it always moves
+ * forward; the system sees the real time and its derivative is multiplied by dir, exactly as
+ * torchdiffeq reverses time. Step control is torchdiffeq 0.2.5's: error ratio
+ * r = norm(err / (atol + rtol max(|y0|, |y1|))), accept iff r <= 1, next step
+ * dt * min(ifactor, max(safety / r^(1/order), dfactor)) with no shrink after an accepted step,
+ * the first step by Hairer, Norsett & Wanner II.4, the last stage at t1 taken from just below t1,
+ * and steps onto step_t / jump_t. Requested output times never change the steps taken: outputs
+ * come from each step's quartic interpolant (cubic Hermite for fixed-step methods).
+ */
+#include <math.h>
+#include <string.h>
+
+#include "odeint/solver.h"
+#include "odeint/tableau.h"
+
+typedef enum { PERTURB_NONE, PERTURB_NEXT, PERTURB_PREV } perturb;
+
+typedef struct {
+    nd_ctx *ctx;
+    nd_ode_system *sys;
+    const nd_solver_options *opt;
+    const nd_tableau *tab;
+    bool taped;
+    nd_solve_stats *stats;
+    double dir;
+    double *step_s, *jump_s; /* breakpoints in internal time, increasing */
+    int n_step, n_jump, next_step, next_jump;
+    nd_real *scratch;       /* (n,) for user norms */
+    const nd_real **blocks; /* (n_blocks,) */
+    /* the solver state at internal time s1: y, f = f(s1, y), the last step [s0, s1], the
+     * proposed next step dt, and the interpolant of the last step */
+    nd_tensor *y, *f;
+    double s0, s1, dt, r_prev;
+    nd_tensor *coeff[5];            /* x^4 .. x^0 coefficients */
+    nd_tensor *k[ND_MAX_STAGES];    /* untaped: stage buffers reused by every step */
+} solver;
+
+static nd_status fail_at(solver *sv, nd_status code, double s, const char *what)
+{
+    return nd_fail(sv->ctx, code, "%s: %s at t = %.17g", sv->sys->what, what, sv->dir * s);
+}
+
+/* f at internal time s, as a new tensor in *dy. Returns the callback's code; a failure or a
+ * non-finite derivative is an error in ctx (returned as -1). */
+static int eval(solver *sv, double s, perturb p, nd_tensor *y, nd_tensor **dy)
+{
+    if (p == PERTURB_NEXT) s = nextafter(s, INFINITY);
+    if (p == PERTURB_PREV) s = nextafter(s, -INFINITY);
+    sv->stats->nfe++;
+    nd_tensor *d = NULL;
+    int rc = sv->sys->eval(sv->sys, sv->ctx, sv->dir * s, y, &d);
+    if (rc != 0) return rc;
+    if (!d) return -1;
+    if (!nd_all_finite(d)) {
+        fail_at(sv, ND_ERR_NONFINITE, s, "the derivative f(t, y) is not finite");
+        return -1;
+    }
+    *dy = sv->dir < 0 ? nd_mul_scalar(sv->ctx, d, -1) : d;
+    return *dy ? 0 : -1;
+}
+
+/* eval into a stage slot: taped, the slot takes the new tensor; untaped, the value is copied
+ * into the slot's buffer and the evaluation's memory is released at once. */
+static int eval_into(solver *sv, double s, perturb p, nd_tensor *y, nd_tensor **slot)
+{
+    if (sv->taped) return eval(sv, s, p, y, slot);
+    nd_mark m = nd_ctx_mark(sv->ctx);
+    nd_tensor *d = NULL;
+    int rc = eval(sv, s, p, y, &d);
+    if (rc == 0) memcpy((*slot)->data, d->data, sv->sys->n * sizeof(nd_real));
+    nd_ctx_rewind(sv->ctx, m);
+    return rc;
+}
+
+/* y + dt sum_j w[j] k[j] over the first n_k stages (zero weights skipped) */
+static nd_tensor *combine(solver *sv, nd_tensor *y, const double *w, int n_k, double dt)
+{
+    nd_tensor *terms[ND_MAX_STAGES + 1];
+    nd_real coef[ND_MAX_STAGES + 1];
+    int n = 0;
+    if (y) terms[n] = y, coef[n++] = 1;
+    for (int j = 0; j < n_k; j++)
+        if (w[j] != 0) terms[n] = sv->k[j], coef[n++] = (nd_real)(w[j] * dt);
+    if (n == 0) return nd_zeros_like(sv->ctx, sv->y);
+    return nd_lincomb(sv->ctx, terms, coef, n);
+}
+
+/* Keeps a value across the step's rewind: copied into the persistent buffer when untaped. */
+static void keep(solver *sv, nd_tensor **dst, nd_tensor *src)
+{
+    if (sv->taped)
+        *dst = src;
+    else if (*dst != src)
+        memcpy((*dst)->data, src->data, sv->sys->n * sizeof(nd_real));
+}
+
+static double norm_of(solver *sv, const nd_real *num, const nd_real *ya, const nd_real *yb)
+{
+    return nd_ode_norm(sv->sys, sv->opt, num, ya, yb, sv->scratch, sv->blocks);
+}
+
+/* ---- step size ---------------------------------------------------------------------------- */
+
+static double next_step_size(solver *sv, double dt, double r, bool accepted)
+{
+    const nd_solver_options *o = sv->opt;
+    if (r == 0) return dt * o->ifactor;
+    double dfactor = r < 1 ? 1.0 : o->dfactor;
+    double order = sv->tab->order, factor;
+    if (o->controller == ND_CONTROLLER_PI) {
+        factor = o->safety * pow(r, -o->pi_beta1 / order) * pow(sv->r_prev, o->pi_beta2 / order);
+        if (accepted) sv->r_prev = r > 1e-4 ? r : 1e-4;
+    } else {
+        factor = o->safety / pow(r, 1.0 / order);
+    }
+    factor = fmin(o->ifactor, fmax(factor, dfactor));
+    return dt * factor;
+}
+
+/* Hairer, Norsett & Wanner, Solving ODEs I, II.4: two evaluations (f0 is given). */
+static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, double *h)
+{
+    size_t n = sv->sys->n;
+    int order = sv->tab->order - 1;
+    double d0 = norm_of(sv, y0->data, y0->data, NULL);
+    double d1 = norm_of(sv, f0->data, y0->data, NULL);
+    double h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * d0 / d1;
+
+    nd_mark m = nd_ctx_mark(sv->ctx);
+    bool prev = nd_ctx_set_grad(sv->ctx, false);
+    nd_tensor *y1 = nd_tensor_new(sv->ctx, 1, (int[]){(int)n});
+    int rc = -1;
+    nd_tensor *f1 = NULL;
+    if (y1) {
+        for (size_t i = 0; i < n; i++) y1->data[i] = y0->data[i] + (nd_real)h0 * f0->data[i];
+        rc = eval(sv, s0 + h0, PERTURB_NONE, y1, &f1);
+    }
+    if (rc == 0) {
+        for (size_t i = 0; i < n; i++) y1->data[i] = f1->data[i] - f0->data[i];
+        double d2 = norm_of(sv, y1->data, y0->data, NULL) / h0;
+        double h1 = d1 <= 1e-15 && d2 <= 1e-15 ? fmax(1e-6, h0 * 1e-3)
+                                               : pow(0.01 / fmax(d1, d2), 1.0 / (order + 1));
+        *h = fmin(100 * h0, h1);
+    } else if (rc > 0) {
+        *h = h0; /* f rejected the probe: start from the cautious guess */
+        rc = 0;
+    }
+    nd_ctx_set_grad(sv->ctx, prev);
+    nd_ctx_rewind(sv->ctx, m);
+    return rc;
+}
+
+/* ---- adaptive step ------------------------------------------------------------------------ */
+
+/* The quartic through y0, y1 and the midpoint with slopes f0, f1 (torchdiffeq's _interp_fit). */
+static bool fit_interpolant(solver *sv, nd_tensor *y1, nd_tensor *f1, double dt,
+                            nd_tensor **coeff)
+{
+    nd_tensor *ymid = combine(sv, sv->y, sv->tab->c_mid, sv->tab->n_stages + 1, dt);
+    nd_tensor *pts[5] = {sv->k[0], f1, sv->y, y1, ymid}; /* f0, f1, y0, y1, ymid */
+    const nd_real h = (nd_real)dt;
+    const nd_real w[3][5] = {{-2 * h, 2 * h, -8, -8, 16},
+                             {5 * h, -3 * h, 18, 14, -32},
+                             {-4 * h, h, -11, -5, 16}};
+    for (int i = 0; i < 3; i++) coeff[i] = nd_lincomb(sv->ctx, pts, w[i], 5);
+    coeff[3] = nd_mul_scalar(sv->ctx, sv->k[0], h);
+    coeff[4] = sv->y;
+    for (int i = 0; i < 5; i++)
+        if (!coeff[i]) return false;
+    return true;
+}
+
+static nd_status adaptive_step(solver *sv)
+{
+    const nd_tableau *tab = sv->tab;
+    const nd_solver_options *o = sv->opt;
+    nd_ctx *ctx = sv->ctx;
+    double t0 = sv->s1, dt = fmax(fmin(sv->dt, o->max_step), o->min_step);
+    double t1 = t0 + dt;
+    if (!(t1 > t0)) {
+        return nd_fail(ctx, ND_ERR_STEP_UNDERFLOW,
+                       "%s: step size underflow at t = %.17g (dt = %.3g): the problem may be "
+                       "stiff or the solution may blow up; try looser tolerances or min_step",
+                       sv->sys->what, sv->dir * t0, dt);
+    }
+    if (!nd_all_finite(sv->y)) return fail_at(sv, ND_ERR_NONFINITE, t0, "the state is not finite");
+
+    bool on_step = false, on_jump = false;
+    if (sv->n_step) {
+        double next = sv->step_s[sv->next_step];
+        on_step = t0 < next && next < t0 + dt;
+        if (on_step) t1 = next, dt = t1 - t0;
+    }
+    if (sv->n_jump) {
+        double next = sv->jump_s[sv->next_jump];
+        on_jump = t0 < next && next < t0 + dt;
+        if (on_jump) on_step = false, t1 = next, dt = t1 - t0;
+    }
+
+    nd_mark m = nd_ctx_mark(ctx);
+    sv->k[0] = sv->f;
+    nd_tensor *yi = NULL;
+    int rc = 0;
+    for (int i = 0; i < tab->n_stages && rc == 0; i++) {
+        yi = combine(sv, sv->y, tab->beta + (size_t)i * ND_MAX_STAGES, i + 1, dt);
+        if (!yi) return nd_ctx_error(ctx);
+        bool at_end = tab->alpha[i] == 1.0;
+        double ti = at_end ? t1 : t0 + tab->alpha[i] * dt;
+        rc = eval_into(sv, ti, at_end ? PERTURB_PREV : PERTURB_NONE, yi, &sv->k[i + 1]);
+    }
+    if (rc < 0) return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
+                                         : fail_at(sv, ND_ERR_CALLBACK, t0, "f failed");
+
+    int n_k = tab->n_stages + 1;
+    double r = INFINITY; /* a stage f rejected: shrink as far as allowed */
+    nd_tensor *y1 = NULL;
+    if (rc == 0) {
+        y1 = tab->fsal ? yi : combine(sv, sv->y, tab->c_sol, n_k, dt);
+        bool prev = nd_ctx_set_grad(ctx, false); /* the error estimate only steers */
+        nd_tensor *err = combine(sv, NULL, tab->c_error, n_k, dt);
+        nd_ctx_set_grad(ctx, prev);
+        if (!y1 || !err) return nd_ctx_error(ctx);
+        r = norm_of(sv, err->data, sv->y->data, y1->data);
+        if (!isfinite(r))
+            return nd_fail(ctx, ND_ERR_NONFINITE,
+                           "%s: the error estimate is not finite at t = %.17g (dt = %.3g)",
+                           sv->sys->what, sv->dir * t0, dt);
+    }
+    bool accept = rc == 0 && (r <= 1 || dt <= o->min_step);
+    if (accept) {
+        nd_tensor *coeff[5], *f1 = sv->k[n_k - 1];
+        if (!fit_interpolant(sv, y1, f1, dt, coeff)) return nd_ctx_error(ctx);
+        if (on_jump) {
+            /* past a discontinuity f changes: evaluate it again on the far side */
+            nd_tensor *fj = NULL;
+            rc = eval(sv, t1, PERTURB_NEXT, y1, &fj);
+            if (rc != 0) return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
+                                                  : fail_at(sv, ND_ERR_CALLBACK, t1, "f failed");
+            f1 = fj;
+            if (sv->next_jump < sv->n_jump - 1) sv->next_jump++;
+        }
+        if (on_step && sv->next_step < sv->n_step - 1) sv->next_step++;
+        for (int i = 0; i < 4; i++) keep(sv, &sv->coeff[i], coeff[i]);
+        keep(sv, &sv->coeff[4], sv->y); /* e = y0, before y moves on */
+        keep(sv, &sv->y, y1);
+        keep(sv, &sv->f, f1);
+        sv->s0 = t0, sv->s1 = t1;
+        sv->stats->accepted++;
+    } else {
+        sv->stats->rejected++;
+    }
+    sv->dt = next_step_size(sv, dt, r, accept);
+    if (!sv->taped) nd_ctx_rewind(ctx, m);
+    return ND_OK;
+}
+
+/* The state at internal time s in [s0, s1] from the last step's interpolant. */
+static nd_tensor *interpolate(solver *sv, double s)
+{
+    double x = (s - sv->s0) / (sv->s1 - sv->s0);
+    double x2 = x * x, x3 = x2 * x, x4 = x3 * x;
+    const nd_real w[5] = {(nd_real)x4, (nd_real)x3, (nd_real)x2, (nd_real)x, 1};
+    return nd_lincomb(sv->ctx, sv->coeff, w, 5);
+}
+
+/* ---- fixed step --------------------------------------------------------------------------- */
+
+/* Cubic Hermite between (y0, f0) at g0 and (y1, f1) at g1. */
+static nd_tensor *hermite(solver *sv, nd_tensor *y0, nd_tensor *f0, nd_tensor *y1, nd_tensor *f1,
+                          double g0, double g1, double s)
+{
+    double dt = g1 - g0, x = (s - g0) / dt, x2 = x * x, x3 = x2 * x;
+    nd_tensor *pts[4] = {y0, f0, y1, f1};
+    const nd_real w[4] = {(nd_real)(2 * x3 - 3 * x2 + 1), (nd_real)((x3 - 2 * x2 + x) * dt),
+                          (nd_real)(-2 * x3 + 3 * x2), (nd_real)((x3 - x2) * dt)};
+    return nd_lincomb(sv->ctx, pts, w, 4);
+}
+
+/* ---- the solve ---------------------------------------------------------------------------- */
+
+static bool store_row(solver *sv, nd_tensor *row, int i, nd_real *out, nd_tensor **rows)
+{
+    if (!row) return false;
+    if (sv->taped)
+        rows[i] = row;
+    else
+        memcpy(out + (size_t)i * sv->sys->n, row->data, sv->sys->n * sizeof(nd_real));
+    return true;
+}
+
+static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *out,
+                                nd_tensor **rows)
+{
+    nd_ctx *ctx = sv->ctx;
+    for (int i = 1; i < n_t; i++) {
+        long n_steps = 0;
+        while (s[i] > sv->s1) {
+            if (n_steps >= sv->opt->max_num_steps)
+                return nd_fail(ctx, ND_ERR_MAX_STEPS,
+                               "%s: max_num_steps (%ld) exceeded between t = %.17g and t = %.17g, "
+                               "reached t = %.17g",
+                               sv->sys->what, sv->opt->max_num_steps, sv->dir * s[i - 1],
+                               sv->dir * s[i], sv->dir * sv->s1);
+            nd_status st = adaptive_step(sv);
+            if (st != ND_OK) return st;
+            n_steps++;
+        }
+        nd_mark m = nd_ctx_mark(ctx);
+        if (!store_row(sv, interpolate(sv, s[i]), i, out, rows)) return nd_ctx_error(ctx);
+        if (!sv->taped) nd_ctx_rewind(ctx, m);
+    }
+    return ND_OK;
+}
+
+static nd_status solve_fixed(solver *sv, const double *s, int n_t, nd_real *out, nd_tensor **rows)
+{
+    nd_ctx *ctx = sv->ctx;
+    const nd_tableau *tab = sv->tab;
+    double h = sv->opt->step_size, start = s[0], end = s[n_t - 1];
+    long n_grid = h > 0 ? (long)ceil((end - start) / h + 1) : n_t;
+    nd_tensor *y1_buf = sv->taped ? NULL : nd_zeros_like(ctx, sv->y);
+    nd_tensor *f1_buf = sv->taped ? NULL : nd_zeros_like(ctx, sv->y);
+    if (!sv->taped && (!y1_buf || !f1_buf)) return nd_ctx_error(ctx);
+    int j = 1; /* next output */
+    for (long g = 1; g < n_grid && j < n_t; g++) {
+        double g0 = h > 0 ? (g - 1) * h + start : s[g - 1];
+        double g1 = h > 0 ? (g == n_grid - 1 ? end : fmin(g * h + start, end)) : s[g];
+        double dt = g1 - g0;
+        if (!nd_all_finite(sv->y)) return fail_at(sv, ND_ERR_NONFINITE, g0, "the state is not finite");
+        nd_mark m = nd_ctx_mark(ctx);
+        sv->k[0] = sv->f;
+        int rc = 0;
+        for (int i = 0; i < tab->n_stages && rc == 0; i++) {
+            nd_tensor *yi = combine(sv, sv->y, tab->beta + (size_t)i * ND_MAX_STAGES, i + 1, dt);
+            if (!yi) return nd_ctx_error(ctx);
+            rc = eval_into(sv, g0 + tab->alpha[i] * dt, PERTURB_NONE, yi, &sv->k[i + 1]);
+        }
+        nd_tensor *y1 = rc == 0 ? combine(sv, sv->y, tab->c_sol, tab->n_stages + 1, dt) : NULL;
+        if (rc != 0 || !y1)
+            return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
+                                     : fail_at(sv, ND_ERR_CALLBACK, g0, "f failed or asked to "
+                                                                       "reject a fixed step");
+        /* f at the new point: the next step's first stage, and the Hermite slope */
+        bool last = g == n_grid - 1;
+        bool need_f1 = !last || s[j] < g1;
+        nd_tensor *f1 = f1_buf;
+        if (need_f1) {
+            rc = eval_into(sv, g1, PERTURB_NONE, y1, &f1);
+            if (rc != 0)
+                return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
+                                         : fail_at(sv, ND_ERR_CALLBACK, g1, "f failed");
+        }
+        for (; j < n_t && s[j] <= g1; j++) {
+            nd_tensor *row = s[j] == g1 ? y1 : hermite(sv, sv->y, sv->f, y1, f1, g0, g1, s[j]);
+            if (!store_row(sv, row, j, out, rows)) return nd_ctx_error(ctx);
+        }
+        if (sv->taped) {
+            sv->y = y1, sv->f = f1;
+        } else {
+            memcpy(sv->y->data, y1->data, sv->sys->n * sizeof(nd_real));
+            memcpy(sv->f->data, f1->data, sv->sys->n * sizeof(nd_real));
+            nd_ctx_rewind(ctx, m);
+        }
+        sv->stats->accepted++;
+    }
+    return ND_OK;
+}
+
+/* Times in internal time, in their given order. */
+static double *internal_times(nd_ctx *ctx, const double *t, int n, double dir)
+{
+    if (n == 0) return NULL;
+    double *s = nd_ctx_alloc(ctx, (size_t)n * sizeof *s);
+    if (s)
+        for (int i = 0; i < n; i++) s[i] = dir * t[i];
+    return s;
+}
+
+/* Breakpoints in internal time, increasing: the adjoint solves against the forward's order, so
+ * its breakpoints arrive reversed (torchdiffeq flips them too). */
+static double *internal_breakpoints(nd_ctx *ctx, const double *t, int n, double dir)
+{
+    double *s = internal_times(ctx, t, n, dir);
+    if (s && n > 1 && s[0] > s[n - 1])
+        for (int i = 0, j = n - 1; i < j; i++, j--) {
+            double tmp = s[i];
+            s[i] = s[j], s[j] = tmp;
+        }
+    return s;
+}
+
+/* index of the first breakpoint > s0 (Python's bisect_right), capped at n - 1 */
+static int first_after(const double *b, int n, double s0)
+{
+    int i = 0;
+    while (i < n && b[i] <= s0) i++;
+    return i < n ? i : n - 1;
+}
+
+nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options *opt,
+                       const nd_breakpoints *bp, nd_tensor *y0, const double *t, int n_t,
+                       bool taped, nd_real *out, nd_tensor **rows, nd_solve_stats *stats)
+{
+    solver sv = {.ctx = ctx, .sys = sys, .opt = opt, .tab = nd_tableau_get(opt->method),
+                 .taped = taped, .stats = stats, .r_prev = 1};
+    sv.dir = t[n_t - 1] > t[0] ? 1.0 : -1.0;
+    size_t n = sys->n;
+    int shape[1] = {(int)n};
+
+    double *s = internal_times(ctx, t, n_t, sv.dir);
+    if (bp) {
+        sv.step_s = internal_breakpoints(ctx, bp->step_t, bp->n_step_t, sv.dir);
+        sv.jump_s = internal_breakpoints(ctx, bp->jump_t, bp->n_jump_t, sv.dir);
+        sv.n_step = bp->n_step_t, sv.n_jump = bp->n_jump_t;
+    }
+    sv.scratch = nd_ctx_alloc(ctx, n * sizeof *sv.scratch);
+    sv.blocks = nd_ctx_alloc(ctx, (size_t)sys->n_blocks * sizeof *sv.blocks);
+    if (!s || !sv.scratch || !sv.blocks) return nd_ctx_error(ctx);
+    sv.next_step = first_after(sv.step_s, sv.n_step, s[0]);
+    sv.next_jump = first_after(sv.jump_s, sv.n_jump, s[0]);
+
+    /* the state, its derivative and, untaped, every buffer a step reuses */
+    if (taped) {
+        sv.y = y0;
+    } else {
+        sv.y = nd_copy(ctx, y0);
+        sv.f = nd_tensor_new(ctx, 1, shape);
+        for (int i = 0; i < 5; i++) sv.coeff[i] = nd_tensor_new(ctx, 1, shape);
+        for (int i = 1; i <= sv.tab->n_stages; i++) sv.k[i] = nd_tensor_new(ctx, 1, shape);
+        if (nd_ctx_error(ctx)) return nd_ctx_error(ctx);
+    }
+    if (!store_row(&sv, y0, 0, out, rows)) return nd_ctx_error(ctx);
+
+    int rc = taped ? eval(&sv, s[0], PERTURB_NONE, sv.y, &sv.f)
+                   : eval_into(&sv, s[0], PERTURB_NONE, sv.y, &sv.f);
+    if (rc != 0)
+        return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
+                                 : fail_at(&sv, ND_ERR_CALLBACK, s[0],
+                                           "f failed or rejected the initial state");
+    sv.s0 = sv.s1 = s[0];
+    if (!sv.tab->c_error) return solve_fixed(&sv, s, n_t, out, rows);
+
+    for (int i = 0; i < 5; i++) keep(&sv, &sv.coeff[i], sv.y);
+    if (opt->first_step > 0) {
+        sv.dt = opt->first_step;
+    } else if (initial_step(&sv, s[0], sv.y, sv.f, &sv.dt) != 0) {
+        return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
+                                 : fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed");
+    }
+    return solve_adaptive(&sv, s, n_t, out, rows);
+}
+
+nd_status nd_ode_check_options(nd_ctx *ctx, const char *what, const nd_solver_options *o)
+{
+    if ((int)o->method < 0 || o->method >= ND_METHOD_COUNT)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: unknown method %d", what, (int)o->method);
+    if (!(o->rtol >= 0) || !(o->atol >= 0) || (o->rtol == 0 && o->atol == 0))
+        return nd_fail(ctx, ND_ERR_ARG, "%s: rtol %g and atol %g must be >= 0, not both 0", what,
+                       o->rtol, o->atol);
+    if (!(o->min_step >= 0) || !(o->max_step > 0) || o->min_step > o->max_step)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: need 0 <= min_step (%g) <= max_step (%g)", what,
+                       o->min_step, o->max_step);
+    if (o->max_num_steps <= 0)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: max_num_steps must be positive", what);
+    if (!(o->first_step >= 0) || !(o->step_size >= 0) || !isfinite(o->step_size))
+        return nd_fail(ctx, ND_ERR_ARG, "%s: first_step and step_size must be >= 0", what);
+    if (!(o->safety > 0) || !(o->ifactor >= 1) || !(o->dfactor > 0 && o->dfactor <= 1))
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: need safety > 0, ifactor >= 1, 0 < dfactor <= 1 (got %g, %g, %g)",
+                       what, o->safety, o->ifactor, o->dfactor);
+    if (o->norm == ND_NORM_USER && !o->norm_fn)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: ND_NORM_USER needs norm_fn", what);
+    if ((int)o->norm < 0 || o->norm > ND_NORM_USER)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: unknown norm %d", what, (int)o->norm);
+    return ND_OK;
+}
