@@ -110,8 +110,8 @@ nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_window2d
         return nd_fail_null(ctx, ND_ERR_SHAPE,
                             "nd_col2im: rows %s do not match image %s with kernel %dx%d, stride "
                             "%dx%d, padding %dx%d",
-                            nd_shape_str(rows, sr), nd_shape_str(&img, si), w.kh, w.kw, w.sh,
-                            w.sw, w.ph, w.pw);
+                            nd_shape_str(rows, sr), nd_shape_str(&img, si), w.kh, w.kw, w.sh, w.sw,
+                            w.ph, w.pw);
     nd_tensor *out = nd_zeros(ctx, 4, shape);
     if (!out) return NULL;
     window_copy(out->data, rows->data, shape, w, OH, OW, false);

@@ -16,8 +16,10 @@ nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
     if (!x || !w) return NULL;
     char sx[64], sw[64], sb[64];
     if (w->ndim != 2 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
-        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_linear: weight %s and bias %s are not (out, in)"
-                            " and (out,)", nd_shape_str(w, sw), nd_shape_str(b, sb));
+        return nd_fail_null(ctx, ND_ERR_SHAPE,
+                            "nd_linear: weight %s and bias %s are not (out, in)"
+                            " and (out,)",
+                            nd_shape_str(w, sw), nd_shape_str(b, sb));
     if ((x->ndim != 2 && x->ndim != 3) || x->shape[x->ndim - 1] != w->shape[1])
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_linear: input %s does not match in_features %d",
                             nd_shape_str(x, sx), w->shape[1]);
@@ -50,8 +52,7 @@ static void default_init(nd_tensor *w, nd_tensor *b, nd_rng *rng)
     }
 }
 
-nd_module *nd_linear_create(nd_ctx *ctx, int in_features, int out_features, bool bias,
-                            nd_rng *rng)
+nd_module *nd_linear_create(nd_ctx *ctx, int in_features, int out_features, bool bias, nd_rng *rng)
 {
     if (in_features <= 0 || out_features <= 0 || !rng)
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_linear_create: in_features %d, out_features %d%s",
@@ -77,9 +78,10 @@ nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int 
     if (!x || !w) return NULL;
     char sx[64], sw[64], sb[64];
     if (w->ndim != 4 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
-        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_conv2d: weight %s and bias %s are not "
-                            "(out_ch, in_ch, kh, kw) and (out_ch,)", nd_shape_str(w, sw),
-                            nd_shape_str(b, sb));
+        return nd_fail_null(ctx, ND_ERR_SHAPE,
+                            "nd_conv2d: weight %s and bias %s are not "
+                            "(out_ch, in_ch, kh, kw) and (out_ch,)",
+                            nd_shape_str(w, sw), nd_shape_str(b, sb));
     if (x->ndim != 4 || x->shape[1] != w->shape[1])
         return nd_fail_null(ctx, ND_ERR_SHAPE,
                             "nd_conv2d: input %s is not (N, %d, H, W) for weight %s",
@@ -89,13 +91,14 @@ nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int 
     int N = x->shape[0], OC = w->shape[0], kh = w->shape[2], kw = w->shape[3];
     if (x->shape[2] + 2 * pad < kh || x->shape[3] + 2 * pad < kw)
         return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_conv2d: kernel %dx%d with padding %d does not fit input %s", kh,
-                            kw, pad, nd_shape_str(x, sx));
-    int OH = (x->shape[2] + 2 * pad - kh) / stride + 1, OW = (x->shape[3] + 2 * pad - kw) / stride + 1;
+                            "nd_conv2d: kernel %dx%d with padding %d does not fit input %s", kh, kw,
+                            pad, nd_shape_str(x, sx));
+    int OH = (x->shape[2] + 2 * pad - kh) / stride + 1,
+        OW = (x->shape[3] + 2 * pad - kw) / stride + 1;
     nd_window2d win = {kh, kw, stride, stride, pad, pad};
-    nd_tensor *rows = nd_im2col(ctx, x, win);                           /* (N*L, C*kh*kw) */
-    nd_tensor *w2 = nd_reshape(ctx, w, 2, (int[]){OC, -1});             /* (OC, C*kh*kw) */
-    nd_tensor *y = nd_matmul_t(ctx, rows, w2, false, true);             /* (N*L, OC) */
+    nd_tensor *rows = nd_im2col(ctx, x, win);               /* (N*L, C*kh*kw) */
+    nd_tensor *w2 = nd_reshape(ctx, w, 2, (int[]){OC, -1}); /* (OC, C*kh*kw) */
+    nd_tensor *y = nd_matmul_t(ctx, rows, w2, false, true); /* (N*L, OC) */
     if (b) y = nd_add(ctx, y, b);
     y = nd_transpose(ctx, nd_reshape(ctx, y, 3, (int[]){N, OH * OW, OC})); /* (N, OC, L) */
     return nd_reshape(ctx, y, 4, (int[]){N, OC, OH, OW});
@@ -120,8 +123,8 @@ nd_module *nd_conv2d_create(nd_ctx *ctx, int in_ch, int out_ch, int k, int strid
     if (in_ch <= 0 || out_ch <= 0 || k <= 0 || stride <= 0 || pad < 0 || !rng)
         return nd_fail_null(ctx, ND_ERR_ARG,
                             "nd_conv2d_create: in_ch %d, out_ch %d, kernel %d, stride %d, "
-                            "padding %d%s", in_ch, out_ch, k, stride, pad,
-                            rng ? "" : ", rng is NULL");
+                            "padding %d%s",
+                            in_ch, out_ch, k, stride, pad, rng ? "" : ", rng is NULL");
     conv2d_module *c = (conv2d_module *)nd_module_create(ctx, "Conv2d", conv2d_forward, sizeof *c);
     if (!c) return NULL;
     c->stride = stride, c->pad = pad;
@@ -152,7 +155,8 @@ static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int s
     int N = x->shape[0], C = x->shape[1];
     int OH = (x->shape[2] - k) / stride + 1, OW = (x->shape[3] - k) / stride + 1;
     nd_tensor *x1 = nd_reshape(ctx, x, 4, (int[]){N * C, 1, x->shape[2], x->shape[3]});
-    nd_tensor *rows = nd_im2col(ctx, x1, (nd_window2d){k, k, stride, stride, 0, 0}); /* (N*C*L, k*k) */
+    nd_tensor *rows =
+        nd_im2col(ctx, x1, (nd_window2d){k, k, stride, stride, 0, 0}); /* (N*C*L, k*k) */
     nd_tensor *y = max ? nd_max_axis(ctx, rows, 1, false) : nd_mean_axis(ctx, rows, 1, false);
     return nd_reshape(ctx, y, 4, (int[]){N, C, OH, OW});
 }
@@ -200,8 +204,7 @@ static nd_tensor *avg_pool_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x)
 static nd_module *pool_create(nd_ctx *ctx, const char *kind, nd_forward_fn f, int k, int stride)
 {
     if (k < 1 || stride < 0)
-        return nd_fail_null(ctx, ND_ERR_ARG, "nd_%s_create: kernel %d, stride %d", kind, k,
-                            stride);
+        return nd_fail_null(ctx, ND_ERR_ARG, "nd_%s_create: kernel %d, stride %d", kind, k, stride);
     pool_module *p = (pool_module *)nd_module_create(ctx, kind, f, sizeof *p);
     if (!p) return NULL;
     p->k = k, p->stride = stride ? stride : k; /* PyTorch: stride defaults to the kernel size */
@@ -240,7 +243,8 @@ nd_tensor *nd_flatten(nd_ctx *ctx, nd_tensor *x)
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_flatten: input %s has no batch dim",
                             nd_shape_str(x, sx));
     }
-    return nd_reshape(ctx, x, 2, (int[]){x->shape[0], x->shape[0] ? (int)(x->size / x->shape[0]) : 0});
+    return nd_reshape(ctx, x, 2,
+                      (int[]){x->shape[0], x->shape[0] ? (int)(x->size / x->shape[0]) : 0});
 }
 
 static nd_tensor *flatten_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x)
@@ -284,8 +288,8 @@ nd_module *nd_dropout_create(nd_ctx *ctx, double p, uint64_t seed)
 {
     if (!(p >= 0 && p < 1))
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_dropout_create: p = %g is not in [0, 1)", p);
-    dropout_module *d = (dropout_module *)nd_module_create(ctx, "Dropout", dropout_forward,
-                                                           sizeof *d);
+    dropout_module *d =
+        (dropout_module *)nd_module_create(ctx, "Dropout", dropout_forward, sizeof *d);
     if (!d) return NULL;
     d->p = p;
     d->rng = nd_rng_seed(seed);
@@ -300,25 +304,32 @@ typedef struct {
 static nd_tensor *activation_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x)
 {
     switch (((activation_module *)m)->act) {
-    case ND_ACT_TANH: return nd_tanh(ctx, x);
-    case ND_ACT_RELU: return nd_relu(ctx, x);
-    case ND_ACT_SIGMOID: return nd_sigmoid(ctx, x);
-    case ND_ACT_SOFTPLUS: return nd_softplus(ctx, x);
-    case ND_ACT_NONE: break;
+    case ND_ACT_TANH:
+        return nd_tanh(ctx, x);
+    case ND_ACT_RELU:
+        return nd_relu(ctx, x);
+    case ND_ACT_SIGMOID:
+        return nd_sigmoid(ctx, x);
+    case ND_ACT_SOFTPLUS:
+        return nd_softplus(ctx, x);
+    case ND_ACT_NONE:
+        break;
     }
     return x;
 }
 
 nd_module *nd_activation_create(nd_ctx *ctx, nd_activation act)
 {
-    static const char *const kinds[] = {
-        [ND_ACT_NONE] = "Identity", [ND_ACT_TANH] = "Tanh", [ND_ACT_RELU] = "ReLU",
-        [ND_ACT_SIGMOID] = "Sigmoid", [ND_ACT_SOFTPLUS] = "Softplus"};
+    static const char *const kinds[] = {[ND_ACT_NONE] = "Identity",
+                                        [ND_ACT_TANH] = "Tanh",
+                                        [ND_ACT_RELU] = "ReLU",
+                                        [ND_ACT_SIGMOID] = "Sigmoid",
+                                        [ND_ACT_SOFTPLUS] = "Softplus"};
     if ((int)act < 0 || act > ND_ACT_SOFTPLUS)
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_activation_create: unknown activation %d",
                             (int)act);
-    activation_module *a = (activation_module *)nd_module_create(ctx, kinds[act],
-                                                                 activation_forward, sizeof *a);
+    activation_module *a =
+        (activation_module *)nd_module_create(ctx, kinds[act], activation_forward, sizeof *a);
     if (a) a->act = act;
     return a ? &a->base : NULL;
 }

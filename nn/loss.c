@@ -54,7 +54,8 @@ nd_tensor *nd_cross_entropy(nd_ctx *ctx, nd_tensor *logits, const int *labels, n
         if (labels[i] < 0 || labels[i] >= K)
             return nd_fail_null(ctx, ND_ERR_ARG,
                                 "nd_cross_entropy: label %d of sample %d is outside [0, %d) for "
-                                "logits %s", labels[i], i, K, nd_shape_str(logits, sl));
+                                "logits %s",
+                                labels[i], i, K, nd_shape_str(logits, sl));
         onehot->data[(size_t)i * K + labels[i]] = 1;
     }
     nd_tensor *nll = nd_neg(ctx, nd_mul(ctx, nd_log_softmax(ctx, logits, 1), onehot));

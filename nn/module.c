@@ -139,8 +139,8 @@ static nd_status add_named(nd_ctx *ctx, nd_module *m, const char *fn, nd_param *
 
 nd_status nd_module_add_param(nd_ctx *ctx, nd_module *m, const char *name, nd_tensor *t)
 {
-    return add_named(ctx, m, "nd_module_add_param", m ? &m->params : NULL,
-                     m ? &m->n_params : NULL, name, t);
+    return add_named(ctx, m, "nd_module_add_param", m ? &m->params : NULL, m ? &m->n_params : NULL,
+                     name, t);
 }
 
 nd_status nd_module_add_buffer(nd_ctx *ctx, nd_module *m, const char *name, nd_tensor *t)
@@ -278,7 +278,8 @@ nd_module *nd_sequential_create(nd_ctx *ctx, int n, nd_module *const *modules)
 {
     bool ok = n >= 0 && (n == 0 || modules);
     for (int i = 0; ok && i < n; i++) ok = modules[i] != NULL;
-    nd_module *seq = ok ? nd_module_create(ctx, "Sequential", sequential_forward, sizeof *seq) : NULL;
+    nd_module *seq =
+        ok ? nd_module_create(ctx, "Sequential", sequential_forward, sizeof *seq) : NULL;
     if (!seq) {
         for (int i = 0; modules && i < n; i++) nd_module_destroy(modules[i]);
         if (nd_ctx_error(ctx) == ND_OK)
@@ -295,16 +296,17 @@ nd_module *nd_sequential_create(nd_ctx *ctx, int n, nd_module *const *modules)
     return seq;
 }
 
-nd_module *nd_mlp_create(nd_ctx *ctx, int n_sizes, const int *sizes, nd_activation act,
-                         nd_rng *rng)
+nd_module *nd_mlp_create(nd_ctx *ctx, int n_sizes, const int *sizes, nd_activation act, nd_rng *rng)
 {
     if (n_sizes < 2 || !sizes || !rng)
-        return nd_fail_null(ctx, ND_ERR_ARG, "nd_mlp_create: needs at least 2 sizes and an rng "
-                                             "(got %d sizes)", n_sizes);
+        return nd_fail_null(ctx, ND_ERR_ARG,
+                            "nd_mlp_create: needs at least 2 sizes and an rng "
+                            "(got %d sizes)",
+                            n_sizes);
     nd_module *seq = nd_sequential_create(ctx, 0, NULL);
     for (int i = 0; seq && i + 1 < n_sizes; i++) {
-        nd_status st = nd_sequential_append(ctx, seq,
-                                            nd_linear_create(ctx, sizes[i], sizes[i + 1], true, rng));
+        nd_status st = nd_sequential_append(
+            ctx, seq, nd_linear_create(ctx, sizes[i], sizes[i + 1], true, rng));
         if (st == ND_OK && act != ND_ACT_NONE && i + 2 < n_sizes)
             st = nd_sequential_append(ctx, seq, nd_activation_create(ctx, act));
         if (st != ND_OK) {

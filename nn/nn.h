@@ -141,9 +141,8 @@ nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd
  * training: normalise by the batch's statistics and, when running_mean / running_var are given
  * (persistent, (C,)), update them in place with momentum (unbiased variance). Otherwise normalise
  * by the running statistics. w, b (C,) may be NULL. */
-nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean,
-                         nd_tensor *running_var, nd_tensor *w, nd_tensor *b, bool training,
-                         double momentum, double eps);
+nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean, nd_tensor *running_var,
+                         nd_tensor *w, nd_tensor *b, bool training, double momentum, double eps);
 /* Inverted dropout: in training, zero each element with probability p and scale the rest by
  * 1 / (1 - p) (one draw of rng per element); otherwise x itself. */
 nd_tensor *nd_dropout(nd_ctx *ctx, nd_tensor *x, double p, bool training, nd_rng *rng);
@@ -151,18 +150,23 @@ nd_tensor *nd_dropout(nd_ctx *ctx, nd_tensor *x, double p, bool training, nd_rng
 /* ---------------------------------------------------------------------------------------------
  * Layers as modules. Parameter names and shapes follow PyTorch's.
  */
-typedef enum { ND_ACT_NONE, ND_ACT_TANH, ND_ACT_RELU, ND_ACT_SIGMOID, ND_ACT_SOFTPLUS } nd_activation;
+typedef enum {
+    ND_ACT_NONE,
+    ND_ACT_TANH,
+    ND_ACT_RELU,
+    ND_ACT_SIGMOID,
+    ND_ACT_SOFTPLUS
+} nd_activation;
 
 /* weight (out, in), bias (out,): PyTorch's default init, kaiming_uniform(a = sqrt(5)) which is
  * U(-1/sqrt(in), 1/sqrt(in)), and the bias U(-1/sqrt(in), 1/sqrt(in)). */
-nd_module *nd_linear_create(nd_ctx *ctx, int in_features, int out_features, bool bias,
-                            nd_rng *rng);
+nd_module *nd_linear_create(nd_ctx *ctx, int in_features, int out_features, bool bias, nd_rng *rng);
 /* weight (out_ch, in_ch, k, k), bias (out_ch,), PyTorch's default init with fan_in = in_ch k k. */
 nd_module *nd_conv2d_create(nd_ctx *ctx, int in_ch, int out_ch, int k, int stride, int pad,
                             bool bias, nd_rng *rng);
 nd_module *nd_max_pool2d_create(nd_ctx *ctx, int k, int stride); /* stride 0: k */
 nd_module *nd_avg_pool2d_create(nd_ctx *ctx, int k, int stride); /* stride 0: k */
-nd_module *nd_global_avg_pool2d_create(nd_ctx *ctx); /* AdaptiveAvgPool2d(1) */
+nd_module *nd_global_avg_pool2d_create(nd_ctx *ctx);             /* AdaptiveAvgPool2d(1) */
 /* weight (C,) ones, bias (C,) zeros; eps 1e-5 in PyTorch. */
 nd_module *nd_group_norm_create(nd_ctx *ctx, int groups, int channels, double eps);
 /* weight, bias (C,) as GroupNorm; buffers running_mean (C,) zeros and running_var (C,) ones.
@@ -270,7 +274,7 @@ typedef enum { ND_LR_CONSTANT, ND_LR_STEP, ND_LR_COSINE } nd_lr_kind;
 typedef struct {
     nd_lr_kind kind;
     double base_lr;
-    int step_size;  /* STEP: lr = base_lr * gamma^(epoch / step_size) (StepLR) */
+    int step_size; /* STEP: lr = base_lr * gamma^(epoch / step_size) (StepLR) */
     double gamma;
     int t_max;      /* COSINE: eta_min + (base_lr - eta_min) (1 + cos(pi epoch / t_max)) / 2 */
     double eta_min; /* (CosineAnnealingLR) */

@@ -8,7 +8,7 @@
 
 #include "nn/nn.h"
 
-/* (x - mean) / sqrt(var + eps) with mean and var over the dims reduced by reduce() */
+/* (x - mean) / sqrt(var + eps); mean and var broadcast against x */
 static nd_tensor *normalise(nd_ctx *ctx, nd_tensor *x, nd_tensor *mean, nd_tensor *var, double eps)
 {
     nd_tensor *d = nd_sub(ctx, x, mean);
@@ -37,14 +37,15 @@ nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd
     if (x->ndim < 2 || groups < 1 || x->shape[1] % groups != 0)
         return nd_fail_null(ctx, ND_ERR_SHAPE,
                             "nd_group_norm: input %s is not (N, C, ...) with C divisible by %d "
-                            "groups", nd_shape_str(x, sx), groups);
+                            "groups",
+                            nd_shape_str(x, sx), groups);
     int N = x->shape[0], C = x->shape[1];
     if (!is_vec(w, C) || !is_vec(b, C))
         return nd_fail_null(ctx, ND_ERR_SHAPE,
                             "nd_group_norm: weight %s and bias %s do not match %d channels of %s",
                             nd_shape_str(w, sw), nd_shape_str(b, sb), C, nd_shape_str(x, sx));
     nd_tensor *xg = nd_reshape(ctx, x, 3, (int[]){N, groups, -1}); /* (N, G, C/G * R) */
-    nd_tensor *mean = nd_mean_axis(ctx, xg, 2, true);               /* (N, G, 1) */
+    nd_tensor *mean = nd_mean_axis(ctx, xg, 2, true);              /* (N, G, 1) */
     nd_tensor *var = nd_mean_axis(ctx, nd_pow_scalar(ctx, nd_sub(ctx, xg, mean), 2), 2, true);
     nd_tensor *y = normalise(ctx, xg, mean, var, eps);
     y = affine(ctx, nd_reshape(ctx, y, 3, (int[]){N, C, -1}), w, b); /* (N, C, R) */
@@ -57,9 +58,8 @@ static nd_tensor *channel_sum(nd_ctx *ctx, nd_tensor *x)
     return nd_sum_axis(ctx, nd_sum_axis(ctx, x, 2, true), 0, true);
 }
 
-nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean,
-                         nd_tensor *running_var, nd_tensor *w, nd_tensor *b, bool training,
-                         double momentum, double eps)
+nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean, nd_tensor *running_var,
+                         nd_tensor *w, nd_tensor *b, bool training, double momentum, double eps)
 {
     if (!x) return NULL;
     char sx[64], s1[64], s2[64];
@@ -70,8 +70,9 @@ nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean,
     if (!is_vec(w, C) || !is_vec(b, C) || !is_vec(running_mean, C) || !is_vec(running_var, C))
         return nd_fail_null(ctx, ND_ERR_SHAPE,
                             "nd_batch_norm: weight, bias or running statistics (%s, %s) do not "
-                            "match %d channels of %s", nd_shape_str(running_mean, s1),
-                            nd_shape_str(running_var, s2), C, nd_shape_str(x, sx));
+                            "match %d channels of %s",
+                            nd_shape_str(running_mean, s1), nd_shape_str(running_var, s2), C,
+                            nd_shape_str(x, sx));
     if (!training && (!running_mean || !running_var))
         return nd_fail_null(ctx, ND_ERR_ARG,
                             "nd_batch_norm: evaluation mode needs running statistics");
@@ -81,8 +82,10 @@ nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean,
     nd_tensor *y;
     if (training) {
         if (count < 2)
-            return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_batch_norm: input %s has one value per "
-                                "channel; training needs more", nd_shape_str(x, sx));
+            return nd_fail_null(ctx, ND_ERR_SHAPE,
+                                "nd_batch_norm: input %s has one value per "
+                                "channel; training needs more",
+                                nd_shape_str(x, sx));
         nd_tensor *mean = nd_mul_scalar(ctx, channel_sum(ctx, x3), (nd_real)(1.0 / count));
         nd_tensor *d2 = nd_pow_scalar(ctx, nd_sub(ctx, x3, mean), 2);
         nd_tensor *var = nd_mul_scalar(ctx, channel_sum(ctx, d2), (nd_real)(1.0 / count));
@@ -90,11 +93,11 @@ nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean,
         if (!y) return NULL;
         /* running = (1 - momentum) running + momentum batch, with the unbiased variance */
         double unbias = (double)count / (double)(count - 1);
-        for (int c = 0; running_mean && c < C; c++) {
+        for (int c = 0; running_mean && running_var && c < C; c++) {
             running_mean->data[c] =
                 (nd_real)((1 - momentum) * running_mean->data[c] + momentum * mean->data[c]);
-            running_var->data[c] = (nd_real)((1 - momentum) * running_var->data[c] +
-                                             momentum * var->data[c] * unbias);
+            running_var->data[c] =
+                (nd_real)((1 - momentum) * running_var->data[c] + momentum * var->data[c] * unbias);
         }
     } else {
         /* the running statistics are constants of the graph */
@@ -112,17 +115,16 @@ typedef struct {
     nd_module base;
     int groups, channels;
     double eps, momentum;
-    int min_dims, max_dims;     /* BatchNorm1d: 2..3, BatchNorm2d: 4..4, GroupNorm: 2..4 */
-    const char *fn;             /* name in messages */
-    nd_tensor *weight, *bias;   /* (C,) */
-    nd_tensor *running_mean;    /* (C,) BatchNorm only */
-    nd_tensor *running_var;     /* (C,) BatchNorm only */
+    int min_dims, max_dims;   /* BatchNorm1d: 2..3, BatchNorm2d: 4..4, GroupNorm: 2..4 */
+    const char *fn;           /* name in messages */
+    nd_tensor *weight, *bias; /* (C,) */
+    nd_tensor *running_mean;  /* (C,) BatchNorm only */
+    nd_tensor *running_var;   /* (C,) BatchNorm only */
 } norm_module;
 
 static bool norm_input_ok(nd_ctx *ctx, const norm_module *n, const nd_tensor *x)
 {
-    if (x->ndim >= n->min_dims && x->ndim <= n->max_dims && x->shape[1] == n->channels)
-        return true;
+    if (x->ndim >= n->min_dims && x->ndim <= n->max_dims && x->shape[1] == n->channels) return true;
     static const char *const dims[] = {"", "", "(N, %d)", "(N, %d, L)", "(N, %d, H, W)"};
     char want[64], sx[64];
     snprintf(want, sizeof want, dims[n->max_dims], n->channels);
@@ -142,8 +144,8 @@ static nd_tensor *batch_norm_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x)
 {
     norm_module *n = (norm_module *)m;
     if (!norm_input_ok(ctx, n, x)) return NULL;
-    return nd_batch_norm(ctx, x, n->running_mean, n->running_var, n->weight, n->bias,
-                         m->training, n->momentum, n->eps);
+    return nd_batch_norm(ctx, x, n->running_mean, n->running_var, n->weight, n->bias, m->training,
+                         n->momentum, n->eps);
 }
 
 static nd_module *norm_create(nd_ctx *ctx, const char *kind, const char *fn, nd_forward_fn f,

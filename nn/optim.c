@@ -21,13 +21,13 @@ struct nd_optimizer {
     nd_sgd_opts sgd;
     nd_adam_opts adam;
     nd_rmsprop_opts rms;
-    int n;               /* parameters */
-    nd_param *params;    /* (n,) names owned, tensors not */
-    nd_tensor *step;     /* scalar: steps taken (a tensor so checkpoints save it) */
-    int n_slots;         /* state buffers per parameter */
+    int n;                       /* parameters */
+    nd_param *params;            /* (n,) names owned, tensors not */
+    nd_tensor *step;             /* scalar: steps taken (a tensor so checkpoints save it) */
+    int n_slots;                 /* state buffers per parameter */
     nd_tensor **slot[MAX_SLOTS]; /* (n,) each: slot[s][i] has param i's shape */
     int n_state;
-    nd_param *state;     /* (1 + n * n_slots,) "step", then "<param>.<slot name>" */
+    nd_param *state; /* (1 + n * n_slots,) "step", then "<param>.<slot name>" */
 };
 
 void nd_optimizer_destroy(nd_optimizer *o)
@@ -73,7 +73,8 @@ static nd_optimizer *optimizer_new(nd_ctx *ctx, const char *fn, opt_kind kind,
     o->params = calloc((size_t)n + 1, sizeof *o->params);
     o->state = calloc((size_t)n * n_slots + 1, sizeof *o->state);
     bool ok = o->params && o->state;
-    for (int s = 0; ok && s < n_slots; s++) ok = (o->slot[s] = calloc((size_t)n + 1, sizeof(nd_tensor *)));
+    for (int s = 0; ok && s < n_slots; s++)
+        ok = (o->slot[s] = calloc((size_t)n + 1, sizeof(nd_tensor *)));
     if (ok) {
         o->step = nd_tensor_create(ctx, 0, NULL, false);
         char *name = join("", "step");
@@ -106,28 +107,26 @@ static nd_optimizer *optimizer_new(nd_ctx *ctx, const char *fn, opt_kind kind,
 nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n, nd_sgd_opts opts)
 {
     if (!(opts.lr >= 0) || !(opts.momentum >= 0) || !(opts.weight_decay >= 0) ||
-        !isfinite(opts.dampening) ||
-        (opts.nesterov && (opts.momentum <= 0 || opts.dampening != 0)))
+        !isfinite(opts.dampening) || (opts.nesterov && (opts.momentum <= 0 || opts.dampening != 0)))
         return nd_fail_null(ctx, ND_ERR_ARG,
                             "nd_sgd_create: lr %g, momentum %g, dampening %g, weight_decay %g, "
                             "nesterov %d (nesterov needs momentum > 0 and dampening 0)",
                             opts.lr, opts.momentum, opts.dampening, opts.weight_decay,
                             opts.nesterov);
     static const char *const names[] = {"momentum_buffer"};
-    nd_optimizer *o = optimizer_new(ctx, "nd_sgd_create", OPT_SGD, params, n,
-                                    opts.momentum > 0 ? 1 : 0, names);
+    nd_optimizer *o =
+        optimizer_new(ctx, "nd_sgd_create", OPT_SGD, params, n, opts.momentum > 0 ? 1 : 0, names);
     if (o) o->sgd = opts, o->lr = opts.lr;
     return o;
 }
 
-static nd_optimizer *adam_create(nd_ctx *ctx, const char *fn, opt_kind kind,
-                                 const nd_param *params, int n, nd_adam_opts opts)
+static nd_optimizer *adam_create(nd_ctx *ctx, const char *fn, opt_kind kind, const nd_param *params,
+                                 int n, nd_adam_opts opts)
 {
     if (!(opts.lr >= 0) || !(opts.beta1 >= 0 && opts.beta1 < 1) ||
         !(opts.beta2 >= 0 && opts.beta2 < 1) || !(opts.eps >= 0) || !(opts.weight_decay >= 0))
-        return nd_fail_null(ctx, ND_ERR_ARG,
-                            "%s: lr %g, betas (%g, %g), eps %g, weight_decay %g", fn, opts.lr,
-                            opts.beta1, opts.beta2, opts.eps, opts.weight_decay);
+        return nd_fail_null(ctx, ND_ERR_ARG, "%s: lr %g, betas (%g, %g), eps %g, weight_decay %g",
+                            fn, opts.lr, opts.beta1, opts.beta2, opts.eps, opts.weight_decay);
     static const char *const names[] = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
     nd_optimizer *o = optimizer_new(ctx, fn, kind, params, n, opts.amsgrad ? 3 : 2, names);
     if (o) o->adam = opts, o->lr = opts.lr;
@@ -150,8 +149,8 @@ nd_optimizer *nd_rmsprop_create(nd_ctx *ctx, const nd_param *params, int n, nd_r
         !(opts.weight_decay >= 0) || !(opts.momentum >= 0))
         return nd_fail_null(ctx, ND_ERR_ARG,
                             "nd_rmsprop_create: lr %g, alpha %g, eps %g, weight_decay %g, "
-                            "momentum %g", opts.lr, opts.alpha, opts.eps, opts.weight_decay,
-                            opts.momentum);
+                            "momentum %g",
+                            opts.lr, opts.alpha, opts.eps, opts.weight_decay, opts.momentum);
     /* slots in use: square_avg always, then momentum_buffer and grad_avg as configured */
     const char *names[3];
     int k = 0;
@@ -219,7 +218,8 @@ static void rmsprop_update(const nd_rmsprop_opts *o, double lr, nd_real *p, cons
         sq[i] = (nd_real)s;
         double avg;
         if (gavg) {
-            double ga = gavg[i] + (1 - o->alpha) * (d - gavg[i]); /* grad_avg.lerp_(grad, 1-alpha) */
+            double ga =
+                gavg[i] + (1 - o->alpha) * (d - gavg[i]); /* grad_avg.lerp_(grad, 1-alpha) */
             gavg[i] = (nd_real)ga;
             avg = sqrt(s - ga * ga) + o->eps;
         } else {
@@ -245,7 +245,8 @@ nd_status nd_optimizer_step(nd_ctx *ctx, nd_optimizer *o)
             if (!isfinite(p->grad[k]))
                 return nd_fail(ctx, ND_ERR_NONFINITE,
                                "nd_optimizer_step: gradient of %s has a non-finite value at "
-                               "element %zu; parameters left unchanged", o->params[i].name, k);
+                               "element %zu; parameters left unchanged",
+                               o->params[i].name, k);
     }
     bool first = o->step->data[0] == 0;
     double t = (double)o->step->data[0] + 1;
@@ -256,7 +257,9 @@ nd_status nd_optimizer_step(nd_ctx *ctx, nd_optimizer *o)
         nd_real *s1 = o->n_slots > 1 ? o->slot[1][i]->data : NULL;
         nd_real *s2 = o->n_slots > 2 ? o->slot[2][i]->data : NULL;
         switch (o->kind) {
-        case OPT_SGD: sgd_update(&o->sgd, o->lr, first, p->data, p->grad, s0, p->size); break;
+        case OPT_SGD:
+            sgd_update(&o->sgd, o->lr, first, p->data, p->grad, s0, p->size);
+            break;
         case OPT_ADAM:
         case OPT_ADAMW:
             adam_update(&o->adam, o->kind == OPT_ADAMW, o->lr, t, p->data, p->grad, s0, s1, s2,
@@ -327,14 +330,14 @@ double nd_clip_grad_norm(const nd_param *params, int n, double max_norm)
 
 nd_lr_schedule nd_lr_step(double base_lr, int step_size, double gamma)
 {
-    return (nd_lr_schedule){.kind = ND_LR_STEP, .base_lr = base_lr, .step_size = step_size,
-                            .gamma = gamma};
+    return (nd_lr_schedule){
+        .kind = ND_LR_STEP, .base_lr = base_lr, .step_size = step_size, .gamma = gamma};
 }
 
 nd_lr_schedule nd_lr_cosine(double base_lr, int t_max, double eta_min)
 {
-    return (nd_lr_schedule){.kind = ND_LR_COSINE, .base_lr = base_lr, .t_max = t_max,
-                            .eta_min = eta_min};
+    return (nd_lr_schedule){
+        .kind = ND_LR_COSINE, .base_lr = base_lr, .t_max = t_max, .eta_min = eta_min};
 }
 
 double nd_lr_at(const nd_lr_schedule *s, int epoch)
@@ -347,7 +350,8 @@ double nd_lr_at(const nd_lr_schedule *s, int epoch)
         if (s->t_max <= 0) return s->base_lr;
         return s->eta_min +
                (s->base_lr - s->eta_min) * (1 + cos(M_PI * epoch / (double)s->t_max)) / 2;
-    case ND_LR_CONSTANT: break;
+    case ND_LR_CONSTANT:
+        break;
     }
     return s->base_lr;
 }

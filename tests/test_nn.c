@@ -83,7 +83,10 @@ static double *ref(const char *name, size_t *n)
     while (*p && *p != ']') {
         char *end;
         double x = strtod(p, &end);
-        if (end == p) { p++; continue; }
+        if (end == p) {
+            p++;
+            continue;
+        }
         if (len == cap) v = realloc(v, (cap *= 2) * sizeof *v);
         v[len++] = x;
         p = end;
@@ -139,11 +142,26 @@ static void expect_ref(const char *what, const nd_real *got, size_t n, const cha
  */
 typedef nd_tensor *(*layer_fn)(nd_tensor **in);
 
-static nd_tensor *conv_s2p1(nd_tensor **in) { return nd_conv2d(ctx, in[0], in[1], in[2], 2, 1); }
-static nd_tensor *conv_s1p0(nd_tensor **in) { return nd_conv2d(ctx, in[0], in[1], in[2], 1, 0); }
-static nd_tensor *maxpool_k3s2(nd_tensor **in) { return nd_max_pool2d(ctx, in[0], 3, 2); }
-static nd_tensor *avgpool_k2s2(nd_tensor **in) { return nd_avg_pool2d(ctx, in[0], 2, 2); }
-static nd_tensor *gap(nd_tensor **in) { return nd_global_avg_pool2d(ctx, in[0]); }
+static nd_tensor *conv_s2p1(nd_tensor **in)
+{
+    return nd_conv2d(ctx, in[0], in[1], in[2], 2, 1);
+}
+static nd_tensor *conv_s1p0(nd_tensor **in)
+{
+    return nd_conv2d(ctx, in[0], in[1], in[2], 1, 0);
+}
+static nd_tensor *maxpool_k3s2(nd_tensor **in)
+{
+    return nd_max_pool2d(ctx, in[0], 3, 2);
+}
+static nd_tensor *avgpool_k2s2(nd_tensor **in)
+{
+    return nd_avg_pool2d(ctx, in[0], 2, 2);
+}
+static nd_tensor *gap(nd_tensor **in)
+{
+    return nd_global_avg_pool2d(ctx, in[0]);
+}
 static nd_tensor *groupnorm(nd_tensor **in)
 {
     return nd_group_norm(ctx, in[0], 2, in[1], in[2], 1e-5);
@@ -296,8 +314,8 @@ START_TEST(test_mse_l1_values_and_accuracy)
     ck_assert_double_eq_tol(nd_item(nd_mse_loss(ctx, p, t, ND_REDUCE_SUM)), 6.0, 1e-6);
     ck_assert_double_eq_tol(nd_item(nd_l1_loss(ctx, p, t, ND_REDUCE_MEAN)), 4.0 / 4, 1e-6);
     ck_assert_double_eq_tol(nd_item(nd_l1_loss(ctx, p, t, ND_REDUCE_SUM)), 4.0, 1e-6);
-    nd_tensor *logits = nd_tensor_from(ctx, 2, (int[]){3, 3},
-                                       (nd_real[]){0, 1, 0, 5, 2, 5, -1, -2, -3});
+    nd_tensor *logits =
+        nd_tensor_from(ctx, 2, (int[]){3, 3}, (nd_real[]){0, 1, 0, 5, 2, 5, -1, -2, -3});
     ck_assert_double_eq_tol(nd_accuracy(logits, (int[]){1, 0, 2}), 2.0 / 3, 1e-12);
     ck_assert_double_eq(nd_accuracy(p, NULL), -1);
 }
@@ -404,16 +422,18 @@ END_TEST
 START_TEST(test_state_lists_buffers_in_state_dict_order)
 {
     nd_rng rng = nd_rng_seed(1);
-    nd_module *net = nd_sequential_create(ctx, 6, (nd_module *[]){
-        nd_conv2d_create(ctx, 1, 4, 3, 1, 1, true, &rng), nd_batch_norm2d_create(ctx, 4, 1e-5, 0.1),
-        nd_activation_create(ctx, ND_ACT_RELU), nd_max_pool2d_create(ctx, 2, 0),
-        nd_flatten_create(ctx), nd_linear_create(ctx, 4 * 2 * 2, 3, false, &rng)});
+    nd_module *net = nd_sequential_create(
+        ctx, 6,
+        (nd_module *[]){nd_conv2d_create(ctx, 1, 4, 3, 1, 1, true, &rng),
+                        nd_batch_norm2d_create(ctx, 4, 1e-5, 0.1),
+                        nd_activation_create(ctx, ND_ACT_RELU), nd_max_pool2d_create(ctx, 2, 0),
+                        nd_flatten_create(ctx), nd_linear_create(ctx, 4 * 2 * 2, 3, false, &rng)});
     ck_assert_msg(net, "%s", nd_ctx_errmsg(ctx));
     nd_param_list s = {0}, p = {0};
     ck_assert_int_eq(nd_module_state(ctx, net, &s), ND_OK);
     ck_assert_int_eq(nd_module_params(ctx, net, &p), ND_OK);
-    const char *want[] = {"0.weight",       "0.bias",         "1.weight", "1.bias",
-                          "1.running_mean", "1.running_var",  "5.weight"};
+    const char *want[] = {"0.weight",       "0.bias",        "1.weight", "1.bias",
+                          "1.running_mean", "1.running_var", "5.weight"};
     ck_assert_int_eq(s.n, 7);
     for (int i = 0; i < 7; i++) ck_assert_str_eq(s.items[i].name, want[i]);
     ck_assert_int_eq(p.n, 5);
@@ -454,16 +474,16 @@ static void scaled_block_on_destroy(nd_module *m)
 START_TEST(test_custom_module_composes_in_sequential)
 {
     nd_rng rng = nd_rng_seed(5);
-    scaled_block *blk = (scaled_block *)nd_module_create(ctx, "Scaled", scaled_block_forward,
-                                                         sizeof *blk);
+    scaled_block *blk =
+        (scaled_block *)nd_module_create(ctx, "Scaled", scaled_block_forward, sizeof *blk);
     ck_assert_ptr_nonnull(blk);
     blk->base.on_destroy = scaled_block_on_destroy;
     blk->scale = nd_module_new_param(ctx, &blk->base, "scale", 1, (int[]){1});
     blk->scale->data[0] = 2;
     blk->inner = nd_linear_create(ctx, 3, 3, true, &rng);
     ck_assert_int_eq(nd_module_add_child(ctx, &blk->base, "inner", blk->inner), ND_OK);
-    nd_module *net = nd_sequential_create(ctx, 2, (nd_module *[]){
-        nd_linear_create(ctx, 2, 3, true, &rng), &blk->base});
+    nd_module *net = nd_sequential_create(
+        ctx, 2, (nd_module *[]){nd_linear_create(ctx, 2, 3, true, &rng), &blk->base});
     ck_assert_int_eq(nd_sequential_append(ctx, net, nd_activation_create(ctx, ND_ACT_SIGMOID)),
                      ND_OK);
     nd_param_list l = {0};
@@ -491,8 +511,10 @@ END_TEST
 
 START_TEST(test_train_eval_switches_dropout_and_batch_norm)
 {
-    nd_module *net = nd_sequential_create(ctx, 2, (nd_module *[]){
-        nd_dropout_create(ctx, 0.5, 42), nd_batch_norm1d_create(ctx, 4, 1e-5, 0.1)});
+    nd_module *net =
+        nd_sequential_create(ctx, 2,
+                             (nd_module *[]){nd_dropout_create(ctx, 0.5, 42),
+                                             nd_batch_norm1d_create(ctx, 4, 1e-5, 0.1)});
     ck_assert_ptr_nonnull(net);
     ck_assert(net->training && net->children[0].module->training);
     nd_tensor *x = nd_tensor_new(ctx, 2, (int[]){256, 4});
@@ -620,8 +642,10 @@ START_TEST(test_linear_gradcheck)
     nd_rng rng = nd_rng_seed(1);
     check_module("linear", nd_linear_create(ctx, 3, 2, true, &rng), randn(2, (int[]){4, 3}, 1, 1));
     /* a (B, T, in) input shares the weight */
-    nd_module *tanh_lin = nd_sequential_create(ctx, 2, (nd_module *[]){
-        nd_linear_create(ctx, 2, 3, false, &rng), nd_activation_create(ctx, ND_ACT_TANH)});
+    nd_module *tanh_lin =
+        nd_sequential_create(ctx, 2,
+                             (nd_module *[]){nd_linear_create(ctx, 2, 3, false, &rng),
+                                             nd_activation_create(ctx, ND_ACT_TANH)});
     check_module("linear 3-D + tanh", tanh_lin, randn(3, (int[]){2, 2, 2}, 2, 1));
 }
 END_TEST
@@ -634,8 +658,10 @@ START_TEST(test_conv2d_gradcheck)
     check_module("conv2d s2 p0", nd_conv2d_create(ctx, 1, 2, 2, 2, 0, false, &rng),
                  randn(4, (int[]){2, 1, 4, 5}, 4, 1));
     /* squared, so the second derivative w.r.t. the weight is not trivially zero */
-    nd_module *sq = nd_sequential_create(ctx, 2, (nd_module *[]){
-        nd_conv2d_create(ctx, 1, 1, 2, 1, 1, true, &rng), nd_activation_create(ctx, ND_ACT_SOFTPLUS)});
+    nd_module *sq =
+        nd_sequential_create(ctx, 2,
+                             (nd_module *[]){nd_conv2d_create(ctx, 1, 1, 2, 1, 1, true, &rng),
+                                             nd_activation_create(ctx, ND_ACT_SOFTPLUS)});
     check_module("conv2d + softplus", sq, randn(4, (int[]){1, 1, 3, 2}, 5, 1));
 }
 END_TEST
@@ -649,8 +675,9 @@ START_TEST(test_pooling_gradcheck)
     check_module("max_pool2d k3 s2", nd_max_pool2d_create(ctx, 3, 2), x);
     check_module("avg_pool2d", nd_avg_pool2d_create(ctx, 2, 2), x);
     check_module("global avg pool", nd_global_avg_pool2d_create(ctx), x);
-    nd_module *sq = nd_sequential_create(ctx, 2, (nd_module *[]){
-        nd_avg_pool2d_create(ctx, 2, 1), nd_activation_create(ctx, ND_ACT_TANH)});
+    nd_module *sq = nd_sequential_create(
+        ctx, 2,
+        (nd_module *[]){nd_avg_pool2d_create(ctx, 2, 1), nd_activation_create(ctx, ND_ACT_TANH)});
     check_module("avg_pool2d + tanh", sq, x);
 }
 END_TEST
@@ -701,8 +728,10 @@ static nd_tensor *f_dropout(nd_ctx *c, nd_tensor **in, void *u)
 
 START_TEST(test_flatten_dropout_activations_gradcheck)
 {
-    check_module("flatten", nd_sequential_create(ctx, 2, (nd_module *[]){
-        nd_flatten_create(ctx), nd_activation_create(ctx, ND_ACT_SIGMOID)}),
+    check_module("flatten",
+                 nd_sequential_create(ctx, 2,
+                                      (nd_module *[]){nd_flatten_create(ctx),
+                                                      nd_activation_create(ctx, ND_ACT_SIGMOID)}),
                  randn(3, (int[]){2, 2, 3}, 12, 1));
     nd_tensor *x = randn(2, (int[]){3, 4}, 13, 1);
     check_grads("dropout", f_dropout, &x, 1, NULL);
@@ -768,28 +797,33 @@ static const struct {
 } optim_cases[] = {
     {"sgd", K_SGD, .sgd = {.lr = 0.1}},
     {"sgd_momentum", K_SGD, .sgd = {.lr = 0.1, .momentum = 0.9}},
-    {"sgd_dampening_wd", K_SGD, .sgd = {.lr = 0.1, .momentum = 0.9, .dampening = 0.5,
-                                        .weight_decay = 0.01}},
-    {"sgd_nesterov", K_SGD, .sgd = {.lr = 0.05, .momentum = 0.8, .weight_decay = 0.1,
-                                    .nesterov = true}},
+    {"sgd_dampening_wd", K_SGD,
+     .sgd = {.lr = 0.1, .momentum = 0.9, .dampening = 0.5, .weight_decay = 0.01}},
+    {"sgd_nesterov", K_SGD,
+     .sgd = {.lr = 0.05, .momentum = 0.8, .weight_decay = 0.1, .nesterov = true}},
     {"adam_default", K_ADAM, .adam = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8}},
-    {"adam_wd", K_ADAM, .adam = {.lr = 0.01, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6,
-                                 .weight_decay = 0.1}},
-    {"adam_amsgrad", K_ADAM, .adam = {.lr = 0.01, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                                      .amsgrad = true}},
-    {"adamw_default", K_ADAMW, .adam = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                                        .weight_decay = 1e-2}},
-    {"adamw", K_ADAMW, .adam = {.lr = 0.01, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                                .weight_decay = 0.1}},
-    {"adamw_amsgrad", K_ADAMW, .adam = {.lr = 0.02, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8,
-                                        .weight_decay = 1e-2, .amsgrad = true}},
+    {"adam_wd", K_ADAM,
+     .adam = {.lr = 0.01, .beta1 = 0.8, .beta2 = 0.99, .eps = 1e-6, .weight_decay = 0.1}},
+    {"adam_amsgrad", K_ADAM,
+     .adam = {.lr = 0.01, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .amsgrad = true}},
+    {"adamw_default", K_ADAMW,
+     .adam = {.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2}},
+    {"adamw", K_ADAMW,
+     .adam = {.lr = 0.01, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.1}},
+    {"adamw_amsgrad", K_ADAMW,
+     .adam = {.lr = 0.02,
+              .beta1 = 0.9,
+              .beta2 = 0.999,
+              .eps = 1e-8,
+              .weight_decay = 1e-2,
+              .amsgrad = true}},
     {"rmsprop_default", K_RMSPROP, .rms = {.lr = 1e-2, .alpha = 0.99, .eps = 1e-8}},
-    {"rmsprop_centered", K_RMSPROP, .rms = {.lr = 0.01, .alpha = 0.99, .eps = 1e-8,
-                                            .centered = true}},
-    {"rmsprop_momentum_wd", K_RMSPROP, .rms = {.lr = 0.01, .alpha = 0.9, .eps = 1e-8,
-                                               .weight_decay = 0.1, .momentum = 0.9}},
-    {"rmsprop_centered_momentum", K_RMSPROP, .rms = {.lr = 0.005, .alpha = 0.99, .eps = 1e-4,
-                                                     .momentum = 0.5, .centered = true}},
+    {"rmsprop_centered", K_RMSPROP,
+     .rms = {.lr = 0.01, .alpha = 0.99, .eps = 1e-8, .centered = true}},
+    {"rmsprop_momentum_wd", K_RMSPROP,
+     .rms = {.lr = 0.01, .alpha = 0.9, .eps = 1e-8, .weight_decay = 0.1, .momentum = 0.9}},
+    {"rmsprop_centered_momentum", K_RMSPROP,
+     .rms = {.lr = 0.005, .alpha = 0.99, .eps = 1e-4, .momentum = 0.5, .centered = true}},
 };
 
 enum { OPT_STEPS = 5, OPT_NUMEL = 9 };
@@ -797,10 +831,14 @@ enum { OPT_STEPS = 5, OPT_NUMEL = 9 };
 static nd_optimizer *make_optimizer(int c, nd_param *params, int n)
 {
     switch (optim_cases[c].kind) {
-    case K_SGD: return nd_sgd_create(ctx, params, n, optim_cases[c].sgd);
-    case K_ADAM: return nd_adam_create(ctx, params, n, optim_cases[c].adam);
-    case K_ADAMW: return nd_adamw_create(ctx, params, n, optim_cases[c].adam);
-    case K_RMSPROP: return nd_rmsprop_create(ctx, params, n, optim_cases[c].rms);
+    case K_SGD:
+        return nd_sgd_create(ctx, params, n, optim_cases[c].sgd);
+    case K_ADAM:
+        return nd_adam_create(ctx, params, n, optim_cases[c].adam);
+    case K_ADAMW:
+        return nd_adamw_create(ctx, params, n, optim_cases[c].adam);
+    case K_RMSPROP:
+        return nd_rmsprop_create(ctx, params, n, optim_cases[c].rms);
     }
     return NULL;
 }
@@ -874,8 +912,8 @@ START_TEST(test_optimizer_state_restores_run)
     nd_optimizer_step(ctx, a);
     nd_optimizer_step(ctx, b);
     for (int i = 0; i < 2; i++)
-        ck_assert(memcmp(p[i].tensor->data, q[i].tensor->data,
-                         p[i].tensor->size * sizeof(nd_real)) == 0);
+        ck_assert(
+            memcmp(p[i].tensor->data, q[i].tensor->data, p[i].tensor->size * sizeof(nd_real)) == 0);
     ck_assert_int_eq(nd_optimizer_steps(b), 4);
     nd_optimizer_destroy(a);
     nd_optimizer_destroy(b);
@@ -887,8 +925,8 @@ START_TEST(test_optimizer_state_names)
 {
     nd_param p[2];
     make_params(p);
-    nd_optimizer *o = nd_adam_create(ctx, p, 2, (nd_adam_opts){.lr = 1e-3, .beta1 = 0.9,
-                                                               .beta2 = 0.999, .amsgrad = true});
+    nd_optimizer *o = nd_adam_create(
+        ctx, p, 2, (nd_adam_opts){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .amsgrad = true});
     int n;
     const nd_param *s = nd_optimizer_state(o, &n);
     ck_assert_int_eq(n, 7);
@@ -897,8 +935,8 @@ START_TEST(test_optimizer_state_names)
     ck_assert_str_eq(s[3].name, "a.max_exp_avg_sq");
     ck_assert_str_eq(s[6].name, "b.max_exp_avg_sq");
     nd_optimizer_destroy(o);
-    o = nd_rmsprop_create(ctx, p, 2, (nd_rmsprop_opts){.lr = 1e-2, .alpha = 0.99, .momentum = 0.9,
-                                                        .centered = true});
+    o = nd_rmsprop_create(
+        ctx, p, 2, (nd_rmsprop_opts){.lr = 1e-2, .alpha = 0.99, .momentum = 0.9, .centered = true});
     s = nd_optimizer_state(o, &n);
     ck_assert_int_eq(n, 7);
     ck_assert_str_eq(s[1].name, "a.square_avg");
@@ -999,17 +1037,18 @@ START_TEST(test_layers_reject_wrong_shapes)
     expect_error(ND_ERR_SHAPE, "nd_batch_norm2d: input (8, 3) is not (N, 3, H, W)", NULL);
     nd_ctx_clear_error(ctx);
     ck_assert_ptr_null(nd_module_forward(ctx, bn, nd_zeros(ctx, 4, (int[]){1, 3, 1, 1})));
-    expect_error(ND_ERR_SHAPE, "nd_batch_norm: input (1, 3, 1, 1) has one value per channel",
-                 NULL);
+    expect_error(ND_ERR_SHAPE, "nd_batch_norm: input (1, 3, 1, 1) has one value per channel", NULL);
     nd_ctx_clear_error(ctx);
-    ck_assert_ptr_null(nd_im2col(ctx, nd_zeros(ctx, 2, (int[]){3, 3}), (nd_window2d){1, 1, 1, 1, 0, 0}));
+    ck_assert_ptr_null(
+        nd_im2col(ctx, nd_zeros(ctx, 2, (int[]){3, 3}), (nd_window2d){1, 1, 1, 1, 0, 0}));
     expect_error(ND_ERR_SHAPE, "nd_im2col", "(3, 3)");
     nd_ctx_clear_error(ctx);
     ck_assert_ptr_null(nd_col2im(ctx, nd_zeros(ctx, 2, (int[]){5, 4}), (int[]){1, 1, 3, 3},
                                  (nd_window2d){2, 2, 1, 1, 0, 0}));
     expect_error(ND_ERR_SHAPE, "nd_col2im: rows (5, 4)", "(1, 1, 3, 3)");
     nd_ctx_clear_error(ctx);
-    ck_assert_ptr_null(nd_im2col(ctx, nd_zeros(ctx, 4, (int[]){1, 1, 3, 3}), (nd_window2d){0, 1, 1, 1, 0, 0}));
+    ck_assert_ptr_null(
+        nd_im2col(ctx, nd_zeros(ctx, 4, (int[]){1, 1, 3, 3}), (nd_window2d){0, 1, 1, 1, 0, 0}));
     expect_error(ND_ERR_ARG, "nd_im2col: invalid window", NULL);
     nd_module_destroy(conv);
     nd_module_destroy(gn);
@@ -1023,7 +1062,8 @@ START_TEST(test_losses_reject_bad_input)
     ck_assert_ptr_null(nd_cross_entropy(ctx, logits, (int[]){0, 4, 1}, ND_REDUCE_MEAN));
     expect_error(ND_ERR_ARG, "nd_cross_entropy: label 4 of sample 1 is outside [0, 4)", "(3, 4)");
     nd_ctx_clear_error(ctx);
-    ck_assert_ptr_null(nd_cross_entropy(ctx, nd_zeros(ctx, 1, (int[]){4}), (int[]){0}, ND_REDUCE_SUM));
+    ck_assert_ptr_null(
+        nd_cross_entropy(ctx, nd_zeros(ctx, 1, (int[]){4}), (int[]){0}, ND_REDUCE_SUM));
     expect_error(ND_ERR_SHAPE, "nd_cross_entropy: logits (4,) are not (N, K)", NULL);
     nd_ctx_clear_error(ctx);
     ck_assert_ptr_null(nd_mse_loss(ctx, logits, nd_zeros(ctx, 2, (int[]){4, 3}), ND_REDUCE_MEAN));
@@ -1050,14 +1090,17 @@ START_TEST(test_module_construction_errors_do_not_leak)
 {
     nd_rng rng = nd_rng_seed(1);
     /* a NULL among the children: the others are destroyed, nothing leaks (ASan checks) */
-    ck_assert_ptr_null(nd_sequential_create(ctx, 3, (nd_module *[]){
-        nd_linear_create(ctx, 2, 2, true, &rng), nd_linear_create(ctx, 0, 2, true, &rng),
-        nd_activation_create(ctx, ND_ACT_TANH)}));
+    ck_assert_ptr_null(
+        nd_sequential_create(ctx, 3,
+                             (nd_module *[]){nd_linear_create(ctx, 2, 2, true, &rng),
+                                             nd_linear_create(ctx, 0, 2, true, &rng),
+                                             nd_activation_create(ctx, ND_ACT_TANH)}));
     expect_error(ND_ERR_ARG, "nd_linear_create: in_features 0", NULL);
     nd_ctx_clear_error(ctx);
     nd_module *m = nd_linear_create(ctx, 2, 2, true, &rng);
-    ck_assert_int_eq(nd_module_add_param(ctx, m, "weight", nd_tensor_create(ctx, 1, (int[]){2}, true)),
-                     ND_ERR_ARG);
+    ck_assert_int_eq(
+        nd_module_add_param(ctx, m, "weight", nd_tensor_create(ctx, 1, (int[]){2}, true)),
+        ND_ERR_ARG);
     expect_error(ND_ERR_ARG, "Linear already has \"weight\"", NULL);
     nd_ctx_clear_error(ctx);
     ck_assert_int_eq(nd_module_add_child(ctx, m, "a.b", nd_flatten_create(ctx)), ND_ERR_ARG);
@@ -1110,6 +1153,41 @@ START_TEST(test_optimizer_refuses_nonfinite_gradients)
 }
 END_TEST
 
+/* Every layer function given NULL returns NULL and leaves the first error in place */
+START_TEST(test_null_input_propagates)
+{
+    ck_assert_ptr_null(
+        nd_matmul(ctx, nd_zeros(ctx, 2, (int[]){2, 3}), nd_zeros(ctx, 2, (int[]){2, 3})));
+    char first[512];
+    snprintf(first, sizeof first, "%s", nd_ctx_errmsg(ctx));
+    nd_tensor *w = nd_zeros(ctx, 2, (int[]){2, 2}), *w4 = nd_zeros(ctx, 4, (int[]){1, 1, 1, 1});
+    nd_rng rng = nd_rng_seed(1);
+    nd_tensor *results[] = {
+        nd_im2col(ctx, NULL, (nd_window2d){1, 1, 1, 1, 0, 0}),
+        nd_col2im(ctx, NULL, (int[]){1, 1, 1, 1}, (nd_window2d){1, 1, 1, 1, 0, 0}),
+        nd_linear(ctx, NULL, w, NULL),
+        nd_conv2d(ctx, NULL, w4, NULL, 1, 0),
+        nd_max_pool2d(ctx, NULL, 2, 2),
+        nd_avg_pool2d(ctx, NULL, 2, 2),
+        nd_global_avg_pool2d(ctx, NULL),
+        nd_flatten(ctx, NULL),
+        nd_group_norm(ctx, NULL, 1, NULL, NULL, 1e-5),
+        nd_batch_norm(ctx, NULL, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+        nd_dropout(ctx, NULL, 0.5, true, &rng),
+        nd_mse_loss(ctx, NULL, w, ND_REDUCE_MEAN),
+        nd_l1_loss(ctx, w, NULL, ND_REDUCE_SUM),
+        nd_cross_entropy(ctx, NULL, (int[]){0}, ND_REDUCE_MEAN),
+    };
+    for (size_t i = 0; i < sizeof results / sizeof results[0]; i++)
+        ck_assert_msg(results[i] == NULL, "call %zu returned a tensor for a NULL input", i);
+    ck_assert_str_eq(nd_ctx_errmsg(ctx), first);
+    nd_module *lin = nd_linear_create(ctx, 2, 2, false, &rng);
+    ck_assert_ptr_null(nd_module_forward(ctx, lin, NULL));
+    ck_assert_str_eq(nd_ctx_errmsg(ctx), first);
+    nd_module_destroy(lin);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  */
 static Suite *nn_suite(void)
@@ -1156,6 +1234,7 @@ static Suite *nn_suite(void)
     tcase_add_test(err, test_sequential_reports_first_error);
     tcase_add_test(err, test_module_construction_errors_do_not_leak);
     tcase_add_test(err, test_optimizer_refuses_nonfinite_gradients);
+    tcase_add_test(err, test_null_input_propagates);
     for (int i = 0; i < 4; i++) suite_add_tcase(s, all[i]);
     return s;
 }
