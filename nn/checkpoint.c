@@ -603,10 +603,11 @@ static char *build_header(const nd_param *const *sorted, int n, const nd_save_op
     uint64_t at = 0;
     for (int i = 0; ok && i < n; i++) {
         const nd_tensor *t = sorted[i]->tensor;
+        /* key order as the reference writes it: dtype, shape, data_offsets */
         cJSON *e = cJSON_AddObjectToObject(root, sorted[i]->name);
-        cJSON *shape = e ? cJSON_AddArrayToObject(e, "shape") : NULL;
-        cJSON *offsets = NULL;
-        ok = e && cJSON_AddStringToObject(e, "dtype", st_dtypes[dtype].name) && shape;
+        ok = e && cJSON_AddStringToObject(e, "dtype", st_dtypes[dtype].name);
+        cJSON *shape = ok ? cJSON_AddArrayToObject(e, "shape") : NULL, *offsets = NULL;
+        ok = shape != NULL;
         for (int d = 0; ok && d < t->ndim; d++) {
             cJSON *v = cJSON_CreateNumber(t->shape[d]);
             ok = v && cJSON_AddItemToArray(shape, v);

@@ -42,23 +42,25 @@ static long long read_some(gzFile gz, uint8_t *buf, size_t n)
     return (long long)got;
 }
 
-/* zlib's text for the error that stopped gz, or "" if none. */
-static const char *gz_why(gzFile gz)
+/* zlib's text for the error that stopped gz ("" if none), without the "path: " zlib puts
+ * in front, since our messages name the file already. */
+static const char *gz_why(gzFile gz, const char *path, int *code)
 {
-    int code = Z_OK;
-    const char *msg = gzerror(gz, &code);
-    return code == Z_OK || !msg ? "" : msg;
+    const char *msg = gzerror(gz, code);
+    if (*code == Z_OK || !msg) return "";
+    size_t n = strlen(path);
+    if (strncmp(msg, path, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ') msg += n + 2;
+    return msg;
 }
 
 /* The error after gzread returned -1: a read error (Z_ERRNO) or corrupt gzip data. */
 static nd_status corrupt(nd_ctx *ctx, const char *fn, const char *path, gzFile gz)
 {
     int code = Z_OK;
-    const char *msg = gzerror(gz, &code);
+    const char *msg = gz_why(gz, path, &code);
     if (code == Z_ERRNO)
-        return nd_fail(ctx, ND_ERR_IO, "%s: %s: read error: %s", fn, path, msg ? msg : "");
-    return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: corrupt gzip data: %s", fn, path,
-                   msg ? msg : "");
+        return nd_fail(ctx, ND_ERR_IO, "%s: %s: read error: %s", fn, path, msg);
+    return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: corrupt gzip data: %s", fn, path, msg);
 }
 
 static nd_status read_header(nd_ctx *ctx, const char *fn, const char *path, gzFile gz,
@@ -142,7 +144,8 @@ static nd_status read_data(nd_ctx *ctx, const char *fn, const char *path, gzFile
         if (got < cap) break; /* end of file */
     }
     if (got < size) {
-        const char *why = gz_why(gz);
+        int code = Z_OK;
+        const char *why = gz_why(gz, path, &code);
         free(buf);
         return nd_fail(ctx, ND_ERR_FORMAT,
                        "%s: %s: truncated: expected %zu bytes of data, found %zu%s%s", fn, path,
@@ -150,12 +153,17 @@ static nd_status read_data(nd_ctx *ctx, const char *fn, const char *path, gzFile
     }
     uint8_t extra;
     long long r = read_some(gz, &extra, 1);
-    if (r != 0) {
+    int code = Z_OK;
+    const char *why = gz_why(gz, path, &code);
+    if (r != 0 || code != Z_OK) {
         free(buf);
         if (r < 0) return corrupt(ctx, fn, path, gz);
-        return nd_fail(ctx, ND_ERR_FORMAT,
-                       "%s: %s: trailing data after the %zu bytes its dims describe", fn, path,
-                       size);
+        if (r > 0)
+            return nd_fail(ctx, ND_ERR_FORMAT,
+                           "%s: %s: trailing data after the %zu bytes its dims describe", fn,
+                           path, size);
+        /* all the data arrived but the gzip trailer (CRC and length) did not */
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: truncated gzip stream: %s", fn, path, why);
     }
     out->data = buf;
     return ND_OK;
