@@ -67,7 +67,7 @@ def reference_tensors():
         "weight": ("F64", [2, 3], [0.25 * k - 1.0 for k in range(6)]),
         "bias": ("F64", [3], [0.5, -1.25, 2.0]),
         "scalar": ("F64", [], [3.5]),
-        "opt.exp_avg.weight": ("F64", [2, 3], [1.0 / (k + 1) for k in range(6)]),
+        "opt.exp_avg.weight": ("F64", [2, 3], [1.0 / 2**k for k in range(6)]),
     }
 
 
