@@ -1113,6 +1113,7 @@ START_TEST(test_loader_and_gather_reject_bad_tensors)
     ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, NULL), -1);
     ck_assert_msg_has("one-hot");
     nd_ctx_clear_error(ctx);
+    nd_loader_destroy(ld);
     ck_assert_int_eq(nd_loader_create(ctx, ds, 0, true, false, 1, &ld), ND_ERR_ARG);
     ck_assert_ptr_null(ld);
     nd_ctx_clear_error(ctx);
@@ -1147,9 +1148,10 @@ START_TEST(test_split_subset_and_limit)
     }
     for (int i = 0; i < val->n; i++) seen[val->labels[i]]++;
     for (int i = 0; i < N; i++) ck_assert_int_eq(seen[i], 1); /* disjoint, complete */
-    ck_assert_int_eq(nd_dataset_split(ctx, ds, N, &r1, &train2, &val2), ND_ERR_ARG);
-    nd_ctx_clear_error(ctx);
     nd_dataset_destroy(train2), nd_dataset_destroy(val2);
+    ck_assert_int_eq(nd_dataset_split(ctx, ds, N, &r1, &train2, &val2), ND_ERR_ARG);
+    ck_assert(train2 == NULL && val2 == NULL);
+    nd_ctx_clear_error(ctx);
 
     nd_dataset *sub = NULL;
     ck_assert_int_eq(nd_dataset_subset(ctx, ds, (int[]){5, 1, 5}, 3, &sub), ND_OK);
