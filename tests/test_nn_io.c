@@ -677,6 +677,33 @@ START_TEST(test_mixed_dtype_file_loads_f32_f64_and_rejects_i64)
 }
 END_TEST
 
+/* A seeded torch model's state_dict (Linear(3,2), Tanh, Linear(2,1), float32) plus a 0-dim
+ * float64 "step", written from torch's raw tensor bytes by safetensors_ref.py torch-fixture; the
+ * expected values are the ones it printed (C hex floats). */
+START_TEST(test_torch_state_dict_loads)
+{
+    const char *ref = data_io_path("torch_mlp.safetensors");
+    ck_assert_msg(ref != NULL, "tests/data-io/torch_mlp.safetensors not found");
+    static const double b0[] = {-0x1.76d6800000000p-7, 0x1.d4c2f40000000p-2};
+    static const double w0[] = {-0x1.1b47d00000000p-8, 0x1.3d26260000000p-2,
+                                -0x1.e696fc0000000p-2, -0x1.b317920000000p-2,
+                                -0x1.c769620000000p-3, 0x1.3d12a60000000p-3};
+    static const double b2[] = {-0x1.b5a6ba0000000p-3};
+    static const double w2[] = {-0x1.0107bc0000000p-4, 0x1.7f332e0000000p-3};
+    nd_tensor *t[5] = {make(1, (int[]){2}, 0), make(2, (int[]){2, 3}, 0), make(1, (int[]){1}, 0),
+                       make(2, (int[]){1, 2}, 0), make(0, NULL, 0)};
+    nd_param p[] = {{"0.bias", t[0]}, {"0.weight", t[1]}, {"2.bias", t[2]}, {"2.weight", t[3]},
+                    {"step", t[4]}};
+    nd_load_opts lo = {.strict = true, .reject_unused = true};
+    ck_assert_int_eq(nd_load_ex(ctx, ref, p, 5, &lo, NULL), ND_OK);
+    const double *want[] = {b0, w0, b2, w2};
+    for (int i = 0; i < 4; i++)
+        for (size_t k = 0; k < t[i]->size; k++) ck_assert(t[i]->data[k] == (nd_real)want[i][k]);
+    ck_assert(nd_item(t[4]) == (nd_real)0.1);
+    for (int i = 0; i < 5; i++) nd_tensor_destroy(t[i]);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  * IDX fixtures: built here, plain or gzip (stored deflate blocks, with our own CRC-32, so the
  * fixture writer shares no code with the zlib reader).
@@ -1211,6 +1238,7 @@ static Suite *nn_io_suite(void)
     tcase_add_test(atomic, test_save_over_a_directory_fails_and_cleans_up);
     tcase_add_test(interop, test_reference_file_loads);
     tcase_add_test(interop, test_mixed_dtype_file_loads_f32_f64_and_rejects_i64);
+    tcase_add_test(interop, test_torch_state_dict_loads);
     tcase_add_test(idx, test_idx_reads_plain_and_gzip);
     tcase_add_test(idx, test_idx_reads_large_gzip);
     tcase_add_test(idx, test_idx_rejects_bad_files);

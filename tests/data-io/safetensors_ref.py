@@ -8,6 +8,8 @@
 #   safetensors_ref.py write DIR   writes DIR/reference.safetensors and DIR/mixed.safetensors
 #   safetensors_ref.py read FILE   validates FILE and prints every tensor (as torch tensors if
 #                                  torch is installed)
+#   safetensors_ref.py torch-fixture FILE   a seeded torch model's state_dict (python3-torch),
+#                                  and its values as C hex floats for tests/test_nn_io.c
 import json
 import struct
 import sys
@@ -79,6 +81,32 @@ def mixed_tensors():
     }
 
 
+def torch_fixture(path):
+    """A torch model's state_dict, written the way safetensors.torch.save_file does it: each
+    tensor's raw little-endian storage bytes. Prints the values as C hex floats for the test."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Tanh(), torch.nn.Linear(2, 1))
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    state["step"] = torch.tensor(0.1, dtype=torch.float64)  # a 0-dim F64 tensor
+    header, blobs, at = {}, [], 0
+    names = {torch.float32: "F32", torch.float64: "F64"}
+    for name in sorted(state):
+        raw = state[name].numpy().tobytes()  # little-endian on this host
+        header[name] = {"dtype": names[state[name].dtype], "shape": list(state[name].shape),
+                        "data_offsets": [at, at + len(raw)]}
+        blobs.append(raw)
+        at += len(raw)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+    for name in sorted(state):
+        vals = ", ".join(float(v).hex() for v in state[name].flatten().tolist())
+        print(f"/* {name} {tuple(state[name].shape)} */ {{{vals}}},")
+
+
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "write":
         d = sys.argv[2]
@@ -86,6 +114,8 @@ def main():
             f.write(serialize(reference_tensors(), {"format": "pt", "written_by": "safetensors_ref.py"}))
         with open(f"{d}/mixed.safetensors", "wb") as f:
             f.write(serialize(mixed_tensors()))
+    elif len(sys.argv) == 3 and sys.argv[1] == "torch-fixture":
+        torch_fixture(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "read":
         with open(sys.argv[2], "rb") as f:
             meta, tensors = deserialize(f.read())
@@ -95,9 +125,15 @@ def main():
         except ImportError:
             torch = None
         for name, (dtype, shape, values) in sorted(tensors.items()):
-            if torch is not None:
-                t = torch.tensor(values, dtype={"F64": torch.float64, "F32": torch.float32,
-                                                "I64": torch.int64}[dtype]).reshape(shape)
+            if torch is not None:  # as safetensors.torch.load does: the raw bytes, reinterpreted
+                with open(sys.argv[2], "rb") as f:
+                    raw = f.read()
+                (n,) = struct.unpack("<Q", raw[:8])
+                begin, end = json.loads(raw[8 : 8 + n])[name]["data_offsets"]
+                tdtype = {"F64": torch.float64, "F32": torch.float32, "I64": torch.int64}[dtype]
+                t = torch.frombuffer(bytearray(raw[8 + n + begin : 8 + n + end]), dtype=tdtype)
+                t = t.reshape(shape)
+                assert t.flatten().tolist() == values, name
                 print(name, dtype, tuple(t.shape), t)
             else:
                 print(name, dtype, shape, values)
