@@ -269,9 +269,6 @@ static nd_status odeint_impl(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void
                                 n_params, &o);
     if (st != ND_OK) return st;
     for (int i = 0; i < n_y; i++) ys_out[i] = NULL;
-    nd_ode_stats local_stats;
-    if (!stats) stats = &local_stats;
-    memset(stats, 0, sizeof *stats);
 
     bool recording = nd_ctx_grad_enabled(ctx);
     bool t_grad = recording && t->requires_grad;
@@ -287,6 +284,8 @@ static nd_status odeint_impl(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void
     nd_odeint_saved *sv = nd_ctx_alloc(ctx, sizeof *sv);
     if (!sv) return nd_ctx_error(ctx);
     memset(sv, 0, sizeof *sv);
+    if (!stats) stats = &sv->own_stats; /* the backward writes there: it must outlive this call */
+    memset(stats, 0, sizeof *stats);
     sv->us.f1 = f1, sv->us.fn = fn, sv->us.user_data = user_data;
     if (!build_user_system(ctx, &sv->us, y0s, n_y, &o.solver, "nd_odeint")) return nd_ctx_error(ctx);
     int n_t = (int)t->size;

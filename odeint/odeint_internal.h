@@ -38,7 +38,8 @@ typedef struct {
     int n_t;
     bool t_grad;
     nd_ode_options opts; /* breakpoints copied into the arena */
-    nd_ode_stats *stats;
+    nd_ode_stats *stats;    /* the caller's, or own_stats */
+    nd_ode_stats own_stats;
 } nd_odeint_saved;
 
 /* The backward of the odeint op in adjoint mode (adjoint.c). */

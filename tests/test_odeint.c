@@ -1,0 +1,1140 @@
+/* SPDX-License-Identifier: MIT
+ * tests/test_odeint.c: the odeint op. Forward: analytic solutions (decay, linear systems through
+ * the matrix exponential, torchdiffeq's constant / sine / linear / exp problems) in both time
+ * directions for every method, convergence orders of the fixed-step methods, dense output,
+ * breakpoints. Backward: the torchdiffeq reference data (solutions, step counts, gradients),
+ * torchdiffeq's seminorm test, adjoint vs backprop through the solver vs central differences,
+ * the gradient with respect to t, second order dynamics. Errors: every failure the op reports.
+ */
+#include <check.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gradcheck.h"
+#include "nodal.h"
+
+#ifdef ND_REAL_FLOAT
+#define DOUBLE_ONLY() return /* reference counts and tight tolerances are float64 facts */
+#define BY_PRECISION(d, f) (f)
+#else
+#define DOUBLE_ONLY() (void)0
+#define BY_PRECISION(d, f) (d)
+#endif
+
+static nd_ctx *ctx;
+
+static void setup(void)
+{
+    ctx = nd_ctx_create(0);
+}
+
+static void teardown(void)
+{
+    nd_ctx_destroy(ctx);
+}
+
+static nd_tensor *vec(int n, const double *v)
+{
+    nd_tensor *t = nd_tensor_new(ctx, 1, &n);
+    for (int i = 0; i < n; i++) t->data[i] = (nd_real)v[i];
+    return t;
+}
+
+static nd_tensor *linspace(double a, double b, int n)
+{
+    nd_tensor *t = nd_tensor_new(ctx, 1, &n);
+    for (int i = 0; i < n; i++) t->data[i] = (nd_real)(a + (b - a) * i / (n - 1));
+    return t;
+}
+
+static nd_tensor *reversed(const nd_tensor *t)
+{
+    nd_tensor *r = nd_copy(ctx, t);
+    for (size_t i = 0; i < t->size; i++) r->data[i] = t->data[t->size - 1 - i];
+    return r;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The test problems.
+ */
+
+/* y' = -k y */
+static int decay(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t;
+    *dy = nd_mul(c, y, u ? (nd_tensor *)u : nd_scalar(c, -0.7));
+    return 0;
+}
+
+/* torchdiffeq's ConstantODE: f = a + (y - (a t + b))^5, exact y = a t + b; params a, b */
+typedef struct {
+    nd_tensor *a, *b;
+} constant_ode;
+
+static int constant_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    constant_ode *p = u;
+    nd_tensor *line = nd_add(c, nd_mul(c, p->a, t), p->b);
+    *dy = nd_add(c, p->a, nd_pow_scalar(c, nd_sub(c, y, line), 5));
+    return 0;
+}
+
+/* torchdiffeq's SineODE: f = 2y/t + t^4 sin 2t - t^2 + 4t^3 */
+static int sine_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)u;
+    nd_tensor *t2 = nd_mul(c, t, t), *t3 = nd_mul(c, t2, t), *t4 = nd_mul(c, t3, t);
+    nd_tensor *a = nd_div(c, nd_mul_scalar(c, y, 2), t);
+    nd_tensor *b = nd_mul(c, t4, nd_sin(c, nd_mul_scalar(c, t, 2)));
+    *dy = nd_add(c, nd_add(c, a, b), nd_sub(c, nd_mul_scalar(c, t3, 4), t2));
+    return 0;
+}
+
+static double sine_exact(double t)
+{
+    return -0.5 * pow(t, 4) * cos(2 * t) + 0.5 * pow(t, 3) * sin(2 * t) + 0.25 * t * t * cos(2 * t) -
+           pow(t, 3) + 2 * pow(t, 4) + (M_PI - 0.25) * t * t;
+}
+
+/* y' = y A^T (rows are points) */
+static int linear_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t;
+    *dy = nd_matmul_t(c, y, (nd_tensor *)u, false, true);
+    return 0;
+}
+
+/* torchdiffeq's ExpODE: f = -0.1 exp(-0.1 t) y / y(t)... written as y' = -0.1 y, exact e^{-0.1t} */
+static int exp_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)u, (void)t;
+    *dy = nd_mul_scalar(c, y, -0.1);
+    return 0;
+}
+
+/* expm(M) for a small dense matrix by scaling and squaring of the Taylor series (double) */
+static void expm(int n, const double *M, double *E)
+{
+    double norm = 0;
+    for (int i = 0; i < n * n; i++) norm = fmax(norm, fabs(M[i]));
+    int s = norm * n > 0.5 ? (int)ceil(log2(norm * n / 0.5)) : 0;
+    double *A = calloc((size_t)n * n, sizeof *A), *T = calloc((size_t)n * n, sizeof *T),
+           *P = calloc((size_t)n * n, sizeof *P);
+    for (int i = 0; i < n * n; i++) A[i] = M[i] / pow(2, s);
+    for (int i = 0; i < n * n; i++) E[i] = T[i] = i % (n + 1) == 0;
+    for (int k = 1; k < 30; k++) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double acc = 0;
+                for (int l = 0; l < n; l++) acc += T[i * n + l] * A[l * n + j];
+                P[i * n + j] = acc / k;
+            }
+        memcpy(T, P, sizeof *T * n * n);
+        for (int i = 0; i < n * n; i++) E[i] += T[i];
+    }
+    for (int r = 0; r < s; r++) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) {
+                double acc = 0;
+                for (int l = 0; l < n; l++) acc += E[i * n + l] * E[l * n + j];
+                P[i * n + j] = acc;
+            }
+        memcpy(E, P, sizeof *E * n * n);
+    }
+    free(A), free(T), free(P);
+}
+
+/* max |y - exact| / max |exact| */
+static double rel_error(const nd_tensor *y, const double *exact)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < y->size; i++) {
+        num = fmax(num, fabs(y->data[i] - exact[i]));
+        den = fmax(den, fabs(exact[i]));
+    }
+    return num / den;
+}
+
+static nd_ode_options opts_for(int method, double rtol, double atol)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.method = o.adjoint.method = method;
+    o.solver.rtol = o.adjoint.rtol = rtol;
+    o.solver.atol = o.adjoint.atol = atol;
+    if (method <= ND_RK4) o.solver.step_size = o.adjoint.step_size = 0.01;
+    return o;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * forward
+ */
+
+/* every method on torchdiffeq's four problems over t = linspace(1, 8, 10), both directions;
+ * the bounds are torchdiffeq's own (odeint_tests.py) */
+START_TEST(test_problems_every_method)
+{
+    int method = _i;
+#ifdef ND_REAL_FLOAT
+    const double slack = 30, rtol = 1e-5, atol = 1e-7; /* float32 cannot resolve 1e-7 */
+#else
+    const double slack = 1, rtol = 1e-7, atol = 1e-9; /* torchdiffeq's defaults */
+#endif
+    for (int dir = 0; dir < 2; dir++) {
+        nd_tensor *t = linspace(1, 8, 10);
+        if (dir) t = reversed(t);
+        nd_ode_options o = opts_for(method, rtol, atol);
+        if (method <= ND_RK4) o.solver.step_size = method == ND_EULER ? 1e-4 : 1e-3;
+        double base = method == ND_HEUN_EULER || method == ND_BOSH3 ? 4e-3 : 3e-4;
+        if (method == ND_EULER) base = 5e-2;
+
+        /* constant */
+        constant_ode p = {nd_scalar(ctx, 0.2), nd_scalar(ctx, 3.0)};
+        double exact[10];
+        for (int i = 0; i < 10; i++) exact[i] = 0.2 * t->data[i] + 3.0;
+        nd_tensor *y0 = vec(1, (double[]){exact[0]});
+        nd_tensor *y = nd_odeint(ctx, constant_f, &p, y0, t, NULL, 0, &o, NULL);
+        ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+        double e = rel_error(y, exact);
+        ck_assert_msg(e < base * slack, "constant %s dir %d: %g", nd_ode_method_name(method), dir, e);
+
+        /* sine */
+        for (int i = 0; i < 10; i++) exact[i] = sine_exact(t->data[i]);
+        y0 = vec(1, (double[]){exact[0]});
+        y = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o, NULL);
+        ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+        e = rel_error(y, exact);
+        ck_assert_msg(e < base * slack, "sine %s dir %d: %g", nd_ode_method_name(method), dir, e);
+
+        /* exp */
+        for (int i = 0; i < 10; i++) exact[i] = exp(-0.1 * t->data[i]);
+        y0 = vec(1, (double[]){exact[0]});
+        y = nd_odeint(ctx, exp_f, NULL, y0, t, NULL, 0, &o, NULL);
+        ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+        e = rel_error(y, exact);
+        ck_assert_msg(e < 5e-2 * slack && e < base * slack, "exp %s dir %d: %g",
+                      nd_ode_method_name(method), dir, e);
+
+        /* linear: 10-dim antisymmetric A = 2U - (U + U^T), y0 = ones, exact expm(A t) 1 */
+        enum { D = 10 };
+        double U[D * D], A[D * D], E[D * D], M[D * D], ex[10 * D];
+        nd_rng rng = nd_rng_seed(0);
+        for (int i = 0; i < D * D; i++) U[i] = 0.1 * nd_rng_normal(&rng);
+        for (int i = 0; i < D; i++)
+            for (int j = 0; j < D; j++) A[i * D + j] = 2 * U[i * D + j] - (U[i * D + j] + U[j * D + i]);
+        for (int k = 0; k < 10; k++) {
+            for (int i = 0; i < D * D; i++) M[i] = A[i] * t->data[k];
+            expm(D, M, E);
+            for (int i = 0; i < D; i++) {
+                double s = 0;
+                for (int j = 0; j < D; j++) s += E[i * D + j];
+                ex[k * D + i] = s;
+            }
+        }
+        nd_tensor *At = nd_tensor_new(ctx, 2, (int[]){D, D});
+        for (int i = 0; i < D * D; i++) At->data[i] = (nd_real)A[i];
+        nd_tensor *y0l = nd_tensor_new(ctx, 2, (int[]){1, D});
+        for (int i = 0; i < D; i++) y0l->data[i] = (nd_real)ex[i];
+        y = nd_odeint(ctx, linear_f, At, y0l, t, NULL, 0, &o, NULL);
+        ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+        e = rel_error(y, ex);
+        ck_assert_msg(e < fmin(base, 2e-3) * slack, "linear %s dir %d: %g",
+                      nd_ode_method_name(method), dir, e);
+        nd_ctx_reset(ctx);
+    }
+}
+END_TEST
+
+/* y' = -k y to within a few rtol, every adaptive method, with its step counts sane */
+START_TEST(test_decay_adaptive_accuracy)
+{
+    for (int m = ND_HEUN_EULER; m < ND_METHOD_COUNT; m++) {
+        nd_tensor *t = linspace(0, 3, 7);
+        nd_ode_options o = opts_for(m, 1e-6, 1e-9);
+        nd_ode_stats st;
+        nd_tensor *y = nd_odeint(ctx, decay, NULL, vec(2, (double[]){1, -2}), t, NULL, 0, &o, &st);
+        ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+        /* the global error of a low-order pair is many local tolerances (torchdiffeq's own
+         * bounds: 4e-3 for its second- and third-order methods) */
+        /* dopri8's outputs come from the same quartic interpolant as dopri5's, over much longer
+         * steps: the interpolant, not the method, sets its error between steps */
+        double bound = m <= ND_BOSH3 ? 1e-3 : m == ND_DOPRI8 ? 2e-4 : 2e-5;
+        for (int i = 0; i < 7; i++) {
+            double ex = exp(-0.7 * t->data[i]);
+            ck_assert_msg(fabs(y->data[2 * i] - ex) < bound * ex, "%s t=%g: %g vs %g",
+                          nd_ode_method_name(m), t->data[i], y->data[2 * i], ex);
+        }
+        /* torchdiffeq's accounting: f0 and the initial-step probe, then every stage of every
+         * attempted step (the first stage is the previous step's last) */
+        static const int stages[ND_METHOD_COUNT] = {[ND_HEUN_EULER] = 1, [ND_FEHLBERG2] = 2,
+                                                    [ND_BOSH3] = 3, [ND_DOPRI5] = 6,
+                                                    [ND_TSIT5] = 6, [ND_DOPRI8] = 13};
+        ck_assert_int_gt(st.forward.accepted, 0);
+        ck_assert_int_eq(st.forward.nfe,
+                         2 + stages[m] * (st.forward.accepted + st.forward.rejected));
+        nd_ctx_reset(ctx);
+    }
+}
+END_TEST
+
+/* error ratio when h halves -> 2^order for euler (1), midpoint (2), rk4 (4) */
+START_TEST(test_fixed_step_convergence_order)
+{
+    DOUBLE_ONLY();
+    const int methods[3] = {ND_EULER, ND_MIDPOINT, ND_RK4}, orders[3] = {1, 2, 4};
+    for (int k = 0; k < 3; k++) {
+        double err[2];
+        for (int r = 0; r < 2; r++) {
+            nd_ode_options o = opts_for(methods[k], 1e-7, 1e-9);
+            o.solver.step_size = 0.1 / (1 << r);
+            nd_tensor *y = nd_odeint(ctx, sine_f, NULL, vec(1, (double[]){sine_exact(1)}),
+                                     vec(2, (double[]){1, 2}), NULL, 0, &o, NULL);
+            ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+            err[r] = fabs(y->data[1] - sine_exact(2));
+        }
+        double observed = log2(err[0] / err[1]);
+        ck_assert_msg(fabs(observed - orders[k]) < 0.25, "%s: observed order %g",
+                      nd_ode_method_name(methods[k]), observed);
+    }
+}
+END_TEST
+
+/* outputs between steps come from the interpolant: asking for more times changes no step */
+START_TEST(test_dense_output_does_not_change_steps)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_ode_stats a, b;
+    nd_tensor *y0 = vec(1, (double[]){sine_exact(1)});
+    nd_tensor *few = nd_odeint(ctx, sine_f, NULL, y0, vec(2, (double[]){1, 8}), NULL, 0, &o, &a);
+    nd_tensor *t = linspace(1, 8, 50);
+    nd_tensor *many = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o, &b);
+    ck_assert(few && many);
+    ck_assert_int_eq(a.forward.nfe, b.forward.nfe);
+    ck_assert_int_eq(a.forward.accepted, b.forward.accepted);
+    ck_assert_double_eq_tol(few->data[1], many->data[49], 1e-12 * fabs(few->data[1]) + 1e-12);
+    /* the quartic interpolant is accurate between steps too: within 100 rtol of |y| */
+    double worst = 0;
+    for (int i = 0; i < 50; i++)
+        worst = fmax(worst, fabs(many->data[i] - sine_exact(t->data[i])) / fabs(sine_exact(8)));
+#ifdef ND_REAL_FLOAT
+    ck_assert_msg(worst < 1e-4, "interpolation error %g", worst);
+#else
+    ck_assert_msg(worst < 1e-5, "interpolation error %g", worst);
+#endif
+}
+END_TEST
+
+/* a tuple state: each tensor is its own block and its own trajectory */
+typedef struct {
+    nd_tensor *k;
+} tuple_data;
+
+static int tuple_f(nd_ctx *c, nd_tensor *t, nd_tensor *const *y, int n, nd_tensor **dy, void *u)
+{
+    (void)t, (void)n;
+    tuple_data *d = u;
+    dy[0] = nd_mul(c, y[0], d->k);                                    /* z' = k z   (2, 3) */
+    dy[1] = nd_neg(c, nd_sum_axis(c, nd_mul(c, y[0], y[0]), 1, false)); /* p' = -|z|^2 (2,) */
+    return 0;
+}
+
+START_TEST(test_tuple_state)
+{
+    tuple_data d = {nd_scalar(ctx, -0.5)};
+    nd_tensor *z0 = nd_full(ctx, 2, (int[]){2, 3}, 1), *p0 = nd_zeros(ctx, 1, (int[]){2});
+    z0->data[3] = 2;
+    nd_tensor *ys[2];
+    nd_ode_options o = ND_ODE_DEFAULT;
+    ck_assert_int_eq(nd_odeint_tuple(ctx, tuple_f, &d, (nd_tensor *[]){z0, p0}, 2,
+                                     vec(3, (double[]){0, 1, 2}), NULL, 0, &o, NULL, ys),
+                     ND_OK);
+    ck_assert_int_eq(ys[0]->ndim, 3);
+    ck_assert_int_eq(ys[0]->shape[0], 3);
+    ck_assert_int_eq(ys[1]->shape[1], 2);
+    /* z = z0 e^{-t/2}, p = -|z0|^2 (1 - e^{-t}) */
+    double tol = sizeof(nd_real) == 4 ? 1e-5 : 1e-6;
+    ck_assert_double_eq_tol(ys[0]->data[2 * 6 + 3], 2 * exp(-1.0), tol);
+    ck_assert_double_eq_tol(ys[1]->data[2 * 2 + 0], -3 * (1 - exp(-2.0)), tol * 3);
+    ck_assert_double_eq_tol(ys[1]->data[2 * 2 + 1], -6 * (1 - exp(-2.0)), tol * 6);
+}
+END_TEST
+
+/* a discontinuous f: stepping onto the jump with jump_t costs fewer evaluations
+ * (torchdiffeq's test) and keeps the solution right */
+static int jumpy(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)u, (void)y;
+    *dy = nd_full(c, y->ndim, y->shape, nd_item(t) < 1.3 ? 1.0 : -2.0);
+    return 0;
+}
+
+START_TEST(test_jump_t_reduces_evaluations)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_ode_stats plain, jumped;
+    nd_tensor *t = vec(2, (double[]){0, 3});
+    nd_tensor *a = nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), t, NULL, 0, &o, &plain);
+    double jump = 1.3;
+    o.jump_t = &jump, o.n_jump_t = 1;
+    nd_tensor *b = nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), t, NULL, 0, &o, &jumped);
+    ck_assert(a && b);
+    ck_assert_msg(jumped.forward.nfe < plain.forward.nfe, "%ld vs %ld", jumped.forward.nfe,
+                  plain.forward.nfe);
+    ck_assert_double_eq_tol(b->data[1], 1.3 - 2 * 1.7, BY_PRECISION(1e-5, 1e-4));
+    /* step_t: the solver lands on the point */
+    o.jump_t = NULL, o.n_jump_t = 0, o.step_t = &jump, o.n_step_t = 1;
+    nd_tensor *c = nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), t, NULL, 0, &o, NULL);
+    ck_assert_msg(c, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_double_eq_tol(c->data[1], 1.3 - 2 * 1.7, 1e-4);
+}
+END_TEST
+
+START_TEST(test_step_limits_and_pi_controller)
+{
+    nd_tensor *t = vec(2, (double[]){0, 3});
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_ode_stats st;
+    o.solver.max_step = 0.01;
+    nd_tensor *y = nd_odeint(ctx, decay, NULL, vec(1, (double[]){1}), t, NULL, 0, &o, &st);
+    ck_assert(y);
+    ck_assert_int_ge(st.forward.accepted, 300);
+    /* min_step forces acceptance of steps at least this long: few steps, looser answer */
+    o = ND_ODE_DEFAULT;
+    o.solver.min_step = 1.0;
+    o.solver.rtol = 1e-12, o.solver.atol = 1e-14;
+    y = nd_odeint(ctx, decay, NULL, vec(1, (double[]){1}), t, NULL, 0, &o, &st);
+    ck_assert(y);
+    ck_assert_int_le(st.forward.accepted, 3);
+    ck_assert_int_eq(st.forward.rejected, 0);
+    /* first_step replaces the initial-step heuristic and its probe evaluation */
+    o = ND_ODE_DEFAULT;
+    o.solver.first_step = 0.1;
+    y = nd_odeint(ctx, decay, NULL, vec(1, (double[]){1}), t, NULL, 0, &o, &st);
+    ck_assert(y);
+    ck_assert_double_eq_tol(y->data[1], exp(-2.1), 1e-6);
+    /* the PI controller solves as accurately */
+    o = ND_ODE_DEFAULT;
+    o.solver.controller = ND_CONTROLLER_PI;
+    y = nd_odeint(ctx, sine_f, NULL, vec(1, (double[]){sine_exact(1)}), vec(2, (double[]){1, 8}),
+                  NULL, 0, &o, &st);
+    ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_double_le(fabs(y->data[1] - sine_exact(8)) / fabs(sine_exact(8)),
+                        sizeof(nd_real) == 4 ? 1e-4 : 1e-6);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * The torchdiffeq reference data.
+ */
+static cJSON *load_json(const char *name)
+{
+    const char *dir = getenv("REFERENCE_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/reference", name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f, "cannot open %s", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n + 1);
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    buf[n] = 0;
+    fclose(f);
+    cJSON *j = cJSON_Parse(buf);
+    free(buf);
+    ck_assert_msg(j, "cannot parse %s", path);
+    return j;
+}
+
+/* flattens nested arrays (or {"value": ...}) into t, row-major */
+static size_t fill_from(nd_tensor *t, const cJSON *a, size_t k)
+{
+    if (cJSON_IsObject(a)) a = cJSON_GetObjectItemCaseSensitive(a, "value");
+    if (cJSON_IsNumber(a)) {
+        t->data[k++] = (nd_real)a->valuedouble;
+        return k;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, a) k = fill_from(t, e, k);
+    return k;
+}
+
+static nd_tensor *param_from(const cJSON *w, const char *name, bool round_to_float)
+{
+    const cJSON *item = cJSON_GetObjectItemCaseSensitive(w, name);
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
+    int dims[4], nd = 0;
+    const cJSON *s;
+    cJSON_ArrayForEach(s, shape) dims[nd++] = s->valueint;
+    nd_tensor *p = nd_tensor_create(ctx, nd, dims, true);
+    ck_assert_uint_eq(fill_from(p, item, 0), p->size);
+    if (round_to_float)
+        for (size_t i = 0; i < p->size; i++) p->data[i] = (nd_real)(float)p->data[i];
+    return p;
+}
+
+static double num(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    ck_assert_msg(cJSON_IsNumber(v), "missing %s", key);
+    return v->valuedouble;
+}
+
+/* max_i |a_i - ref_i| / max(|ref_i|, floor * max_j |ref_j|): relative, except that entries far
+ * below the tensor's scale (a gradient that is analytically zero) compare against that scale */
+static double max_rel_diff(const nd_real *a, const nd_tensor *ref, double floor)
+{
+    double scale = 0, worst = 0;
+    for (size_t i = 0; i < ref->size; i++) scale = fmax(scale, fabs(ref->data[i]));
+    for (size_t i = 0; i < ref->size; i++)
+        worst = fmax(worst, fabs(a[i] - ref->data[i]) / fmax(fabs(ref->data[i]), floor * scale));
+    return worst;
+}
+
+typedef struct {
+    nd_tensor *W1, *b1, *W2, *b2;
+} mlp2;
+
+static int mlp_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t;
+    mlp2 *m = u;
+    nd_tensor *h = nd_tanh(c, nd_add(c, nd_matmul_t(c, y, m->W1, false, true), m->b1));
+    *dy = nd_add(c, nd_matmul_t(c, h, m->W2, false, true), m->b2);
+    return 0;
+}
+
+/* One reference file: each gradient mode's y, counts and gradients. */
+static void check_reference(const char *file, nd_ode_fn f, void *data, nd_tensor **params,
+                            const char *const *param_names, int n_params)
+{
+    cJSON *j = load_json(file);
+    const cJSON *results = cJSON_GetObjectItemCaseSensitive(j, "results");
+    const char *modes[3] = {"backprop", "adjoint_default", "adjoint_seminorm"};
+    for (int m = 0; m < 3; m++) {
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(results, modes[m]);
+        nd_tensor *y0 = nd_tensor_new(ctx, 2, (int[]){4, 2});
+        nd_tensor *t = nd_tensor_new(ctx, 1, (int[]){4});
+        fill_from(y0, cJSON_GetObjectItemCaseSensitive(j, "y0"), 0);
+        fill_from(t, cJSON_GetObjectItemCaseSensitive(j, "t"), 0);
+        y0->requires_grad = true;
+        nd_ode_options o = ND_ODE_DEFAULT;
+        o.solver.rtol = o.adjoint.rtol = num(j, "rtol");
+        o.solver.atol = o.adjoint.atol = num(j, "atol");
+        o.grad = m == 0 ? ND_GRAD_BACKPROP : ND_GRAD_ADJOINT;
+        o.adjoint.norm = m == 2 ? ND_NORM_SEMINORM : ND_NORM_RMS;
+        nd_ode_stats st;
+        nd_zero_grad(params, n_params);
+        nd_tensor *ys = nd_odeint(ctx, f, data, y0, t, params, n_params, &o, &st);
+        nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, ys, ys));
+        ck_assert_msg(loss && nd_backward(ctx, loss) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+
+        ck_assert_int_eq(st.forward.nfe, (long)num(r, "nfe_forward"));
+        ck_assert_int_eq(st.forward.accepted, (long)num(r, "accept_forward"));
+        ck_assert_int_eq(st.forward.rejected, (long)num(r, "reject_forward"));
+        ck_assert_int_eq(st.backward.nfe, (long)num(r, "nfe_backward"));
+        ck_assert_int_eq(st.backward.accepted, (long)num(r, "accept_backward"));
+        ck_assert_int_eq(st.backward.rejected, (long)num(r, "reject_backward"));
+
+        nd_tensor *yref = nd_tensor_new(ctx, 3, (int[]){4, 4, 2});
+        fill_from(yref, cJSON_GetObjectItemCaseSensitive(r, "y"), 0);
+        double ey = max_rel_diff(ys->data, yref, 1e-12);
+        ck_assert_msg(ey < 1e-9, "%s %s: y differs by %g", file, modes[m], ey);
+
+        nd_tensor *gref = nd_tensor_new(ctx, 2, (int[]){4, 2});
+        fill_from(gref, cJSON_GetObjectItemCaseSensitive(r, "dL_dy0"), 0);
+        double eg = max_rel_diff(y0->grad, gref, 1e-3);
+        ck_assert_msg(eg < 1e-6, "%s %s: dL/dy0 differs by %g", file, modes[m], eg);
+        const cJSON *dp = cJSON_GetObjectItemCaseSensitive(r, "dL_dparams");
+        for (int p = 0; p < n_params; p++) {
+            nd_tensor *pref = nd_tensor_new(ctx, params[p]->ndim, params[p]->shape);
+            fill_from(pref, cJSON_GetObjectItemCaseSensitive(dp, param_names[p]), 0);
+            double e = max_rel_diff(params[p]->grad, pref, 1e-3);
+            ck_assert_msg(e < 1e-6, "%s %s: dL/d%s differs by %g", file, modes[m],
+                          param_names[p], e);
+        }
+        nd_ctx_reset(ctx);
+    }
+    cJSON_Delete(j);
+}
+
+START_TEST(test_reference_mlp)
+{
+    DOUBLE_ONLY();
+    cJSON *j = load_json("mlp.json");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "weights");
+    /* The reference run stored these weights in float32 nn.Linear layers before converting them
+     * to float64: torchdiffeq integrated the float32-rounded values (it reproduces their y to
+     * 1e-14; the unrounded ones differ by 1e-8). So do we. */
+    mlp2 m = {param_from(w, "W1", true), param_from(w, "b1", true), param_from(w, "W2", true),
+              param_from(w, "b2", true)};
+    cJSON_Delete(j);
+    nd_tensor *params[4] = {m.W1, m.b1, m.W2, m.b2};
+    const char *names[4] = {"l1.weight", "l1.bias", "l2.weight", "l2.bias"};
+    check_reference("mlp.json", mlp_f, &m, params, names, 4);
+    for (int i = 0; i < 4; i++) nd_tensor_destroy(params[i]);
+}
+END_TEST
+
+START_TEST(test_reference_linear)
+{
+    DOUBLE_ONLY();
+    cJSON *j = load_json("linear.json");
+    nd_tensor *A = param_from(cJSON_GetObjectItemCaseSensitive(j, "weights"), "A", false);
+    cJSON_Delete(j);
+    const char *names[1] = {"A"};
+    check_reference("linear.json", linear_f, A, &A, names, 1);
+    nd_tensor_destroy(A);
+}
+END_TEST
+
+/* torchdiffeq's seminorm test: f(t, x) = tanh(W2 tanh(W1 x + b1) + b2) sin(2t), width 1024 */
+static int seminorm_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    mlp2 *m = u;
+    nd_tensor *x = nd_reshape(c, y, 2, (int[]){1, 2});
+    nd_tensor *h = nd_tanh(c, nd_add(c, nd_matmul_t(c, x, m->W1, false, true), m->b1));
+    nd_tensor *o = nd_tanh(c, nd_add(c, nd_matmul_t(c, h, m->W2, false, true), m->b2));
+    *dy = nd_reshape(c, nd_mul(c, o, nd_sin(c, nd_mul_scalar(c, t, 2))), 1, (int[]){2});
+    return 0;
+}
+
+START_TEST(test_reference_seminorm_counts)
+{
+    DOUBLE_ONLY();
+    cJSON *j = load_json("test_seminorm.json");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "weights");
+    mlp2 m = {param_from(w, "W1", false), param_from(w, "b1", false), param_from(w, "W2", false),
+              param_from(w, "b2", false)};
+    nd_tensor *params[4] = {m.W1, m.b1, m.W2, m.b2};
+    /* the true dL/dx0, from dopri8 at 1e-13 */
+    double g_true[2];
+    {
+        nd_tensor *y0 = nd_tensor_new(ctx, 1, (int[]){2}), *t = nd_tensor_new(ctx, 1, (int[]){2});
+        fill_from(y0, cJSON_GetObjectItemCaseSensitive(j, "y0"), 0);
+        fill_from(t, cJSON_GetObjectItemCaseSensitive(j, "t"), 0);
+        y0->requires_grad = true;
+        nd_ode_options o = opts_for(ND_DOPRI8, 1e-13, 1e-13);
+        nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, seminorm_f, &m, y0, t, params, 4, &o, NULL));
+        ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        g_true[0] = y0->grad[0], g_true[1] = y0->grad[1];
+        nd_ctx_reset(ctx);
+    }
+    const cJSON *run;
+    int n_runs = 0;
+    cJSON_ArrayForEach(run, cJSON_GetObjectItemCaseSensitive(j, "runs"))
+    {
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(run, "dtype")->valuestring, "float64")) continue;
+        int method = nd_ode_method_from_name(cJSON_GetObjectItemCaseSensitive(run, "method")->valuestring);
+        ck_assert_int_ge(method, 0);
+        long nfe_b[2];
+        nd_real grads[2][2];
+        /* nodal integrates a_t only when t requires grad; here it does not, so nodal's RMS and
+         * seminorm are torchdiffeq's default_no_t and seminorm_no_t columns */
+        const char *cols[2] = {"default_no_t", "seminorm_no_t"};
+        for (int k = 0; k < 2; k++) {
+            const cJSON *r = cJSON_GetObjectItemCaseSensitive(run, cols[k]);
+            nd_tensor *y0 = nd_tensor_new(ctx, 1, (int[]){2});
+            nd_tensor *t = nd_tensor_new(ctx, 1, (int[]){2});
+            fill_from(y0, cJSON_GetObjectItemCaseSensitive(j, "y0"), 0);
+            fill_from(t, cJSON_GetObjectItemCaseSensitive(j, "t"), 0);
+            y0->requires_grad = true;
+            nd_ode_options o = opts_for(method, num(run, "rtol"), num(run, "atol"));
+            o.adjoint.norm = k ? ND_NORM_SEMINORM : ND_NORM_RMS;
+            nd_ode_stats st;
+            nd_zero_grad(params, 4);
+            nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, seminorm_f, &m, y0, t, params, 4, &o, &st));
+            ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+            ck_assert_msg(st.forward.nfe == (long)num(r, "nfe_forward") &&
+                              st.forward.accepted == (long)num(r, "accept_forward") &&
+                              st.forward.rejected == (long)num(r, "reject_forward") &&
+                              st.backward.nfe == (long)num(r, "nfe_backward") &&
+                              st.backward.accepted == (long)num(r, "accept_backward") &&
+                              st.backward.rejected == (long)num(r, "reject_backward"),
+                          "%s %s: forward %ld/%ld/%ld backward %ld/%ld/%ld, torchdiffeq %g/%g/%g "
+                          "%g/%g/%g",
+                          run->string, cols[k], st.forward.nfe, st.forward.accepted,
+                          st.forward.rejected, st.backward.nfe, st.backward.accepted,
+                          st.backward.rejected, num(r, "nfe_forward"), num(r, "accept_forward"),
+                          num(r, "reject_forward"), num(r, "nfe_backward"),
+                          num(r, "accept_backward"), num(r, "reject_backward"));
+            ck_assert_double_eq_tol(nd_item(L), num(r, "loss"), 1e-9 * fabs(num(r, "loss")));
+            nfe_b[k] = st.backward.nfe;
+            grads[k][0] = y0->grad[0], grads[k][1] = y0->grad[1];
+            nd_ctx_reset(ctx);
+        }
+        ck_assert_msg(nfe_b[1] <= nfe_b[0], "%s: seminorm %ld > default %ld", run->string,
+                      nfe_b[1], nfe_b[0]);
+        /* The same gradient to solver tolerance. Fewer steps cost some accuracy: with the
+         * fifth-order pairs the seminorm's dL/dx0 stays within a few rtol of the truth (measured:
+         * 0.03 .. 3.2 rtol); the low-order pairs, whose global error is many
+         * local tolerances under any norm, stay within 5e-3 (worst measured: fehlberg2 at 1e-3,
+         * 3.6e-3). */
+        bool fifth = method == ND_DOPRI5 || method == ND_TSIT5;
+        for (int i = 0; i < 2; i++) {
+            double err = fabs(grads[1][i] - g_true[i]) / fabs(g_true[i]);
+            ck_assert_msg(err <= (fifth ? 5 * num(run, "rtol") : 5e-3), "%s: seminorm dL/dx0 %.12g, "
+                          "true %.12g (default norm: %.12g)", run->string, grads[1][i], g_true[i],
+                          grads[0][i]);
+        }
+        n_runs++;
+    }
+    ck_assert_int_eq(n_runs, 24);
+    for (int i = 0; i < 4; i++) nd_tensor_destroy(params[i]);
+    cJSON_Delete(j);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * backward: adjoint vs backprop vs central differences
+ */
+
+typedef struct {
+    nd_ode_fn f;
+    void *data;
+    nd_tensor **params;
+    int n_params;
+    nd_ode_options o;
+    nd_tensor *t;
+} solve_case;
+
+/* L = sum(w * y(t)) through one solve; inputs: y0 then params */
+static nd_tensor *solve_loss_fn(nd_ctx *c, nd_tensor **in, void *u)
+{
+    solve_case *sc = u;
+    return nd_odeint(c, sc->f, sc->data, in[0], sc->t, in + 1, sc->n_params, &sc->o, NULL);
+}
+
+static void grads_of(solve_case *sc, nd_tensor *y0, nd_real *out)
+{
+    nd_tensor *in[4] = {y0};
+    for (int i = 0; i < sc->n_params; i++) in[1 + i] = sc->params[i];
+    nd_tensor *y = solve_loss_fn(ctx, in, sc);
+    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
+    nd_tensor *g[4];
+    ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, in, 1 + sc->n_params, g, false) == ND_OK, "%s",
+                  nd_ctx_errmsg(ctx));
+    size_t k = 0;
+    for (int i = 0; i < 1 + sc->n_params; i++)
+        for (size_t e = 0; e < g[i]->size; e++) out[k++] = g[i]->data[e];
+}
+
+START_TEST(test_adjoint_matches_backprop_and_fd)
+{
+    DOUBLE_ONLY();
+    /* ConstantODE with a, b as parameters, and the linear system with A */
+    nd_tensor *a = nd_tensor_new(ctx, 0, NULL), *b = nd_tensor_new(ctx, 0, NULL);
+    a->data[0] = 0.2, b->data[0] = 3.0;
+    a->requires_grad = b->requires_grad = true;
+    constant_ode p = {a, b};
+    nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
+    A->requires_grad = true;
+    solve_case cases[2] = {
+        {constant_f, &p, (nd_tensor *[]){a, b}, 2, ND_ODE_DEFAULT, linspace(1, 8, 10)},
+        {linear_f, A, (nd_tensor *[]){A}, 1, ND_ODE_DEFAULT, linspace(0, 2, 5)},
+    };
+    nd_tensor *y0s[2] = {vec(1, (double[]){3.2}), nd_tensor_from(ctx, 2, (int[]){1, 2},
+                                                                 (nd_real[]){1.0, 0.5})};
+    for (int c = 0; c < 2; c++) {
+        solve_case *sc = &cases[c];
+        nd_tensor *y0 = y0s[c];
+        y0->requires_grad = true;
+        sc->o.solver.rtol = sc->o.adjoint.rtol = 1e-10;
+        sc->o.solver.atol = sc->o.adjoint.atol = 1e-12;
+        nd_real adj[16], bp[16], semi[16];
+        grads_of(sc, y0, adj);
+        sc->o.adjoint.norm = ND_NORM_SEMINORM;
+        grads_of(sc, y0, semi);
+        sc->o.grad = ND_GRAD_BACKPROP;
+        grads_of(sc, y0, bp);
+        size_t n = y0->size;
+        for (int i = 0; i < sc->n_params; i++) n += sc->params[i]->size;
+        for (size_t k = 0; k < n; k++) {
+            double scale = fmax(fabs(bp[k]), 1e-3);
+            ck_assert_msg(fabs(adj[k] - bp[k]) < 1e-6 * scale, "case %d grad %zu: adjoint %.12g, "
+                          "backprop %.12g", c, k, adj[k], bp[k]);
+            ck_assert_msg(fabs(semi[k] - adj[k]) < 1e-6 * scale, "case %d grad %zu: seminorm %.12g"
+                          " vs default %.12g", c, k, semi[k], adj[k]);
+        }
+        /* and both against central differences of the solve */
+        sc->o.grad = ND_GRAD_ADJOINT;
+        nd_tensor *in[4] = {y0};
+        for (int i = 0; i < sc->n_params; i++) in[1 + i] = sc->params[i];
+        char report[256] = "";
+        gc_tol tol = {.eps = 1e-5, .atol = 1e-5, .rtol = 1e-5};
+        ck_assert_msg(gradcheck(ctx, solve_loss_fn, in, 1 + sc->n_params, sc, tol, report),
+                      "case %d: %s", c, report);
+    }
+}
+END_TEST
+
+/* with fixed steps the backprop gradient is the exact derivative of the discrete solve, so it
+ * passes gradcheck and gradgradcheck tightly, in every precision's tolerance */
+START_TEST(test_backprop_fixed_step_gradcheck)
+{
+    nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
+    A->requires_grad = true;
+    solve_case sc = {linear_f, A, (nd_tensor *[]){A}, 1, ND_ODE_DEFAULT, linspace(0, 1, 3)};
+    sc.o.grad = ND_GRAD_BACKPROP;
+    sc.o.solver.method = ND_RK4;
+    sc.o.solver.step_size = 0.125;
+    nd_tensor *y0 = nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5});
+    y0->requires_grad = true;
+    nd_tensor *in[2] = {y0, A};
+    char report[256] = "";
+    ck_assert_msg(gradcheck(ctx, solve_loss_fn, in, 2, &sc, gc_default_tol(), report), "%s",
+                  report);
+    ck_assert_msg(gradgradcheck(ctx, solve_loss_fn, in, 2, &sc, gc_default_tol(), report), "%s",
+                  report);
+}
+END_TEST
+
+/* dL/dt through the adjoint, against central differences of every output time */
+START_TEST(test_gradient_wrt_t)
+{
+    DOUBLE_ONLY();
+    nd_tensor *t = vec(4, (double[]){1, 2, 3.5, 5});
+    t->requires_grad = true;
+    nd_tensor *y0 = vec(1, (double[]){sine_exact(1)});
+    y0->requires_grad = true;
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.rtol = o.adjoint.rtol = 1e-11;
+    o.solver.atol = o.adjoint.atol = 1e-12;
+    for (int norm = 0; norm < 2; norm++) {
+        o.adjoint.norm = norm ? ND_NORM_SEMINORM : ND_NORM_RMS;
+        nd_tensor *y = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o, NULL);
+        nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
+        nd_tensor *g[2];
+        ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, (nd_tensor *[]){t, y0}, 2, g, false) == ND_OK,
+                      "%s", nd_ctx_errmsg(ctx));
+        bool prev = nd_ctx_set_grad(ctx, false);
+        for (int i = 0; i < 4; i++) {
+            double h = 1e-5, saved = t->data[i], Lp, Lm;
+            t->data[i] = saved + h;
+            nd_tensor *yp = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o, NULL);
+            Lp = nd_item(nd_sum(ctx, nd_mul(ctx, yp, yp)));
+            t->data[i] = saved - h;
+            nd_tensor *ym = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o, NULL);
+            Lm = nd_item(nd_sum(ctx, nd_mul(ctx, ym, ym)));
+            t->data[i] = saved;
+            double fd = (Lp - Lm) / (2 * h);
+            ck_assert_msg(fabs(g[0]->data[i] - fd) < 1e-5 * fmax(1, fabs(fd)),
+                          "norm %d dL/dt[%d]: adjoint %.10g, central difference %.10g", norm, i,
+                          g[0]->data[i], fd);
+        }
+        nd_ctx_set_grad(ctx, prev);
+    }
+}
+END_TEST
+
+/* A Hamiltonian vector field f = J grad H(y), H a small tanh MLP: the dynamics contain a
+ * gradient (built with create_graph), and the adjoint differentiates through it. */
+typedef struct {
+    nd_tensor *W1, *b1, *w2;
+} hamiltonian;
+
+static int hamiltonian_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t;
+    hamiltonian *hm = u;
+    /* y (B, 2) = (q, p); H = sum tanh(y W1^T + b1) w2 */
+    nd_tensor *yl = y;
+    bool made_leaf = false;
+    if (!y->requires_grad) { /* a constant state (forward solve): differentiate H all the same */
+        yl = nd_copy(c, y);
+        yl->requires_grad = made_leaf = true;
+    }
+    bool prev = nd_ctx_set_grad(c, true);
+    nd_tensor *H = nd_sum(c, nd_matmul(c, nd_tanh(c, nd_add(c, nd_matmul_t(c, yl, hm->W1, false,
+                                                                            true), hm->b1)), hm->w2));
+    nd_tensor *dH;
+    if (!H || nd_grad(c, &H, NULL, 1, &yl, 1, &dH, true) != ND_OK) return -1;
+    nd_tensor *dq = nd_slice(c, dH, 1, 0, 1), *dp = nd_slice(c, dH, 1, 1, 1);
+    *dy = nd_concat(c, (nd_tensor *[]){dp, nd_neg(c, dq)}, 2, 1); /* q' = dH/dp, p' = -dH/dq */
+    if (made_leaf && !prev) *dy = nd_detach(c, *dy);
+    nd_ctx_set_grad(c, prev);
+    return *dy ? 0 : -1;
+}
+
+START_TEST(test_second_order_hamiltonian)
+{
+    DOUBLE_ONLY();
+    nd_rng rng = nd_rng_seed(7);
+    hamiltonian hm = {nd_tensor_new(ctx, 2, (int[]){8, 2}), nd_tensor_new(ctx, 1, (int[]){8}),
+                      nd_tensor_new(ctx, 2, (int[]){8, 1})};
+    nd_fill_normal(hm.W1, &rng, 0, 0.7);
+    nd_fill_normal(hm.b1, &rng, 0, 0.3);
+    nd_fill_normal(hm.w2, &rng, 0, 0.5);
+    hm.W1->requires_grad = hm.b1->requires_grad = hm.w2->requires_grad = true;
+    solve_case sc = {hamiltonian_f, &hm, (nd_tensor *[]){hm.W1, hm.b1, hm.w2}, 3, ND_ODE_DEFAULT,
+                     linspace(0, 1, 3)};
+    sc.o.solver.rtol = sc.o.adjoint.rtol = 1e-10;
+    sc.o.solver.atol = sc.o.adjoint.atol = 1e-12;
+    nd_tensor *y0 = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){0.5, -0.2, 1.0, 0.3});
+    y0->requires_grad = true;
+    nd_real adj[64], bp[64];
+    grads_of(&sc, y0, adj);
+    sc.o.grad = ND_GRAD_BACKPROP;
+    grads_of(&sc, y0, bp);
+    size_t n = 4 + 16 + 8 + 8;
+    for (size_t k = 0; k < n; k++)
+        ck_assert_msg(fabs(adj[k] - bp[k]) < 1e-6 * fmax(fabs(bp[k]), 1e-2),
+                      "grad %zu: adjoint %.12g, backprop %.12g", k, adj[k], bp[k]);
+    sc.o.grad = ND_GRAD_ADJOINT;
+    nd_tensor *in[4] = {y0, hm.W1, hm.b1, hm.w2};
+    char report[256] = "";
+    gc_tol tol = {.eps = 1e-5, .atol = 1e-5, .rtol = 1e-5};
+    ck_assert_msg(gradcheck(ctx, solve_loss_fn, in, 4, &sc, tol, report), "%s", report);
+}
+END_TEST
+
+/* two ODE blocks and other layers in one graph */
+START_TEST(test_odeint_composes_with_other_ops)
+{
+    nd_tensor *w = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){0.3, -0.2, 0.1, 0.4});
+    nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.5, 1.0, -1.0, -0.5});
+    w->requires_grad = A->requires_grad = true;
+    nd_tensor *x = nd_tensor_from(ctx, 2, (int[]){3, 2}, (nd_real[]){1, 0, 0, 1, 0.5, -0.5});
+    nd_tensor *t = vec(2, (double[]){0, 0.5});
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_tensor *h = nd_tanh(ctx, nd_matmul(ctx, x, w));
+    nd_tensor *z1 = nd_slice(ctx, nd_odeint(ctx, linear_f, A, h, t, &A, 1, &o, NULL), 0, 1, 1);
+    nd_tensor *z1r = nd_reshape(ctx, z1, 2, (int[]){3, 2});
+    nd_tensor *z2 = nd_slice(ctx, nd_odeint(ctx, linear_f, A, nd_relu(ctx, z1r), t, &A, 1, &o,
+                                            NULL), 0, 1, 1);
+    nd_tensor *L = nd_sum(ctx, z2);
+    ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    bool any = false;
+    for (int i = 0; i < 4; i++) any |= w->grad[i] != 0 && A->grad[i] != 0;
+    ck_assert(any);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
+ * errors
+ */
+
+static int blow_up(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t, (void)u;
+    *dy = nd_mul(c, y, y); /* y' = y^2, y(0) = 1: y = 1 / (1 - t) */
+    return 0;
+}
+
+START_TEST(test_error_step_underflow_names_t_and_dt)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_tensor *y = nd_odeint(ctx, blow_up, NULL, vec(1, (double[]){1}), vec(2, (double[]){0, 2}),
+                             NULL, 0, &o, NULL);
+    ck_assert_ptr_null(y);
+    nd_status st = nd_ctx_error(ctx);
+    ck_assert_msg(st == ND_ERR_STEP_UNDERFLOW || st == ND_ERR_NONFINITE, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "nd_odeint"));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "t = "));
+    if (st == ND_ERR_STEP_UNDERFLOW) ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "dt = "));
+}
+END_TEST
+
+START_TEST(test_error_max_num_steps)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.max_num_steps = 5;
+    nd_tensor *y = nd_odeint(ctx, sine_f, NULL, vec(1, (double[]){sine_exact(1)}),
+                             vec(2, (double[]){1, 8}), NULL, 0, &o, NULL);
+    ck_assert_ptr_null(y);
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_MAX_STEPS);
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "max_num_steps (5)"));
+}
+END_TEST
+
+static int nan_after_half(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)u;
+    *dy = nd_full(c, y->ndim, y->shape, nd_item(t) > 0.5 ? NAN : 1.0);
+    return 0;
+}
+
+START_TEST(test_error_nonfinite_derivative)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_tensor *y = nd_odeint(ctx, nan_after_half, NULL, vec(1, (double[]){0}),
+                             vec(2, (double[]){0, 1}), NULL, 0, &o, NULL);
+    ck_assert_ptr_null(y);
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_NONFINITE);
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "not finite"));
+}
+END_TEST
+
+static int fails_at_one(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)u;
+    if (nd_item(t) > 1) return -3;
+    *dy = nd_neg(c, y);
+    return 0;
+}
+
+/* a fatal callback stops the solve; parameters are never touched by a failed solve */
+START_TEST(test_error_callback_fatal)
+{
+    nd_tensor *p = nd_tensor_create(ctx, 1, (int[]){1}, true);
+    p->data[0] = 1.25;
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_tensor *y = nd_odeint(ctx, fails_at_one, NULL, vec(1, (double[]){1}),
+                             vec(2, (double[]){0, 2}), &p, 1, &o, NULL);
+    ck_assert_ptr_null(y);
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_CALLBACK);
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "returned -3"));
+    ck_assert(p->data[0] == (nd_real)1.25 && p->grad[0] == 0);
+    nd_tensor_destroy(p);
+}
+END_TEST
+
+/* f > 0: the step is rejected and shrunk, and the solve goes on */
+static int rejects_big_steps(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    double *last = u;
+    double tt = nd_item(t);
+    if (fabs(tt - *last) > 0.3) return 1; /* a stage too far from the last accepted point */
+    *dy = nd_neg(c, y);
+    if (tt > *last) *last = tt;
+    return 0;
+}
+
+START_TEST(test_callback_positive_rejects_step)
+{
+    double last = 0;
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.rtol = 1e-3, o.solver.atol = 1e-6;
+    nd_ode_stats st;
+    nd_tensor *y = nd_odeint(ctx, rejects_big_steps, &last, vec(1, (double[]){1}),
+                             vec(2, (double[]){0, 3}), NULL, 0, &o, &st);
+    ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_int_gt(st.forward.rejected, 0);
+    ck_assert_double_eq_tol(y->data[1], exp(-3.0), 1e-3);
+}
+END_TEST
+
+static int wrong_shape(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t, (void)u, (void)y;
+    *dy = nd_zeros(c, 1, (int[]){3});
+    return 0;
+}
+
+START_TEST(test_error_bad_inputs)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_tensor *y0 = vec(2, (double[]){1, 2});
+    struct {
+        nd_tensor *t;
+        nd_ode_options o;
+        nd_ode_fn f;
+        nd_status code;
+        const char *text;
+    } cases[] = {
+        {vec(1, (double[]){0}), o, decay, ND_ERR_SHAPE, "at least 2 times"},
+        {vec(3, (double[]){0, 2, 1}), o, decay, ND_ERR_ARG, "strictly increasing or decreasing"},
+        {vec(2, (double[]){0, NAN}), o, decay, ND_ERR_NONFINITE, "t is not finite"},
+        {vec(2, (double[]){0, 1}), o, wrong_shape, ND_ERR_SHAPE, "dydt[0] of shape (3,)"},
+        {vec(2, (double[]){0, 1}), o, NULL, ND_ERR_ARG, "f is NULL"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_ptr_null(nd_odeint(ctx, cases[i].f, NULL, y0, cases[i].t, NULL, 0, &cases[i].o,
+                                     NULL));
+        ck_assert_int_eq(nd_ctx_error(ctx), cases[i].code);
+        ck_assert_msg(strstr(nd_ctx_errmsg(ctx), cases[i].text), "case %zu: %s", i,
+                      nd_ctx_errmsg(ctx));
+        nd_ctx_clear_error(ctx);
+    }
+    nd_ode_options bad = o;
+    bad.solver.rtol = -1;
+    ck_assert_ptr_null(nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0, &bad, NULL));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "rtol"));
+    nd_ctx_clear_error(ctx);
+    bad = o;
+    bad.solver.method = (nd_ode_method)42;
+    ck_assert_ptr_null(nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0, &bad, NULL));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "unknown method 42"));
+    nd_ctx_clear_error(ctx);
+    double dup = 0.5;
+    bad = o;
+    bad.step_t = bad.jump_t = &dup, bad.n_step_t = bad.n_jump_t = 1;
+    ck_assert_ptr_null(nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0, &bad, NULL));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "both step_t and jump_t"));
+    nd_ctx_clear_error(ctx);
+    /* a NULL input from an earlier failed op keeps that op's error */
+    nd_fail(ctx, ND_ERR_SHAPE, "nd_matmul: earlier");
+    ck_assert_ptr_null(nd_odeint(ctx, decay, NULL, NULL, vec(2, (double[]){0, 1}), NULL, 0, &o, NULL));
+    ck_assert_str_eq(nd_ctx_errmsg(ctx), "nd_matmul: earlier");
+    ck_assert_int_eq(nd_ode_method_from_name("dopri5"), ND_DOPRI5);
+    ck_assert_int_eq(nd_ode_method_from_name("nope"), -1);
+}
+END_TEST
+
+START_TEST(test_error_t_grad_needs_adjoint_and_no_double_backward)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    nd_tensor *t = vec(2, (double[]){0, 1});
+    t->requires_grad = true;
+    o.grad = ND_GRAD_BACKPROP;
+    ck_assert_ptr_null(nd_odeint(ctx, decay, NULL, vec(1, (double[]){1}), t, NULL, 0, &o, NULL));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "ND_GRAD_ADJOINT"));
+    nd_ctx_clear_error(ctx);
+    /* the adjoint's gradient is numbers, not a graph: asking to differentiate it again fails */
+    o = ND_ODE_DEFAULT;
+    nd_tensor *y0 = vec(1, (double[]){1});
+    y0->requires_grad = true;
+    nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0,
+                                         &o, NULL));
+    nd_tensor *g;
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, &y0, 1, &g, true), ND_ERR_GRAPH);
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "create_graph"));
+}
+END_TEST
+
+Suite *odeint_suite(void)
+{
+    Suite *s = suite_create("odeint");
+    TCase *fwd = tcase_create("forward"), *bwd = tcase_create("backward"),
+          *ref = tcase_create("reference"), *err = tcase_create("errors");
+    TCase *all[4] = {fwd, bwd, ref, err};
+    for (int i = 0; i < 4; i++) {
+        tcase_add_checked_fixture(all[i], setup, teardown);
+        tcase_set_timeout(all[i], 600);
+        suite_add_tcase(s, all[i]);
+    }
+    tcase_add_loop_test(fwd, test_problems_every_method, 0, ND_METHOD_COUNT);
+    tcase_add_test(fwd, test_decay_adaptive_accuracy);
+    tcase_add_test(fwd, test_fixed_step_convergence_order);
+    tcase_add_test(fwd, test_dense_output_does_not_change_steps);
+    tcase_add_test(fwd, test_tuple_state);
+    tcase_add_test(fwd, test_jump_t_reduces_evaluations);
+    tcase_add_test(fwd, test_step_limits_and_pi_controller);
+    tcase_add_test(ref, test_reference_mlp);
+    tcase_add_test(ref, test_reference_linear);
+    tcase_add_test(ref, test_reference_seminorm_counts);
+    tcase_add_test(bwd, test_adjoint_matches_backprop_and_fd);
+    tcase_add_test(bwd, test_backprop_fixed_step_gradcheck);
+    tcase_add_test(bwd, test_gradient_wrt_t);
+    tcase_add_test(bwd, test_second_order_hamiltonian);
+    tcase_add_test(bwd, test_odeint_composes_with_other_ops);
+    tcase_add_test(err, test_error_step_underflow_names_t_and_dt);
+    tcase_add_test(err, test_error_max_num_steps);
+    tcase_add_test(err, test_error_nonfinite_derivative);
+    tcase_add_test(err, test_error_callback_fatal);
+    tcase_add_test(err, test_callback_positive_rejects_step);
+    tcase_add_test(err, test_error_bad_inputs);
+    tcase_add_test(err, test_error_t_grad_needs_adjoint_and_no_double_backward);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(odeint_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
