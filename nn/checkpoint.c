@@ -437,10 +437,23 @@ static nd_status check_list(nd_ctx *ctx, const char *fn, const char *file, const
     return ND_OK;
 }
 
+/* true when the file's bytes are nd_real's bytes: a plain memcpy will do */
+static bool native_layout(int dtype)
+{
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    return sizeof(nd_real) == st_dtypes[dtype].size;
+#else
+    (void)dtype;
+    return false;
+#endif
+}
+
 static void copy_in(nd_tensor *t, const st_entry *e, const uint8_t *data)
 {
     const uint8_t *p = data + e->begin;
-    if (e->dtype == ST_F64) {
+    if (native_layout(e->dtype)) {
+        memcpy(t->data, p, t->size * sizeof *t->data);
+    } else if (e->dtype == ST_F64) {
         for (size_t i = 0; i < t->size; i++, p += 8) {
             uint64_t bits = get_le64(p);
             double v;
@@ -637,6 +650,8 @@ static char *build_header(const nd_param *const *sorted, int n, const nd_save_op
 
 static bool write_data(FILE *fp, const nd_tensor *t, int dtype)
 {
+    if (native_layout(dtype))
+        return fwrite(t->data, sizeof *t->data, t->size, fp) == t->size;
     uint8_t buf[ST_CHUNK * 8];
     for (size_t i = 0; i < t->size;) {
         size_t m = t->size - i < ST_CHUNK ? t->size - i : ST_CHUNK, nbytes;
