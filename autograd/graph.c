@@ -103,7 +103,10 @@ static nd_status sweep(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int 
                        nd_tensor **inputs, int n_in, nd_tensor **grads_out, bool create_graph,
                        sweep_kind kind)
 {
-    if (nd_ctx_error(ctx) != ND_OK) return nd_ctx_error(ctx);
+    if (nd_ctx_error(ctx) != ND_OK) { /* a failed sweep hands back no gradients */
+        for (int j = 0; j < n_in; j++) grads_out[j] = NULL;
+        return nd_ctx_error(ctx);
+    }
     nd_ptr_stack *topo = nd_ctx_stack(ctx, ND_STACK_TOPO);
     nd_ptr_stack *saved = nd_ctx_stack(ctx, ND_STACK_SAVED);
     size_t topo_base = topo->len, saved_base = saved->len;

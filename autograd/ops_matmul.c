@@ -19,7 +19,10 @@ nd_tensor *nd_matmul_t(nd_ctx *ctx, nd_tensor *a, nd_tensor *b, bool ta, bool tb
 {
     if (!a || !b) return NULL;
     if (a->ndim == 3 && b->ndim == 2 && !ta) {
-        /* a shared right factor: one GEMM over the flattened batch */
+        /* a shared right factor: one GEMM over the flattened batch (checked here, so the message
+         * shows a as given rather than flattened) */
+        if (a->shape[2] != b->shape[tb ? 1 : 0])
+            return matmul_fail(ctx, "inner dimensions differ", a, b, ta, tb);
         int B = a->shape[0], M = a->shape[1];
         nd_tensor *a2 = nd_reshape(ctx, a, 2, (int[]){B * M, a->shape[2]});
         nd_tensor *c2 = nd_matmul_t(ctx, a2, b, false, tb);

@@ -42,7 +42,7 @@ nd_tensor *nd_reshape(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
     for (int i = 0; i < ndim; i++) size *= (size_t)(s[i] > 0 ? s[i] : 0);
     if (size != x->size) {
         nd_tensor want = {.ndim = ndim};
-        memcpy(want.shape, shape, (size_t)ndim * sizeof *shape);
+        for (int i = 0; i < ndim; i++) want.shape[i] = shape[i]; /* shape may be NULL at 0 dims */
         char sw[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_reshape: %s (%zu elements) cannot become %s",
                             nd_shape_str(x, sx), x->size, nd_shape_str(&want, sw));

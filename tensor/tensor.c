@@ -84,15 +84,21 @@ nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape)
     return t;
 }
 
+/* nd_tensor_new on behalf of fn, so a bad shape is reported under the caller's name */
+static nd_tensor *new_checked(nd_ctx *ctx, const char *fn, int ndim, const int *shape)
+{
+    if (!checked_size(ctx, fn, ndim, shape)) return NULL;
+    return nd_tensor_alloc(ctx, ndim, shape);
+}
+
 nd_tensor *nd_tensor_new(nd_ctx *ctx, int ndim, const int *shape)
 {
-    if (!checked_size(ctx, "nd_tensor_new", ndim, shape)) return NULL;
-    return nd_tensor_alloc(ctx, ndim, shape);
+    return new_checked(ctx, "nd_tensor_new", ndim, shape);
 }
 
 nd_tensor *nd_full(nd_ctx *ctx, int ndim, const int *shape, nd_real value)
 {
-    nd_tensor *t = nd_tensor_new(ctx, ndim, shape);
+    nd_tensor *t = new_checked(ctx, "nd_full", ndim, shape);
     if (!t) return NULL;
     for (size_t i = 0; i < t->size; i++) t->data[i] = value;
     return t;
@@ -100,7 +106,7 @@ nd_tensor *nd_full(nd_ctx *ctx, int ndim, const int *shape, nd_real value)
 
 nd_tensor *nd_zeros(nd_ctx *ctx, int ndim, const int *shape)
 {
-    nd_tensor *t = nd_tensor_new(ctx, ndim, shape);
+    nd_tensor *t = new_checked(ctx, "nd_zeros", ndim, shape);
     if (t) memset(t->data, 0, t->size * sizeof *t->data);
     return t;
 }
@@ -123,7 +129,7 @@ nd_tensor *nd_scalar(nd_ctx *ctx, nd_real value)
 nd_tensor *nd_tensor_from(nd_ctx *ctx, int ndim, const int *shape, const nd_real *data)
 {
     if (!data) return nd_fail_null(ctx, ND_ERR_ARG, "nd_tensor_from: data is NULL");
-    nd_tensor *t = nd_tensor_new(ctx, ndim, shape);
+    nd_tensor *t = new_checked(ctx, "nd_tensor_from", ndim, shape);
     if (t) memcpy(t->data, data, t->size * sizeof *data);
     return t;
 }
