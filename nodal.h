@@ -25,5 +25,6 @@
 #include "odeint/odeint.h"
 #include "nn/io.h"
 #include "nn/nn.h"
+#include "nn/odeblock.h"
 
 #endif
