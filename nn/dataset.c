@@ -236,9 +236,9 @@ nd_status nd_dataset_gather(nd_ctx *ctx, const nd_dataset *ds, const int *idx, i
 static void new_epoch(nd_loader *ld)
 {
     if (ld->shuffle) {
-        nd_permutation(ld->perm, ld->ds->n, &ld->rng);
+        nd_permutation(ld->perm, ld->n, &ld->rng);
     } else {
-        for (int i = 0; i < ld->ds->n; i++) ld->perm[i] = i;
+        for (int i = 0; i < ld->n; i++) ld->perm[i] = i;
     }
     ld->pos = 0;
 }
@@ -261,7 +261,7 @@ nd_status nd_loader_create(nd_ctx *ctx, const nd_dataset *ds, int batch, bool sh
         return nd_fail(ctx, ND_ERR_NOMEM, "%s: %d indices", fn, ds->n);
     }
     *ld = (nd_loader){.ds = ds, .batch = batch, .shuffle = shuffle, .drop_last = drop_last,
-                      .rng = nd_rng_seed(seed), .perm = perm};
+                      .rng = nd_rng_seed(seed), .n = ds->n, .perm = perm};
     new_epoch(ld);
     *out = ld;
     return ND_OK;
@@ -286,7 +286,11 @@ int nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *
 {
     const char *fn = "nd_loader_next";
     if (!ld) return nd_fail(ctx, ND_ERR_ARG, "%s: loader is NULL", fn), -1;
-    int B = ld->batch, left = ld->ds->n - ld->pos;
+    if (ld->ds->n != ld->n)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: the dataset changed size (%d, was %d) under it", fn,
+                       ld->ds->n, ld->n),
+               -1;
+    int B = ld->batch, left = ld->n - ld->pos;
     if (left == 0 || (ld->drop_last && left < B)) { /* end of the epoch */
         ld->epoch++;
         new_epoch(ld);

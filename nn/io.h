@@ -155,14 +155,16 @@ typedef struct {
     bool shuffle;
     bool drop_last; /* skip a last batch smaller than B */
     nd_rng rng;
-    int *perm;  /* (ds->n,) this epoch's order */
+    int n;      /* ds->n when created; a loader whose dataset changed size reports an error */
+    int *perm;  /* (n,) this epoch's order */
     int pos;    /* next position in perm */
     int epoch;  /* completed epochs */
     nd_tensor *shrunk; /* the x last shrunk for a partial batch (so its capacity is known) */
     nd_tensor *shrunk_y;
 } nd_loader;
 
-/* A loader of batches of B examples. seed drives the shuffle. ds must outlive the loader. */
+/* A loader of batches of B examples. seed drives the shuffle. ds must outlive the loader and
+ * keep its size (limit a dataset before making its loader). */
 nd_status nd_loader_create(nd_ctx *ctx, const nd_dataset *ds, int batch, bool shuffle,
                            bool drop_last, uint64_t seed, nd_loader **out);
 void nd_loader_destroy(nd_loader *ld);

@@ -1140,18 +1140,22 @@ START_TEST(test_loader_and_gather_reject_bad_tensors)
     ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, NULL), -1);
     ck_assert_msg_has("one-hot");
     nd_ctx_clear_error(ctx);
+    ck_assert_int_eq(nd_dataset_limit(ctx, ds, 5, NULL), ND_OK); /* shrunk under the loader */
+    ck_assert_int_eq(nd_loader_next(ctx, ld, x, NULL, NULL), -1);
+    ck_assert_msg_has("changed size");
+    nd_ctx_clear_error(ctx);
     nd_loader_destroy(ld);
     ck_assert_int_eq(nd_loader_create(ctx, ds, 0, true, false, 1, &ld), ND_ERR_ARG);
     ck_assert_ptr_null(ld);
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_loader_create(ctx, ds, 11, true, true, 1, &ld), ND_ERR_ARG);
+    ck_assert_int_eq(nd_loader_create(ctx, ds, 6, true, true, 1, &ld), ND_ERR_ARG);
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_dataset_gather(ctx, ds, (int[]){0, 10, 1, 2}, 4, x, NULL, NULL),
+    ck_assert_int_eq(nd_dataset_gather(ctx, ds, (int[]){0, 5, 1, 2}, 4, x, NULL, NULL),
                      ND_ERR_ARG);
-    ck_assert_msg_has("index 1 is 10");
+    ck_assert_msg_has("index 1 is 5");
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_dataset_gather(ctx, ds, (int[]){9, 0, 1, 2}, 4, x, NULL, NULL), ND_OK);
-    ck_assert(x->data[0] == (nd_real)9 / 255);
+    ck_assert_int_eq(nd_dataset_gather(ctx, ds, (int[]){4, 0, 1, 2}, 4, x, NULL, NULL), ND_OK);
+    ck_assert(x->data[0] == (nd_real)4 / 255);
     nd_tensor *all[] = {x3, xw, x, y};
     for (int i = 0; i < 4; i++) nd_tensor_destroy(all[i]);
     nd_dataset_destroy(ds);
