@@ -124,6 +124,51 @@ void plot_axes(plot_figure *fig, int i, const char *title, const char *xlabel, c
     }
 }
 
+void plot_axes_categories(plot_figure *fig, int i, const char *title, const char *ylabel,
+                          double ymin, double ymax, int n, const char *const *names)
+{
+    panel *p = &fig->panels[i];
+    cairo_t *cr = fig->cr;
+    double left = i * fig->panel_w;
+    *p = (panel){left + 70, fig->top + 40, fig->panel_w - 95, fig->panel_h - 100, 0, n, ymin, ymax};
+    cairo_set_source_rgb(cr, 0, 0, 0);
+    text_centered(cr, title, p->x0 + p->w / 2, fig->top + 18, 15, false);
+    if (ylabel) text_centered(cr, ylabel, left + 18, p->y0 + p->h / 2, 13, true);
+    cairo_set_line_width(cr, 1);
+    cairo_rectangle(cr, p->x0, p->y0, p->w, p->h);
+    cairo_stroke(cr);
+    for (int k = 0; k < n; k++) text_centered(cr, names[k], px(p, k + 0.5), p->y0 + p->h + 17, 12, false);
+    char buf[32];
+    double step = tick_step(ymax - ymin);
+    for (double v = ceil(ymin / step) * step; v <= ymax + 1e-9 * step; v += step) {
+        double y = py(p, v);
+        cairo_move_to(cr, p->x0 - 5, y);
+        cairo_line_to(cr, p->x0, y);
+        cairo_stroke(cr);
+        snprintf(buf, sizeof buf, "%g", fabs(v) < 1e-12 * step ? 0.0 : v);
+        cairo_text_extents_t e;
+        cairo_set_font_size(cr, 11);
+        cairo_text_extents(cr, buf, &e);
+        cairo_move_to(cr, p->x0 - 8 - e.width, y + e.height / 2);
+        cairo_show_text(cr, buf);
+    }
+}
+
+void plot_rect(plot_figure *fig, int i, double x0, double y0, double x1, double y1, plot_rgb c)
+{
+    panel *p = &fig->panels[i];
+    cairo_set_source_rgb(fig->cr, c.r, c.g, c.b);
+    cairo_rectangle(fig->cr, px(p, x0), py(p, y1), px(p, x1) - px(p, x0), py(p, y0) - py(p, y1));
+    cairo_fill(fig->cr);
+}
+
+void plot_text(plot_figure *fig, int i, double x, double y, const char *text, double size)
+{
+    panel *p = &fig->panels[i];
+    cairo_set_source_rgb(fig->cr, 0, 0, 0);
+    text_centered(fig->cr, text, px(p, x), py(p, y), size, false);
+}
+
 static void clip_to(plot_figure *fig, const panel *p)
 {
     cairo_save(fig->cr);

@@ -26,6 +26,13 @@ void plot_destroy(plot_figure *fig);
 /* Sets a panel's title, labels and data ranges, and draws its frame and ticks. */
 void plot_axes(plot_figure *fig, int panel, const char *title, const char *xlabel,
                const char *ylabel, double xmin, double xmax, double ymin, double ymax);
+/* A bar-chart panel: categories 0 .. n-1 along x, each named below the axis. */
+void plot_axes_categories(plot_figure *fig, int panel, const char *title, const char *ylabel,
+                          double ymin, double ymax, int n, const char *const *names);
+/* A filled rectangle in data coordinates, and text at a data point (centred). */
+void plot_rect(plot_figure *fig, int panel, double x0, double y0, double x1, double y1,
+               plot_rgb color);
+void plot_text(plot_figure *fig, int panel, double x, double y, const char *text, double size);
 /* A polyline through (x[i * stride], y[i * stride]). */
 void plot_line(plot_figure *fig, int panel, const double *x, const double *y, int n, int stride,
                plot_rgb color, double width, bool dashed);

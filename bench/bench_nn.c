@@ -1,0 +1,320 @@
+/* SPDX-License-Identifier: MIT
+ * bench/bench_nn.c: one training step of examples/mnist.c's conv-net at batch 128, against the
+ * GEMM calls that step makes. Prints one JSON object per line on stdout (progress on stderr):
+ *   conv_step (threads 1 and 2)  conv 3x3 1->16, relu, maxpool 2, conv 3x3 16->32, relu,
+ *                                maxpool 2, linear 1568->10, cross-entropy, Adam; batch 128 of
+ *                                28x28 images: step time split into forward / backward / update,
+ *                                images/s, and the bare GEMM calls of the step replayed alone
+ *   conv_eval (threads 2)        the forward pass alone with grad off (what evaluation costs)
+ *
+ * The GEMM baseline is measured as bench_autograd does it: cblas_dgemm / cblas_sgemm are
+ * interposed (the library calls them through the dynamic linker), one step's calls are recorded
+ * (transposes, M, N, K, leading dims, alpha, beta) and replayed with the same cblas function on
+ * buffers of the same sizes, alternating with training steps so both see the same machine load.
+ * OpenBLAS threads are set with openblas_set_num_threads() for each case.
+ * Usage: bench_nn [--steps N] [--case NAME]   (N timed steps, default 20; NAME conv_step or
+ *        conv_eval). Needs OpenBLAS; not built under sanitizers.
+ */
+#define _GNU_SOURCE
+#include <cblas.h>
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "nodal.h"
+
+#define BATCH 128
+
+/* --------------------------------------------------------------------------------------------- */
+/* GEMM interposition: records the calls of one step, forwards every call to OpenBLAS            */
+
+typedef struct {
+    enum CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, lda, ldb, ldc;
+    nd_real alpha, beta;
+} gemm_call;
+
+#define MAX_CALLS 64
+static gemm_call g_calls[MAX_CALLS];
+static int g_n_calls;
+static bool g_record_gemm;
+
+#ifdef ND_REAL_FLOAT
+#define GEMM_NAME "cblas_sgemm"
+#define GEMM_WRAP cblas_sgemm
+#else
+#define GEMM_NAME "cblas_dgemm"
+#define GEMM_WRAP cblas_dgemm
+#endif
+
+typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint,
+                        blasint, blasint, nd_real, const nd_real *, blasint, const nd_real *,
+                        blasint, nd_real, nd_real *, blasint);
+static gemm_fn real_gemm;
+static double g_gemm_ns; /* time inside GEMM calls, summed while g_time_gemm is set */
+static bool g_time_gemm;
+
+static double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+static gemm_fn get_real_gemm(void)
+{
+    if (!real_gemm) real_gemm = (gemm_fn)dlsym(RTLD_NEXT, GEMM_NAME);
+    if (!real_gemm) {
+        fprintf(stderr, "bench_nn: cannot find %s: %s\n", GEMM_NAME, dlerror());
+        exit(1);
+    }
+    return real_gemm;
+}
+
+void GEMM_WRAP(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
+               const enum CBLAS_TRANSPOSE tb, const blasint M, const blasint N, const blasint K,
+               const nd_real alpha, const nd_real *A, const blasint lda, const nd_real *B,
+               const blasint ldb, const nd_real beta, nd_real *C, const blasint ldc)
+{
+    if (g_record_gemm && g_n_calls < MAX_CALLS) {
+        if (order != CblasRowMajor) {
+            fprintf(stderr, "bench_nn: unexpected column-major GEMM\n");
+            exit(1);
+        }
+        g_calls[g_n_calls++] = (gemm_call){ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
+    }
+    double t0 = g_time_gemm ? now_ns() : 0;
+    get_real_gemm()(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (g_time_gemm) g_gemm_ns += now_ns() - t0;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* helpers                                                                                        */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void die(nd_ctx *ctx, const char *what)
+{
+    fprintf(stderr, "bench_nn: %s: %s (%s)\n", what, nd_ctx_errmsg(ctx),
+            nd_status_str(nd_ctx_error(ctx)));
+    exit(1);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* the model of examples/mnist.c, seeded random images and labels                                 */
+
+typedef struct {
+    nd_module *model;
+    nd_param_list params;
+    nd_optimizer *opt;
+    nd_tensor *x; /* (BATCH, 1, 28, 28) in [0, 1] */
+    int labels[BATCH];
+} convnet;
+
+static void convnet_create(nd_ctx *ctx, convnet *c)
+{
+    memset(c, 0, sizeof *c);
+    nd_rng rng = nd_rng_seed(1);
+    nd_module *layers[] = {
+        nd_conv2d_create(ctx, 1, 16, 3, 1, 1, true, &rng),  /* (B, 16, 28, 28) */
+        nd_activation_create(ctx, ND_ACT_RELU),
+        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, 16, 14, 14) */
+        nd_conv2d_create(ctx, 16, 32, 3, 1, 1, true, &rng), /* (B, 32, 14, 14) */
+        nd_activation_create(ctx, ND_ACT_RELU),
+        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, 32, 7, 7) */
+        nd_flatten_create(ctx),                              /* (B, 1568) */
+        nd_linear_create(ctx, 32 * 7 * 7, 10, true, &rng),  /* (B, 10) */
+    };
+    c->model = nd_sequential_create(ctx, 8, layers);
+    if (!c->model || nd_module_params(ctx, c->model, &c->params) != ND_OK) die(ctx, "model");
+    c->opt = nd_adam_create(ctx, c->params.items, c->params.n, ND_ADAM_DEFAULT);
+    c->x = nd_tensor_create(ctx, 4, (int[]){BATCH, 1, 28, 28}, false);
+    if (!c->opt || !c->x) die(ctx, "optimizer / input");
+    nd_fill_uniform(c->x, &rng, 0, 1);
+    for (int i = 0; i < BATCH; i++) c->labels[i] = (int)nd_rng_below(&rng, 10);
+}
+
+static void convnet_destroy(convnet *c)
+{
+    nd_optimizer_destroy(c->opt);
+    nd_param_list_free(&c->params);
+    nd_module_destroy(c->model);
+    nd_tensor_destroy(c->x);
+}
+
+/* One training step; fills the times of forward, backward and update in ns when t is given. */
+static void train_step(nd_ctx *ctx, convnet *c, double t[3])
+{
+    double t0 = now_ns();
+    nd_tensor *logits = nd_module_forward(ctx, c->model, c->x);                 /* (B, 10) */
+    nd_tensor *loss = nd_cross_entropy(ctx, logits, c->labels, ND_REDUCE_MEAN); /* scalar */
+    if (!loss) die(ctx, "forward");
+    double t1 = now_ns();
+    nd_optimizer_zero_grad(c->opt);
+    if (nd_backward(ctx, loss) != ND_OK) die(ctx, "nd_backward");
+    double t2 = now_ns();
+    if (nd_optimizer_step(ctx, c->opt) != ND_OK) die(ctx, "nd_optimizer_step");
+    nd_ctx_reset(ctx);
+    double t3 = now_ns();
+    if (t) t[0] = t1 - t0, t[1] = t2 - t1, t[2] = t3 - t2;
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* conv_step                                                                                      */
+
+typedef struct {
+    nd_real *a, *b, *c;
+} gemm_bufs;
+
+static void bench_conv_step(int threads, int n_steps)
+{
+    openblas_set_num_threads(threads);
+    nd_ctx *ctx = nd_ctx_create(0);
+    if (!ctx) exit(1);
+    convnet c;
+    convnet_create(ctx, &c);
+
+    for (int i = 0; i < 2; i++) train_step(ctx, &c, NULL); /* warm-up: arena, caches, threads */
+    g_n_calls = 0;
+    g_record_gemm = true;
+    train_step(ctx, &c, NULL);
+    g_record_gemm = false;
+    int n_calls = g_n_calls;
+    double flops = 0;
+    for (int i = 0; i < n_calls; i++) flops += 2.0 * g_calls[i].M * g_calls[i].N * g_calls[i].K;
+
+    /* the same calls on buffers of the same sizes */
+    gemm_bufs bufs[MAX_CALLS];
+    nd_rng rng = nd_rng_seed(2);
+    for (int i = 0; i < n_calls; i++) {
+        const gemm_call *g = &g_calls[i];
+        size_t rows_a = g->ta == CblasTrans ? (size_t)g->K : (size_t)g->M;
+        size_t rows_b = g->tb == CblasTrans ? (size_t)g->N : (size_t)g->K;
+        size_t na = rows_a * (size_t)g->lda, nb = rows_b * (size_t)g->ldb;
+        size_t nc = (size_t)g->M * (size_t)g->ldc;
+        bufs[i].a = aligned_alloc(64, (na * sizeof(nd_real) + 63) / 64 * 64);
+        bufs[i].b = aligned_alloc(64, (nb * sizeof(nd_real) + 63) / 64 * 64);
+        bufs[i].c = aligned_alloc(64, (nc * sizeof(nd_real) + 63) / 64 * 64);
+        if (!bufs[i].a || !bufs[i].b || !bufs[i].c) exit(1);
+        for (size_t k = 0; k < na; k++) bufs[i].a[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
+        for (size_t k = 0; k < nb; k++) bufs[i].b[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
+        memset(bufs[i].c, 0, nc * sizeof(nd_real));
+    }
+
+    double *v = malloc(sizeof(double) * (size_t)n_steps * 7);
+    if (!v) exit(1);
+    double *step = v, *fwd = v + n_steps, *bwd = fwd + n_steps, *upd = bwd + n_steps;
+    double *gemm = upd + n_steps, *ratio = gemm + n_steps, *inside = ratio + n_steps;
+    gemm_fn gf = get_real_gemm();
+    for (int s = -2; s < n_steps; s++) { /* 2 warm-up pairs */
+        double t[3];
+        g_gemm_ns = 0;
+        g_time_gemm = true;
+        train_step(ctx, &c, t);
+        g_time_gemm = false;
+        double t0 = now_ns();
+        for (int i = 0; i < n_calls; i++) {
+            const gemm_call *g = &g_calls[i];
+            gf(CblasRowMajor, g->ta, g->tb, g->M, g->N, g->K, g->alpha, bufs[i].a, g->lda,
+               bufs[i].b, g->ldb, g->beta, bufs[i].c, g->ldc);
+        }
+        double tg = now_ns() - t0;
+        if (s < 0) continue;
+        fwd[s] = t[0], bwd[s] = t[1], upd[s] = t[2];
+        step[s] = t[0] + t[1] + t[2];
+        gemm[s] = tg;
+        ratio[s] = step[s] / tg;
+        inside[s] = g_gemm_ns;
+        fprintf(stderr, "\r  step %d/%d: %.1f ms", s + 1, n_steps, step[s] / 1e6);
+    }
+    fprintf(stderr, "\n");
+    for (int i = 0; i < n_calls; i++) free(bufs[i].a), free(bufs[i].b), free(bufs[i].c);
+
+    double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
+    printf("{\"case\":\"conv_step\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,"
+           "\"model\":\"conv16-pool-conv32-pool-linear\",\"params\":%zu,\"steps\":%d,"
+           "\"step_ms\":%.2f,\"forward_ms\":%.2f,\"backward_ms\":%.2f,\"update_ms\":%.3f,"
+           "\"images_per_s\":%.0f,\"gemm_ms\":%.2f,\"gemm_calls\":%d,\"gemm_gflops\":%.1f,"
+           "\"gemm_inside_step_ms\":%.2f,\"gemm_images_per_s\":%.0f,\"ratio\":%.2f}\n",
+           ND_REAL_NAME, threads, BATCH, nd_param_list_numel(&c.params), n_steps, step_ms,
+           median(fwd, n_steps) / 1e6, median(bwd, n_steps) / 1e6, median(upd, n_steps) / 1e6,
+           BATCH / (step_ms / 1e3), gemm_ms, n_calls, flops / (gemm_ms * 1e6),
+           median(inside, n_steps) / 1e6, BATCH / (gemm_ms / 1e3), median(ratio, n_steps));
+    fflush(stdout);
+    free(v);
+    convnet_destroy(&c);
+    nd_ctx_destroy(ctx);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+/* conv_eval: forward only, grad off                                                              */
+
+static void bench_conv_eval(int threads, int n_steps)
+{
+    openblas_set_num_threads(threads);
+    nd_ctx *ctx = nd_ctx_create(0);
+    if (!ctx) exit(1);
+    convnet c;
+    convnet_create(ctx, &c);
+    nd_ctx_set_grad(ctx, false);
+    double *t = malloc(sizeof(double) * (size_t)n_steps);
+    if (!t) exit(1);
+    for (int s = -2; s < n_steps; s++) {
+        double t0 = now_ns();
+        nd_tensor *logits = nd_module_forward(ctx, c.model, c.x); /* (B, 10) */
+        if (!logits) die(ctx, "forward");
+        nd_ctx_reset(ctx);
+        if (s >= 0) t[s] = now_ns() - t0;
+    }
+    double ms = median(t, n_steps) / 1e6;
+    printf("{\"case\":\"conv_eval\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,\"steps\":%d,"
+           "\"forward_ms\":%.2f,\"images_per_s\":%.0f}\n",
+           ND_REAL_NAME, threads, BATCH, n_steps, ms, BATCH / (ms / 1e3));
+    fflush(stdout);
+    free(t);
+    convnet_destroy(&c);
+    nd_ctx_destroy(ctx);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv)
+{
+    int n_steps = 20;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
+            n_steps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--case") && i + 1 < argc) {
+            only = argv[++i];
+        } else {
+            fprintf(stderr, "usage: %s [--steps N] [--case conv_step|conv_eval]\n", argv[0]);
+            return 2;
+        }
+    }
+    if (n_steps < 1) n_steps = 1;
+    fprintf(stderr, "bench_nn: nd_real = %s, %s\n", ND_REAL_NAME, OPENBLAS_VERSION);
+    if (!only || !strcmp(only, "conv_step")) {
+        fprintf(stderr, "conv_step, 1 thread...\n");
+        bench_conv_step(1, n_steps);
+        fprintf(stderr, "conv_step, 2 threads...\n");
+        bench_conv_step(2, n_steps);
+    }
+    if (!only || !strcmp(only, "conv_eval")) {
+        fprintf(stderr, "conv_eval, 2 threads...\n");
+        bench_conv_eval(2, n_steps);
+    }
+    return 0;
+}
