@@ -82,8 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     nd_ctx_clear_error(ctx);
     if (put(fd_a, rest, split) && put(fd_b, rest + split, n - split)) {
         nd_dataset *ds = NULL;
-        if (nd_dataset_load_idx(ctx, path_a, path_b, &ds) == ND_OK) exercise(ds);
-        else if (ds) abort();
+        if (nd_dataset_load_idx(ctx, path_a, path_b, &ds) == ND_OK)
+            exercise(ds);
+        else if (ds)
+            abort();
         nd_dataset_destroy(ds);
     }
     return 0;

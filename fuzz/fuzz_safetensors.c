@@ -26,12 +26,15 @@ static void init(void)
         const char *name;
         int ndim, shape[4];
     } spec[N_TARGETS] = {
-        {"a", 1, {2}}, {"b", 2, {2, 2}}, {"s", 0, {0}}, {"0.weight", 2, {4, 3}},
+        {"a", 1, {2}},
+        {"b", 2, {2, 2}},
+        {"s", 0, {0}},
+        {"0.weight", 2, {4, 3}},
         {"opt.exp_avg.0.weight", 4, {1, 2, 1, 3}},
     };
     for (int i = 0; i < N_TARGETS; i++)
-        params[i] = (nd_param){spec[i].name,
-                               nd_tensor_create(ctx, spec[i].ndim, spec[i].shape, false)};
+        params[i] =
+            (nd_param){spec[i].name, nd_tensor_create(ctx, spec[i].ndim, spec[i].shape, false)};
     memfd = memfd_create("fuzz_safetensors", 0);
     snprintf(path, sizeof path, "/proc/self/fd/%d", memfd);
 }
@@ -57,14 +60,14 @@ static void check_untouched(nd_status st)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!ctx) init();
-    const nd_load_opts modes[3] = {{.strict = false}, {.strict = true},
-                                   {.strict = true, .reject_unused = true}};
+    const nd_load_opts modes[3] = {
+        {.strict = false}, {.strict = true}, {.strict = true, .reject_unused = true}};
     for (int m = 0; m < 3; m++) {
         set_sentinel();
         nd_ctx_clear_error(ctx);
         int n_loaded = -1;
-        nd_status st = nd_load_buffer(ctx, "fuzz", data, size, params, N_TARGETS, &modes[m],
-                                      &n_loaded);
+        nd_status st =
+            nd_load_buffer(ctx, "fuzz", data, size, params, N_TARGETS, &modes[m], &n_loaded);
         check_untouched(st);
         if (st != nd_ctx_error(ctx) || (st && !nd_ctx_errmsg(ctx)[0])) abort();
     }

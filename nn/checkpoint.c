@@ -33,9 +33,9 @@ typedef struct {
 } st_dtype;
 
 static const st_dtype st_dtypes[] = {
-    {"F64", 8, true}, {"F32", 4, true}, {"F16", 2, false},    {"BF16", 2, false},
-    {"I64", 8, false}, {"I32", 4, false}, {"I16", 2, false},  {"I8", 1, false},
-    {"U64", 8, false}, {"U32", 4, false}, {"U16", 2, false},  {"U8", 1, false},
+    {"F64", 8, true},   {"F32", 4, true},      {"F16", 2, false},     {"BF16", 2, false},
+    {"I64", 8, false},  {"I32", 4, false},     {"I16", 2, false},     {"I8", 1, false},
+    {"U64", 8, false},  {"U32", 4, false},     {"U16", 2, false},     {"U8", 1, false},
     {"BOOL", 1, false}, {"F8_E5M2", 1, false}, {"F8_E4M3", 1, false},
 };
 enum { ST_F64 = 0, ST_F32 = 1, ST_N_DTYPES = sizeof st_dtypes / sizeof st_dtypes[0] };
@@ -181,16 +181,16 @@ static nd_status parse_entry(nd_ctx *ctx, const char *fn, const char *file, cons
                        missing);
 
     if (!cJSON_IsString(dtype))
-        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": dtype is not a string", fn,
-                       file, name);
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": dtype is not a string", fn, file,
+                       name);
     e->dtype = dtype_find(dtype->valuestring);
     if (e->dtype < 0)
-        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has unknown dtype \"%.32s\"",
-                       fn, file, name, dtype->valuestring);
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has unknown dtype \"%.32s\"", fn,
+                       file, name, dtype->valuestring);
 
     if (!cJSON_IsArray(shape))
-        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": shape is not an array", fn,
-                       file, name);
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": shape is not an array", fn, file,
+                       name);
     e->rank = 0;
     e->numel = 1;
     const cJSON *d;
@@ -257,8 +257,8 @@ static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const u
                        file, (unsigned long long)hlen, (unsigned long long)ST_MAX_HEADER);
     const char *header = (const char *)buf + 8;
     if (hlen < 2 || header[0] != '{')
-        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header does not start with a JSON object",
-                       fn, file);
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header does not start with a JSON object", fn,
+                       file);
 
     const char *end = NULL;
     f->root = cJSON_ParseWithLengthOpts(header, (size_t)hlen, &end, 0);
@@ -296,8 +296,8 @@ static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const u
         const char *key = item->string ? item->string : "";
         if (strcmp(key, "__metadata__") == 0) {
             if (f->meta) {
-                st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" appears twice", fn,
-                             file);
+                st =
+                    nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" appears twice", fn, file);
                 goto fail;
             }
             if (cJSON_IsNull(item)) continue;
@@ -364,8 +364,8 @@ static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const u
         if (st) goto fail;
         if (at != f->data_len) {
             st = nd_fail(ctx, ND_ERR_FORMAT,
-                         "%s: %s: the tensors cover %llu data bytes but the file has %zu", fn,
-                         file, (unsigned long long)at, f->data_len);
+                         "%s: %s: the tensors cover %llu data bytes but the file has %zu", fn, file,
+                         (unsigned long long)at, f->data_len);
             goto fail;
         }
     } else if (f->data_len != 0) {
@@ -424,8 +424,8 @@ static nd_status check_list(nd_ctx *ctx, const char *fn, const char *file, const
                             int n)
 {
     if (n < 0 || (n > 0 && !params))
-        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: bad parameter list (%d entries, %s)", fn, file,
-                       n, params ? "non-NULL" : "NULL");
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: bad parameter list (%d entries, %s)", fn, file, n,
+                       params ? "non-NULL" : "NULL");
     for (int i = 0; i < n; i++) {
         const nd_tensor *t = params[i].tensor;
         if (!params[i].name || !params[i].name[0])
@@ -471,8 +471,7 @@ static void copy_in(nd_tensor *t, const st_entry *e, const uint8_t *data)
 }
 
 static nd_status load_parsed(nd_ctx *ctx, const char *fn, const char *file, st_file *f,
-                             const nd_param *params, int n, const nd_load_opts *opts,
-                             int *n_loaded)
+                             const nd_param *params, int n, const nd_load_opts *opts, int *n_loaded)
 {
     nd_load_opts o = opts ? *opts : ND_LOAD_DEFAULT;
     const st_entry **match = calloc(n > 0 ? (size_t)n : 1, sizeof *match);
@@ -602,8 +601,8 @@ static int cmp_param_ptr_name(const void *a, const void *b)
 }
 
 /* The JSON header for the sorted list, padded with spaces to a multiple of 8. */
-static char *build_header(const nd_param *const *sorted, int n, const nd_save_opts *o,
-                          int dtype, size_t *hlen)
+static char *build_header(const nd_param *const *sorted, int n, const nd_save_opts *o, int dtype,
+                          size_t *hlen)
 {
     cJSON *root = cJSON_CreateObject();
     if (!root) return NULL;
@@ -650,8 +649,7 @@ static char *build_header(const nd_param *const *sorted, int n, const nd_save_op
 
 static bool write_data(FILE *fp, const nd_tensor *t, int dtype)
 {
-    if (native_layout(dtype))
-        return fwrite(t->data, sizeof *t->data, t->size, fp) == t->size;
+    if (native_layout(dtype)) return fwrite(t->data, sizeof *t->data, t->size, fp) == t->size;
     uint8_t buf[ST_CHUNK * 8];
     for (size_t i = 0; i < t->size;) {
         size_t m = t->size - i < ST_CHUNK ? t->size - i : ST_CHUNK, nbytes;
@@ -804,8 +802,8 @@ nd_status nd_save_ex(nd_ctx *ctx, const char *path, const nd_param *params, int 
     free(sorted);
     if (failed) {
         unlink(tmp);
-        return nd_fail(ctx, ND_ERR_IO, "%s: %s: %s failed: %s (any existing file is untouched)",
-                       fn, path, failed, strerror(err));
+        return nd_fail(ctx, ND_ERR_IO, "%s: %s: %s failed: %s (any existing file is untouched)", fn,
+                       path, failed, strerror(err));
     }
     sync_dir(path);
     return ND_OK;

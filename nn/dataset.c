@@ -113,7 +113,7 @@ nd_status nd_dataset_limit(nd_ctx *ctx, nd_dataset *ds, int n, nd_rng *rng)
         int *perm = malloc((size_t)ds->n * sizeof *perm);
         if (!perm) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %d indices", fn, ds->n);
         nd_permutation(perm, ds->n, rng);
-        qsort(perm, (size_t)n, sizeof *perm, cmp_int); /* keep the original order */
+        qsort(perm, (size_t)n, sizeof *perm, cmp_int);                /* keep the original order */
         for (int k = 0; k < n; k++) copy_example(ds, k, ds, perm[k]); /* perm[k] >= k */
         free(perm);
     }
@@ -163,8 +163,8 @@ nd_status nd_dataset_split(nd_ctx *ctx, const nd_dataset *ds, int n_val, nd_rng 
     *train = *val = NULL;
     if (!ds || !rng) return nd_fail(ctx, ND_ERR_ARG, "%s: dataset or rng is NULL", fn);
     if (n_val < 1 || n_val >= ds->n)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: %d validation examples of %d (need 0 < n_val < n)",
-                       fn, n_val, ds->n);
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %d validation examples of %d (need 0 < n_val < n)", fn,
+                       n_val, ds->n);
     int *perm = malloc((size_t)ds->n * sizeof *perm);
     if (!perm) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %d indices", fn, ds->n);
     nd_permutation(perm, ds->n, rng);
@@ -220,8 +220,8 @@ static void gather(const nd_dataset *ds, const int *idx, int m, nd_tensor *x, nd
     }
 }
 
-nd_status nd_dataset_gather(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int m,
-                            nd_tensor *x, nd_tensor *y, int *labels)
+nd_status nd_dataset_gather(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int m, nd_tensor *x,
+                            nd_tensor *y, int *labels)
 {
     const char *fn = "nd_dataset_gather";
     nd_status st = check_indices(ctx, fn, ds, idx, m);
@@ -260,8 +260,13 @@ nd_status nd_loader_create(nd_ctx *ctx, const nd_dataset *ds, int batch, bool sh
         free(ld), free(perm);
         return nd_fail(ctx, ND_ERR_NOMEM, "%s: %d indices", fn, ds->n);
     }
-    *ld = (nd_loader){.ds = ds, .batch = batch, .shuffle = shuffle, .drop_last = drop_last,
-                      .rng = nd_rng_seed(seed), .n = ds->n, .perm = perm};
+    *ld = (nd_loader){.ds = ds,
+                      .batch = batch,
+                      .shuffle = shuffle,
+                      .drop_last = drop_last,
+                      .rng = nd_rng_seed(seed),
+                      .n = ds->n,
+                      .perm = perm};
     new_epoch(ld);
     *out = ld;
     return ND_OK;

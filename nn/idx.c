@@ -18,13 +18,20 @@
 static const char *item_type_name(unsigned t)
 {
     switch (t) {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0B: return "short";
-    case 0x0C: return "int";
-    case 0x0D: return "float";
-    case 0x0E: return "double";
-    default: return "unknown";
+    case 0x08:
+        return "unsigned byte";
+    case 0x09:
+        return "signed byte";
+    case 0x0B:
+        return "short";
+    case 0x0C:
+        return "int";
+    case 0x0D:
+        return "float";
+    case 0x0E:
+        return "double";
+    default:
+        return "unknown";
     }
 }
 
@@ -58,8 +65,7 @@ static nd_status corrupt(nd_ctx *ctx, const char *fn, const char *path, gzFile g
 {
     int code = Z_OK;
     const char *msg = gz_why(gz, path, &code);
-    if (code == Z_ERRNO)
-        return nd_fail(ctx, ND_ERR_IO, "%s: %s: read error: %s", fn, path, msg);
+    if (code == Z_ERRNO) return nd_fail(ctx, ND_ERR_IO, "%s: %s: read error: %s", fn, path, msg);
     return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: corrupt gzip data: %s", fn, path, msg);
 }
 
@@ -160,8 +166,8 @@ static nd_status read_data(nd_ctx *ctx, const char *fn, const char *path, gzFile
         if (r < 0) return corrupt(ctx, fn, path, gz);
         if (r > 0)
             return nd_fail(ctx, ND_ERR_FORMAT,
-                           "%s: %s: trailing data after the %zu bytes its dims describe", fn,
-                           path, size);
+                           "%s: %s: trailing data after the %zu bytes its dims describe", fn, path,
+                           size);
         /* all the data arrived but the gzip trailer (CRC and length) did not */
         return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: truncated gzip stream: %s", fn, path, why);
     }

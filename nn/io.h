@@ -49,8 +49,8 @@ typedef struct {
 } nd_meta;
 
 typedef struct {
-    nd_dtype dtype;       /* on-disk type of every tensor; converted from nd_real */
-    const nd_meta *meta;  /* (n_meta,) optional "__metadata__" entries */
+    nd_dtype dtype;      /* on-disk type of every tensor; converted from nd_real */
+    const nd_meta *meta; /* (n_meta,) optional "__metadata__" entries */
     int n_meta;
 } nd_save_opts;
 
@@ -145,8 +145,8 @@ void nd_permutation(int *perm, int n, nd_rng *rng);
 /* Writes examples idx[0..m) of ds into x and, if given, y and labels. x: m rows of rows*cols
  * values, any shape whose first dim is m, e.g. (m, 1, H, W) or (m, H*W). y (optional): (m,)
  * class indices as nd_real, or (m, C) one-hot with C >= n_classes. labels (optional): (m,) ints. */
-nd_status nd_dataset_gather(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int m,
-                            nd_tensor *x, nd_tensor *y, int *labels);
+nd_status nd_dataset_gather(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int m, nd_tensor *x,
+                            nd_tensor *y, int *labels);
 
 /* Minibatches over epochs. Shuffled by a seeded permutation per epoch, or in order. */
 typedef struct {
@@ -155,10 +155,10 @@ typedef struct {
     bool shuffle;
     bool drop_last; /* skip a last batch smaller than B */
     nd_rng rng;
-    int n;      /* ds->n when created; a loader whose dataset changed size reports an error */
-    int *perm;  /* (n,) this epoch's order */
-    int pos;    /* next position in perm */
-    int epoch;  /* completed epochs */
+    int n;     /* ds->n when created; a loader whose dataset changed size reports an error */
+    int *perm; /* (n,) this epoch's order */
+    int pos;   /* next position in perm */
+    int epoch; /* completed epochs */
     nd_tensor *shrunk; /* the x last shrunk for a partial batch (so its capacity is known) */
     nd_tensor *shrunk_y;
 } nd_loader;

@@ -128,8 +128,9 @@ static bool same_data(const nd_tensor *a, const nd_tensor *b)
     return a->size == b->size && !memcmp(a->data, b->data, a->size * sizeof *a->data);
 }
 
-#define ck_assert_msg_has(s) ck_assert_msg(strstr(nd_ctx_errmsg(ctx), (s)) != NULL, \
-                                           "message \"%s\" lacks \"%s\"", nd_ctx_errmsg(ctx), (s))
+#define ck_assert_msg_has(s)                                                                       \
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), (s)) != NULL, "message \"%s\" lacks \"%s\"",          \
+                  nd_ctx_errmsg(ctx), (s))
 
 /* A safetensors file from header text (padded with spaces to a multiple of 8) and data_len
  * bytes of data (all 0x3f, so F64 values are 0x3f3f...). */
@@ -225,8 +226,7 @@ START_TEST(test_save_load_many_tensors_model_and_optimizer_state)
         src[i] = make(ndim, shape, i);
         dst[i] = make(ndim, shape, -1000);
         /* half model parameters, half optimizer state exposed as nd_params */
-        snprintf(names[i], sizeof names[i], i % 2 ? "opt.exp_avg.%d.weight" : "layer.%d.weight",
-                 i);
+        snprintf(names[i], sizeof names[i], i % 2 ? "opt.exp_avg.%d.weight" : "layer.%d.weight", i);
         ps[i] = (nd_param){names[i], src[i]};
         pd[N - 1 - i] = (nd_param){names[i], dst[i]};
     }
@@ -376,39 +376,52 @@ static const corrupt_case corrupt_cases[] = {
      48, ND_ERR_FORMAT, "unknown dtype \"F99\"", "a"},
     {"dtype not a string", "{\"a\":{\"dtype\":8,\"shape\":[2],\"data_offsets\":[0,16]}," B_OK "}",
      48, ND_ERR_FORMAT, "dtype is not a string", "a"},
-    {"unsupported dtype", "{" A_OK ",\"b\":{\"dtype\":\"I64\",\"shape\":[2,2],\"data_offsets\":[16,48]}}",
-     48, ND_ERR_FORMAT, "dtype I64", "b"},
+    {"unsupported dtype",
+     "{" A_OK ",\"b\":{\"dtype\":\"I64\",\"shape\":[2,2],\"data_offsets\":[16,48]}}", 48,
+     ND_ERR_FORMAT, "dtype I64", "b"},
     {"wrong shape", "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[4],\"data_offsets\":[16,48]}}",
      48, ND_ERR_SHAPE, "has shape (4,), expected (2, 2)", "b"},
-    {"wrong rank", "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2,1],\"data_offsets\":[16,48]}}",
-     48, ND_ERR_SHAPE, "has shape (2, 2, 1), expected (2, 2)", "b"},
-    {"offsets out of range", "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[16,4800]}}",
-     48, ND_ERR_FORMAT, "out of range", "b"},
-    {"offsets reversed", "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[48,16]}}",
-     48, ND_ERR_FORMAT, "out of range", "b"},
-    {"offsets not a pair", "{\"a\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0]}," B_OK "}",
-     48, ND_ERR_FORMAT, "data_offsets", "a"},
-    {"offsets negative", "{\"a\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[-16,0]}," B_OK "}",
-     48, ND_ERR_FORMAT, "data_offsets", "a"},
-    {"overlapping tensors", "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[8,40]}}",
-     40, ND_ERR_FORMAT, "overlaps", "b"},
-    {"gap between tensors", "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[24,56]}}",
-     56, ND_ERR_FORMAT, "gap", "b"},
+    {"wrong rank",
+     "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2,1],\"data_offsets\":[16,48]}}", 48,
+     ND_ERR_SHAPE, "has shape (2, 2, 1), expected (2, 2)", "b"},
+    {"offsets out of range",
+     "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[16,4800]}}", 48,
+     ND_ERR_FORMAT, "out of range", "b"},
+    {"offsets reversed",
+     "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[48,16]}}", 48,
+     ND_ERR_FORMAT, "out of range", "b"},
+    {"offsets not a pair",
+     "{\"a\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[0]}," B_OK "}", 48, ND_ERR_FORMAT,
+     "data_offsets", "a"},
+    {"offsets negative",
+     "{\"a\":{\"dtype\":\"F64\",\"shape\":[2],\"data_offsets\":[-16,0]}," B_OK "}", 48,
+     ND_ERR_FORMAT, "data_offsets", "a"},
+    {"overlapping tensors",
+     "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[8,40]}}", 40,
+     ND_ERR_FORMAT, "overlaps", "b"},
+    {"gap between tensors",
+     "{" A_OK ",\"b\":{\"dtype\":\"F64\",\"shape\":[2,2],\"data_offsets\":[24,56]}}", 56,
+     ND_ERR_FORMAT, "gap", "b"},
     {"trailing data", "{" A_OK "," B_OK "}", 56, ND_ERR_FORMAT, "cover 48 data bytes", NULL},
-    {"bytes do not match shape", "{\"a\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,16]}," B_OK "}",
-     48, ND_ERR_FORMAT, "needs 24", "a"},
+    {"bytes do not match shape",
+     "{\"a\":{\"dtype\":\"F64\",\"shape\":[3],\"data_offsets\":[0,16]}," B_OK "}", 48,
+     ND_ERR_FORMAT, "needs 24", "a"},
     {"truncated data", "{" A_OK "," B_OK "}", 40, ND_ERR_FORMAT, "truncated", "b"},
     {"missing tensor (strict)", "{" A_OK "}", 16, ND_ERR_FORMAT, "missing", "b"},
     {"empty header (strict)", "{}", 0, ND_ERR_FORMAT, "missing", "a"},
     {"duplicate name", "{" A_OK "," A_OK "}", 16, ND_ERR_FORMAT, "appears twice", "a"},
     {"negative dim", "{\"a\":{\"dtype\":\"F64\",\"shape\":[-2],\"data_offsets\":[0,16]}," B_OK "}",
      48, ND_ERR_FORMAT, "shape entry 0", "a"},
-    {"fractional dim", "{\"a\":{\"dtype\":\"F64\",\"shape\":[2.5],\"data_offsets\":[0,16]}," B_OK "}",
-     48, ND_ERR_FORMAT, "shape entry 0", "a"},
-    {"huge dims", "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,16]}," B_OK "}",
+    {"fractional dim",
+     "{\"a\":{\"dtype\":\"F64\",\"shape\":[2.5],\"data_offsets\":[0,16]}," B_OK "}", 48,
+     ND_ERR_FORMAT, "shape entry 0", "a"},
+    {"huge dims",
+     "{\"a\":{\"dtype\":\"F64\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,16]}," B_OK
+     "}",
      48, ND_ERR_FORMAT, "implausibly large", "a"},
-    {"shape not an array", "{\"a\":{\"dtype\":\"F64\",\"shape\":2,\"data_offsets\":[0,16]}," B_OK "}",
-     48, ND_ERR_FORMAT, "shape is not an array", "a"},
+    {"shape not an array",
+     "{\"a\":{\"dtype\":\"F64\",\"shape\":2,\"data_offsets\":[0,16]}," B_OK "}", 48, ND_ERR_FORMAT,
+     "shape is not an array", "a"},
     {"tensor not an object", "{\"a\":3," B_OK "}", 48, ND_ERR_FORMAT, "not a JSON object", "a"},
     {"metadata value not a string", "{\"__metadata__\":{\"epoch\":3}," A_OK "," B_OK "}", 48,
      ND_ERR_FORMAT, "__metadata__", NULL},
@@ -468,12 +481,12 @@ START_TEST(test_load_rejects_bad_header_length_and_short_files)
         size_t len;
         const char *needle;
     } cases[] = {
-        {{0}, 0, "too short"},                                 /* empty file */
-        {{16, 0, 0, 0, 0}, 5, "too short"},                    /* truncated length field */
+        {{0}, 0, "too short"},                                     /* empty file */
+        {{16, 0, 0, 0, 0}, 5, "too short"},                        /* truncated length field */
         {{0xe8, 0x03, 0, 0, 0, 0, 0, 0, '{', '}'}, 10, "exceeds"}, /* 1000 > 2 */
         {{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, '{'}, 9, "exceeds"},
         {{2, 0, 0, 0, 0, 0, 0, 0, 'x', 'x'}, 10, "JSON object"},
-        {{0, 0, 0, 0, 0, 0, 0, 0}, 8, "JSON object"},          /* zero-length header */
+        {{0, 0, 0, 0, 0, 0, 0, 0}, 8, "JSON object"}, /* zero-length header */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_bytes(path, cases[i].bytes, cases[i].len);
@@ -685,15 +698,14 @@ START_TEST(test_torch_state_dict_loads)
     const char *ref = data_io_path("torch_mlp.safetensors");
     ck_assert_msg(ref != NULL, "tests/data-io/torch_mlp.safetensors not found");
     static const double b0[] = {-0x1.76d6800000000p-7, 0x1.d4c2f40000000p-2};
-    static const double w0[] = {-0x1.1b47d00000000p-8, 0x1.3d26260000000p-2,
-                                -0x1.e696fc0000000p-2, -0x1.b317920000000p-2,
-                                -0x1.c769620000000p-3, 0x1.3d12a60000000p-3};
+    static const double w0[] = {-0x1.1b47d00000000p-8, 0x1.3d26260000000p-2,  -0x1.e696fc0000000p-2,
+                                -0x1.b317920000000p-2, -0x1.c769620000000p-3, 0x1.3d12a60000000p-3};
     static const double b2[] = {-0x1.b5a6ba0000000p-3};
     static const double w2[] = {-0x1.0107bc0000000p-4, 0x1.7f332e0000000p-3};
     nd_tensor *t[5] = {make(1, (int[]){2}, 0), make(2, (int[]){2, 3}, 0), make(1, (int[]){1}, 0),
                        make(2, (int[]){1, 2}, 0), make(0, NULL, 0)};
-    nd_param p[] = {{"0.bias", t[0]}, {"0.weight", t[1]}, {"2.bias", t[2]}, {"2.weight", t[3]},
-                    {"step", t[4]}};
+    nd_param p[] = {
+        {"0.bias", t[0]}, {"0.weight", t[1]}, {"2.bias", t[2]}, {"2.weight", t[3]}, {"step", t[4]}};
     nd_load_opts lo = {.strict = true, .reject_unused = true};
     ck_assert_int_eq(nd_load_ex(ctx, ref, p, 5, &lo, NULL), ND_OK);
     const double *want[] = {b0, w0, b2, w2};
@@ -988,10 +1000,10 @@ START_TEST(test_idx_fashion_mnist_test_split)
         return;
     }
     nd_dataset *ds = NULL;
-    ck_assert_int_eq(nd_dataset_load_idx(ctx, "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
-                                         "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz",
-                                         &ds),
-                     ND_OK);
+    ck_assert_int_eq(
+        nd_dataset_load_idx(ctx, "/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz",
+                            "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", &ds),
+        ND_OK);
     ck_assert_int_eq(ds->n, 10000);
     ck_assert_int_eq(ds->n_classes, 10);
     nd_dataset_destroy(ds);
@@ -1061,8 +1073,10 @@ START_TEST(test_loader_epochs_cover_every_example_once)
         ck_assert_int_eq(got, N);
         ck_assert_int_eq(batches, (N + B - 1) / B);
         for (int i = 0; i < N; i++) ck_assert_int_eq(seen[i], 1);
-        if (epoch == 0) memcpy(first, order, sizeof first);
-        else ck_assert(memcmp(first, order, sizeof first) != 0); /* reshuffled */
+        if (epoch == 0)
+            memcpy(first, order, sizeof first);
+        else
+            ck_assert(memcmp(first, order, sizeof first) != 0); /* reshuffled */
         ck_assert_int_eq(ld->epoch, epoch + 1);
     }
     ck_assert_int_eq(x->shape[0] <= B, 1);
@@ -1093,8 +1107,7 @@ START_TEST(test_loader_in_order_drop_last_and_one_hot)
         ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), B);
         for (int i = 0; i < B; i++) {
             ck_assert_int_eq(labels[i], b * B + i);
-            for (int c = 0; c < N; c++)
-                ck_assert(y->data[i * N + c] == (c == labels[i] ? 1 : 0));
+            for (int c = 0; c < N; c++) ck_assert(y->data[i * N + c] == (c == labels[i] ? 1 : 0));
         }
     }
     ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), 0); /* 2 left: dropped */
@@ -1150,8 +1163,7 @@ START_TEST(test_loader_and_gather_reject_bad_tensors)
     nd_ctx_clear_error(ctx);
     ck_assert_int_eq(nd_loader_create(ctx, ds, 6, true, true, 1, &ld), ND_ERR_ARG);
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_dataset_gather(ctx, ds, (int[]){0, 5, 1, 2}, 4, x, NULL, NULL),
-                     ND_ERR_ARG);
+    ck_assert_int_eq(nd_dataset_gather(ctx, ds, (int[]){0, 5, 1, 2}, 4, x, NULL, NULL), ND_ERR_ARG);
     ck_assert_msg_has("index 1 is 5");
     nd_ctx_clear_error(ctx);
     ck_assert_int_eq(nd_dataset_gather(ctx, ds, (int[]){4, 0, 1, 2}, 4, x, NULL, NULL), ND_OK);
