@@ -23,15 +23,19 @@ nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, in
     if (!saved) return NULL;
     memcpy(saved, coef, (size_t)n * sizeof *coef);
     nd_real *y = out->data;
-    memset(y, 0, out->size * sizeof *y);
+    bool first = true; /* the first term assigns, the rest accumulate */
     for (int i = 0; i < n; i++) {
         const nd_real c = coef[i], *x = xs[i]->data;
         if (c == 0) continue;
-        if (c == 1)
+        if (first)
+            for (size_t k = 0; k < out->size; k++) y[k] = c * x[k];
+        else if (c == 1)
             for (size_t k = 0; k < out->size; k++) y[k] += x[k];
         else
             for (size_t k = 0; k < out->size; k++) y[k] += c * x[k];
+        first = false;
     }
+    if (first) memset(y, 0, out->size * sizeof *y);
     out->aux = saved;
     return nd_record(ctx, out, ND_OP_LINCOMB, n, xs);
 }
