@@ -391,6 +391,30 @@ START_TEST(test_jump_t_reduces_evaluations)
 }
 END_TEST
 
+/* f sees each side of a jump: the evaluations just before and just after it are taken in nd_real's
+ * precision (in float, a double neighbour of 1.3 rounds to the same float, so f saw the
+ * breakpoint from one side only and rejected steps around it). Piecewise-constant f on each
+ * side: dopri5's error estimate is exactly 0, so no step may be rejected, either direction. */
+START_TEST(test_jump_t_both_sides_in_real_precision)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    double jump = 1.3;
+    o.jump_t = &jump, o.n_jump_t = 1;
+    nd_ode_stats st;
+    nd_tensor *y = nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), vec(2, (double[]){0, 3}),
+                             NULL, 0, &o, &st);
+    ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_int_eq(st.forward.rejected, 0);
+    ck_assert_double_eq_tol(y->data[1], 1.3 - 2 * 1.7, BY_PRECISION(1e-12, 1e-5));
+    /* backwards in time: from 3 down to 0, y(0) = y(3) - (1.3 - 2 * 1.7) */
+    y = nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), vec(2, (double[]){3, 0}), NULL, 0, &o,
+                  &st);
+    ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_int_eq(st.forward.rejected, 0);
+    ck_assert_double_eq_tol(y->data[1], -(1.3 - 2 * 1.7), BY_PRECISION(1e-12, 1e-5));
+}
+END_TEST
+
 START_TEST(test_step_limits_and_pi_controller)
 {
     nd_tensor *t = vec(2, (double[]){0, 3});
@@ -912,6 +936,73 @@ START_TEST(test_odeint_composes_with_other_ops)
 }
 END_TEST
 
+/* A user norm written like the seminorm must reproduce it exactly, and it sees every block of
+ * the augmented state with its role: z, a_z, one a_theta block per parameter, no a_t. */
+typedef struct {
+    int calls, roles[4];
+} norm_probe;
+
+static double user_seminorm(int n_blocks, const nd_real *const *blocks, const size_t *sizes,
+                            const nd_block_role *roles, void *data)
+{
+    norm_probe *p = data;
+    p->calls++;
+    double worst = 0;
+    for (int b = 0; b < n_blocks; b++) {
+        if (p->calls == 1) p->roles[roles[b]]++;
+        if (roles[b] != ND_ROLE_STATE && roles[b] != ND_ROLE_ADJ_STATE) continue;
+        double ss = 0;
+        for (size_t i = 0; i < sizes[b]; i++) ss += (double)blocks[b][i] * blocks[b][i];
+        worst = fmax(worst, sqrt(ss / sizes[b]));
+    }
+    return worst;
+}
+
+START_TEST(test_user_norm_and_block_tolerances)
+{
+    nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
+    A->requires_grad = true;
+    nd_tensor *t = vec(3, (double[]){0, 1, 2});
+    nd_ode_stats st[2];
+    norm_probe probe = {0};
+    for (int k = 0; k < 2; k++) {
+        nd_tensor *y0 = nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5});
+        y0->requires_grad = true;
+        nd_ode_options o = ND_ODE_DEFAULT;
+        o.solver.rtol = o.adjoint.rtol = 1e-5, o.solver.atol = o.adjoint.atol = 1e-8;
+        o.adjoint.norm = k ? ND_NORM_USER : ND_NORM_SEMINORM;
+        o.adjoint.norm_fn = user_seminorm, o.adjoint.norm_data = &probe;
+        nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, linear_f, A, y0, t, &A, 1, &o, &st[k]));
+        ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    }
+    ck_assert_int_eq(st[1].backward.nfe, st[0].backward.nfe);
+    ck_assert_int_eq(st[1].backward.accepted, st[0].backward.accepted);
+    ck_assert_int_eq(st[1].backward.rejected, st[0].backward.rejected);
+    ck_assert_int_gt(probe.calls, 0);
+    ck_assert_int_eq(probe.roles[ND_ROLE_STATE], 1);
+    ck_assert_int_eq(probe.roles[ND_ROLE_ADJ_STATE], 1);
+    ck_assert_int_eq(probe.roles[ND_ROLE_ADJ_PARAM], 1);
+    ck_assert_int_eq(probe.roles[ND_ROLE_ADJ_TIME], 0);
+
+    /* per-block tolerances: loosening one block of a tuple state saves steps only where that
+     * block was the binding one */
+    tuple_data d = {nd_scalar(ctx, -0.5)};
+    nd_tensor *z0 = nd_full(ctx, 2, (int[]){2, 3}, 1), *p0 = nd_zeros(ctx, 1, (int[]){2});
+    nd_tensor *ys[2];
+    long nfe[2];
+    for (int k = 0; k < 2; k++) {
+        nd_ode_options o = ND_ODE_DEFAULT;
+        double rtols[2] = {1e-8, k ? 1e-2 : 1e-8}, atols[2] = {1e-10, k ? 1e-2 : 1e-10};
+        o.solver.rtol_blocks = rtols, o.solver.atol_blocks = atols;
+        ck_assert_int_eq(nd_odeint_tuple(ctx, tuple_f, &d, (nd_tensor *[]){z0, p0}, 2, t, NULL, 0,
+                                         &o, &st[k], ys),
+                         ND_OK);
+        nfe[k] = st[k].forward.nfe;
+    }
+    ck_assert_int_le(nfe[1], nfe[0]);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  * errors
  */
@@ -1111,6 +1202,7 @@ Suite *odeint_suite(void)
     tcase_add_test(fwd, test_dense_output_does_not_change_steps);
     tcase_add_test(fwd, test_tuple_state);
     tcase_add_test(fwd, test_jump_t_reduces_evaluations);
+    tcase_add_test(fwd, test_jump_t_both_sides_in_real_precision);
     tcase_add_test(fwd, test_step_limits_and_pi_controller);
     tcase_add_test(ref, test_reference_mlp);
     tcase_add_test(ref, test_reference_linear);
@@ -1120,6 +1212,7 @@ Suite *odeint_suite(void)
     tcase_add_test(bwd, test_gradient_wrt_t);
     tcase_add_test(bwd, test_second_order_hamiltonian);
     tcase_add_test(bwd, test_odeint_composes_with_other_ops);
+    tcase_add_test(bwd, test_user_norm_and_block_tolerances);
     tcase_add_test(err, test_error_step_underflow_names_t_and_dt);
     tcase_add_test(err, test_error_max_num_steps);
     tcase_add_test(err, test_error_nonfinite_derivative);
