@@ -47,5 +47,5 @@ for t in $TARGETS; do
     }
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$OUT/fuzz_$t.log" |
         sed "s/^/fuzz_$t: /"
-    grep -E '^#[0-9]+ +DONE' "$OUT/fuzz_$t.log" | sed "s/^/fuzz_$t: /" || true
+    grep -E '^#[0-9]+[[:space:]]+DONE' "$OUT/fuzz_$t.log" | sed "s/^/fuzz_$t: /" || true
 done
