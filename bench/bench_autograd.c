@@ -178,6 +178,20 @@ static long rss_bytes(void)
     return pages_resident < 0 ? -1 : pages_resident * sysconf(_SC_PAGESIZE);
 }
 
+/* RssAnon from /proc/self/status in KiB: the heap and arena pages alone, without the shared
+ * libraries' code pages that statm's count also holds (they page in as new code first runs). */
+static long rss_anon_kib(void)
+{
+    char line[256];
+    long kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %ld kB", &kib) == 1) break;
+    fclose(f);
+    return kib;
+}
+
 static void die(nd_ctx *ctx, const char *what)
 {
     fprintf(stderr, "bench_autograd: %s: %s (%s)\n", what, nd_ctx_errmsg(ctx),
@@ -454,7 +468,7 @@ static void bench_steady_state(void)
     if (!ctx) exit(1);
     mlp m;
     mlp_create(ctx, &m, 3, dims, 64, 4);
-    long rss_warm = 0;
+    long rss_warm = 0, anon_warm = 0;
     size_t cap_warm = 0, used = 0;
     double t0 = 0;
     for (int c = 1; c <= cycles; c++) {
@@ -466,6 +480,7 @@ static void bench_steady_state(void)
         nd_ctx_reset(ctx);
         if (c == warmup) {
             rss_warm = rss_bytes();
+            anon_warm = rss_anon_kib();
             cap_warm = nd_ctx_capacity(ctx);
             t0 = now_ns();
             atomic_store(&g_allocs, 0);
@@ -474,13 +489,14 @@ static void bench_steady_state(void)
     }
     atomic_store(&g_count_allocs, false);
     double secs = (now_ns() - t0) / 1e9;
-    long rss_end = rss_bytes();
+    long rss_end = rss_bytes(), anon_end = rss_anon_kib();
     printf("{\"case\":\"steady_state_memory\",\"real\":\"%s\",\"dims\":[16,128,128,16],"
            "\"batch\":64,\"cycles\":%d,\"warmup_cycles\":%d,\"mallocs_after_warmup\":%ld,"
-           "\"rss_kib_at_100\":%ld,\"rss_kib_at_10000\":%ld,\"arena_bytes_used_per_step\":%zu,"
+           "\"rss_kib_at_100\":%ld,\"rss_kib_at_10000\":%ld,\"rss_anon_kib_at_100\":%ld,"
+           "\"rss_anon_kib_at_10000\":%ld,\"arena_bytes_used_per_step\":%zu,"
            "\"arena_capacity_at_100\":%zu,\"arena_capacity_at_10000\":%zu,\"seconds\":%.2f,"
            "\"goal_mallocs\":0}\n",
-           ND_REAL_NAME, cycles, warmup, atomic_load(&g_allocs), rss_warm / 1024, rss_end / 1024,
+           ND_REAL_NAME, cycles, warmup, atomic_load(&g_allocs), rss_warm / 1024, rss_end / 1024, anon_warm, anon_end,
            used, cap_warm, nd_ctx_capacity(ctx), secs);
     fflush(stdout);
     mlp_destroy(&m);
