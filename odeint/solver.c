@@ -43,12 +43,27 @@ static nd_status fail_at(solver *sv, nd_status code, double s, const char *what)
     return nd_fail(sv->ctx, code, "%s: %s at t = %.17g", sv->sys->what, what, sv->dir * s);
 }
 
+/* The time just after (PERTURB_NEXT) or just before (PERTURB_PREV) internal time s, in the
+ * precision f receives t in (nd_real): a double neighbour of a breakpoint would round back onto
+ * it in a float build, and f would see the breakpoint itself from both sides. Negation is exact,
+ * so working in internal time gives the same neighbours in real time. */
+static double neighbour(double s, perturb p)
+{
+    double toward = p == PERTURB_NEXT ? INFINITY : -INFINITY;
+#ifdef ND_REAL_FLOAT
+    float n = (float)s;
+    if (p == PERTURB_NEXT ? (double)n <= s : (double)n >= s) n = nextafterf(n, (float)toward);
+    return (double)n;
+#else
+    return nextafter(s, toward);
+#endif
+}
+
 /* f at internal time s, as a new tensor in *dy. Returns the callback's code; a failure or a
  * non-finite derivative is an error in ctx (returned as -1). */
 static int eval(solver *sv, double s, perturb p, nd_tensor *y, nd_tensor **dy)
 {
-    if (p == PERTURB_NEXT) s = nextafter(s, INFINITY);
-    if (p == PERTURB_PREV) s = nextafter(s, -INFINITY);
+    if (p != PERTURB_NONE) s = neighbour(s, p);
     sv->stats->nfe++;
     nd_tensor *d = NULL;
     int rc = sv->sys->eval(sv->sys, sv->ctx, sv->dir * s, y, &d);
