@@ -38,8 +38,9 @@ static bool broadcast_shape(const nd_tensor *a, const nd_tensor *b, int *shape, 
 
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } bin_kind;
 
-static void bin_flat(bin_kind k, nd_real *y, const nd_real *a, size_t sa, const nd_real *b,
-                     size_t sb, size_t n)
+static inline __attribute__((always_inline)) void bin_flat(bin_kind k, nd_real *y,
+                                                           const nd_real *a, size_t sa,
+                                                           const nd_real *b, size_t sb, size_t n)
 {
     switch (k) {
     case BIN_ADD: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] + b[i * sb]; break;
@@ -78,7 +79,15 @@ static nd_tensor *binary(nd_ctx *ctx, const char *fn, bin_kind k, nd_op op, nd_t
                 for (int i2 = 0; i2 < o4[2]; i2++) {
                     const nd_real *pa = a->data + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
                     const nd_real *pb = b->data + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
-                    bin_flat(k, y, pa, sa[3], pb, sb[3], (size_t)o4[3]);
+                    /* the inner strides as constants, so each case compiles to a tight loop */
+                    if (sa[3] == 1 && sb[3] == 1)
+                        bin_flat(k, y, pa, 1, pb, 1, (size_t)o4[3]);
+                    else if (sa[3] == 1)
+                        bin_flat(k, y, pa, 1, pb, 0, (size_t)o4[3]);
+                    else if (sb[3] == 1)
+                        bin_flat(k, y, pa, 0, pb, 1, (size_t)o4[3]);
+                    else
+                        bin_flat(k, y, pa, 0, pb, 0, (size_t)o4[3]);
                     y += o4[3];
                 }
     }
@@ -222,7 +231,11 @@ nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
         for (int i1 = 0; i1 < x4[1]; i1++)
             for (int i2 = 0; i2 < x4[2]; i2++) {
                 nd_real *y = out->data + i0 * so[0] + i1 * so[1] + i2 * so[2];
-                for (int i3 = 0; i3 < x4[3]; i3++) y[i3 * so[3]] += *px++;
+                if (so[3] == 1) /* summed over outer dims only: a contiguous, vectorisable row */
+                    for (int i3 = 0; i3 < x4[3]; i3++) y[i3] += px[i3];
+                else
+                    for (int i3 = 0; i3 < x4[3]; i3++) y[i3 * so[3]] += px[i3];
+                px += x4[3];
             }
     return record1(ctx, out, ND_OP_SUM_TO, x);
 }
