@@ -9,8 +9,8 @@
  *          second derivatives solved by LAPACK's dgtsv from OpenBLAS, all series at once), or with
  *          --path linear the piecewise-linear interpolant, whose kinks are passed as jump_t
  *   z0     = Linear(3, 16)(X(0))                                                    (B, 16)
- *   dz/dt  = g(z) dX/dt(t),  g = tanh(Linear(64, 48)(tanh(Linear(64, 64)(tanh(Linear(16, 64)(z))))))
- *            reshaped (B, 16, 3), times dX/dt (B, 3, 1)                              (B, 16)
+ *   dz/dt  = g(z) dX/dt(t),  g = tanh(Linear(64, 48)(tanh(Linear(64, 64)(tanh(Linear(16,
+ * 64)(z)))))) reshaped (B, 16, 3), times dX/dt (B, 3, 1)                              (B, 16)
  *   logits = Linear(16, 2)(z(4 pi)), cross-entropy, full batch, Adam lr 1e-3
  * One solve over [0, 4 pi] (dopri5), gradients by the adjoint ODE under --norm.
  *
@@ -55,7 +55,7 @@ extern void dgtsv_(const int *n, const int *nrhs, double *dl, double *d, double 
 
 #define N_SERIES 128 /* per set: train and test */
 #define N_POINTS 100
-#define N_CH 3       /* channels (t, x, y) */
+#define N_CH 3 /* channels (t, x, y) */
 #define HIDDEN 16
 #define WIDTH 64
 #define N_CLASSES 2
@@ -79,10 +79,10 @@ static double cpu_ms(void) // this process's CPU time: steadier than wall time o
 // data: the spirals, torchcde's get_data
 
 typedef struct {
-    int n;          // series
+    int n; // series
     double t[N_POINTS];
-    double *obs;    // (n, N_POINTS, N_CH) observations
-    int *labels;    // (n,) 1: x negated
+    double *obs; // (n, N_POINTS, N_CH) observations
+    int *labels; // (n,) 1: x negated
 } dataset;
 
 static void dataset_free(dataset *d)
@@ -135,10 +135,10 @@ typedef enum { PATH_CUBIC, PATH_LINEAR } path_kind;
 
 typedef struct {
     path_kind kind;
-    int n;                 // series
+    int n; // series
     double knots[N_POINTS];
-    nd_real *x0;           // (n, N_CH) X(t_0)
-    nd_real *b, *c2, *d3;  // (N_POINTS - 1, n, N_CH) each; c2, d3 NULL for the linear path
+    nd_real *x0;          // (n, N_CH) X(t_0)
+    nd_real *b, *c2, *d3; // (N_POINTS - 1, n, N_CH) each; c2, d3 NULL for the linear path
 } path;
 
 static void path_free(path *p)
@@ -155,8 +155,10 @@ static int knot_interval(const path *p, double t)
     int lo = 0, hi = N_POINTS - 2;
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
-        if (p->knots[mid] <= t) lo = mid;
-        else hi = mid - 1;
+        if (p->knots[mid] <= t)
+            lo = mid;
+        else
+            hi = mid - 1;
     }
     return lo;
 }
@@ -182,7 +184,7 @@ static int path_build(path *p, const dataset *d, path_kind kind)
         fprintf(stderr, "ncde: out of memory building the path\n");
         return -1;
     }
-#define OBS(i, j, c) d->obs[((size_t)(i) * N_POINTS + (j)) * N_CH + (c)]
+#define OBS(i, j, c) d->obs[((size_t)(i)*N_POINTS + (j)) * N_CH + (c)]
     for (int i = 0; i < n; i++)
         for (int c = 0; c < N_CH; c++) p->x0[i * N_CH + c] = (nd_real)OBS(i, 0, c);
 
@@ -249,9 +251,9 @@ static nd_tensor *path_derivative(nd_ctx *ctx, const path *p, nd_tensor *t)
     size_t at = (size_t)k * p->n * N_CH;
     nd_tensor *b = nd_tensor_from(ctx, 2, shape, p->b + at); // (n, N_CH)
     if (p->kind == PATH_LINEAR) return b;
-    nd_tensor *c2 = nd_tensor_from(ctx, 2, shape, p->c2 + at);   // (n, N_CH)
-    nd_tensor *d3 = nd_tensor_from(ctx, 2, shape, p->d3 + at);   // (n, N_CH)
-    nd_tensor *u = nd_add_scalar(ctx, t, (nd_real)-p->knots[k]); // () t - t_k
+    nd_tensor *c2 = nd_tensor_from(ctx, 2, shape, p->c2 + at);                  // (n, N_CH)
+    nd_tensor *d3 = nd_tensor_from(ctx, 2, shape, p->d3 + at);                  // (n, N_CH)
+    nd_tensor *u = nd_add_scalar(ctx, t, (nd_real)-p->knots[k]);                // () t - t_k
     return nd_add(ctx, b, nd_mul(ctx, nd_add(ctx, c2, nd_mul(ctx, d3, u)), u)); // (n, N_CH)
 }
 
@@ -259,12 +261,12 @@ static nd_tensor *path_derivative(nd_ctx *ctx, const path *p, nd_tensor *t)
 // the model: one container module so that parameters have names and one destroy frees them
 
 typedef struct {
-    nd_module base;     // "NeuralCDE": children initial, func, readout
-    nd_module *initial; // Linear(3, 16)
-    nd_module *func;    // Linear(16, 64), Tanh, Linear(64, 64), Tanh, Linear(64, 48), Tanh
-    nd_module *readout; // Linear(16, 2)
-    nd_param_list all;  // every parameter, for Adam (dotted names: "func.0.weight")
-    nd_param_list fparams; // func's six, handed to the solve
+    nd_module base;         // "NeuralCDE": children initial, func, readout
+    nd_module *initial;     // Linear(3, 16)
+    nd_module *func;        // Linear(16, 64), Tanh, Linear(64, 64), Tanh, Linear(64, 48), Tanh
+    nd_module *readout;     // Linear(16, 2)
+    nd_param_list all;      // every parameter, for Adam (dotted names: "func.0.weight")
+    nd_param_list fparams;  // func's six, handed to the solve
     nd_tensor *ftensors[6]; // the same as tensors
 } ncde_model;
 
@@ -319,10 +321,11 @@ static int cde_f(nd_ctx *ctx, nd_tensor *t, nd_tensor *z /* (B, 16) */, nd_tenso
 {
     cde_field *cf = user_data;
     int B = z->shape[0];
-    nd_tensor *g = nd_module_forward(ctx, cf->m->func, z);                     // (B, 48)
-    nd_tensor *G = nd_reshape(ctx, g, 3, (int[]){B, HIDDEN, N_CH});             // (B, 16, 3)
-    nd_tensor *dX = nd_reshape(ctx, path_derivative(ctx, cf->X, t), 3, (int[]){B, N_CH, 1}); // (B, 3, 1)
-    *dzdt = nd_reshape(ctx, nd_matmul(ctx, G, dX), 2, (int[]){B, HIDDEN});     // (B, 16)
+    nd_tensor *g = nd_module_forward(ctx, cf->m->func, z);          // (B, 48)
+    nd_tensor *G = nd_reshape(ctx, g, 3, (int[]){B, HIDDEN, N_CH}); // (B, 16, 3)
+    nd_tensor *dX =
+        nd_reshape(ctx, path_derivative(ctx, cf->X, t), 3, (int[]){B, N_CH, 1}); // (B, 3, 1)
+    *dzdt = nd_reshape(ctx, nd_matmul(ctx, G, dX), 2, (int[]){B, HIDDEN});       // (B, 16)
     return *dzdt ? 0 : -1;
 }
 
@@ -352,14 +355,15 @@ static nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const path *X, const s
     cde_field *cf = nd_ctx_alloc(ctx, sizeof *cf); // in the arena: lives until the backward
     if (!cf) return NULL;
     *cf = (cde_field){m, X};
-    nd_tensor *x0 = nd_tensor_from(ctx, 2, (int[]){X->n, N_CH}, X->x0);              // (B, 3)
-    nd_tensor *z0 = nd_module_forward(ctx, m->initial, x0);                           // (B, 16)
+    nd_tensor *x0 = nd_tensor_from(ctx, 2, (int[]){X->n, N_CH}, X->x0);                // (B, 3)
+    nd_tensor *z0 = nd_module_forward(ctx, m->initial, x0);                            // (B, 16)
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, (nd_real)T_END}); // (2,)
     if (!t) return NULL;
     t->requires_grad = cfg->t_grad;
     nd_tensor *zs = nd_odeint(ctx, cde_f, cf, z0, t, m->ftensors, 6, &o, stats); // (2, B, 16)
-    nd_tensor *zT = nd_reshape(ctx, nd_slice(ctx, zs, 0, 1, 1), 2, (int[]){X->n, HIDDEN}); // (B, 16)
-    return nd_module_forward(ctx, m->readout, zT);                                     // (B, 2)
+    nd_tensor *zT =
+        nd_reshape(ctx, nd_slice(ctx, zs, 0, 1, 1), 2, (int[]){X->n, HIDDEN}); // (B, 16)
+    return nd_module_forward(ctx, m->readout, zT);                             // (B, 2)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -385,7 +389,7 @@ static solve_cfg ncde_norm_cfg(ncde_norm k, nd_ode_method method, double rtol, d
 
 typedef struct {
     double loss;
-    long nfe_forward, nfe_backward;         // backward: adjoint evaluations (f + VJP each)
+    long nfe_forward, nfe_backward; // backward: adjoint evaluations (f + VJP each)
     long accepted_backward, rejected_backward;
     double ms_forward, ms_backward;
     double max_rel_grad_diff; // max_i |g_i - ref_i| / max(|ref_i|, 1e-3 max_j |ref_j|), ref:
@@ -415,11 +419,13 @@ static nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const path *X, c
         st = loss ? nd_backward(ctx, loss) : nd_ctx_error(ctx);
         double t2 = now_ms();
         if (st == ND_OK) {
-            out[k] = (ncde_measure){.loss = nd_item(loss), .nfe_forward = stats.forward.nfe,
+            out[k] = (ncde_measure){.loss = nd_item(loss),
+                                    .nfe_forward = stats.forward.nfe,
                                     .nfe_backward = stats.backward.nfe,
                                     .accepted_backward = stats.backward.accepted,
                                     .rejected_backward = stats.backward.rejected,
-                                    .ms_forward = t1 - t0, .ms_backward = t2 - t1};
+                                    .ms_forward = t1 - t0,
+                                    .ms_backward = t2 - t1};
             size_t off = 0;
             for (int p = 0; p < m->all.n; p++) {
                 const nd_tensor *w = m->all.items[p].tensor;
@@ -450,7 +456,7 @@ static nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const path *X, c
 
 typedef struct {
     dataset train, test;
-    path Xtr, Xte;     // (N_SERIES series each)
+    path Xtr, Xte; // (N_SERIES series each)
     ncde_model *m;
     nd_optimizer *opt; // Adam, lr 1e-3
 } ncde_problem;
@@ -470,7 +476,8 @@ static int ncde_problem_init(nd_ctx *ctx, ncde_problem *P, path_kind kind, uint6
 {
     memset(P, 0, sizeof *P);
     nd_rng data_rng = nd_rng_seed(seed), init_rng = nd_rng_seed(seed + 0x9e3779b97f4a7c15ULL);
-    if (make_spirals(&P->train, N_SERIES, &data_rng) || make_spirals(&P->test, N_SERIES, &data_rng)) {
+    if (make_spirals(&P->train, N_SERIES, &data_rng) ||
+        make_spirals(&P->test, N_SERIES, &data_rng)) {
         fprintf(stderr, "ncde: out of memory for the data\n");
         ncde_problem_free(P);
         return -1;
@@ -495,7 +502,7 @@ static nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const solve_cfg *
                                  double *acc, nd_ode_stats *stats)
 {
     *stats = (nd_ode_stats){0}; // read by the backward pass: must live across it
-    nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xtr, cfg, stats);              // (B, 2)
+    nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xtr, cfg, stats);               // (B, 2)
     nd_tensor *L = nd_cross_entropy(ctx, logits, P->train.labels, ND_REDUCE_MEAN); // scalar
     if (!L) return nd_ctx_error(ctx);
     *loss = nd_item(L);
@@ -554,13 +561,19 @@ int main(int argc, char **argv)
         } else if (!v) {
             return usage(argv[0]);
         } else if (i++, !strcmp(a, "--path")) {
-            if (!strcmp(v, "cubic")) kind = PATH_CUBIC;
-            else if (!strcmp(v, "linear")) kind = PATH_LINEAR;
-            else return usage(argv[0]);
+            if (!strcmp(v, "cubic"))
+                kind = PATH_CUBIC;
+            else if (!strcmp(v, "linear"))
+                kind = PATH_LINEAR;
+            else
+                return usage(argv[0]);
         } else if (!strcmp(a, "--norm")) {
-            if (!strcmp(v, "rms")) norm = ND_NORM_RMS;
-            else if (!strcmp(v, "seminorm")) norm = ND_NORM_SEMINORM;
-            else return usage(argv[0]);
+            if (!strcmp(v, "rms"))
+                norm = ND_NORM_RMS;
+            else if (!strcmp(v, "seminorm"))
+                norm = ND_NORM_SEMINORM;
+            else
+                return usage(argv[0]);
         } else if (!strcmp(a, "--method")) {
             int mm = nd_ode_method_from_name(v);
             if (mm < 0) return usage(argv[0]);
@@ -582,7 +595,8 @@ int main(int argc, char **argv)
         }
     }
     if (iters < 0 || print_every < 1 || paired < 0 || !(rtol >= 0) || !(atol >= 0)) {
-        fprintf(stderr, "ncde: need --iters >= 0, --print-every >= 1, --paired >= 0, tolerances >= 0\n");
+        fprintf(stderr,
+                "ncde: need --iters >= 0, --print-every >= 1, --paired >= 0, tolerances >= 0\n");
         return 2;
     }
 
@@ -600,10 +614,11 @@ int main(int argc, char **argv)
     }
     t_setup = now_ms() - t_setup;
     ncde_model *m = P.m;
-    fprintf(stderr, "ncde: %s path, 2 x %d series (%.1f ms to set up), %s, rtol %g atol %g, "
-                    "adjoint norm %s%s, %zu parameters, %s\n",
-            kind == PATH_CUBIC ? "cubic" : "linear", N_SERIES, t_setup,
-            nd_ode_method_name(method), rtol, atol, norm == ND_NORM_RMS ? "rms" : "seminorm",
+    fprintf(stderr,
+            "ncde: %s path, 2 x %d series (%.1f ms to set up), %s, rtol %g atol %g, "
+            "adjoint norm %s%s, %zu parameters, %s\n",
+            kind == PATH_CUBIC ? "cubic" : "linear", N_SERIES, t_setup, nd_ode_method_name(method),
+            rtol, atol, norm == ND_NORM_RMS ? "rms" : "seminorm",
             t_grad ? " (t requires grad)" : "", nd_param_list_numel(&m->all), ND_REAL_NAME);
 
     // --- training loop
@@ -618,8 +633,8 @@ int main(int argc, char **argv)
             for (int k = 0; k < 3; k++) {
                 if (it % torchdiffeq_c[k].every != 0) continue; // torchdiffeq's protocol
                 ncde_measure ms[NCDE_N_NORMS];
-                if (ncde_measure_norms(ctx, m, &P.Xtr, P.train.labels, method, torchdiffeq_c[k].rtol,
-                                       torchdiffeq_c[k].atol, ms) != ND_OK) {
+                if (ncde_measure_norms(ctx, m, &P.Xtr, P.train.labels, method,
+                                       torchdiffeq_c[k].rtol, torchdiffeq_c[k].atol, ms) != ND_OK) {
                     status = fail(ctx, "paired measurement");
                     goto cleanup;
                 }
@@ -643,8 +658,7 @@ int main(int argc, char **argv)
                                nd_ode_method_name(method), ncde_norm_names[n],
                                torchdiffeq_c[k].rtol, torchdiffeq_c[k].atol, ms[n].loss,
                                ms[n].nfe_forward, ms[n].nfe_backward, ms[n].accepted_backward,
-                               ms[n].rejected_backward, ms[n].ms_backward,
-                               ms[n].max_rel_grad_diff);
+                               ms[n].rejected_backward, ms[n].ms_backward, ms[n].max_rel_grad_diff);
             }
         }
         if (it == iters) break;
@@ -659,8 +673,9 @@ int main(int argc, char **argv)
         cpu_total += cpu_ms() - c0;
         ms_total += ms, nfe_f += stats.forward.nfe, nfe_b += stats.backward.nfe;
         if ((it + 1) % print_every == 0 || it == 0 || it + 1 == iters)
-            fprintf(stderr, "iter %4d  loss %.4f  train acc %.3f  NFE-F %4ld  NFE-B %4ld  "
-                            "%.1f ms\n",
+            fprintf(stderr,
+                    "iter %4d  loss %.4f  train acc %.3f  NFE-F %4ld  NFE-B %4ld  "
+                    "%.1f ms\n",
                     it + 1, loss, acc, stats.forward.nfe, stats.backward.nfe, ms);
     }
 
@@ -677,21 +692,26 @@ int main(int argc, char **argv)
     nd_ctx_reset(ctx);
     nd_ctx_set_grad(ctx, true);
     double per = iters > 0 ? 1.0 / iters : 0;
-    fprintf(stderr, "test: loss %.4f accuracy %.3f (NFE-F %ld); per iteration: NFE-F %.1f NFE-B "
-                    "%.1f, %.1f ms wall, %.1f ms CPU\n",
+    fprintf(stderr,
+            "test: loss %.4f accuracy %.3f (NFE-F %ld); per iteration: NFE-F %.1f NFE-B "
+            "%.1f, %.1f ms wall, %.1f ms CPU\n",
             test_loss, test_acc, est.forward.nfe, nfe_f * per, nfe_b * per, ms_total * per,
             cpu_total * per);
     for (int k = 0; k < 3 && paired; k++) {
         if (!paired_n[k]) continue;
         const long *b = paired_b[k];
-        fprintf(stderr, "paired totals (%g, %g) over %d checkpoints: default %ld, seminorm %ld "
-                        "(saving %.0f%%), default_no_t %ld, seminorm_keep_t %ld; torchdiffeq: "
-                        "%.0f / %.0f / %.0f (saving %.0f%%)\n",
+        fprintf(stderr,
+                "paired totals (%g, %g) over %d checkpoints: default %ld, seminorm %ld "
+                "(saving %.0f%%), default_no_t %ld, seminorm_keep_t %ld; ",
                 torchdiffeq_c[k].rtol, torchdiffeq_c[k].atol, paired_n[k], b[NCDE_DEFAULT],
                 b[NCDE_SEMINORM], 100.0 * (1 - (double)b[NCDE_SEMINORM] / (double)b[NCDE_DEFAULT]),
-                b[NCDE_DEFAULT_NO_T], b[NCDE_SEMINORM_KEEP_T], torchdiffeq_c[k].nfe[0],
-                torchdiffeq_c[k].nfe[1], torchdiffeq_c[k].nfe[2],
-                100.0 * (1 - torchdiffeq_c[k].nfe[2] / torchdiffeq_c[k].nfe[0]));
+                b[NCDE_DEFAULT_NO_T], b[NCDE_SEMINORM_KEEP_T]);
+        if (kind == PATH_LINEAR)
+            fprintf(stderr, "torchdiffeq: 700 per checkpoint under every norm\n");
+        else
+            fprintf(stderr, "torchdiffeq: %.0f / %.0f / %.0f (saving %.0f%%)\n",
+                    torchdiffeq_c[k].nfe[0], torchdiffeq_c[k].nfe[1], torchdiffeq_c[k].nfe[2],
+                    100.0 * (1 - torchdiffeq_c[k].nfe[2] / torchdiffeq_c[k].nfe[0]));
     }
     if (json)
         printf("{\"example\":\"ncde\",\"real\":\"%s\",\"path\":\"%s\",\"method\":\"%s\","
