@@ -11,13 +11,18 @@
  * interposed (the library calls them through the dynamic linker), one step's calls are recorded
  * (transposes, M, N, K, leading dims, alpha, beta) and replayed with the same cblas function on
  * buffers of the same sizes, alternating with training steps so both see the same machine load.
- * OpenBLAS threads are set with openblas_set_num_threads() for each case.
+ * OpenBLAS threads are set with openblas_set_num_threads() for each case. malloc and friends are
+ * interposed too (forwarded to glibc's __libc_*) and counted over the timed steps: a steady-state
+ * training step should make none (mallocs_per_step 0). Allocations made inside the GEMM calls
+ * (OpenBLAS's threaded path) are reported apart, as openblas_mallocs_per_step.
  * Usage: bench_nn [--steps N] [--case NAME]   (N timed steps, default 20; NAME conv_step or
  *        conv_eval). Needs OpenBLAS; not built under sanitizers.
  */
 #define _GNU_SOURCE
 #include <cblas.h>
 #include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +31,62 @@
 #include "nodal.h"
 
 #define BATCH 128
+
+/* --------------------------------------------------------------------------------------------- */
+/* malloc interposition: counts calls while counting is on (the steady-state step should make 0) */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+static _Atomic long g_allocs, g_blas_allocs; /* outside / inside the GEMM calls */
+static _Atomic bool g_count_allocs;
+static _Atomic bool g_in_gemm;
+
+static inline void note_alloc(void)
+{
+    if (g_count_allocs) {
+        if (g_in_gemm)
+            g_blas_allocs++;
+        else
+            g_allocs++;
+    }
+}
+
+void *malloc(size_t n)
+{
+    note_alloc();
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    note_alloc();
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    note_alloc();
+    return __libc_realloc(p, n);
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+    note_alloc();
+    return __libc_memalign(align, n);
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    note_alloc();
+    if (align < sizeof(void *) || (align & (align - 1))) return 22; /* EINVAL */
+    void *p = __libc_memalign(align, n);
+    if (!p && n) return 12; /* ENOMEM */
+    *out = p;
+    return 0;
+}
 
 /* --------------------------------------------------------------------------------------------- */
 /* GEMM interposition: records the calls of one step, forwards every call to OpenBLAS            */
@@ -86,7 +147,9 @@ void GEMM_WRAP(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
         g_calls[g_n_calls++] = (gemm_call){ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
     }
     double t0 = g_time_gemm ? now_ns() : 0;
+    g_in_gemm = true; /* OpenBLAS's threaded path may allocate: counted apart */
     get_real_gemm()(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    g_in_gemm = false;
     if (g_time_gemm) g_gemm_ns += now_ns() - t0;
 }
 
@@ -218,11 +281,15 @@ static void bench_conv_step(int threads, int n_steps)
     double *step = v, *fwd = v + n_steps, *bwd = fwd + n_steps, *upd = bwd + n_steps;
     double *gemm = upd + n_steps, *ratio = gemm + n_steps, *inside = ratio + n_steps;
     gemm_fn gf = get_real_gemm();
+    g_allocs = 0;
+    g_blas_allocs = 0;
     for (int s = -2; s < n_steps; s++) { /* 2 warm-up pairs */
         double t[3];
         g_gemm_ns = 0;
         g_time_gemm = true;
+        g_count_allocs = s >= 0;
         train_step(ctx, &c, t);
+        g_count_allocs = false;
         g_time_gemm = false;
         double t0 = now_ns();
         for (int i = 0; i < n_calls; i++) {
@@ -247,11 +314,13 @@ static void bench_conv_step(int threads, int n_steps)
            "\"model\":\"conv16-pool-conv32-pool-linear\",\"params\":%zu,\"steps\":%d,"
            "\"step_ms\":%.2f,\"forward_ms\":%.2f,\"backward_ms\":%.2f,\"update_ms\":%.3f,"
            "\"images_per_s\":%.0f,\"gemm_ms\":%.2f,\"gemm_calls\":%d,\"gemm_gflops\":%.1f,"
-           "\"gemm_inside_step_ms\":%.2f,\"gemm_images_per_s\":%.0f,\"ratio\":%.2f}\n",
+           "\"gemm_inside_step_ms\":%.2f,\"gemm_images_per_s\":%.0f,\"ratio\":%.2f,"
+           "\"mallocs_per_step\":%.1f,\"openblas_mallocs_per_step\":%.1f}\n",
            ND_REAL_NAME, threads, BATCH, nd_param_list_numel(&c.params), n_steps, step_ms,
            median(fwd, n_steps) / 1e6, median(bwd, n_steps) / 1e6, median(upd, n_steps) / 1e6,
            BATCH / (step_ms / 1e3), gemm_ms, n_calls, flops / (gemm_ms * 1e6),
-           median(inside, n_steps) / 1e6, BATCH / (gemm_ms / 1e3), median(ratio, n_steps));
+           median(inside, n_steps) / 1e6, BATCH / (gemm_ms / 1e3), median(ratio, n_steps),
+           (double)g_allocs / n_steps, (double)g_blas_allocs / n_steps);
     fflush(stdout);
     free(v);
     convnet_destroy(&c);

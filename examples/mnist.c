@@ -221,8 +221,11 @@ int main(int argc, char **argv)
     nd_param_list params = {0}, state = {0};
     nd_optimizer *opt = NULL;
     ckpt_list ckpt = {0};
-    nd_tensor *x = NULL; // (B, 1, 28, 28) the batch's images in [0, 1], persistent
-    int *labels = NULL;  // (B,) the batch's classes
+    // the batch's images in [0, 1], persistent; one per loader, since a loader shrinks its own
+    // tensor's first dim for a last, smaller batch
+    nd_tensor *x = NULL;      // (B, 1, 28, 28) training batch
+    nd_tensor *x_test = NULL; // (B, 1, 28, 28) test batch
+    int *labels = NULL;       // (B,) the batch's classes
     nd_rng rng = nd_rng_seed(seed);
     bool tty = isatty(STDERR_FILENO);
     int epochs_before = 0; // epochs already trained by the checkpoint we resumed from
@@ -244,9 +247,11 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     x = nd_tensor_create(ctx, 4, (int[]){batch, 1, 28, 28}, false);
+    x_test = nd_tensor_create(ctx, 4, (int[]){batch, 1, 28, 28}, false);
     labels = malloc((size_t)batch * sizeof *labels);
-    if (!x || !labels) {
-        status = x ? (fprintf(stderr, "mnist: out of memory\n"), 1) : fail(ctx, "batch buffers");
+    if (!x || !x_test || !labels) {
+        status = x && x_test ? (fprintf(stderr, "mnist: out of memory\n"), 1)
+                             : fail(ctx, "batch buffers");
         goto cleanup;
     }
 
@@ -316,7 +321,7 @@ int main(int argc, char **argv)
         double secs = now_s() - t0;
         train_seconds += secs, train_images += seen;
         last_loss = loss_sum / seen, last_train_acc = (double)right / seen;
-        if ((status = evaluate(ctx, model, test, test_ld, x, labels, &test_acc)) != 0) goto cleanup;
+        if ((status = evaluate(ctx, model, test, test_ld, x_test, labels, &test_acc)) != 0) goto cleanup;
         fprintf(stderr,
                 "%sepoch %d/%d  loss %.4f  train acc %.2f%%  %.0f img/s  %.1f s  test acc %.2f%%\n",
                 tty ? "\r" : "", epochs_before + epoch, epochs_before + epochs, last_loss,
@@ -325,7 +330,7 @@ int main(int argc, char **argv)
 
     // --- evaluation only (--epochs 0 --resume FILE)
     if (epochs == 0) {
-        if ((status = evaluate(ctx, model, test, test_ld, x, labels, &test_acc)) != 0) goto cleanup;
+        if ((status = evaluate(ctx, model, test, test_ld, x_test, labels, &test_acc)) != 0) goto cleanup;
         fprintf(stderr, "test accuracy %.2f%% (%d images)\n", 100 * test_acc, test->n);
     }
 
@@ -365,6 +370,7 @@ cleanup:
     nd_param_list_free(&state);
     nd_module_destroy(model);
     nd_tensor_destroy(x);
+    nd_tensor_destroy(x_test);
     free(labels);
     nd_loader_destroy(train_ld);
     nd_loader_destroy(test_ld);
