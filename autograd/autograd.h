@@ -94,7 +94,10 @@ nd_status nd_backward(nd_ctx *ctx, nd_tensor *loss);
 nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out,
                   nd_tensor **inputs, int n_in, nd_tensor **grads_out, bool create_graph);
 
-/* For backward rules: adds g to x's pending gradient when x requires grad. */
+/* For backward rules: whether the running sweep needs x's gradient (x leads to an input asked
+ * for); rules test it before computing a gradient. */
+bool nd_needs_grad(const nd_ctx *ctx, const nd_tensor *x);
+/* For backward rules: adds g to x's pending gradient when the sweep needs it. */
 void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g);
 
 /* For op implementations: records op on out with the given inputs when grad mode is on and an

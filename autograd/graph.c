@@ -5,10 +5,14 @@
  * too deep for recursion), seeds the outputs, and runs each op's backward rule in reverse order;
  * rules accumulate into src->gnode. With create_graph the sweep records, so gradients are graphs.
  *
+ * Only the gradients that lead to a requested input are computed: a tensor is needed when it is
+ * an input asked for (nd_grad) or a leaf (nd_backward), or when one of its sources is needed;
+ * rules skip the others (in f's trace inside a CNF, the weights' gradients are never asked for).
+ *
  * Sweeps nest: an op's backward may itself call nd_grad (the adjoint of odeint does, once per
  * evaluation). A nested sweep may visit tensors of the outer one (parameters), so it saves their
- * pending gradients and restores them when it ends. Its stacks live in the ctx above the outer
- * sweep's entries and are addressed by index, since a push may move them.
+ * pending gradients and needed-marks and restores them when it ends. Its stacks live in the ctx
+ * above the outer sweep's entries and are addressed by index, since a push may move them.
  */
 #include <string.h>
 
@@ -50,9 +54,14 @@ void custom_backward(nd_ctx *ctx, nd_tensor *out)
     op->backward(ctx, out, op->state);
 }
 
+bool nd_needs_grad(const nd_ctx *ctx, const nd_tensor *x)
+{
+    return x->requires_grad && x->needed == nd_ctx_sweep(ctx);
+}
+
 void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g)
 {
-    if (!x->requires_grad || !g) return;
+    if (!g || !nd_needs_grad(ctx, x)) return;
     if (!nd_same_shape(x, g)) {
         /* a rule produced a gradient of the wrong shape: our bug, reported rather than hidden */
         char sx[64], sg[64];
@@ -111,6 +120,7 @@ static nd_status sweep(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int 
     nd_ptr_stack *saved = nd_ctx_stack(ctx, ND_STACK_SAVED);
     size_t topo_base = topo->len, saved_base = saved->len;
     bool prev_mode = nd_ctx_set_grad(ctx, create_graph);
+    uint64_t prev_sweep = nd_ctx_sweep(ctx);
     nd_status st = ND_OK;
 
     uint64_t mark = nd_ctx_next_visit(ctx);
@@ -121,10 +131,26 @@ static nd_status sweep(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int 
     static nd_tensor reached;
     for (int j = 0; j < n_in; j++)
         grads_out[j] = inputs[j]->requires_grad && inputs[j]->visit == mark ? &reached : NULL;
+    /* save what an enclosing sweep keeps on these tensors; two entries each */
     for (size_t i = 0; i < n_topo; i++) {
         nd_tensor *t = topo->items[topo_base + i];
-        if (!nd_ptr_stack_push(ctx, saved, t->gnode)) goto done;
+        if (!nd_ptr_stack_push(ctx, saved, t->gnode) ||
+            !nd_ptr_stack_push(ctx, saved, (void *)(uintptr_t)t->needed))
+            goto done;
         t->gnode = NULL;
+    }
+    /* needed: the inputs asked for (every leaf for nd_backward), and whatever depends on one;
+     * the topological order puts sources first. The mark is fresh, so only the inputs carry it
+     * before the pass. */
+    nd_ctx_set_sweep(ctx, mark);
+    for (int j = 0; j < n_in; j++)
+        if (grads_out[j]) inputs[j]->needed = mark;
+    for (size_t i = 0; i < n_topo; i++) {
+        nd_tensor *t = topo->items[topo_base + i];
+        bool need = t->needed == mark || (kind == SWEEP_BACKWARD && t->op == ND_OP_NONE);
+        for (int k = 0; k < t->n_src && !need; k++)
+            need = t->src[k]->requires_grad && t->src[k]->needed == mark;
+        t->needed = need ? mark : 0;
     }
     for (int i = 0; i < n_out; i++) {
         nd_tensor *out = outputs[i];
@@ -140,7 +166,9 @@ static nd_status sweep(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int 
     }
     for (size_t i = n_topo; i-- > 0;) {
         nd_tensor *t = topo->items[topo_base + i];
-        if (t->op != ND_OP_NONE && t->gnode) nd_ops[t->op].backward(ctx, t);
+        bool feeds = false; /* an input asked for as an intermediate still stops here */
+        for (int k = 0; k < t->n_src && !feeds; k++) feeds = nd_needs_grad(ctx, t->src[k]);
+        if (t->op != ND_OP_NONE && t->gnode && feeds) nd_ops[t->op].backward(ctx, t);
         if (nd_ctx_error(ctx) != ND_OK) goto done;
     }
     if (kind == SWEEP_GRAD) {
@@ -165,10 +193,12 @@ done:
     if (st != ND_OK && kind == SWEEP_GRAD)
         for (int j = 0; j < n_in; j++) grads_out[j] = NULL;
     /* restore what an enclosing sweep had pending on the tensors we visited */
-    for (size_t i = 0; i < saved->len - saved_base; i++) {
+    for (size_t i = 0; 2 * i + 1 < saved->len - saved_base; i++) {
         nd_tensor *t = topo->items[topo_base + i];
-        t->gnode = saved->items[saved_base + i];
+        t->gnode = saved->items[saved_base + 2 * i];
+        t->needed = (uint64_t)(uintptr_t)saved->items[saved_base + 2 * i + 1];
     }
+    nd_ctx_set_sweep(ctx, prev_sweep);
     topo->len = topo_base;
     saved->len = saved_base;
     nd_ctx_set_grad(ctx, prev_mode);

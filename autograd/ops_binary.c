@@ -103,8 +103,8 @@ nd_tensor *nd_add(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
 void ADD_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
-    if (a->requires_grad) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
-    if (b->requires_grad) nd_accumulate_grad(ctx, b, nd_sum_to(ctx, g, b->ndim, b->shape));
+    if (nd_needs_grad(ctx, a)) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
+    if (nd_needs_grad(ctx, b)) nd_accumulate_grad(ctx, b, nd_sum_to(ctx, g, b->ndim, b->shape));
 }
 
 nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
@@ -115,8 +115,8 @@ nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
 void SUB_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
-    if (a->requires_grad) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
-    if (b->requires_grad)
+    if (nd_needs_grad(ctx, a)) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
+    if (nd_needs_grad(ctx, b))
         nd_accumulate_grad(ctx, b, nd_sum_to(ctx, nd_neg(ctx, g), b->ndim, b->shape));
 }
 
@@ -129,9 +129,9 @@ nd_tensor *nd_mul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
 void MUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
-    if (a->requires_grad)
+    if (nd_needs_grad(ctx, a))
         nd_accumulate_grad(ctx, a, nd_sum_to(ctx, nd_mul(ctx, g, b), a->ndim, a->shape));
-    if (b->requires_grad)
+    if (nd_needs_grad(ctx, b))
         nd_accumulate_grad(ctx, b, nd_sum_to(ctx, nd_mul(ctx, g, a), b->ndim, b->shape));
 }
 
@@ -145,8 +145,8 @@ void DIV_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     nd_tensor *g_over_b = nd_div(ctx, g, b);
-    if (a->requires_grad) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g_over_b, a->ndim, a->shape));
-    if (b->requires_grad) {
+    if (nd_needs_grad(ctx, a)) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g_over_b, a->ndim, a->shape));
+    if (nd_needs_grad(ctx, b)) {
         nd_tensor *db = nd_neg(ctx, nd_mul(ctx, g_over_b, out));
         nd_accumulate_grad(ctx, b, nd_sum_to(ctx, db, b->ndim, b->shape));
     }

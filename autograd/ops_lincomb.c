@@ -44,6 +44,6 @@ void LINCOMB_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     const nd_real *coef = out->aux;
     for (int i = 0; i < out->n_src; i++)
-        if (coef[i] != 0 && out->src[i]->requires_grad)
+        if (coef[i] != 0 && nd_needs_grad(ctx, out->src[i]))
             nd_accumulate_grad(ctx, out->src[i], nd_mul_scalar(ctx, out->gnode, coef[i]));
 }

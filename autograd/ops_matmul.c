@@ -58,10 +58,10 @@ void MATMUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     bool ta = out->arg[0] != 0, tb = out->arg[1] != 0;
-    if (a->requires_grad)
+    if (nd_needs_grad(ctx, a))
         nd_accumulate_grad(ctx, a, ta ? nd_matmul_t(ctx, b, g, tb, true)
                                       : nd_matmul_t(ctx, g, b, false, !tb));
-    if (b->requires_grad)
+    if (nd_needs_grad(ctx, b))
         nd_accumulate_grad(ctx, b, tb ? nd_matmul_t(ctx, g, a, true, ta)
                                       : nd_matmul_t(ctx, a, g, !ta, false));
 }

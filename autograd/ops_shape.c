@@ -138,7 +138,7 @@ void CONCAT_backward_rule(nd_ctx *ctx, nd_tensor *out)
     int ax = (int)out->arg[0], start = 0;
     for (int i = 0; i < out->n_src; i++) {
         nd_tensor *x = out->src[i];
-        if (x->requires_grad)
+        if (nd_needs_grad(ctx, x))
             nd_accumulate_grad(ctx, x, nd_slice(ctx, out->gnode, ax, start, x->shape[ax]));
         start += x->shape[ax];
     }

@@ -190,8 +190,8 @@ nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout)
 void TANH_BACKWARD_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *y = out->src[0], *dout = out->src[1], *h = out->gnode;
-    if (dout->requires_grad) nd_accumulate_grad(ctx, dout, nd_tanh_backward(ctx, y, h));
-    if (y->requires_grad)
+    if (nd_needs_grad(ctx, dout)) nd_accumulate_grad(ctx, dout, nd_tanh_backward(ctx, y, h));
+    if (nd_needs_grad(ctx, y))
         nd_accumulate_grad(ctx, y, nd_mul_scalar(ctx, nd_mul(ctx, nd_mul(ctx, y, dout), h), -2));
 }
 

@@ -27,7 +27,7 @@ struct nd_ctx {
     bool grad_enabled;
     nd_status status;
     char msg[512];
-    uint64_t visit;
+    uint64_t visit, sweep;
     nd_ptr_stack stacks[ND_STACK_COUNT];
 };
 
@@ -201,4 +201,14 @@ nd_ptr_stack *nd_ctx_stack(nd_ctx *ctx, int which)
 uint64_t nd_ctx_next_visit(nd_ctx *ctx)
 {
     return ++ctx->visit;
+}
+
+uint64_t nd_ctx_sweep(const nd_ctx *ctx)
+{
+    return ctx->sweep;
+}
+
+void nd_ctx_set_sweep(nd_ctx *ctx, uint64_t mark)
+{
+    ctx->sweep = mark;
 }

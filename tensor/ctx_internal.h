@@ -21,6 +21,9 @@ bool nd_ptr_stack_push(nd_ctx *ctx, nd_ptr_stack *s, void *p);
 nd_ptr_stack *nd_ctx_stack(nd_ctx *ctx, int which);
 /* A fresh traversal mark for the autograd engine. */
 uint64_t nd_ctx_next_visit(nd_ctx *ctx);
+/* The mark of the sweep running now (0: none); the engine sets and restores it. */
+uint64_t nd_ctx_sweep(const nd_ctx *ctx);
+void nd_ctx_set_sweep(nd_ctx *ctx, uint64_t mark);
 
 /* Allocation of an arena tensor header and its data for shape (no checks on user input beyond
  * overflow); used by every op. */

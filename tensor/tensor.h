@@ -82,6 +82,7 @@ struct nd_tensor {
     void *aux;                /* op-specific saved data in the arena (custom ops) */
     nd_tensor *gnode;         /* engine-owned: gradient being accumulated during a backward */
     uint64_t visit;           /* engine-owned: traversal mark */
+    uint64_t needed;          /* engine-owned: mark of the sweep that needs this gradient */
     const char *name;         /* optional, for messages and checkpoints */
 };
 
