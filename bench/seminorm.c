@@ -7,7 +7,8 @@
  *            every adaptive method; also at its test tolerance (1e-8, 1e-8)
  *   B        a continuous normalising flow on 8 gaussians, trained with the seminorm and
  *            measured at checkpoints (examples/cnf2d.c's paired measurement)
- *   C        a neural CDE on the spirals task, cubic and linear paths (examples/ncde.c's)
+ *   C        a neural CDE on the spirals task, cubic path ("C") and piecewise-linear path with a
+ *            jump at every knot ("C-linear") (examples/ncde.c's)
  *   spiral   control: torchdiffeq's ode_demo at initialisation, 10 batches
  *   wide     control: an MLP 64-512-512-64, batch 256, 5 output times on [0, 1]
  *
@@ -111,8 +112,9 @@ static int write_markdown(const char *path)
         char no_t[32] = "=", td[64] = "";
         if (d0) snprintf(no_t, sizeof no_t, "%ld", d0->nfe_backward);
         if (r->torchdiffeq_nfe_backward >= 0) {
-            const sn_result *base = d0 ? d0 : d;
-            long tb = base ? base->torchdiffeq_nfe_backward : -1;
+            /* torchdiffeq's "default without a_t" where it was measured, else its default */
+            long tb = d0 && d0->torchdiffeq_nfe_backward >= 0 ? d0->torchdiffeq_nfe_backward
+                      : d ? d->torchdiffeq_nfe_backward : -1;
             if (tb > 0)
                 snprintf(td, sizeof td, "%ld vs %ld (%.0f%%)", r->torchdiffeq_nfe_backward, tb,
                          100.0 * (1 - (double)r->torchdiffeq_nfe_backward / tb));
@@ -120,11 +122,15 @@ static int write_markdown(const char *path)
                 snprintf(td, sizeof td, "%ld", r->torchdiffeq_nfe_backward);
         }
         long ref = d ? d->nfe_backward : 0;
-        fprintf(f, "| %s | %s | %g, %g | %ld | %s | %ld | %.0f%% | %s | %.1e / %.1e | %.1f / %.1f |\n",
+        char gd[48];
+        if (isnan(r->rel_grad_diff_norm))
+            snprintf(gd, sizeof gd, "- / %.1e", r->max_rel_grad_diff);
+        else
+            snprintf(gd, sizeof gd, "%.1e / %.1e", r->rel_grad_diff_norm, r->max_rel_grad_diff);
+        fprintf(f, "| %s | %s | %g, %g | %ld | %s | %ld | %.0f%% | %s | %s | %.1f / %.1f |\n",
                 r->workload, r->method, r->rtol, r->atol, ref, no_t, r->nfe_backward,
-                ref ? 100.0 * (1 - (double)r->nfe_backward / ref) : 0.0, td,
-                r->rel_grad_diff_norm, r->max_rel_grad_diff, d ? d->ms_backward : 0,
-                r->ms_backward);
+                ref ? 100.0 * (1 - (double)r->nfe_backward / ref) : 0.0, td, gd,
+                d ? d->ms_backward : 0, r->ms_backward);
     }
     fclose(f);
     return rename(tmp, path);
