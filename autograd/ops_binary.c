@@ -1,25 +1,49 @@
 /* SPDX-License-Identifier: MIT
  * autograd/ops_binary.c: add, sub, mul, div with NumPy broadcasting, and the pair that
  * broadcasting needs for its gradients: expand (stretch dims of 1) and sum_to (its inverse).
- * Shapes are aligned on the right and padded to 4 dims, so one 4-level loop covers every case;
- * equal shapes take a flat loop. */
+ * Shapes are aligned on the right and padded to ND_MAX_DIMS dims; an odometer walks the outer
+ * dims and a flat loop the last one, so one loop covers every case; equal shapes take a flat
+ * loop. */
 #include "autograd/ops_internal.h"
 
-/* 4-dim view of a shape padded with leading 1s */
-static void pad4(const int *shape, int ndim, int *out4)
+#define D ND_MAX_DIMS
+
+/* A shape padded with leading 1s to D dims. */
+static void pad_shape(const int *shape, int ndim, int *out)
 {
-    for (int i = 0; i < 4; i++) out4[i] = 1;
-    for (int i = 0; i < ndim; i++) out4[4 - ndim + i] = shape[i];
+    for (int i = 0; i < D; i++) out[i] = 1;
+    for (int i = 0; i < ndim; i++) out[D - ndim + i] = shape[i];
 }
 
 /* Strides of a padded shape as seen from a broadcast shape: 0 where the dim is stretched. */
-static void bcast_strides(const int *shape4, const int *out4, size_t *stride4)
+static void bcast_strides(const int *shape, const int *out, size_t *stride)
 {
     size_t s = 1;
-    for (int i = 3; i >= 0; i--) {
-        stride4[i] = shape4[i] == 1 && out4[i] != 1 ? 0 : s;
-        s *= (size_t)shape4[i];
+    for (int i = D - 1; i >= 0; i--) {
+        stride[i] = shape[i] == 1 && out[i] != 1 ? 0 : s;
+        s *= (size_t)shape[i];
     }
+}
+
+/* Advances the odometer over the outer dims of shape (all but the last), moving the two offsets
+ * by their strides. */
+static void odometer_next(int *idx, const int *shape, const size_t *s1, size_t *p1,
+                          const size_t *s2, size_t *p2)
+{
+    for (int d = D - 2; d >= 0; d--) {
+        idx[d]++, *p1 += s1[d], *p2 += s2[d];
+        if (idx[d] < shape[d]) return;
+        *p1 -= s1[d] * (size_t)shape[d], *p2 -= s2[d] * (size_t)shape[d];
+        idx[d] = 0;
+    }
+}
+
+/* rows of the padded shape: the product of all dims but the last */
+static size_t outer_rows(const int *shape)
+{
+    size_t n = 1;
+    for (int d = 0; d < D - 1; d++) n *= (size_t)shape[d];
+    return n;
 }
 
 /* Broadcast shape of a and b into shape/ndim; false when they do not broadcast. */
@@ -69,27 +93,26 @@ static nd_tensor *binary(nd_ctx *ctx, const char *fn, bin_kind k, nd_op op, nd_t
     } else if (a->size == 1 && b->size == out->size) {
         bin_flat(k, out->data, a->data, 0, b->data, 1, out->size);
     } else {
-        int o4[4], a4[4], b4[4];
-        size_t sa[4], sb[4];
-        pad4(out->shape, ndim, o4), pad4(a->shape, a->ndim, a4), pad4(b->shape, b->ndim, b4);
-        bcast_strides(a4, o4, sa), bcast_strides(b4, o4, sb);
+        int o[D], as[D], bs[D], idx[D] = {0};
+        size_t sa[D], sb[D], pa = 0, pb = 0;
+        pad_shape(out->shape, ndim, o), pad_shape(a->shape, a->ndim, as);
+        pad_shape(b->shape, b->ndim, bs);
+        bcast_strides(as, o, sa), bcast_strides(bs, o, sb);
+        size_t rows = outer_rows(o), n = (size_t)o[D - 1];
         nd_real *y = out->data;
-        for (int i0 = 0; i0 < o4[0]; i0++)
-            for (int i1 = 0; i1 < o4[1]; i1++)
-                for (int i2 = 0; i2 < o4[2]; i2++) {
-                    const nd_real *pa = a->data + i0 * sa[0] + i1 * sa[1] + i2 * sa[2];
-                    const nd_real *pb = b->data + i0 * sb[0] + i1 * sb[1] + i2 * sb[2];
-                    /* the inner strides as constants, so each case compiles to a tight loop */
-                    if (sa[3] == 1 && sb[3] == 1)
-                        bin_flat(k, y, pa, 1, pb, 1, (size_t)o4[3]);
-                    else if (sa[3] == 1)
-                        bin_flat(k, y, pa, 1, pb, 0, (size_t)o4[3]);
-                    else if (sb[3] == 1)
-                        bin_flat(k, y, pa, 0, pb, 1, (size_t)o4[3]);
-                    else
-                        bin_flat(k, y, pa, 0, pb, 0, (size_t)o4[3]);
-                    y += o4[3];
-                }
+        for (size_t r = 0; r < rows; r++, y += n) {
+            const nd_real *ra = a->data + pa, *rb = b->data + pb;
+            /* the inner strides as constants, so each case compiles to a tight loop */
+            if (sa[D - 1] == 1 && sb[D - 1] == 1)
+                bin_flat(k, y, ra, 1, rb, 1, n);
+            else if (sa[D - 1] == 1)
+                bin_flat(k, y, ra, 1, rb, 0, n);
+            else if (sb[D - 1] == 1)
+                bin_flat(k, y, ra, 0, rb, 1, n);
+            else
+                bin_flat(k, y, ra, 0, rb, 0, n);
+            odometer_next(idx, o, sa, &pa, sb, &pb);
+        }
     }
     return record2(ctx, out, op, a, b);
 }
@@ -191,17 +214,17 @@ nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
     if (shape_equal(x, ndim, shape)) return x;
     nd_tensor *out = nd_tensor_new(ctx, ndim, shape);
     if (!out) return NULL;
-    int o4[4], x4[4];
-    size_t sx[4];
-    pad4(shape, ndim, o4), pad4(x->shape, x->ndim, x4);
-    bcast_strides(x4, o4, sx);
+    int o[D], xs[D], idx[D] = {0};
+    size_t sx[D], px = 0, unused = 0, zero[D] = {0};
+    pad_shape(shape, ndim, o), pad_shape(x->shape, x->ndim, xs);
+    bcast_strides(xs, o, sx);
+    size_t rows = outer_rows(o);
     nd_real *y = out->data;
-    for (int i0 = 0; i0 < o4[0]; i0++)
-        for (int i1 = 0; i1 < o4[1]; i1++)
-            for (int i2 = 0; i2 < o4[2]; i2++) {
-                const nd_real *px = x->data + i0 * sx[0] + i1 * sx[1] + i2 * sx[2];
-                for (int i3 = 0; i3 < o4[3]; i3++) *y++ = px[i3 * sx[3]];
-            }
+    for (size_t r = 0; r < rows; r++) {
+        const nd_real *row = x->data + px; /* (o[D-1],) with stride sx[D-1] */
+        for (int i = 0; i < o[D - 1]; i++) *y++ = row[i * sx[D - 1]];
+        odometer_next(idx, o, sx, &px, zero, &unused);
+    }
     return record1(ctx, out, ND_OP_EXPAND, x);
 }
 
@@ -222,21 +245,20 @@ nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
     if (shape_equal(x, ndim, shape)) return x;
     nd_tensor *out = nd_zeros(ctx, ndim, shape);
     if (!out) return NULL;
-    int x4[4], o4[4];
-    size_t so[4];
-    pad4(x->shape, x->ndim, x4), pad4(shape, ndim, o4);
-    bcast_strides(o4, x4, so);
+    int xs[D], o[D], idx[D] = {0};
+    size_t so[D], po = 0, unused = 0, zero[D] = {0};
+    pad_shape(x->shape, x->ndim, xs), pad_shape(shape, ndim, o);
+    bcast_strides(o, xs, so);
+    size_t rows = outer_rows(xs), n = (size_t)xs[D - 1];
     const nd_real *px = x->data;
-    for (int i0 = 0; i0 < x4[0]; i0++)
-        for (int i1 = 0; i1 < x4[1]; i1++)
-            for (int i2 = 0; i2 < x4[2]; i2++) {
-                nd_real *y = out->data + i0 * so[0] + i1 * so[1] + i2 * so[2];
-                if (so[3] == 1) /* summed over outer dims only: a contiguous, vectorisable row */
-                    for (int i3 = 0; i3 < x4[3]; i3++) y[i3] += px[i3];
-                else
-                    for (int i3 = 0; i3 < x4[3]; i3++) y[i3 * so[3]] += px[i3];
-                px += x4[3];
-            }
+    for (size_t r = 0; r < rows; r++, px += n) {
+        nd_real *y = out->data + po; /* (n,) with stride so[D-1] */
+        if (so[D - 1] == 1) /* summed over outer dims only: a contiguous, vectorisable row */
+            for (size_t i = 0; i < n; i++) y[i] += px[i];
+        else
+            for (size_t i = 0; i < n; i++) y[i * so[D - 1]] += px[i];
+        odometer_next(idx, xs, so, &po, zero, &unused);
+    }
     return record1(ctx, out, ND_OP_SUM_TO, x);
 }
 

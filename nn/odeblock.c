@@ -24,7 +24,8 @@ static int block_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *x, nd_tensor **d
     odeblock *b = data;
     nd_tensor *in = x;
     if (b->time == ND_TIME_CONCAT) {
-        int ones[ND_MAX_DIMS] = {1, 1, 1, 1}, shape[ND_MAX_DIMS];
+        int ones[ND_MAX_DIMS], shape[ND_MAX_DIMS];
+        for (int i = 0; i < ND_MAX_DIMS; i++) ones[i] = 1;
         memcpy(shape, x->shape, sizeof shape);
         shape[1] = 1; /* one more feature or channel, as wide as the rest */
         nd_tensor *tt = nd_expand(ctx, nd_reshape(ctx, t, x->ndim, ones), x->ndim, shape);

@@ -63,7 +63,7 @@ bool nd_user_unpack(nd_ctx *ctx, const nd_user_system *us, nd_tensor *y, nd_tens
 /* dydt blocks -> one (n,) vector; recorded when any block requires grad */
 static nd_tensor *pack(nd_ctx *ctx, const nd_user_system *us, nd_tensor **d)
 {
-    nd_tensor *flat[ND_MAX_DIMS * 16];
+    nd_tensor *flat[64];
     nd_tensor **parts = us->n_y <= (int)(sizeof flat / sizeof flat[0])
                             ? flat
                             : nd_ctx_alloc(ctx, (size_t)us->n_y * sizeof *parts);

@@ -31,7 +31,7 @@ typedef double nd_real;
 #define ND_REAL_NAME "double"
 #endif
 
-#define ND_MAX_DIMS 4
+#define ND_MAX_DIMS 5 /* a trajectory of images: (n_t, N, C, H, W) */
 
 /* ---------------------------------------------------------------------------------------------
  * Status codes: one list gives the enum and the text (nd_status_str).
