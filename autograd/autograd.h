@@ -97,6 +97,10 @@ nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out
 /* For backward rules: whether the running sweep needs x's gradient (x leads to an input asked
  * for); rules test it before computing a gradient. */
 bool nd_needs_grad(const nd_ctx *ctx, const nd_tensor *x);
+/* For backward rules: x's .grad when the running sweep adds x's gradient straight into it (a
+ * parameter under nd_backward without create_graph), so a rule may accumulate there itself;
+ * NULL otherwise. */
+nd_real *nd_direct_grad(const nd_ctx *ctx, const nd_tensor *x);
 /* For backward rules: adds g to x's pending gradient when the sweep needs it. */
 void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g);
 

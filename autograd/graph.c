@@ -5,6 +5,10 @@
  * too deep for recursion), seeds the outputs, and runs each op's backward rule in reverse order;
  * rules accumulate into src->gnode. With create_graph the sweep records, so gradients are graphs.
  *
+ * nd_backward without create_graph adds each parameter's (persistent leaf's) gradient straight
+ * into its .grad as it is produced (a matmul's rule even lets GEMM accumulate into it), so no
+ * pass is spent summing pending gradients there.
+ *
  * Only the gradients that lead to a requested input are computed: a tensor is needed when it is
  * an input asked for (nd_grad) or a leaf (nd_backward), or when one of its sources is needed;
  * rules skip the others (in f's trace inside a CNF, the weights' gradients are never asked for).
@@ -59,9 +63,22 @@ bool nd_needs_grad(const nd_ctx *ctx, const nd_tensor *x)
     return x->requires_grad && x->needed == nd_ctx_sweep(ctx);
 }
 
+nd_real *nd_direct_grad(const nd_ctx *ctx, const nd_tensor *x)
+{
+    return nd_ctx_direct_grads(ctx) && x->op == ND_OP_NONE && x->persistent && x->grad &&
+                   nd_needs_grad(ctx, x)
+               ? x->grad
+               : NULL;
+}
+
 void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g)
 {
     if (!g || !nd_needs_grad(ctx, x)) return;
+    nd_real *direct = nd_direct_grad(ctx, x);
+    if (direct && nd_same_shape(x, g)) { /* a parameter: straight into .grad, no pending sum */
+        for (size_t k = 0; k < x->size; k++) direct[k] += g->data[k];
+        return;
+    }
     if (!nd_same_shape(x, g)) {
         /* a rule produced a gradient of the wrong shape: our bug, reported rather than hidden */
         char sx[64], sg[64];
@@ -121,6 +138,8 @@ static nd_status sweep(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int 
     size_t topo_base = topo->len, saved_base = saved->len;
     bool prev_mode = nd_ctx_set_grad(ctx, create_graph);
     uint64_t prev_sweep = nd_ctx_sweep(ctx);
+    bool prev_direct = nd_ctx_direct_grads(ctx);
+    nd_ctx_set_direct_grads(ctx, kind == SWEEP_BACKWARD && !create_graph);
     nd_status st = ND_OK;
 
     uint64_t mark = nd_ctx_next_visit(ctx);
@@ -199,6 +218,7 @@ done:
         t->needed = (uint64_t)(uintptr_t)saved->items[saved_base + 2 * i + 1];
     }
     nd_ctx_set_sweep(ctx, prev_sweep);
+    nd_ctx_set_direct_grads(ctx, prev_direct);
     topo->len = topo_base;
     saved->len = saved_base;
     nd_ctx_set_grad(ctx, prev_mode);

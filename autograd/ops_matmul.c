@@ -54,6 +54,18 @@ nd_tensor *nd_matmul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
     return nd_matmul_t(ctx, a, b, false, false);
 }
 
+/* d op(b) for a 2-D parameter b written by GEMM straight into b's .grad (beta = 1) */
+static void weight_grad_into(const nd_tensor *a, const nd_tensor *g, bool ta, bool tb,
+                             nd_real *dst /* b's shape */)
+{
+    int M = g->shape[0], N = g->shape[1], K = ta ? a->shape[0] : a->shape[1];
+    int lda = a->shape[1];
+    if (!tb) /* db (K, N) = op(a)^T g */
+        nd_gemm(!ta, false, K, N, M, 1, a->data, lda, g->data, N, 1, dst, N);
+    else /* db (N, K) = g^T op(a) */
+        nd_gemm(true, ta, N, K, M, 1, g->data, N, a->data, lda, 1, dst, K);
+}
+
 void MATMUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
@@ -61,7 +73,11 @@ void MATMUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
     if (nd_needs_grad(ctx, a))
         nd_accumulate_grad(ctx, a, ta ? nd_matmul_t(ctx, b, g, tb, true)
                                       : nd_matmul_t(ctx, g, b, false, !tb));
-    if (nd_needs_grad(ctx, b))
+    if (!nd_needs_grad(ctx, b)) return;
+    nd_real *db = b->ndim == 2 && a->ndim == 2 ? nd_direct_grad(ctx, b) : NULL;
+    if (db) /* a parameter under a plain backward: GEMM adds into its .grad */
+        weight_grad_into(a, g, ta, tb, db);
+    else
         nd_accumulate_grad(ctx, b, tb ? nd_matmul_t(ctx, g, a, true, ta)
                                       : nd_matmul_t(ctx, a, g, !ta, false));
 }

@@ -28,6 +28,7 @@ struct nd_ctx {
     nd_status status;
     char msg[512];
     uint64_t visit, sweep;
+    bool direct_grads; /* the running sweep writes parameters' .grad directly */
     nd_ptr_stack stacks[ND_STACK_COUNT];
 };
 
@@ -211,4 +212,14 @@ uint64_t nd_ctx_sweep(const nd_ctx *ctx)
 void nd_ctx_set_sweep(nd_ctx *ctx, uint64_t mark)
 {
     ctx->sweep = mark;
+}
+
+bool nd_ctx_direct_grads(const nd_ctx *ctx)
+{
+    return ctx->direct_grads;
+}
+
+void nd_ctx_set_direct_grads(nd_ctx *ctx, bool on)
+{
+    ctx->direct_grads = on;
 }

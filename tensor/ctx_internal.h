@@ -24,6 +24,10 @@ uint64_t nd_ctx_next_visit(nd_ctx *ctx);
 /* The mark of the sweep running now (0: none); the engine sets and restores it. */
 uint64_t nd_ctx_sweep(const nd_ctx *ctx);
 void nd_ctx_set_sweep(nd_ctx *ctx, uint64_t mark);
+/* Whether the running sweep adds parameters' gradients straight into their .grad (nd_backward
+ * without create_graph); set and restored by the engine. */
+bool nd_ctx_direct_grads(const nd_ctx *ctx);
+void nd_ctx_set_direct_grads(nd_ctx *ctx, bool on);
 
 /* Allocation of an arena tensor header and its data for shape (no checks on user input beyond
  * overflow); used by every op. */
