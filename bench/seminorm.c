@@ -20,6 +20,7 @@
  * Output: one JSON object per measurement on stdout; with --markdown FILE a table of backward
  * NFE and savings beside torchdiffeq's numbers; with --chart FILE.png a bar chart.
  * Usage: seminorm [--workloads A,B,C,spiral,wide] [--quick] [--markdown F] [--chart F.png]
+ *                 [--from RESULTS.jsonl]   (redraw the table and chart from a run's output)
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -45,11 +46,11 @@ void sn_report(const sn_result *r)
     if (n_rows < MAX_ROWS) rows[n_rows++] = *r;
     printf("{\"workload\": \"%s\", \"method\": \"%s\", \"norm\": \"%s\", \"rtol\": %g, "
            "\"atol\": %g, \"nfe_forward\": %ld, \"nfe_backward\": %ld, \"accepted_backward\": %ld, "
-           "\"rejected_backward\": %ld, \"ms_backward\": %.3f, \"max_rel_grad_diff\": %.3g, "
-           "\"rel_grad_diff_norm\": %.3g",
+           "\"rejected_backward\": %ld, \"ms_backward\": %.3f, \"max_rel_grad_diff\": %.3g",
            r->workload, r->method, r->norm, r->rtol, r->atol, r->nfe_forward, r->nfe_backward,
-           r->accepted_backward, r->rejected_backward, r->ms_backward, r->max_rel_grad_diff,
-           r->rel_grad_diff_norm);
+           r->accepted_backward, r->rejected_backward, r->ms_backward, r->max_rel_grad_diff);
+    if (!isnan(r->rel_grad_diff_norm)) /* JSON has no NaN: an unmeasured value is left out */
+        printf(", \"rel_grad_diff_norm\": %.3g", r->rel_grad_diff_norm);
     if (r->torchdiffeq_nfe_backward >= 0)
         printf(", \"torchdiffeq_nfe_backward\": %ld", r->torchdiffeq_nfe_backward);
     if (r->note[0]) printf(", \"note\": \"%s\"", r->note);
@@ -84,14 +85,47 @@ const sn_tol sn_tols[SN_N_TOLS] = {{1e-3, 1e-6}, {1e-4, 1e-7}, {1e-5, 1e-8}};
 
 /* ---- the table and the chart -------------------------------------------------------------- */
 
-/* the row of (workload, method, rtol, norm), or NULL */
-static const sn_result *find(const char *workload, const char *method, double rtol, const char *norm)
+/* the row of (workload, method, rtol, atol, norm), or NULL */
+static const sn_result *find(const char *workload, const char *method, double rtol, double atol,
+                             const char *norm)
 {
     for (int i = 0; i < n_rows; i++)
         if (!strcmp(rows[i].workload, workload) && !strcmp(rows[i].method, method) &&
-            rows[i].rtol == rtol && !strcmp(rows[i].norm, norm))
+            rows[i].rtol == rtol && rows[i].atol == atol && !strcmp(rows[i].norm, norm))
             return &rows[i];
     return NULL;
+}
+
+/* Rows from a previous run's JSON lines, to redraw the table and chart without rerunning. */
+static int read_jsonl(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[4096];
+    while (fgets(line, sizeof line, f) && n_rows < MAX_ROWS) {
+        cJSON *j = cJSON_Parse(line);
+        if (!j) continue;
+        sn_result *r = &rows[n_rows];
+        const cJSON *v;
+#define STR(k) ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsString(v) ? strdup(v->valuestring) : NULL)
+#define NUM(k, d) ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsNumber(v) ? v->valuedouble : (d))
+        *r = (sn_result){.workload = STR("workload"), .method = STR("method"), .norm = STR("norm"),
+                         .rtol = NUM("rtol", 0), .atol = NUM("atol", 0),
+                         .nfe_forward = (long)NUM("nfe_forward", 0),
+                         .nfe_backward = (long)NUM("nfe_backward", 0),
+                         .accepted_backward = (long)NUM("accepted_backward", 0),
+                         .rejected_backward = (long)NUM("rejected_backward", 0),
+                         .ms_backward = NUM("ms_backward", 0),
+                         .max_rel_grad_diff = NUM("max_rel_grad_diff", NAN),
+                         .rel_grad_diff_norm = NUM("rel_grad_diff_norm", NAN),
+                         .torchdiffeq_nfe_backward = (long)NUM("torchdiffeq_nfe_backward", -1)};
+#undef STR
+#undef NUM
+        if (r->workload && r->method && r->norm) n_rows++; /* the strings live until exit */
+        cJSON_Delete(j);
+    }
+    fclose(f);
+    return 0;
 }
 
 static int write_markdown(const char *path)
@@ -107,8 +141,8 @@ static int write_markdown(const char *path)
     for (int i = 0; i < n_rows; i++) {
         const sn_result *r = &rows[i];
         if (strcmp(r->norm, "seminorm")) continue;
-        const sn_result *d = find(r->workload, r->method, r->rtol, "default");
-        const sn_result *d0 = find(r->workload, r->method, r->rtol, "default_no_t");
+        const sn_result *d = find(r->workload, r->method, r->rtol, r->atol, "default");
+        const sn_result *d0 = find(r->workload, r->method, r->rtol, r->atol, "default_no_t");
         char no_t[32] = "=", td[64] = "";
         if (d0) snprintf(no_t, sizeof no_t, "%ld", d0->nfe_backward);
         if (r->torchdiffeq_nfe_backward >= 0) {
@@ -149,9 +183,9 @@ static int write_chart(const char *path)
         if (strcmp(r->norm, "seminorm") || strcmp(r->method, "dopri5")) continue;
         bool seen = false;
         for (int k = 0; k < n; k++) seen |= !strcmp(names[k], r->workload);
-        if (seen || (r->rtol != 1e-4 && find(r->workload, "dopri5", 1e-4, "seminorm"))) continue;
-        const sn_result *d = find(r->workload, r->method, r->rtol, "default");
-        const sn_result *d0 = find(r->workload, r->method, r->rtol, "default_no_t");
+        if (seen || (r->rtol != 1e-4 && find(r->workload, "dopri5", 1e-4, 1e-7, "seminorm"))) continue;
+        const sn_result *d = find(r->workload, r->method, r->rtol, r->atol, "default");
+        const sn_result *d0 = find(r->workload, r->method, r->rtol, r->atol, "default_no_t");
         if (!d || !d->nfe_backward) continue;
         names[n] = r->workload;
         vals[n][0] = 1;
@@ -183,21 +217,26 @@ static int write_chart(const char *path)
 
 int main(int argc, char **argv)
 {
-    const char *which = "A,B,C,spiral,wide", *md = NULL, *chart = NULL;
+    const char *which = "A,B,C,spiral,wide", *md = NULL, *chart = NULL, *from = NULL;
     bool quick = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         else if (i + 1 < argc && !strcmp(argv[i], "--workloads")) which = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--markdown")) md = argv[++i];
         else if (i + 1 < argc && !strcmp(argv[i], "--chart")) chart = argv[++i];
+        else if (i + 1 < argc && !strcmp(argv[i], "--from")) from = argv[++i];
         else {
             fprintf(stderr, "usage: %s [--workloads A,B,C,spiral,wide] [--quick] [--markdown F] "
-                            "[--chart F.png]\n", argv[0]);
+                            "[--chart F.png] [--from RESULTS.jsonl]\n", argv[0]);
             return 2;
         }
     }
     double t0 = sn_now();
     int failed = 0;
+    if (from) {
+        if (read_jsonl(from) != 0) return fprintf(stderr, "seminorm: cannot read %s\n", from), 1;
+        which = ""; /* only redraw */
+    }
     if (strstr(which, "A")) failed |= sn_workload_a(quick) != 0;
     if (strstr(which, "B")) failed |= sn_workload_b(quick) != 0;
     if (strstr(which, "C")) failed |= sn_workload_c(quick) != 0;
