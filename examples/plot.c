@@ -84,6 +84,25 @@ static double tick_step(double range)
     return (f < 1.5 ? 1 : f < 3.5 ? 2 : f < 7.5 ? 5 : 10) * mag;
 }
 
+/* ticks and their values along the left edge of a panel */
+static void y_ticks(cairo_t *cr, const panel *p)
+{
+    char buf[32];
+    double step = tick_step(p->ymax - p->ymin);
+    for (double v = ceil(p->ymin / step) * step; v <= p->ymax + 1e-9 * step; v += step) {
+        double y = py(p, v);
+        cairo_move_to(cr, p->x0 - 5, y);
+        cairo_line_to(cr, p->x0, y);
+        cairo_stroke(cr);
+        snprintf(buf, sizeof buf, "%g", fabs(v) < 1e-12 * step ? 0.0 : v);
+        cairo_text_extents_t e;
+        cairo_set_font_size(cr, 11);
+        cairo_text_extents(cr, buf, &e);
+        cairo_move_to(cr, p->x0 - 8 - e.width, y + e.height / 2);
+        cairo_show_text(cr, buf);
+    }
+}
+
 void plot_axes(plot_figure *fig, int i, const char *title, const char *xlabel, const char *ylabel,
                double xmin, double xmax, double ymin, double ymax)
 {
@@ -109,19 +128,7 @@ void plot_axes(plot_figure *fig, int i, const char *title, const char *xlabel, c
         snprintf(buf, sizeof buf, "%g", fabs(v) < 1e-12 * step ? 0.0 : v);
         text_centered(cr, buf, x, p->y0 + p->h + 17, 11, false);
     }
-    step = tick_step(ymax - ymin);
-    for (double v = ceil(ymin / step) * step; v <= ymax + 1e-9 * step; v += step) {
-        double y = py(p, v);
-        cairo_move_to(cr, p->x0 - 5, y);
-        cairo_line_to(cr, p->x0, y);
-        cairo_stroke(cr);
-        snprintf(buf, sizeof buf, "%g", fabs(v) < 1e-12 * step ? 0.0 : v);
-        cairo_text_extents_t e;
-        cairo_set_font_size(cr, 11);
-        cairo_text_extents(cr, buf, &e);
-        cairo_move_to(cr, p->x0 - 8 - e.width, y + e.height / 2);
-        cairo_show_text(cr, buf);
-    }
+    y_ticks(cr, p);
 }
 
 void plot_axes_categories(plot_figure *fig, int i, const char *title, const char *ylabel,
@@ -138,20 +145,7 @@ void plot_axes_categories(plot_figure *fig, int i, const char *title, const char
     cairo_rectangle(cr, p->x0, p->y0, p->w, p->h);
     cairo_stroke(cr);
     for (int k = 0; k < n; k++) text_centered(cr, names[k], px(p, k + 0.5), p->y0 + p->h + 17, 12, false);
-    char buf[32];
-    double step = tick_step(ymax - ymin);
-    for (double v = ceil(ymin / step) * step; v <= ymax + 1e-9 * step; v += step) {
-        double y = py(p, v);
-        cairo_move_to(cr, p->x0 - 5, y);
-        cairo_line_to(cr, p->x0, y);
-        cairo_stroke(cr);
-        snprintf(buf, sizeof buf, "%g", fabs(v) < 1e-12 * step ? 0.0 : v);
-        cairo_text_extents_t e;
-        cairo_set_font_size(cr, 11);
-        cairo_text_extents(cr, buf, &e);
-        cairo_move_to(cr, p->x0 - 8 - e.width, y + e.height / 2);
-        cairo_show_text(cr, buf);
-    }
+    y_ticks(cr, p);
 }
 
 void plot_rect(plot_figure *fig, int i, double x0, double y0, double x1, double y1, plot_rgb c)
