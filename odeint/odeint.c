@@ -275,12 +275,6 @@ static nd_status odeint_impl(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void
     bool needs_grad = recording && (any_requires_grad(y0s, n_y) ||
                                     any_requires_grad(params, n_params) || t_grad);
     bool taped = needs_grad && o.grad == ND_GRAD_BACKPROP;
-    if (taped && t_grad)
-        return nd_fail(ctx, ND_ERR_ARG,
-                       "nd_odeint: the gradient with respect to t needs the adjoint "
-                       "(opts.grad = ND_GRAD_ADJOINT); backprop through the solver does not "
-                       "provide it");
-
     nd_odeint_saved *sv = nd_ctx_alloc(ctx, sizeof *sv);
     if (!sv) return nd_ctx_error(ctx);
     memset(sv, 0, sizeof *sv);
@@ -308,6 +302,10 @@ static nd_status odeint_impl(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void
         if (st != ND_OK) return st;
         for (int i = 0; i < n_t; i++) rows[i] = nd_reshape(ctx, rows[i], 2, (int[]){1, (int)n});
         packed = nd_concat(ctx, rows, n_t, 0);
+        if (packed && t_grad) {
+            sv->t = t, sv->t_grad = true, sv->stats = stats;
+            packed = nd_odeint_time_op(ctx, sv, packed, y0);
+        }
     } else {
         /* untaped: nothing inside the solve is recorded; one op stands for it */
         bool prev = nd_ctx_set_grad(ctx, false);

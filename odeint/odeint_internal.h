@@ -42,6 +42,10 @@ typedef struct {
     nd_ode_stats own_stats;
 } nd_odeint_saved;
 
+/* Backprop through the solver with t requiring grad (time_grad.c): an identity op on the taped
+ * trajectory packed (n_t, n) from the packed initial state y0 whose backward adds dL/dt. */
+nd_tensor *nd_odeint_time_op(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packed, nd_tensor *y0);
+
 /* The backward of the odeint op in adjoint mode (adjoint.c). */
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
 
