@@ -78,6 +78,9 @@ typedef struct {
     double max_step;            /* INFINITY: no limit */
     long max_num_steps;         /* attempts per output interval before ND_ERR_MAX_STEPS */
     double step_size;           /* fixed-step methods: 0 steps from output time to output time */
+    const double *grid;         /* fixed-step methods: the times to step through instead, (n_grid,)
+                                   monotone like t; only those inside a solve's interval count */
+    int n_grid;
     nd_norm_kind norm;
     nd_norm_fn norm_fn;         /* with ND_NORM_USER */
     void *norm_data;

@@ -283,6 +283,8 @@ static nd_tensor *interpolate(solver *sv, double s)
 
 /* ---- fixed step --------------------------------------------------------------------------- */
 
+static double *internal_breakpoints(nd_ctx *ctx, const double *t, int n, double dir);
+
 /* Cubic Hermite between (y0, f0) at g0 and (y1, f1) at g1. */
 static nd_tensor *hermite(solver *sv, nd_tensor *y0, nd_tensor *f0, nd_tensor *y1, nd_tensor *f1,
                           double g0, double g1, double s)
@@ -330,20 +332,46 @@ static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *o
     return ND_OK;
 }
 
+/* The fixed-step grid in internal time from s[0] to s[n_t - 1]: the user's grid points inside
+ * the interval, or steps of step_size from the start (the last one cut at the end, as
+ * torchdiffeq), or the output times themselves. */
+static double *fixed_grid(solver *sv, const double *s, int n_t, long *n_grid)
+{
+    const nd_solver_options *o = sv->opt;
+    double start = s[0], end = s[n_t - 1], h = o->step_size;
+    long cap = o->n_grid > 0 ? o->n_grid + 2 : h > 0 ? (long)ceil((end - start) / h + 1) + 1 : n_t;
+    double *g = nd_ctx_alloc(sv->ctx, (size_t)cap * sizeof *g);
+    if (!g) return NULL;
+    long n = 0;
+    g[n++] = start;
+    if (o->n_grid > 0) {
+        double *inner = internal_breakpoints(sv->ctx, o->grid, o->n_grid, sv->dir);
+        if (!inner) return NULL;
+        for (int i = 0; i < o->n_grid; i++)
+            if (inner[i] > start && inner[i] < end) g[n++] = inner[i];
+    } else if (h > 0) {
+        for (long k = 1; k * h + start < end; k++) g[n++] = k * h + start;
+    } else {
+        for (int i = 1; i < n_t - 1; i++) g[n++] = s[i];
+    }
+    g[n++] = end;
+    *n_grid = n;
+    return g;
+}
+
 static nd_status solve_fixed(solver *sv, const double *s, int n_t, nd_real *out, nd_tensor **rows)
 {
     nd_ctx *ctx = sv->ctx;
     const nd_tableau *tab = sv->tab;
-    double h = sv->opt->step_size, start = s[0], end = s[n_t - 1];
-    long n_grid = h > 0 ? (long)ceil((end - start) / h + 1) : n_t;
+    long n_grid;
+    double *grid = fixed_grid(sv, s, n_t, &n_grid);
+    if (!grid) return nd_ctx_error(ctx);
     nd_tensor *y1_buf = sv->taped ? NULL : nd_zeros_like(ctx, sv->y);
     nd_tensor *f1_buf = sv->taped ? NULL : nd_zeros_like(ctx, sv->y);
     if (!sv->taped && (!y1_buf || !f1_buf)) return nd_ctx_error(ctx);
     int j = 1; /* next output */
     for (long g = 1; g < n_grid && j < n_t; g++) {
-        double g0 = h > 0 ? (g - 1) * h + start : s[g - 1];
-        double g1 = h > 0 ? (g == n_grid - 1 ? end : fmin(g * h + start, end)) : s[g];
-        double dt = g1 - g0;
+        double g0 = grid[g - 1], g1 = grid[g], dt = g1 - g0;
         if (!nd_all_finite(sv->y)) return fail_at(sv, ND_ERR_NONFINITE, g0, "the state is not finite");
         nd_mark m = nd_ctx_mark(ctx);
         sv->k[0] = sv->f;
@@ -486,6 +514,14 @@ nd_status nd_ode_check_options(nd_ctx *ctx, const char *what, const nd_solver_op
         return nd_fail(ctx, ND_ERR_ARG,
                        "%s: need safety > 0, ifactor >= 1, 0 < dfactor <= 1 (got %g, %g, %g)",
                        what, o->safety, o->ifactor, o->dfactor);
+    if (o->n_grid < 0 || (o->n_grid > 0 && !o->grid))
+        return nd_fail(ctx, ND_ERR_ARG, "%s: grid is NULL or n_grid negative", what);
+    for (int i = 0; i < o->n_grid; i++) {
+        bool ordered = i < 2 || (o->grid[i] - o->grid[i - 1]) * (o->grid[1] - o->grid[0]) > 0;
+        if (!isfinite(o->grid[i]) || !ordered || (i == 1 && o->grid[1] == o->grid[0]))
+            return nd_fail(ctx, ND_ERR_ARG, "%s: grid must be finite and strictly monotone "
+                                            "(grid[%d] = %g)", what, i, o->grid[i]);
+    }
     if (o->norm == ND_NORM_USER && !o->norm_fn)
         return nd_fail(ctx, ND_ERR_ARG, "%s: ND_NORM_USER needs norm_fn", what);
     if ((int)o->norm < 0 || o->norm > ND_NORM_USER)

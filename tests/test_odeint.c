@@ -301,6 +301,30 @@ START_TEST(test_fixed_step_convergence_order)
 }
 END_TEST
 
+/* a fixed-step time grid: the same steps as step_size when it is the same grid, and outputs off
+ * the grid from the Hermite interpolant; a bad grid is refused */
+START_TEST(test_fixed_step_grid)
+{
+    nd_ode_options a = opts_for(ND_RK4, 1e-7, 1e-9), b = a;
+    a.solver.step_size = 0.25;
+    double grid[5] = {1, 1.25, 1.5, 1.75, 2};
+    b.solver.step_size = 0, b.solver.grid = grid, b.solver.n_grid = 5;
+    nd_tensor *y0 = vec(1, (double[]){sine_exact(1)}), *t = vec(3, (double[]){1, 1.6, 2});
+    nd_ode_stats sa, sb;
+    nd_tensor *ya = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &a, &sa);
+    nd_tensor *yb = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &b, &sb);
+    ck_assert_msg(ya && yb, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_int_eq(sa.forward.accepted, 4);
+    ck_assert_int_eq(sb.forward.accepted, 4);
+    for (int i = 0; i < 3; i++) ck_assert(ya->data[i] == yb->data[i]);
+    ck_assert_double_eq_tol(yb->data[1], sine_exact(1.6), 2e-3 * fabs(sine_exact(1.6)));
+    double bad[3] = {1, 1.5, 1.2};
+    b.solver.grid = bad, b.solver.n_grid = 3;
+    ck_assert_ptr_null(nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &b, NULL));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "strictly monotone"));
+}
+END_TEST
+
 /* outputs between steps come from the interpolant: asking for more times changes no step */
 START_TEST(test_dense_output_does_not_change_steps)
 {
@@ -1194,6 +1218,7 @@ Suite *odeint_suite(void)
     tcase_add_loop_test(fwd, test_problems_every_method, 0, ND_METHOD_COUNT);
     tcase_add_test(fwd, test_decay_adaptive_accuracy);
     tcase_add_test(fwd, test_fixed_step_convergence_order);
+    tcase_add_test(fwd, test_fixed_step_grid);
     tcase_add_test(fwd, test_dense_output_does_not_change_steps);
     tcase_add_test(fwd, test_tuple_state);
     tcase_add_test(fwd, test_jump_t_reduces_evaluations);
