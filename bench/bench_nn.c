@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * bench/bench_nn.c: one training step of examples/mnist.c's conv-net at batch 128, against the
  * GEMM calls that step makes. Prints one JSON object per line on stdout (progress on stderr):
- *   conv_step (threads 1 and 2)  conv 3x3 1->16, relu, maxpool 2, conv 3x3 16->32, relu,
- *                                maxpool 2, linear 1568->10, cross-entropy, Adam; batch 128 of
+ *   conv_step (threads 1 and 2)  conv 3x3 1->32, relu, maxpool 2, conv 3x3 32->64, relu,
+ *                                maxpool 2, linear 3136->10, cross-entropy, Adam; batch 128 of
  *                                28x28 images: step time split into forward / backward / update,
  *                                images/s, and the bare GEMM calls of the step replayed alone
  *   conv_eval (threads 2)        the forward pass alone with grad off (what evaluation costs)
@@ -31,6 +31,16 @@
 #include "nodal.h"
 
 #define BATCH 128
+/* the channels of examples/mnist.c's two conv layers (its C1, C2) */
+#ifndef C1
+#define C1 32
+#endif
+#ifndef C2
+#define C2 64
+#endif
+#define STR(x) #x
+#define XSTR(x) STR(x)
+#define MODEL_NAME "conv" XSTR(C1) "-pool-conv" XSTR(C2) "-pool-linear"
 
 /* --------------------------------------------------------------------------------------------- */
 /* malloc interposition: counts calls while counting is on (the steady-state step should make 0) */
@@ -191,14 +201,14 @@ static void convnet_create(nd_ctx *ctx, convnet *c)
     memset(c, 0, sizeof *c);
     nd_rng rng = nd_rng_seed(1);
     nd_module *layers[] = {
-        nd_conv2d_create(ctx, 1, 16, 3, 1, 1, true, &rng),  /* (B, 16, 28, 28) */
+        nd_conv2d_create(ctx, 1, C1, 3, 1, 1, true, &rng),  /* (B, C1, 28, 28) */
         nd_activation_create(ctx, ND_ACT_RELU),
-        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, 16, 14, 14) */
-        nd_conv2d_create(ctx, 16, 32, 3, 1, 1, true, &rng), /* (B, 32, 14, 14) */
+        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, C1, 14, 14) */
+        nd_conv2d_create(ctx, C1, C2, 3, 1, 1, true, &rng), /* (B, C2, 14, 14) */
         nd_activation_create(ctx, ND_ACT_RELU),
-        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, 32, 7, 7) */
-        nd_flatten_create(ctx),                              /* (B, 1568) */
-        nd_linear_create(ctx, 32 * 7 * 7, 10, true, &rng),  /* (B, 10) */
+        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, C2, 7, 7) */
+        nd_flatten_create(ctx),                              /* (B, C2 * 49) */
+        nd_linear_create(ctx, C2 * 7 * 7, 10, true, &rng),  /* (B, 10) */
     };
     c->model = nd_sequential_create(ctx, 8, layers);
     if (!c->model || nd_module_params(ctx, c->model, &c->params) != ND_OK) die(ctx, "model");
@@ -311,7 +321,7 @@ static void bench_conv_step(int threads, int n_steps)
 
     double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
     printf("{\"case\":\"conv_step\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,"
-           "\"model\":\"conv16-pool-conv32-pool-linear\",\"params\":%zu,\"steps\":%d,"
+           "\"model\":\"" MODEL_NAME "\",\"params\":%zu,\"steps\":%d,"
            "\"step_ms\":%.2f,\"forward_ms\":%.2f,\"backward_ms\":%.2f,\"update_ms\":%.3f,"
            "\"images_per_s\":%.0f,\"gemm_ms\":%.2f,\"gemm_calls\":%d,\"gemm_gflops\":%.1f,"
            "\"gemm_inside_step_ms\":%.2f,\"gemm_images_per_s\":%.0f,\"ratio\":%.2f,"
@@ -348,7 +358,8 @@ static void bench_conv_eval(int threads, int n_steps)
         if (s >= 0) t[s] = now_ns() - t0;
     }
     double ms = median(t, n_steps) / 1e6;
-    printf("{\"case\":\"conv_eval\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,\"steps\":%d,"
+    printf("{\"case\":\"conv_eval\",\"real\":\"%s\",\"model\":\"" MODEL_NAME "\",\"threads\":%d,"
+           "\"batch\":%d,\"steps\":%d,"
            "\"forward_ms\":%.2f,\"images_per_s\":%.0f}\n",
            ND_REAL_NAME, threads, BATCH, n_steps, ms, BATCH / (ms / 1e3));
     fflush(stdout);
