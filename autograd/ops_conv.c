@@ -19,48 +19,32 @@ static bool window_ok(nd_window2d w)
     return w.kh >= 1 && w.kw >= 1 && w.sh >= 1 && w.sw >= 1 && w.ph >= 0 && w.pw >= 0;
 }
 
-/* Copies between image and rows. to_rows: rows = im2col(x); otherwise x += col2im(rows).
- * For each row and kernel line (c, i) the kernel columns j that land inside the image form one
- * range [j0, j1) of contiguous pixels, computed once, so the inner loops run without bounds
- * checks; the columns outside it are padding: zeros in rows, dropped in x. */
+/* Copies between image and rows. to_rows: rows = im2col(x); otherwise x += col2im(rows). */
 static void window_copy(nd_real *x /* (N, C, H, W) */, nd_real *rows /* (N*OH*OW, C*kh*kw) */,
                         const int *shape, nd_window2d w, int OH, int OW, bool to_rows)
 {
     int N = shape[0], C = shape[1], H = shape[2], W = shape[3];
-    int kh = w.kh, kw = w.kw;
-    size_t ckk = (size_t)C * kh * kw;
+    size_t ckk = (size_t)C * w.kh * w.kw;
     for (int n = 0; n < N; n++)
-        for (int oh = 0; oh < OH; oh++) {
-            int ih0 = oh * w.sh - w.ph; /* image row of kernel line i = 0 */
+        for (int oh = 0; oh < OH; oh++)
             for (int ow = 0; ow < OW; ow++) {
                 nd_real *row = rows + ((size_t)(n * OH + oh) * OW + ow) * ckk; /* (C, kh, kw) */
-                int iw0 = ow * w.sw - w.pw;                       /* image column of j = 0 */
-                int j0 = iw0 < 0 ? -iw0 : 0;                      /* first j inside */
-                int j1 = W - iw0 < kw ? W - iw0 : kw;             /* one past the last j inside */
-                if (j0 > kw) j0 = kw; /* the window lies wholly in the padding: j0 = j1 */
-                if (j1 < j0) j1 = j0;
                 for (int c = 0; c < C; c++) {
                     nd_real *img_c = x + ((size_t)n * C + c) * H * W; /* (H, W) */
-                    nd_real *r = row + (size_t)c * kh * kw;           /* (kh, kw) */
-                    for (int i = 0; i < kh; i++, r += kw) {
-                        int ih = ih0 + i;
-                        if (ih < 0 || ih >= H) {
+                    for (int i = 0; i < w.kh; i++) {
+                        int ih = oh * w.sh - w.ph + i;
+                        nd_real *r = row + ((size_t)c * w.kh + i) * w.kw; /* (kw,) */
+                        for (int j = 0; j < w.kw; j++) {
+                            int iw = ow * w.sw - w.pw + j;
+                            bool inside = ih >= 0 && ih < H && iw >= 0 && iw < W;
                             if (to_rows)
-                                for (int j = 0; j < kw; j++) r[j] = 0;
-                            continue;
-                        }
-                        nd_real *line = img_c + (size_t)ih * W; /* (W,) */
-                        if (to_rows) {
-                            for (int j = 0; j < j0; j++) r[j] = 0;
-                            for (int j = j0; j < j1; j++) r[j] = line[iw0 + j];
-                            for (int j = j1; j < kw; j++) r[j] = 0;
-                        } else {
-                            for (int j = j0; j < j1; j++) line[iw0 + j] += r[j];
+                                r[j] = inside ? img_c[(size_t)ih * W + iw] : 0;
+                            else if (inside)
+                                img_c[(size_t)ih * W + iw] += r[j];
                         }
                     }
                 }
             }
-        }
 }
 
 /* Saves the window in the arena for the backward rule (arg holds only 4 scalars). */

@@ -76,16 +76,11 @@ nd_tensor *nd_transpose(nd_ctx *ctx, nd_tensor *x)
     nd_tensor *out = nd_tensor_alloc(ctx, x->ndim, shape);
     if (!out) return NULL;
     size_t batch = x->size / ((size_t)R * C);
-    enum { TILE = 32 }; /* tiles of TILE x TILE, so reads and writes both stay in cache */
     for (size_t b = 0; b < batch; b++) {
         const nd_real *src = x->data + b * R * C; /* (R, C) */
         nd_real *dst = out->data + b * R * C;     /* (C, R) */
-        for (int i0 = 0; i0 < R; i0 += TILE)
-            for (int j0 = 0; j0 < C; j0 += TILE) {
-                int i1 = i0 + TILE < R ? i0 + TILE : R, j1 = j0 + TILE < C ? j0 + TILE : C;
-                for (int i = i0; i < i1; i++)
-                    for (int j = j0; j < j1; j++) dst[(size_t)j * R + i] = src[(size_t)i * C + j];
-            }
+        for (int i = 0; i < R; i++)
+            for (int j = 0; j < C; j++) dst[(size_t)j * R + i] = src[(size_t)i * C + j];
     }
     return record1(ctx, out, ND_OP_TRANSPOSE, x);
 }
