@@ -6,8 +6,10 @@
  *   -> ODE block over t in [0, 1]: dx/dt = GN(conv 3x3 16->16(relu(GN(conv 3x3 [x, t] 17->16))))
  *   -> GroupNorm, relu, adaptive average pool to 1x1, linear 16->10
  * dopri5 with the adjoint; the adjoint's error test uses --norm (rms or seminorm). Adam (lr 2e-3
- * falling to 0 along a cosine), batch 64, cross-entropy, pixels standardised as examples/mnist.c. Per epoch it prints the accuracy and the mean function evaluations
- * per batch of the forward pass (NFE-F) and of the adjoint (NFE-B): the seminorm's saving.
+ * falling to 0 along a cosine), batch 64, cross-entropy, pixels standardised as in
+ * examples/mnist.c (examples/mnist_data.c holds what the two share). Per epoch it prints the
+ * accuracy and the mean function evaluations per batch of the forward pass (NFE-F) and of the
+ * adjoint (NFE-B): the seminorm's saving.
  *
  * Good looks like (2-core Xeon, double): Fashion-MNIST (Debian's dataset-fashion-mnist) >= 89%
  * test accuracy in 2 epochs; the 10k real MNIST digits (../shared/data/mnist-digits-10k) >= 97%.
@@ -27,10 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mnist_data.h"
 #include "nodal.h"
-
-#define DEFAULT_DATA "/usr/share/datasets/fashion-mnist"
-#define N_CLASSES 10
 
 static double now_s(void)
 {
@@ -48,65 +48,8 @@ static int fail(nd_ctx *ctx, const char *where)
 }
 
 // ------------------------------------------------------------------------------------------------
-// data: IDX files, plain or gzip, from --data DIR
-
-/* Writes DIR/name(.gz) into path if either exists; false if neither does. */
-static bool find_file(const char *dir, const char *name, char *path, size_t cap)
-{
-    snprintf(path, cap, "%s/%s.gz", dir, name);
-    if (access(path, R_OK) == 0) return true;
-    snprintf(path, cap, "%s/%s", dir, name);
-    return access(path, R_OK) == 0;
-}
-
-/* Loads DIR/{prefix}-images-idx3-ubyte and -labels-idx1-ubyte. 1 with a HINT when missing. */
-static int load_split(nd_ctx *ctx, const char *dir, const char *prefix, nd_dataset **out)
-{
-    char images[4096], labels[4096], name[64];
-    snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
-    bool have_images = find_file(dir, name, images, sizeof images);
-    snprintf(name, sizeof name, "%s-labels-idx1-ubyte", prefix);
-    bool have_labels = find_file(dir, name, labels, sizeof labels);
-    if (!have_images || !have_labels) {
-        fprintf(stderr,
-                "odenet: cannot read %s (looked for %s-{images-idx3,labels-idx1}-ubyte[.gz] in %s)\n"
-                "HINT: for Fashion-MNIST run `sudo apt-get install dataset-fashion-mnist`\n"
-                "      (installs " DEFAULT_DATA "), or pass --data DIR with MNIST-style IDX files\n",
-                have_images ? labels : images, prefix, dir);
-        return 1;
-    }
-    if (nd_dataset_load_idx(ctx, images, labels, out) != ND_OK) return fail(ctx, "loading data");
-    if ((*out)->n_classes > N_CLASSES || (*out)->rows != 28 || (*out)->cols != 28) {
-        fprintf(stderr, "odenet: %s: expected 28x28 images and labels 0..9, got %dx%d and %d classes\n",
-                images, (*out)->rows, (*out)->cols, (*out)->n_classes);
-        return 1;
-    }
-    return 0;
-}
-
-/* Mean and standard deviation of the training pixels (as [0, 1] values), to standardise inputs. */
-static void pixel_stats(const nd_dataset *ds, double *mean, double *std)
-{
-    double s = 0, s2 = 0;
-    size_t n = (size_t)ds->n * ds->rows * ds->cols;
-    for (size_t i = 0; i < n; i++) {
-        double v = ds->pixels[i] / 255.0;
-        s += v, s2 += v * v;
-    }
-    *mean = s / n;
-    *std = sqrt(s2 / n - *mean * *mean);
-    if (!(*std > 1e-6)) *std = 1; // a blank dataset: leave the scale alone
-}
-
-/* x = (x - mean) / std in place: x is a persistent input, not part of any graph. */
-static void standardise(nd_tensor *x /* (m, 1, 28, 28) */, double mean, double std)
-{
-    for (size_t i = 0; i < x->size; i++) x->data[i] = (nd_real)((x->data[i] - mean) / std);
-}
-
-// ------------------------------------------------------------------------------------------------
 // model: downsampling, the ODE block, the head; one Sequential (state names "0.weight", ...,
-// "6.func.0.weight" for the dynamics)
+// "7.func.0.weight" for the dynamics)
 
 #define WIDTH 16 /* channels inside the ODE block */
 
@@ -143,68 +86,6 @@ static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, const nd_ode_options *o
     return nd_sequential_create(ctx, (int)(sizeof layers / sizeof *layers), layers);
 }
 #define ODE_LAYER 7
-
-// ------------------------------------------------------------------------------------------------
-// checkpoint: the model's state ("0.weight", ...) and the optimizer's ("optim.step", ...) in one
-// safetensors file, so --resume continues training where --save left it
-
-typedef struct {
-    int n;
-    nd_param *items; // (n,) names owned here, tensors owned by the model and the optimizer
-} ckpt_list;
-
-static int ckpt_list_make(nd_ctx *ctx, const nd_param_list *model_state, const nd_optimizer *opt,
-                          ckpt_list *out)
-{
-    int n_opt = 0;
-    const nd_param *opt_state = nd_optimizer_state(opt, &n_opt);
-    out->n = 0;
-    out->items = calloc((size_t)(model_state->n + n_opt), sizeof *out->items);
-    if (!out->items) return nd_fail(ctx, ND_ERR_NOMEM, "checkpoint list"), 1;
-    for (int i = 0; i < model_state->n + n_opt; i++) {
-        const nd_param *p = i < model_state->n ? &model_state->items[i]
-                                               : &opt_state[i - model_state->n];
-        const char *prefix = i < model_state->n ? "" : "optim.";
-        size_t len = strlen(prefix) + strlen(p->name) + 1;
-        char *name = malloc(len);
-        if (!name) return nd_fail(ctx, ND_ERR_NOMEM, "checkpoint list"), 1;
-        snprintf(name, len, "%s%s", prefix, p->name);
-        out->items[out->n++] = (nd_param){.name = name, .tensor = p->tensor};
-    }
-    return 0;
-}
-
-static void ckpt_list_free(ckpt_list *l)
-{
-    for (int i = 0; i < l->n; i++) free((char *)l->items[i].name);
-    free(l->items);
-    l->n = 0, l->items = NULL;
-}
-
-// ------------------------------------------------------------------------------------------------
-// evaluation: accuracy over a whole dataset, grad off, one arena reset per batch
-
-static int evaluate(nd_ctx *ctx, nd_module *model, const nd_dataset *ds, nd_loader *ld,
-                    nd_tensor *x /* (B, 1, 28, 28) */, int *labels /* (B,) */, double mean,
-                    double std, double *accuracy)
-{
-    bool was_grad = nd_ctx_set_grad(ctx, false);
-    nd_module_eval(model);
-    long right = 0;
-    int m;
-    while ((m = nd_loader_next(ctx, ld, x, NULL, labels)) > 0) {
-        standardise(x, mean, std);
-        nd_tensor *logits = nd_module_forward(ctx, model, x); // (m, 10)
-        if (!logits) break;
-        right += lround(nd_accuracy(logits, labels) * m);
-        nd_ctx_reset(ctx);
-    }
-    nd_ctx_set_grad(ctx, was_grad);
-    nd_module_train(model, true);
-    if (m < 0 || nd_ctx_error(ctx) != ND_OK) return fail(ctx, "evaluation");
-    *accuracy = (double)right / ds->n;
-    return 0;
-}
 
 // ------------------------------------------------------------------------------------------------
 
@@ -272,7 +153,7 @@ int main(int argc, char **argv)
     nd_module *model = NULL;
     nd_param_list params = {0}, state = {0};
     nd_optimizer *opt = NULL;
-    ckpt_list ckpt = {0};
+    mnist_ckpt ckpt = {0};
     // the batch's images in [0, 1], persistent; one per loader, since a loader shrinks its own
     // tensor's first dim for a last, smaller batch
     nd_tensor *x = NULL;      // (B, 1, 28, 28) training batch
@@ -285,8 +166,8 @@ int main(int argc, char **argv)
     long train_images = 0;
 
     // --- data
-    if ((status = load_split(ctx, data_dir, "train", &train)) != 0 ||
-        (status = load_split(ctx, data_dir, "t10k", &test)) != 0)
+    if ((status = mnist_load_split(ctx, "odenet", data_dir, "train", &train)) != 0 ||
+        (status = mnist_load_split(ctx, "odenet", data_dir, "t10k", &test)) != 0)
         goto cleanup;
     if (limit > 0 && (nd_dataset_limit(ctx, train, limit, NULL) != ND_OK ||
                       nd_dataset_limit(ctx, test, limit, NULL) != ND_OK)) {
@@ -294,7 +175,7 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     double mean, std; // of the training pixels: inputs are standardised with these
-    pixel_stats(train, &mean, &std);
+    mnist_pixel_stats(train, &mean, &std);
     if (nd_loader_create(ctx, train, batch, true, false, seed, &train_ld) != ND_OK ||
         nd_loader_create(ctx, test, batch, false, false, 0, &test_ld) != ND_OK) {
         status = fail(ctx, "loaders");
@@ -324,7 +205,7 @@ int main(int argc, char **argv)
     nd_adam_opts adam = ND_ADAM_DEFAULT;
     adam.lr = lr;
     opt = nd_adam_create(ctx, params.items, params.n, adam);
-    if (!opt || ckpt_list_make(ctx, &state, opt, &ckpt) != 0) {
+    if (!opt || mnist_ckpt_make(ctx, &state, opt, &ckpt) != 0) {
         status = fail(ctx, "optimizer");
         goto cleanup;
     }
@@ -363,7 +244,7 @@ int main(int argc, char **argv)
         long right = 0, seen = 0, nfe_f = 0, nfe_b = 0;
         int m, step = 0;
         while ((m = nd_loader_next(ctx, train_ld, x, NULL, labels)) > 0) {
-            standardise(x, mean, std);
+            mnist_standardise(x, mean, std);
             nd_tensor *logits = nd_module_forward(ctx, model, x);                  // (m, 10)
             nd_tensor *loss = nd_cross_entropy(ctx, logits, labels, ND_REDUCE_MEAN); // scalar
             if (!loss) {
@@ -399,7 +280,7 @@ int main(int argc, char **argv)
         train_seconds += secs, train_images += seen;
         last_loss = loss_sum / seen, last_train_acc = (double)right / seen;
         nfe_f_epoch = (double)nfe_f / step, nfe_b_epoch = (double)nfe_b / step;
-        if ((status = evaluate(ctx, model, test, test_ld, x_test, labels, mean, std, &test_acc)) != 0) goto cleanup;
+        if ((status = mnist_evaluate(ctx, "odenet", model, test, test_ld, x_test, labels, mean, std, &test_acc)) != 0) goto cleanup;
         fprintf(stderr,
                 "%sepoch %d/%d  loss %.4f  train acc %.2f%%  NFE-F %.1f  NFE-B %.1f (%s)  "
                 "%.0f img/s  %.1f s  test acc %.2f%%\n",
@@ -410,7 +291,7 @@ int main(int argc, char **argv)
 
     // --- evaluation only (--epochs 0 --resume FILE)
     if (epochs == 0) {
-        if ((status = evaluate(ctx, model, test, test_ld, x_test, labels, mean, std, &test_acc)) != 0) goto cleanup;
+        if ((status = mnist_evaluate(ctx, "odenet", model, test, test_ld, x_test, labels, mean, std, &test_acc)) != 0) goto cleanup;
         fprintf(stderr, "test accuracy %.2f%% (%d images)\n", 100 * test_acc, test->n);
     }
 
@@ -450,7 +331,7 @@ int main(int argc, char **argv)
     }
 
 cleanup:
-    ckpt_list_free(&ckpt);
+    mnist_ckpt_free(&ckpt);
     nd_optimizer_destroy(opt);
     nd_param_list_free(&params);
     nd_param_list_free(&state);
