@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: MIT
  * examples/odenet.c: an ODE-Net image classifier for the MNIST family (Chen et al. 2018, section
  * 7.1, scaled down for a CPU): downsampling convolutions, one ODE block whose dynamics are a
- * small conv-net that sees t as an extra input channel, adaptive pooling and a linear head.
+ * small conv-net that sees t as an extra input channel, average pooling and a linear head.
  *   conv 3x3 1->16, GroupNorm, relu -> conv 4x4/2 16->16, GroupNorm, relu -> conv 4x4/2 16->16
  *   -> ODE block over t in [0, 1]: dx/dt = GN(conv 3x3 16->16(relu(GN(conv 3x3 [x, t] 17->16))))
- *   -> GroupNorm, relu, adaptive average pool to 1x1, linear 16->10
+ *   -> GroupNorm, relu, average pool 2x2 to 3x3, linear 144->10
+ * (The paper pools to 1x1 over 64 channels; with 16 channels that head learned far too slowly:
+ * 33% test accuracy after 94 steps on the MNIST digits, against 86-90% pooled to 3x3.)
  * dopri5 with the adjoint; the adjoint's error test uses --norm (rms or seminorm). Adam (lr 2e-3
  * falling to 0 along a cosine), batch 64, cross-entropy, pixels standardised as in
  * examples/mnist.c (examples/mnist_data.c holds what the two share). Per epoch it prints the
@@ -79,9 +81,9 @@ static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, const nd_ode_options *o
         nd_odeblock_create(ctx, dynamics_create(ctx, rng), ND_TIME_CONCAT, 0.0, 1.0, ode), // 7
         nd_group_norm_create(ctx, 4, WIDTH, 1e-5),               // 8
         nd_activation_create(ctx, ND_ACT_RELU),                  // 9
-        nd_global_avg_pool2d_create(ctx),                        // 10: -> (B, 16, 1, 1)
-        nd_flatten_create(ctx),                                  // 11: -> (B, 16)
-        nd_linear_create(ctx, WIDTH, N_CLASSES, true, rng),      // 12: -> (B, 10) logits
+        nd_avg_pool2d_create(ctx, 2, 2),                         // 10: -> (B, 16, 3, 3)
+        nd_flatten_create(ctx),                                  // 11: -> (B, 144)
+        nd_linear_create(ctx, WIDTH * 9, N_CLASSES, true, rng),  // 12: -> (B, 10) logits
     };
     return nd_sequential_create(ctx, (int)(sizeof layers / sizeof *layers), layers);
 }
