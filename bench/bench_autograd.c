@@ -20,9 +20,7 @@
  *        NAME: run only that case: mlp_step, tiny_graph or steady_state_memory)
  * Needs OpenBLAS and glibc; not built under sanitizers (they interpose malloc themselves).
  */
-#define _GNU_SOURCE
 #include <cblas.h>
-#include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,144 +28,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "interpose.h"
 #include "nodal.h"
 
-/* --------------------------------------------------------------------------------------------- */
-/* malloc interposition: counts calls while counting is on                                      */
-
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-
-static atomic_bool g_count_allocs;
-static atomic_long g_allocs;
-
-static inline void note_alloc(void)
-{
-    if (atomic_load_explicit(&g_count_allocs, memory_order_relaxed))
-        atomic_fetch_add_explicit(&g_allocs, 1, memory_order_relaxed);
-}
-
-void *malloc(size_t n)
-{
-    note_alloc();
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    note_alloc();
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-    note_alloc();
-    return __libc_realloc(p, n);
-}
-
-void *aligned_alloc(size_t align, size_t n)
-{
-    note_alloc();
-    return __libc_memalign(align, n);
-}
-
-void *memalign(size_t align, size_t n)
-{
-    note_alloc();
-    return __libc_memalign(align, n);
-}
-
-int posix_memalign(void **out, size_t align, size_t n)
-{
-    note_alloc();
-    if (align < sizeof(void *) || (align & (align - 1))) return 22; /* EINVAL */
-    void *p = __libc_memalign(align, n);
-    if (!p && n) return 12; /* ENOMEM */
-    *out = p;
-    return 0;
-}
-
-/* --------------------------------------------------------------------------------------------- */
-/* GEMM interposition: records the calls of one step, forwards every call to OpenBLAS            */
-
-typedef struct {
-    enum CBLAS_TRANSPOSE ta, tb;
-    int M, N, K, lda, ldb, ldc;
-    nd_real alpha, beta;
-} gemm_call;
-
-#define MAX_CALLS 64
-static gemm_call g_calls[MAX_CALLS];
-static int g_n_calls;
-static bool g_record_gemm;
-
-#ifdef ND_REAL_FLOAT
-#define GEMM_NAME "cblas_sgemm"
-#define GEMM_WRAP cblas_sgemm
-#else
-#define GEMM_NAME "cblas_dgemm"
-#define GEMM_WRAP cblas_dgemm
-#endif
-
-typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint,
-                        blasint, blasint, nd_real, const nd_real *, blasint, const nd_real *,
-                        blasint, nd_real, nd_real *, blasint);
-static gemm_fn real_gemm;
-static double g_gemm_ns; /* time spent inside GEMM calls, summed while g_time_gemm is set */
-static bool g_time_gemm;
-
-static double now_ns(void);
-
-static gemm_fn get_real_gemm(void)
-{
-    if (!real_gemm) real_gemm = (gemm_fn)dlsym(RTLD_NEXT, GEMM_NAME);
-    if (!real_gemm) {
-        fprintf(stderr, "bench_autograd: cannot find %s: %s\n", GEMM_NAME, dlerror());
-        exit(1);
-    }
-    return real_gemm;
-}
-
-void GEMM_WRAP(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
-               const enum CBLAS_TRANSPOSE tb, const blasint M, const blasint N, const blasint K,
-               const nd_real alpha, const nd_real *A, const blasint lda, const nd_real *B,
-               const blasint ldb, const nd_real beta, nd_real *C, const blasint ldc)
-{
-    if (g_record_gemm && g_n_calls < MAX_CALLS) {
-        if (order != CblasRowMajor) {
-            fprintf(stderr, "bench_autograd: unexpected column-major GEMM\n");
-            exit(1);
-        }
-        g_calls[g_n_calls++] = (gemm_call){ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
-    }
-    double t0 = g_time_gemm ? now_ns() : 0;
-    get_real_gemm()(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    if (g_time_gemm) g_gemm_ns += now_ns() - t0;
-}
 
 /* --------------------------------------------------------------------------------------------- */
 /* helpers                                                                                        */
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static long rss_bytes(void)
 {
@@ -488,6 +354,7 @@ static void bench_steady_state(void)
             cap_warm = nd_ctx_capacity(ctx);
             t0 = now_ns();
             atomic_store(&g_allocs, 0);
+            atomic_store(&g_blas_allocs, 0);
             atomic_store(&g_count_allocs, true);
         }
     }
@@ -500,7 +367,7 @@ static void bench_steady_state(void)
            "\"rss_anon_kib_at_10000\":%ld,\"arena_bytes_used_per_step\":%zu,"
            "\"arena_capacity_at_100\":%zu,\"arena_capacity_at_10000\":%zu,\"seconds\":%.2f,"
            "\"goal_mallocs\":0}\n",
-           ND_REAL_NAME, cycles, warmup, atomic_load(&g_allocs), rss_warm / 1024, rss_end / 1024, anon_warm, anon_end,
+           ND_REAL_NAME, cycles, warmup, atomic_load(&g_allocs) + atomic_load(&g_blas_allocs), rss_warm / 1024, rss_end / 1024, anon_warm, anon_end,
            used, cap_warm, nd_ctx_capacity(ctx), secs);
     fflush(stdout);
     mlp_destroy(&m);

@@ -18,9 +18,7 @@
  * Usage: bench_nn [--steps N] [--case NAME]   (N timed steps, default 20; NAME conv_step or
  *        conv_eval). Needs OpenBLAS; not built under sanitizers.
  */
-#define _GNU_SOURCE
 #include <cblas.h>
-#include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -28,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "interpose.h"
 #include "nodal.h"
 
 #define BATCH 128
@@ -42,141 +41,9 @@
 #define XSTR(x) STR(x)
 #define MODEL_NAME "conv" XSTR(C1) "-pool-conv" XSTR(C2) "-pool-linear"
 
-/* --------------------------------------------------------------------------------------------- */
-/* malloc interposition: counts calls while counting is on (the steady-state step should make 0) */
-
-extern void *__libc_malloc(size_t);
-extern void *__libc_calloc(size_t, size_t);
-extern void *__libc_realloc(void *, size_t);
-extern void *__libc_memalign(size_t, size_t);
-
-static _Atomic long g_allocs, g_blas_allocs; /* outside / inside the GEMM calls */
-static _Atomic bool g_count_allocs;
-static _Atomic bool g_in_gemm;
-
-static inline void note_alloc(void)
-{
-    if (g_count_allocs) {
-        if (g_in_gemm)
-            g_blas_allocs++;
-        else
-            g_allocs++;
-    }
-}
-
-void *malloc(size_t n)
-{
-    note_alloc();
-    return __libc_malloc(n);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    note_alloc();
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *p, size_t n)
-{
-    note_alloc();
-    return __libc_realloc(p, n);
-}
-
-void *aligned_alloc(size_t align, size_t n)
-{
-    note_alloc();
-    return __libc_memalign(align, n);
-}
-
-int posix_memalign(void **out, size_t align, size_t n)
-{
-    note_alloc();
-    if (align < sizeof(void *) || (align & (align - 1))) return 22; /* EINVAL */
-    void *p = __libc_memalign(align, n);
-    if (!p && n) return 12; /* ENOMEM */
-    *out = p;
-    return 0;
-}
-
-/* --------------------------------------------------------------------------------------------- */
-/* GEMM interposition: records the calls of one step, forwards every call to OpenBLAS            */
-
-typedef struct {
-    enum CBLAS_TRANSPOSE ta, tb;
-    int M, N, K, lda, ldb, ldc;
-    nd_real alpha, beta;
-} gemm_call;
-
-#define MAX_CALLS 64
-static gemm_call g_calls[MAX_CALLS];
-static int g_n_calls;
-static bool g_record_gemm;
-
-#ifdef ND_REAL_FLOAT
-#define GEMM_NAME "cblas_sgemm"
-#define GEMM_WRAP cblas_sgemm
-#else
-#define GEMM_NAME "cblas_dgemm"
-#define GEMM_WRAP cblas_dgemm
-#endif
-
-typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint,
-                        blasint, blasint, nd_real, const nd_real *, blasint, const nd_real *,
-                        blasint, nd_real, nd_real *, blasint);
-static gemm_fn real_gemm;
-static double g_gemm_ns; /* time inside GEMM calls, summed while g_time_gemm is set */
-static bool g_time_gemm;
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static gemm_fn get_real_gemm(void)
-{
-    if (!real_gemm) real_gemm = (gemm_fn)dlsym(RTLD_NEXT, GEMM_NAME);
-    if (!real_gemm) {
-        fprintf(stderr, "bench_nn: cannot find %s: %s\n", GEMM_NAME, dlerror());
-        exit(1);
-    }
-    return real_gemm;
-}
-
-void GEMM_WRAP(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
-               const enum CBLAS_TRANSPOSE tb, const blasint M, const blasint N, const blasint K,
-               const nd_real alpha, const nd_real *A, const blasint lda, const nd_real *B,
-               const blasint ldb, const nd_real beta, nd_real *C, const blasint ldc)
-{
-    if (g_record_gemm && g_n_calls < MAX_CALLS) {
-        if (order != CblasRowMajor) {
-            fprintf(stderr, "bench_nn: unexpected column-major GEMM\n");
-            exit(1);
-        }
-        g_calls[g_n_calls++] = (gemm_call){ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
-    }
-    double t0 = g_time_gemm ? now_ns() : 0;
-    g_in_gemm = true; /* OpenBLAS's threaded path may allocate: counted apart */
-    get_real_gemm()(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    g_in_gemm = false;
-    if (g_time_gemm) g_gemm_ns += now_ns() - t0;
-}
 
 /* --------------------------------------------------------------------------------------------- */
 /* helpers                                                                                        */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static void die(nd_ctx *ctx, const char *what)
 {

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT
+ * bench/interpose.c: the malloc and cblas GEMM interposition of the benchmarks (interpose.h). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "interpose.h"
+
+/* ---- malloc ----------------------------------------------------------------------------------- */
+
+extern void *__libc_malloc(size_t);
+extern void *__libc_calloc(size_t, size_t);
+extern void *__libc_realloc(void *, size_t);
+extern void *__libc_memalign(size_t, size_t);
+
+atomic_bool g_count_allocs;
+atomic_long g_allocs, g_blas_allocs;
+static atomic_bool g_in_gemm;
+
+static inline void note_alloc(void)
+{
+    if (atomic_load_explicit(&g_count_allocs, memory_order_relaxed))
+        atomic_fetch_add_explicit(atomic_load_explicit(&g_in_gemm, memory_order_relaxed)
+                                      ? &g_blas_allocs
+                                      : &g_allocs,
+                                  1, memory_order_relaxed);
+}
+
+void *malloc(size_t n)
+{
+    note_alloc();
+    return __libc_malloc(n);
+}
+
+void *calloc(size_t n, size_t size)
+{
+    note_alloc();
+    return __libc_calloc(n, size);
+}
+
+void *realloc(void *p, size_t n)
+{
+    note_alloc();
+    return __libc_realloc(p, n);
+}
+
+void *aligned_alloc(size_t align, size_t n)
+{
+    note_alloc();
+    return __libc_memalign(align, n);
+}
+
+void *memalign(size_t align, size_t n)
+{
+    note_alloc();
+    return __libc_memalign(align, n);
+}
+
+int posix_memalign(void **out, size_t align, size_t n)
+{
+    note_alloc();
+    if (align < sizeof(void *) || (align & (align - 1))) return 22; /* EINVAL */
+    void *p = __libc_memalign(align, n);
+    if (!p && n) return 12; /* ENOMEM */
+    *out = p;
+    return 0;
+}
+
+/* ---- GEMM ------------------------------------------------------------------------------------- */
+
+gemm_call g_calls[MAX_CALLS];
+int g_n_calls;
+bool g_record_gemm, g_time_gemm;
+double g_gemm_ns;
+
+#ifdef ND_REAL_FLOAT
+#define GEMM_NAME "cblas_sgemm"
+#define GEMM_WRAP cblas_sgemm
+#else
+#define GEMM_NAME "cblas_dgemm"
+#define GEMM_WRAP cblas_dgemm
+#endif
+
+double now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
+}
+
+gemm_fn get_real_gemm(void)
+{
+    static gemm_fn real_gemm;
+    if (!real_gemm) real_gemm = (gemm_fn)dlsym(RTLD_NEXT, GEMM_NAME);
+    if (!real_gemm) {
+        fprintf(stderr, "bench: cannot find %s: %s\n", GEMM_NAME, dlerror());
+        exit(1);
+    }
+    return real_gemm;
+}
+
+void GEMM_WRAP(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
+               const enum CBLAS_TRANSPOSE tb, const blasint M, const blasint N, const blasint K,
+               const nd_real alpha, const nd_real *A, const blasint lda, const nd_real *B,
+               const blasint ldb, const nd_real beta, nd_real *C, const blasint ldc)
+{
+    if (g_record_gemm && g_n_calls < MAX_CALLS) {
+        if (order != CblasRowMajor) {
+            fprintf(stderr, "bench: unexpected column-major GEMM\n");
+            exit(1);
+        }
+        g_calls[g_n_calls++] = (gemm_call){ta, tb, M, N, K, lda, ldb, ldc, alpha, beta};
+    }
+    double t0 = g_time_gemm ? now_ns() : 0;
+    atomic_store_explicit(&g_in_gemm, true, memory_order_relaxed);
+    get_real_gemm()(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    atomic_store_explicit(&g_in_gemm, false, memory_order_relaxed);
+    if (g_time_gemm) g_gemm_ns += now_ns() - t0;
+}
+
+/* ---- statistics ------------------------------------------------------------------------------- */
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}

@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT
+ * bench/interpose.h: what bench_autograd and bench_nn measure through the dynamic linker. They
+ * define malloc and friends (forwarded to glibc's __libc_* functions) to count the calls a step
+ * makes, and cblas_dgemm / cblas_sgemm (forwarded to OpenBLAS) to record the exact GEMM calls of
+ * a step and time them, so the GEMM baseline replays what the step really did. Needs glibc and
+ * OpenBLAS; not for sanitizer builds (they interpose malloc themselves).
+ */
+#ifndef BENCH_INTERPOSE_H
+#define BENCH_INTERPOSE_H
+
+#include <cblas.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+
+#include "nodal.h"
+
+/* counted while g_count_allocs is set: outside GEMM calls, and inside them (OpenBLAS's threads) */
+extern atomic_bool g_count_allocs;
+extern atomic_long g_allocs, g_blas_allocs;
+
+typedef struct {
+    enum CBLAS_TRANSPOSE ta, tb;
+    int M, N, K, lda, ldb, ldc;
+    nd_real alpha, beta;
+} gemm_call;
+
+#define MAX_CALLS 64
+extern gemm_call g_calls[MAX_CALLS]; /* the calls made while g_record_gemm is set */
+extern int g_n_calls;
+extern bool g_record_gemm;
+extern bool g_time_gemm; /* while set, time inside GEMM calls adds up in g_gemm_ns */
+extern double g_gemm_ns;
+
+typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANSPOSE, blasint,
+                        blasint, blasint, nd_real, const nd_real *, blasint, const nd_real *,
+                        blasint, nd_real, nd_real *, blasint);
+/* OpenBLAS's own GEMM for the build's nd_real (exits if it cannot be found) */
+gemm_fn get_real_gemm(void);
+
+double now_ns(void);
+double median(double *v, int n); /* sorts v */
+
+#endif
