@@ -158,10 +158,6 @@ static void train_step(nd_ctx *ctx, const mlp *m, double t[3])
 /* mlp_step                                                                                       */
 
 /* Buffers for one recorded call: A, B, C sized from the call's shapes and leading dims. */
-typedef struct {
-    nd_real *a, *b, *c;
-} gemm_bufs;
-
 static void bench_mlp_step(int threads, int n_steps)
 {
     openblas_set_num_threads(threads);
@@ -178,26 +174,11 @@ static void bench_mlp_step(int threads, int n_steps)
     train_step(ctx, &m, NULL);
     g_record_gemm = false;
     int n_calls = g_n_calls;
-    double flops = 0;
-    for (int i = 0; i < n_calls; i++) flops += 2.0 * g_calls[i].M * g_calls[i].N * g_calls[i].K;
+    double flops = recorded_flops(n_calls);
 
     /* the same calls on buffers of the same sizes */
     gemm_bufs bufs[MAX_CALLS];
-    nd_rng rng = nd_rng_seed(2);
-    for (int i = 0; i < n_calls; i++) {
-        const gemm_call *c = &g_calls[i];
-        size_t rows_a = c->ta == CblasTrans ? (size_t)c->K : (size_t)c->M;
-        size_t rows_b = c->tb == CblasTrans ? (size_t)c->N : (size_t)c->K;
-        size_t na = rows_a * (size_t)c->lda, nb = rows_b * (size_t)c->ldb;
-        size_t nc = (size_t)c->M * (size_t)c->ldc;
-        bufs[i].a = aligned_alloc(64, (na * sizeof(nd_real) + 63) / 64 * 64);
-        bufs[i].b = aligned_alloc(64, (nb * sizeof(nd_real) + 63) / 64 * 64);
-        bufs[i].c = aligned_alloc(64, (nc * sizeof(nd_real) + 63) / 64 * 64);
-        if (!bufs[i].a || !bufs[i].b || !bufs[i].c) exit(1);
-        for (size_t k = 0; k < na; k++) bufs[i].a[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
-        for (size_t k = 0; k < nb; k++) bufs[i].b[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
-        memset(bufs[i].c, 0, nc * sizeof(nd_real));
-    }
+    replay_buffers_create(bufs, n_calls, 2);
 
     /* Steps and GEMM rounds alternate, so a load from elsewhere on the machine slows both alike;
      * the ratio reported is the median of the per-pair ratios. */
@@ -206,20 +187,13 @@ static void bench_mlp_step(int threads, int n_steps)
     double *fwd = step + n_steps, *bwd = fwd + n_steps, *upd = bwd + n_steps;
     double *gemm = upd + n_steps, *ratio = gemm + n_steps, *inside = ratio + n_steps;
     double *ratio_upd = inside + n_steps;
-    gemm_fn g = get_real_gemm();
     for (int s = -3; s < n_steps; s++) { /* 3 warm-up pairs */
         double t[3];
         g_gemm_ns = 0;
         g_time_gemm = true;
         train_step(ctx, &m, t);
         g_time_gemm = false;
-        double t0 = now_ns();
-        for (int i = 0; i < n_calls; i++) {
-            const gemm_call *c = &g_calls[i];
-            g(CblasRowMajor, c->ta, c->tb, c->M, c->N, c->K, c->alpha, bufs[i].a, c->lda,
-              bufs[i].b, c->ldb, c->beta, bufs[i].c, c->ldc);
-        }
-        double tg = now_ns() - t0;
+        double tg = replay_calls(bufs, n_calls);
         if (s < 0) continue;
         fwd[s] = t[0], bwd[s] = t[1], upd[s] = t[2];
         step[s] = t[0] + t[1] + t[2];
@@ -228,7 +202,7 @@ static void bench_mlp_step(int threads, int n_steps)
         ratio_upd[s] = step[s] / tg;   /* and with the SGD update too */
         inside[s] = g_gemm_ns;
     }
-    for (int i = 0; i < n_calls; i++) free(bufs[i].a), free(bufs[i].b), free(bufs[i].c);
+    replay_buffers_destroy(bufs, n_calls);
 
     double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
     printf("{\"case\":\"mlp_step\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,"

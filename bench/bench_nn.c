@@ -114,10 +114,6 @@ static void train_step(nd_ctx *ctx, convnet *c, double t[3])
 /* --------------------------------------------------------------------------------------------- */
 /* conv_step                                                                                      */
 
-typedef struct {
-    nd_real *a, *b, *c;
-} gemm_bufs;
-
 static void bench_conv_step(int threads, int n_steps)
 {
     openblas_set_num_threads(threads);
@@ -132,32 +128,16 @@ static void bench_conv_step(int threads, int n_steps)
     train_step(ctx, &c, NULL);
     g_record_gemm = false;
     int n_calls = g_n_calls;
-    double flops = 0;
-    for (int i = 0; i < n_calls; i++) flops += 2.0 * g_calls[i].M * g_calls[i].N * g_calls[i].K;
+    double flops = recorded_flops(n_calls);
 
     /* the same calls on buffers of the same sizes */
     gemm_bufs bufs[MAX_CALLS];
-    nd_rng rng = nd_rng_seed(2);
-    for (int i = 0; i < n_calls; i++) {
-        const gemm_call *g = &g_calls[i];
-        size_t rows_a = g->ta == CblasTrans ? (size_t)g->K : (size_t)g->M;
-        size_t rows_b = g->tb == CblasTrans ? (size_t)g->N : (size_t)g->K;
-        size_t na = rows_a * (size_t)g->lda, nb = rows_b * (size_t)g->ldb;
-        size_t nc = (size_t)g->M * (size_t)g->ldc;
-        bufs[i].a = aligned_alloc(64, (na * sizeof(nd_real) + 63) / 64 * 64);
-        bufs[i].b = aligned_alloc(64, (nb * sizeof(nd_real) + 63) / 64 * 64);
-        bufs[i].c = aligned_alloc(64, (nc * sizeof(nd_real) + 63) / 64 * 64);
-        if (!bufs[i].a || !bufs[i].b || !bufs[i].c) exit(1);
-        for (size_t k = 0; k < na; k++) bufs[i].a[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
-        for (size_t k = 0; k < nb; k++) bufs[i].b[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
-        memset(bufs[i].c, 0, nc * sizeof(nd_real));
-    }
+    replay_buffers_create(bufs, n_calls, 2);
 
     double *v = malloc(sizeof(double) * (size_t)n_steps * 7);
     if (!v) exit(1);
     double *step = v, *fwd = v + n_steps, *bwd = fwd + n_steps, *upd = bwd + n_steps;
     double *gemm = upd + n_steps, *ratio = gemm + n_steps, *inside = ratio + n_steps;
-    gemm_fn gf = get_real_gemm();
     g_allocs = 0;
     g_blas_allocs = 0;
     for (int s = -2; s < n_steps; s++) { /* 2 warm-up pairs */
@@ -168,13 +148,7 @@ static void bench_conv_step(int threads, int n_steps)
         train_step(ctx, &c, t);
         g_count_allocs = false;
         g_time_gemm = false;
-        double t0 = now_ns();
-        for (int i = 0; i < n_calls; i++) {
-            const gemm_call *g = &g_calls[i];
-            gf(CblasRowMajor, g->ta, g->tb, g->M, g->N, g->K, g->alpha, bufs[i].a, g->lda,
-               bufs[i].b, g->ldb, g->beta, bufs[i].c, g->ldc);
-        }
-        double tg = now_ns() - t0;
+        double tg = replay_calls(bufs, n_calls);
         if (s < 0) continue;
         fwd[s] = t[0], bwd[s] = t[1], upd[s] = t[2];
         step[s] = t[0] + t[1] + t[2];
@@ -184,7 +158,7 @@ static void bench_conv_step(int threads, int n_steps)
         fprintf(stderr, "\r  step %d/%d: %.1f ms", s + 1, n_steps, step[s] / 1e6);
     }
     fprintf(stderr, "\n");
-    for (int i = 0; i < n_calls; i++) free(bufs[i].a), free(bufs[i].b), free(bufs[i].c);
+    replay_buffers_destroy(bufs, n_calls);
 
     double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
     printf("{\"case\":\"conv_step\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,"

@@ -4,6 +4,7 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "interpose.h"
@@ -118,6 +119,51 @@ void GEMM_WRAP(const enum CBLAS_ORDER order, const enum CBLAS_TRANSPOSE ta,
     get_real_gemm()(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     atomic_store_explicit(&g_in_gemm, false, memory_order_relaxed);
     if (g_time_gemm) g_gemm_ns += now_ns() - t0;
+}
+
+/* ---- replay ------------------------------------------------------------------------------------ */
+
+void replay_buffers_create(gemm_bufs *bufs, int n, uint64_t seed)
+{
+    nd_rng rng = nd_rng_seed(seed);
+    for (int i = 0; i < n; i++) {
+        const gemm_call *c = &g_calls[i];
+        size_t rows_a = c->ta == CblasTrans ? (size_t)c->K : (size_t)c->M;
+        size_t rows_b = c->tb == CblasTrans ? (size_t)c->N : (size_t)c->K;
+        size_t na = rows_a * (size_t)c->lda, nb = rows_b * (size_t)c->ldb;
+        size_t nc = (size_t)c->M * (size_t)c->ldc;
+        bufs[i].a = aligned_alloc(64, (na * sizeof(nd_real) + 63) / 64 * 64);
+        bufs[i].b = aligned_alloc(64, (nb * sizeof(nd_real) + 63) / 64 * 64);
+        bufs[i].c = aligned_alloc(64, (nc * sizeof(nd_real) + 63) / 64 * 64);
+        if (!bufs[i].a || !bufs[i].b || !bufs[i].c) exit(1);
+        for (size_t k = 0; k < na; k++) bufs[i].a[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
+        for (size_t k = 0; k < nb; k++) bufs[i].b[k] = (nd_real)(nd_rng_uniform(&rng) - 0.5);
+        memset(bufs[i].c, 0, nc * sizeof(nd_real));
+    }
+}
+
+double replay_calls(const gemm_bufs *bufs, int n)
+{
+    gemm_fn g = get_real_gemm();
+    double t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+        const gemm_call *c = &g_calls[i];
+        g(CblasRowMajor, c->ta, c->tb, c->M, c->N, c->K, c->alpha, bufs[i].a, c->lda, bufs[i].b,
+          c->ldb, c->beta, bufs[i].c, c->ldc);
+    }
+    return now_ns() - t0;
+}
+
+double recorded_flops(int n)
+{
+    double flops = 0;
+    for (int i = 0; i < n; i++) flops += 2.0 * g_calls[i].M * g_calls[i].N * g_calls[i].K;
+    return flops;
+}
+
+void replay_buffers_destroy(gemm_bufs *bufs, int n)
+{
+    for (int i = 0; i < n; i++) free(bufs[i].a), free(bufs[i].b), free(bufs[i].c);
 }
 
 /* ---- statistics ------------------------------------------------------------------------------- */

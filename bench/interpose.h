@@ -37,6 +37,16 @@ typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANS
 /* OpenBLAS's own GEMM for the build's nd_real (exits if it cannot be found) */
 gemm_fn get_real_gemm(void);
 
+/* Buffers shaped for the first n recorded calls (random A and B, zero C), the time in ns of one
+ * replay of those calls through OpenBLAS, their flops, and freeing the buffers. */
+typedef struct {
+    nd_real *a, *b, *c;
+} gemm_bufs;
+void replay_buffers_create(gemm_bufs *bufs, int n, uint64_t seed);
+double replay_calls(const gemm_bufs *bufs, int n);
+double recorded_flops(int n);
+void replay_buffers_destroy(gemm_bufs *bufs, int n);
+
 double now_ns(void);
 double median(double *v, int n); /* sorts v */
 
