@@ -11,37 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nodal.h"
-
-/* Forward values agree to a few ulps of nd_real, relative to the value's magnitude. */
-#define FWD_TOL (64 * ND_REAL_EPS)
-
-static nd_ctx *ctx;
-
-static void ctx_setup(void)
-{
-    ctx = nd_ctx_create(0);
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void ctx_teardown(void)
-{
-    nd_ctx_destroy(ctx);
-    ctx = NULL;
-}
+#include "test_main.h"
 
 static bool is_aligned64(const void *p)
 {
     return (uintptr_t)p % 64 == 0;
-}
-
-/* Asserts the op failed with code and a message that contains each of the given strings. */
-static void expect_error(nd_status code, const char *s1, const char *s2)
-{
-    ck_assert_int_eq(nd_ctx_error(ctx), code);
-    const char *msg = nd_ctx_errmsg(ctx);
-    if (s1) ck_assert_msg(strstr(msg, s1), "message \"%s\" lacks \"%s\"", msg, s1);
-    if (s2) ck_assert_msg(strstr(msg, s2), "message \"%s\" lacks \"%s\"", msg, s2);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -780,11 +754,4 @@ static Suite *tensor_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(tensor_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(tensor_suite)
