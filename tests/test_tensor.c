@@ -431,6 +431,21 @@ START_TEST(test_status_str_out_of_range)
 }
 END_TEST
 
+/* The library's version string is the headers' MAJOR.MINOR.PATCH, and ND_VERSION orders them. */
+START_TEST(test_version_macros_match_library)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", ND_VERSION_MAJOR, ND_VERSION_MINOR, ND_VERSION_PATCH);
+    ck_assert_ptr_nonnull(nd_version());
+    ck_assert_str_eq(nd_version(), want);
+    ck_assert_str_eq(ND_VERSION_STRING, want);
+    ck_assert_int_eq(ND_VERSION,
+                     ND_VERSION_MAJOR * 10000 + ND_VERSION_MINOR * 100 + ND_VERSION_PATCH);
+    ck_assert_int_ge(ND_VERSION, ND_VERSION_NUMBER(0, 1, 0));
+    ck_assert_int_lt(ND_VERSION_NUMBER(0, 9, 9), ND_VERSION_NUMBER(1, 0, 0));
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  * forward: random numbers
  */
@@ -733,6 +748,7 @@ static Suite *tensor_suite(void)
     tcase_add_test(fwd, test_grad_mode_switch);
     tcase_add_loop_test(fwd, test_status_str_for_every_code, 0, ND_STATUS_COUNT);
     tcase_add_test(fwd, test_status_str_out_of_range);
+    tcase_add_test(fwd, test_version_macros_match_library);
     tcase_add_test(fwd, test_rng_matches_reference_xoshiro256ss);
     tcase_add_test(fwd, test_rng_is_deterministic_per_seed);
     tcase_add_test(fwd, test_rng_uniform_in_unit_interval_mean_half);
