@@ -54,8 +54,7 @@ static inline void ctx_teardown(void)
  * Errors: expect_error(code, "fragment", ...) asserts the ctx holds code and a message that
  * contains each non-NULL fragment.
  */
-static inline void nd_test_check_error(nd_status code, const char *const *want, size_t n,
-                                       int line)
+static inline void nd_test_check_error(nd_status code, const char *const *want, size_t n, int line)
 {
     const char *msg = nd_ctx_errmsg(ctx);
     ck_assert_msg(nd_ctx_error(ctx) == code, "line %d: status %s, expected %s (\"%s\")", line,
@@ -67,7 +66,7 @@ static inline void nd_test_check_error(nd_status code, const char *const *want, 
 }
 #define expect_error(code, ...)                                                                    \
     nd_test_check_error(code, (const char *const[]){__VA_ARGS__},                                  \
-                        sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *),        \
+                        sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *),         \
                         __LINE__)
 
 /* ---------------------------------------------------------------------------------------------
