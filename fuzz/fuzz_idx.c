@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 static nd_ctx *ctx;
 static int fd_a = -1, fd_b = -1;

@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 enum { N_TARGETS = 5 };
 static nd_ctx *ctx;

@@ -10,7 +10,7 @@
 
 #include <zlib.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 static char out_path[1024];
 

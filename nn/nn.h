@@ -24,7 +24,7 @@
 #define ND_NN_H
 
 #include "autograd/autograd.h"
-#include "nn/param.h"
+#include "tensor/param.h"
 #include "tensor/tensor.h"
 
 #ifdef __cplusplus

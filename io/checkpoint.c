@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * nn/checkpoint.c: safetensors save and load of named tensor lists. Saving writes a temporary
+ * io/checkpoint.c: safetensors save and load of named tensor lists. Saving writes a temporary
  * file beside the target and renames it (fsync first), so a crash never leaves half a checkpoint.
  * Loading reads the whole file, checks all of it (header, JSON via cJSON, dtypes, shapes, offsets)
  * and only then copies, so a bad file leaves every tensor untouched.
@@ -15,7 +15,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* the reference implementation's limit */
 #define ST_MAX_RANK 16

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * nn/io.h: what goes to and comes from disk. Checkpoints of named tensor lists (nd_param) in the
+ * io/io.h: what goes to and comes from disk. Checkpoints of named tensor lists (nd_param) in the
  * safetensors format, written atomically and loaded only after the whole file has been checked;
  * and datasets in the IDX format of the MNIST family (plain or gzip), with seeded shuffled
  * minibatches written into caller-provided tensors.
@@ -12,14 +12,14 @@
  * names the function, the file and what was wrong (and the tensor, for checkpoints). Bad files
  * never crash and never leave a half-loaded model.
  */
-#ifndef ND_NN_IO_H
-#define ND_NN_IO_H
+#ifndef ND_IO_IO_H
+#define ND_IO_IO_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#include "nn/param.h"
+#include "tensor/param.h" /* nd_param: a named tensor */
 #include "tensor/tensor.h"
 
 #ifdef __cplusplus
@@ -179,4 +179,4 @@ int nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *
 }
 #endif
 
-#endif /* ND_NN_IO_H */
+#endif /* ND_IO_IO_H */

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * tests/test_nn_io.c: nn/io.h. Checkpoint round trips, every way a safetensors file can be broken
+ * tests/test_io.c: io/io.h. Checkpoint round trips, every way a safetensors file can be broken
  * (each must fail with a message naming the file and the tensor, and leave the targets untouched),
  * atomic writes, interop fixtures from an independent writer, and the IDX reader and batching on
- * fixtures generated here (plain and gzip) plus the real MNIST files when ../shared is present.
+ * fixtures generated here (plain and gzip) plus the repository's real MNIST digits (data/).
  */
 #include <check.h>
 #include <dirent.h>
@@ -954,20 +954,16 @@ static bool have_dir(const char *d)
 
 START_TEST(test_idx_real_mnist_digits)
 {
-    /* ../shared beside the repository: $REFERENCE_DIR is <repo>/tests/reference */
-    char beside[1024] = "";
-    const char *ref = getenv("REFERENCE_DIR");
-    if (ref) snprintf(beside, sizeof beside, "%s/../../../shared/data/mnist-digits-10k", ref);
-    const char *candidates[] = {getenv("ND_MNIST_DIR"), beside, "../shared/data/mnist-digits-10k",
-                                "../../shared/data/mnist-digits-10k"};
+    /* the repository's data/mnist-digits-10k: $ND_DATA_DIR (set by tests/meson.build) is
+     * <repo>/data; run by hand, the cwd is the repository or its build directory */
+    char in_data[1024] = "";
+    const char *data = getenv("ND_DATA_DIR");
+    if (data) snprintf(in_data, sizeof in_data, "%s/mnist-digits-10k", data);
+    const char *candidates[] = {in_data, "data/mnist-digits-10k", "../data/mnist-digits-10k"};
     const char *d = NULL;
-    for (size_t i = 0; i < 4 && !d; i++)
-        if (candidates[i] && candidates[i][0] && have_dir(candidates[i])) d = candidates[i];
-    if (!d) {
-        printf("test_idx_real_mnist_digits: ../shared/data/mnist-digits-10k not found; skipped "
-               "(the generated fixtures still run; set ND_MNIST_DIR to point at it)\n");
-        return;
-    }
+    for (size_t i = 0; i < 3 && !d; i++)
+        if (candidates[i][0] && have_dir(candidates[i])) d = candidates[i];
+    ck_assert_msg(d != NULL, "data/mnist-digits-10k not found (set ND_DATA_DIR to <repo>/data)");
     printf("test_idx_real_mnist_digits: reading %s\n", d);
     char ip[1024], lp[1024];
     const char *split[2][3] = {{"train", "train", "8000"}, {"t10k", "t10k", "2000"}};
@@ -1225,9 +1221,9 @@ END_TEST
 
 /* ---------------------------------------------------------------------------------------------
  */
-static Suite *nn_io_suite(void)
+static Suite *io_suite(void)
 {
-    Suite *s = suite_create("nn_io");
+    Suite *s = suite_create("io");
     TCase *ck = tcase_create("checkpoint"), *bad = tcase_create("corrupt"),
           *atomic = tcase_create("atomic"), *interop = tcase_create("interop"),
           *idx = tcase_create("idx"), *batch = tcase_create("batch");
@@ -1273,7 +1269,7 @@ static Suite *nn_io_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(nn_io_suite());
+    SRunner *sr = srunner_create(io_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT
- * nn/dataset.c: image-classification datasets from IDX files, subsets and seeded splits, and the
+ * io/dataset.c: image-classification datasets from IDX files, subsets and seeded splits, and the
  * minibatch loader. Pixels are kept as bytes and scaled to [0, 1] when a batch is gathered into
  * the caller's tensors, so a training loop allocates nothing per batch.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/idx_internal.h"
-#include "nn/io.h"
+#include "io/idx_internal.h"
+#include "io/io.h"
 
 static nd_dataset *dataset_alloc(nd_ctx *ctx, const char *fn, int n, int rows, int cols)
 {
