@@ -204,9 +204,9 @@ int main(int argc, char **argv)
         status = fail(ctx, "model");
         goto cleanup;
     }
-    nd_adam_opts adam = ND_ADAM_DEFAULT;
+    nd_adam_options adam = ND_ADAM_DEFAULT;
     adam.lr = lr;
-    opt = nd_adam_create(ctx, params.items, params.n, adam);
+    opt = nd_adam_create(ctx, params.items, params.n, &adam);
     if (!opt || mnist_ckpt_make(ctx, &state, opt, &ckpt) != 0) {
         status = fail(ctx, "optimizer");
         goto cleanup;
@@ -335,8 +335,8 @@ int main(int argc, char **argv)
 cleanup:
     mnist_ckpt_free(&ckpt);
     nd_optimizer_destroy(opt);
-    nd_param_list_free(&params);
-    nd_param_list_free(&state);
+    nd_param_list_destroy(&params);
+    nd_param_list_destroy(&state);
     nd_module_destroy(model);
     nd_tensor_destroy(x);
     nd_tensor_destroy(x_test);
