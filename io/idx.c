@@ -202,7 +202,7 @@ nd_status nd_idx_read(nd_ctx *ctx, const char *path, int ndim_expected, nd_idx *
     return nd_idx_read_as(ctx, "nd_idx_read", path, ndim_expected, out);
 }
 
-void nd_idx_free(nd_idx *idx)
+void nd_idx_destroy(nd_idx *idx)
 {
     if (!idx) return;
     free(idx->data);
