@@ -58,7 +58,7 @@ START_TEST(test_block_in_sequential)
     const nd_ode_stats *st = nd_odeblock_stats(model->children[1].module);
     ck_assert_int_gt(st->forward.nfe, 0);
     ck_assert_int_gt(st->backward.nfe, 0);
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(model);
 }
 END_TEST
@@ -110,7 +110,7 @@ START_TEST(test_block_gradients)
             ck_assert_msg(fabs(g[mode][k] - g[0][k]) < 1e-7 * fmax(1, fabs(g[0][k])),
                           "grad %d mode %d: %.12g vs backprop %.12g", k, mode, g[mode][k], g[0][k]);
 #endif
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(model);
 }
 END_TEST
