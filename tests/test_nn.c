@@ -172,7 +172,7 @@ START_TEST(test_layer_forward_backward_match_torch)
     expect_ref(what, y->data, y->size, name);
     snprintf(name, sizeof name, "%s.r", layer_cases[_i].name);
     nd_tensor *r = ref_tensor(name, y->ndim, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     for (int i = 0; i < layer_cases[_i].n_in; i++) {
         snprintf(name, sizeof name, "%s.grad%d", layer_cases[_i].name, i);
         snprintf(what, sizeof what, "%s d/d input %d", layer_cases[_i].name, i);
@@ -206,7 +206,7 @@ START_TEST(test_batch_norm2d_train_then_eval_matches_torch)
         expect_ref("bn2d train y", y->data, y->size, name);
         snprintf(name, sizeof name, "%s.r", tag);
         nd_tensor *r = ref_tensor(name, 4, xs, false);
-        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
         snprintf(name, sizeof name, "%s.dx", tag);
         expect_ref("bn2d train dx", x->grad, x->size, name);
         snprintf(name, sizeof name, "%s.dweight", tag);
@@ -228,7 +228,7 @@ START_TEST(test_batch_norm2d_train_then_eval_matches_torch)
     ck_assert_ptr_nonnull(y);
     expect_ref("bn2d eval y", y->data, y->size, "bn2d.eval.y");
     nd_tensor *r = ref_tensor("bn2d.eval.r", 4, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     expect_ref("bn2d eval dx", x->grad, x->size, "bn2d.eval.dx");
     ck_assert(memcmp(saved, rm->data, sizeof saved) == 0); /* eval leaves the statistics alone */
     nd_param_list_destroy(&state);
@@ -246,7 +246,7 @@ START_TEST(test_batch_norm1d_matches_torch)
     ck_assert_ptr_nonnull(y);
     expect_ref("bn1d y", y->data, y->size, "bn1d.y");
     nd_tensor *r = ref_tensor("bn1d.r", 2, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     expect_ref("bn1d dx", x->grad, x->size, "bn1d.dx");
     expect_ref("bn1d running_mean", nd_param_list_find(&state, "running_mean")->data, 3,
                "bn1d.running_mean");
@@ -273,7 +273,7 @@ START_TEST(test_cross_entropy_matches_torch)
         char name[64];
         snprintf(name, sizeof name, "ce.%s.loss", names[k]);
         expect_ref("cross-entropy", loss->data, 1, name);
-        ck_assert_int_eq(nd_backward(ctx, loss), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
         snprintf(name, sizeof name, "ce.%s.dlogits", names[k]);
         expect_ref("cross-entropy dlogits", logits->grad, logits->size, name);
     }
@@ -470,7 +470,7 @@ START_TEST(test_custom_module_composes_in_sequential)
     nd_tensor *x = nd_full(ctx, 2, (int[]){4, 2}, 0.3);
     nd_tensor *loss = nd_mean(ctx, nd_module_forward(ctx, net, x));
     ck_assert_msg(loss, "%s", nd_ctx_errmsg(ctx));
-    ck_assert_int_eq(nd_backward(ctx, loss), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
     nd_real g = blk->scale->grad[0], before = blk->scale->data[0];
     ck_assert(g != 0);
     ck_assert_int_eq(nd_optimizer_step(ctx, opt), ND_OK);

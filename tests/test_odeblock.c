@@ -48,7 +48,7 @@ START_TEST(test_block_in_sequential)
     ck_assert_int_eq(y->shape[0], 6);
     ck_assert_int_eq(y->shape[1], 1);
     nd_module_zero_grad(model);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, y)), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, y), 0), ND_OK);
     for (int i = 0; i < params.n; i++) {
         double g = 0;
         for (size_t k = 0; k < params.items[i].tensor->size; k++)
@@ -99,7 +99,7 @@ START_TEST(test_block_gradients)
         bo->grad = mode == 0 ? ND_GRAD_BACKPROP : ND_GRAD_ADJOINT;
         bo->adjoint.norm = mode == 2 ? ND_NORM_SEMINORM : ND_NORM_RMS;
         nd_module_zero_grad(model);
-        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_module_forward(ctx, model, x))), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_module_forward(ctx, model, x)), 0), ND_OK);
         int k = 0;
         for (int i = 0; i < params.n; i++)
             for (size_t e = 0; e < params.items[i].tensor->size && k < 64; e++)
