@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * nodal.h: the one header a user includes. nodal is reverse-mode autodiff on tensors (tensor/,
- * autograd/), layers and optimizers (nn/), and ODE solvers as differentiable ops (odeint/).
+ * autograd/), layers and optimizers (nn/), ODE solvers as differentiable ops (odeint/), and
+ * checkpoints and datasets (io/).
  *
  * Fit y = a x^2 + b with a small MLP (the README has the full program):
  *
@@ -23,7 +24,7 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "odeint/odeint.h"
-#include "nn/io.h"
+#include "io/io.h"
 #include "nn/nn.h"
 #include "nn/odeblock.h"
 

@@ -129,7 +129,7 @@ static nd_status model_create(nd_ctx *ctx, cnf_model *m, nd_rng *rng)
 static void model_destroy(cnf_model *m)
 {
     free(m->params);
-    nd_param_list_free(&m->plist);
+    nd_param_list_destroy(&m->plist);
     nd_module_destroy(m->mlp);
 }
 
@@ -640,7 +640,7 @@ int main(int argc, char **argv)
         status = fail(ctx, "model");
         goto cleanup;
     }
-    opt = nd_adam_create(ctx, model.plist.items, model.plist.n, ND_ADAM_DEFAULT); // lr 1e-3
+    opt = nd_adam_create(ctx, model.plist.items, model.plist.n, NULL); // lr 1e-3
     x = nd_tensor_create(ctx, 2, (int[]){batch, 2}, false);
     losses = malloc(((size_t)iters + 1) * sizeof *losses);
     if (!opt || !x || !losses) {

@@ -279,8 +279,8 @@ static nd_tensor *ncde_forward_stub(nd_ctx *ctx, nd_module *m, nd_tensor *x)
 static void ncde_on_destroy(nd_module *m)
 {
     ncde_model *mdl = (ncde_model *)m;
-    nd_param_list_free(&mdl->all);
-    nd_param_list_free(&mdl->fparams);
+    nd_param_list_destroy(&mdl->all);
+    nd_param_list_destroy(&mdl->fparams);
 }
 
 static ncde_model *ncde_create(nd_ctx *ctx, nd_rng *rng)
@@ -487,7 +487,7 @@ static int ncde_problem_init(nd_ctx *ctx, ncde_problem *P, path_kind kind, uint6
         return -1;
     }
     P->m = ncde_create(ctx, &init_rng);
-    P->opt = P->m ? nd_adam_create(ctx, P->m->all.items, P->m->all.n, ND_ADAM_DEFAULT) : NULL;
+    P->opt = P->m ? nd_adam_create(ctx, P->m->all.items, P->m->all.n, NULL) : NULL;
     if (!P->opt) {
         fprintf(stderr, "ncde: model: %s\n", nd_ctx_errmsg(ctx));
         ncde_problem_free(P);

@@ -214,9 +214,9 @@ int main(int argc, char **argv)
     }
     nd_optimizer *optim =
         opt.adam ? nd_adam_create(ctx, params.items, params.n,
-                                  (nd_adam_opts){.lr = opt.lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
+                                  &(nd_adam_options){.lr = opt.lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
                  : nd_rmsprop_create(ctx, params.items, params.n,
-                                     (nd_rmsprop_opts){.lr = opt.lr, .alpha = 0.99, .eps = 1e-8});
+                                     &(nd_rmsprop_options){.lr = opt.lr, .alpha = 0.99, .eps = 1e-8});
     if (!optim) return fail(ctx, "creating the optimizer");
 
     nd_ode_options ode = ND_ODE_DEFAULT;
@@ -335,7 +335,7 @@ int main(int argc, char **argv)
                1e3 * train_seconds / iters);
 
     nd_optimizer_destroy(optim);
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(net);
     nd_tensor *owned[7] = {t, true_y0, true_y, A, batch_t, batch_y0, batch_y};
     for (int i = 0; i < 7; i++) nd_tensor_destroy(owned[i]);
