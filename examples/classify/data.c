@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * examples/mnist_data.c: what examples/mnist.c and examples/odenet.c share around their models:
+ * examples/classify/data.c: what examples/mnist.c and examples/odenet.c share around their models:
  * loading an MNIST-family split from IDX files (with a hint when it is missing), standardising
  * pixels, the checkpoint list over a model's and an optimizer's state, and test accuracy.
  */
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mnist_data.h"
+#include "data.h"
 
 /* prints the ctx's first error for prog; 1 */
 static int report(nd_ctx *ctx, const char *prog, const char *where)
