@@ -112,3 +112,10 @@ void json_num(json_writer *w, const char *key, double value)
 {
     json_num_prec(w, key, value, 6);
 }
+
+void json_int_array(json_writer *w, const char *key, const int *v, int n)
+{
+    json_array(w, key);
+    for (int i = 0; i < n; i++) json_int(w, NULL, v[i]);
+    json_close(w);
+}

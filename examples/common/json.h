@@ -36,6 +36,8 @@ void json_bool(json_writer *w, const char *key, bool value);
 /* A double with 6 significant digits (json_num_prec: digits 1 .. 17); NaN / inf as null. */
 void json_num(json_writer *w, const char *key, double value);
 void json_num_prec(json_writer *w, const char *key, double value, int digits);
+/* [v0, v1, ...] of n ints (a shape) */
+void json_int_array(json_writer *w, const char *key, const int *v, int n);
 
 /* Open a nested array or object as the next member (key) or element (NULL); json_close ends it. */
 void json_array(json_writer *w, const char *key);
