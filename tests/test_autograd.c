@@ -13,24 +13,7 @@
 #include <string.h>
 
 #include "gradcheck.h"
-#include "nodal.h"
-
-/* Forward values agree to a few ulps of nd_real, relative to the value's magnitude. */
-#define FWD_TOL (64 * ND_REAL_EPS)
-
-static nd_ctx *ctx;
-
-static void ctx_setup(void)
-{
-    ctx = nd_ctx_create(0);
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void ctx_teardown(void)
-{
-    nd_ctx_destroy(ctx);
-    ctx = NULL;
-}
+#include "test_main.h"
 
 /* ---------------------------------------------------------------------------------------------
  * Helpers: tensors from literals, value and shape checks, random leaves.
@@ -91,20 +74,6 @@ static void check_shape(const nd_tensor *t, int ndim, const int *shape, int line
 #define expect_shape(t, ...)                                                                       \
     check_shape(t, (int)(sizeof(S(__VA_ARGS__)) / sizeof(int)), S(__VA_ARGS__), __LINE__)
 #define expect_scalar_shape(t) check_shape(t, 0, NULL, __LINE__)
-
-/* Asserts the ctx holds code and a message containing each non-NULL string. */
-static void check_error(nd_status code, const char *s1, const char *s2, const char *s3, int line)
-{
-    const char *msg = nd_ctx_errmsg(ctx);
-    ck_assert_msg(nd_ctx_error(ctx) == code, "line %d: status %s, expected %s (\"%s\")", line,
-                  nd_status_str(nd_ctx_error(ctx)), nd_status_str(code), msg);
-    const char *want[] = {s1, s2, s3};
-    for (int i = 0; i < 3; i++)
-        if (want[i])
-            ck_assert_msg(strstr(msg, want[i]), "line %d: message \"%s\" lacks \"%s\"", line, msg,
-                          want[i]);
-}
-#define expect_error(code, s1, s2, s3) check_error(code, s1, s2, s3, __LINE__)
 
 /* A smooth, non-even function applied after linear ops, so their second-order check has a
  * nonzero second derivative to compare: y^2 + y/2. */
@@ -2251,11 +2220,4 @@ static Suite *autograd_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(autograd_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(autograd_suite)

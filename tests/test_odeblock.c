@@ -10,20 +10,13 @@
 #include <string.h>
 
 #include "gradcheck.h"
-#include "nodal.h"
+#include "test_main.h"
 
-static nd_ctx *ctx;
 static nd_rng rng;
 
-static void setup(void)
+static void rng_setup(void)
 {
-    ctx = nd_ctx_create(0);
     rng = nd_rng_seed(3);
-}
-
-static void teardown(void)
-{
-    nd_ctx_destroy(ctx);
 }
 
 /* Linear(2, 4) -> ODEBlock(MLP [x, t] 5 -> 8 -> 4) -> Linear(4, 1) */
@@ -151,7 +144,8 @@ Suite *odeblock_suite(void)
           *err = tcase_create("errors");
     TCase *all[3] = {fwd, bwd, err};
     for (int i = 0; i < 3; i++) {
-        tcase_add_checked_fixture(all[i], setup, teardown);
+        tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
+        tcase_add_checked_fixture(all[i], rng_setup, NULL);
         tcase_set_timeout(all[i], 300);
         suite_add_tcase(s, all[i]);
     }
@@ -161,11 +155,4 @@ Suite *odeblock_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(odeblock_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(odeblock_suite)

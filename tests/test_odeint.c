@@ -14,27 +14,7 @@
 #include <string.h>
 
 #include "gradcheck.h"
-#include "nodal.h"
-
-#ifdef ND_REAL_FLOAT
-#define DOUBLE_ONLY() return /* reference counts and tight tolerances are float64 facts */
-#define BY_PRECISION(d, f) (f)
-#else
-#define DOUBLE_ONLY() (void)0
-#define BY_PRECISION(d, f) (d)
-#endif
-
-static nd_ctx *ctx;
-
-static void setup(void)
-{
-    ctx = nd_ctx_create(0);
-}
-
-static void teardown(void)
-{
-    nd_ctx_destroy(ctx);
-}
+#include "test_main.h"
 
 static nd_tensor *vec(int n, const double *v)
 {
@@ -478,10 +458,9 @@ END_TEST
  */
 static cJSON *load_json(const char *name)
 {
-    const char *dir = getenv("REFERENCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/reference", name);
-    FILE *f = fopen(path, "rb");
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "reference/%s", name);
+    FILE *f = fopen(nd_test_path(path, sizeof path, rel), "rb");
     ck_assert_msg(f, "cannot open %s", path);
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
@@ -1211,7 +1190,7 @@ Suite *odeint_suite(void)
           *ref = tcase_create("reference"), *err = tcase_create("errors");
     TCase *all[4] = {fwd, bwd, ref, err};
     for (int i = 0; i < 4; i++) {
-        tcase_add_checked_fixture(all[i], setup, teardown);
+        tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
         tcase_set_timeout(all[i], 600);
         suite_add_tcase(s, all[i]);
     }
@@ -1243,11 +1222,4 @@ Suite *odeint_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(odeint_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(odeint_suite)
