@@ -115,10 +115,16 @@ static int read_jsonl(const char *path)
         if (!j) continue;
         sn_result *r = &rows[n_rows];
         const cJSON *v;
-#define STR(k) ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsString(v) ? strdup(v->valuestring) : NULL)
-#define NUM(k, d) ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsNumber(v) ? v->valuedouble : (d))
-        *r = (sn_result){.workload = STR("workload"), .method = STR("method"), .norm = STR("norm"),
-                         .rtol = NUM("rtol", 0), .atol = NUM("atol", 0),
+#define STR(k)                                                                                     \
+    ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsString(v) ? strdup(v->valuestring)    \
+                                                                       : NULL)
+#define NUM(k, d)                                                                                  \
+    ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsNumber(v) ? v->valuedouble : (d))
+        *r = (sn_result){.workload = STR("workload"),
+                         .method = STR("method"),
+                         .norm = STR("norm"),
+                         .rtol = NUM("rtol", 0),
+                         .atol = NUM("atol", 0),
                          .nfe_forward = (long)NUM("nfe_forward", 0),
                          .nfe_backward = (long)NUM("nfe_backward", 0),
                          .accepted_backward = (long)NUM("accepted_backward", 0),
@@ -156,7 +162,8 @@ static int write_markdown(const char *path)
         if (r->torchdiffeq_nfe_backward >= 0) {
             /* torchdiffeq's "default without a_t" where it was measured, else its default */
             long tb = d0 && d0->torchdiffeq_nfe_backward >= 0 ? d0->torchdiffeq_nfe_backward
-                      : d ? d->torchdiffeq_nfe_backward : -1;
+                      : d                                     ? d->torchdiffeq_nfe_backward
+                                                              : -1;
             if (tb > 0)
                 snprintf(td, sizeof td, "%ld vs %ld (%.0f%%)", r->torchdiffeq_nfe_backward, tb,
                          100.0 * (1 - (double)r->torchdiffeq_nfe_backward / tb));
@@ -191,7 +198,8 @@ static int write_chart(const char *path)
         if (strcmp(r->norm, "seminorm") || strcmp(r->method, "dopri5")) continue;
         bool seen = false;
         for (int k = 0; k < n; k++) seen |= !strcmp(names[k], r->workload);
-        if (seen || (r->rtol != 1e-4 && find(r->workload, "dopri5", 1e-4, 1e-7, "seminorm"))) continue;
+        if (seen || (r->rtol != 1e-4 && find(r->workload, "dopri5", 1e-4, 1e-7, "seminorm")))
+            continue;
         const sn_result *d = find(r->workload, r->method, r->rtol, r->atol, "default");
         const sn_result *d0 = find(r->workload, r->method, r->rtol, r->atol, "default_no_t");
         if (!d || !d->nfe_backward) continue;
@@ -254,8 +262,10 @@ int main(int argc, char **argv)
         FLAG_STRING("chart", &chart, "FILE.png", "draw the bar chart (needs cairo)"),
         FLAG_STRING("from", &from, "RESULTS.jsonl", "redraw the table and chart from a run"),
     };
-    int rc = flags_parse("seminorm", "The adjoint's backward NFE under each norm, paired, on the "
-                         "workloads of docs/WORKLOADS.md.", flags, FLAGS_N(flags), argc, argv);
+    int rc = flags_parse("seminorm",
+                         "The adjoint's backward NFE under each norm, paired, on the "
+                         "workloads of docs/WORKLOADS.md.",
+                         flags, FLAGS_N(flags), argc, argv);
     if (rc != FLAGS_OK) return flags_exit_status(rc);
     if (!parse_workloads(which, run)) return 2;
     double t0 = sn_now();
@@ -265,12 +275,14 @@ int main(int argc, char **argv)
         memset(run, 0, sizeof run); /* only redraw */
     }
     int (*const workloads[5])(bool) = {sn_workload_a, sn_workload_b, sn_workload_c,
-                                        sn_workload_spiral, sn_workload_wide};
+                                       sn_workload_spiral, sn_workload_wide};
     for (int k = 0; k < 5; k++)
         if (run[k]) failed |= workloads[k](quick) != 0;
-    if (md && write_markdown(md) != 0) fprintf(stderr, "seminorm: cannot write %s\n", md), failed = 1;
+    if (md && write_markdown(md) != 0)
+        fprintf(stderr, "seminorm: cannot write %s\n", md), failed = 1;
 #ifdef HAVE_PLOT
-    if (chart && write_chart(chart) != 0) fprintf(stderr, "seminorm: cannot write %s\n", chart), failed = 1;
+    if (chart && write_chart(chart) != 0)
+        fprintf(stderr, "seminorm: cannot write %s\n", chart), failed = 1;
 #else
     if (chart) fprintf(stderr, "seminorm: built without cairo, no chart\n"), failed = 1;
 #endif

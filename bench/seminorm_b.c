@@ -14,8 +14,8 @@
 static const struct {
     double rtol, atol;
     long td_default, td_seminorm;
-} b_tols[4] = {{1e-5, 1e-5, 394, 370}, {1e-3, 1e-6, 436, 304}, {1e-4, 1e-7, 544, 370},
-               {1e-5, 1e-8, 706, 496}};
+} b_tols[4] = {
+    {1e-5, 1e-5, 394, 370}, {1e-3, 1e-6, 436, 304}, {1e-4, 1e-7, 544, 370}, {1e-5, 1e-8, 706, 496}};
 
 static bool b_checkpoint(int it)
 {
@@ -50,7 +50,8 @@ int sn_workload_b(bool quick)
                 o.solver.rtol = o.adjoint.rtol = b_tols[k].rtol;
                 o.solver.atol = o.adjoint.atol = b_tols[k].atol;
                 cnf_norm_result r[CNF_N_NORM_CASES];
-                if (cnf_paired_norms(ctx, &model, x, &o, CNF_NORM_CASES, CNF_N_NORM_CASES, r, NULL) != ND_OK) {
+                if (cnf_paired_norms(ctx, &model, x, &o, CNF_NORM_CASES, CNF_N_NORM_CASES, r,
+                                     NULL) != ND_OK) {
                     fprintf(stderr, "seminorm B: %s\n", nd_ctx_errmsg(ctx));
                     status = 1;
                     break;
@@ -77,8 +78,9 @@ int sn_workload_b(bool quick)
             fprintf(stderr, "seminorm B: training: %s\n", nd_ctx_errmsg(ctx));
             status = 1;
         }
-        if (it % 50 == 0) fprintf(stderr, "seminorm B: iteration %d, loss %.3f, %.0f s\n", it,
-                                  loss ? nd_item(loss) : NAN, sn_now() - t_start);
+        if (it % 50 == 0)
+            fprintf(stderr, "seminorm B: iteration %d, loss %.3f, %.0f s\n", it,
+                    loss ? nd_item(loss) : NAN, sn_now() - t_start);
         nd_ctx_reset(ctx);
     }
     const char *names[3] = {"default", "default_no_t", "seminorm"};
@@ -89,7 +91,9 @@ int sn_workload_b(bool quick)
             r.rtol = b_tols[k].rtol, r.atol = b_tols[k].atol;
             r.ms_backward /= n_checkpoints;
             r.rel_grad_diff_norm = NAN; /* cnf_paired_norms reports the largest entry only */
-            r.torchdiffeq_nfe_backward = c == 0 ? b_tols[k].td_default : c == 2 ? b_tols[k].td_seminorm : -1;
+            r.torchdiffeq_nfe_backward = c == 0   ? b_tols[k].td_default
+                                         : c == 2 ? b_tols[k].td_seminorm
+                                                  : -1;
             snprintf(r.note, sizeof r.note, "totals over %d checkpoints (iterations 0-%d)",
                      n_checkpoints, iters);
             sn_report(&r);

@@ -23,7 +23,8 @@ static int run_path(bool quick, spline_kind kind)
     const int norms[3] = {NCDE_DEFAULT, NCDE_DEFAULT_NO_T, NCDE_SEMINORM};
     const char *names[3] = {"default", "default_no_t", "seminorm"};
     ncde_solve_cfg train = ncde_norm_cfg(NCDE_SEMINORM, ND_DOPRI5, 1e-3, 1e-6);
-    int iters = kind == SPLINE_LINEAR || quick ? 0 : 25, n_tol = quick || kind == SPLINE_LINEAR ? 1 : 3;
+    int iters = kind == SPLINE_LINEAR || quick ? 0 : 25,
+        n_tol = quick || kind == SPLINE_LINEAR ? 1 : 3;
     sn_result sum[3][3] = {{{0}}};
     int n_cp[3] = {0}, status = 0;
     for (int it = 0; it <= iters && !status; it++) {
@@ -64,8 +65,10 @@ static int run_path(bool quick, spline_kind kind)
             r.norm = names[c], r.rtol = c_tols[k].rtol, r.atol = c_tols[k].atol;
             r.ms_backward /= n_cp[k];
             r.rel_grad_diff_norm = NAN; /* ncde_measure_norms reports the largest entry only */
-            r.torchdiffeq_nfe_backward =
-                kind == SPLINE_LINEAR ? 700 : c == 0 ? c_tols[k].td_default : c == 2 ? c_tols[k].td_seminorm : -1;
+            r.torchdiffeq_nfe_backward = kind == SPLINE_LINEAR ? 700
+                                         : c == 0              ? c_tols[k].td_default
+                                         : c == 2              ? c_tols[k].td_seminorm
+                                                               : -1;
             snprintf(r.note, sizeof r.note, "totals over %d checkpoints", n_cp[k]);
             sn_report(&r);
         }

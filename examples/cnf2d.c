@@ -65,9 +65,16 @@ typedef struct {
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.data = CNF_8GAUSSIANS, .iters = 1000, .batch = 512, .print_every = 50,
-                   .grid = 100, .norm = ND_NORM_RMS, .method = ND_DOPRI5, .rtol = 1e-5,
-                   .atol = 1e-5, .seed = 1};
+    *o = (options){.data = CNF_8GAUSSIANS,
+                   .iters = 1000,
+                   .batch = 512,
+                   .print_every = 50,
+                   .grid = 100,
+                   .norm = ND_NORM_RMS,
+                   .method = ND_DOPRI5,
+                   .rtol = 1e-5,
+                   .atol = 1e-5,
+                   .seed = 1};
     const flag_spec flags[] = {
         FLAG_CHOICE("data", &o->data, cnf_data_names, "the toy density"),
         FLAG_INT("iters", &o->iters, 0, 10000000, "training iterations"),
@@ -261,8 +268,8 @@ static int draw_figure(const char *path, const options *op, const double *pts, i
     }
     if (n == 0) lmin = 0, lmax = 1;
     lmin = floor(lmin * 4) / 4, lmax = fmax(ceil(lmax * 4) / 4, lmin + 0.5);
-    plot_axes(fig, 3, "training loss: -mean log p(x)", "iteration", "loss", 0, n > 0 ? n : 1,
-              lmin, lmax);
+    plot_axes(fig, 3, "training loss: -mean log p(x)", "iteration", "loss", 0, n > 0 ? n : 1, lmin,
+              lmax);
     plot_line(fig, 3, curve, curve + n, n, 1, PLOT_GRAY, 1, false);
     plot_line(fig, 3, curve, curve + 2 * n, n, 1, PLOT_BLUE, 2, false);
     plot_legend(fig, 3, 0, "each batch", PLOT_GRAY, false);
@@ -281,7 +288,8 @@ static int picture(nd_ctx *ctx, const options *op, const cnf_model *m, const nd_
 #ifdef HAVE_PLOT
     const double lo = -4, hi = 4;
     const int n_pts = 4000, G = op->grid;
-    double *logp = malloc((size_t)G * G * sizeof *logp), *pts = malloc(4 * (size_t)n_pts * sizeof *pts);
+    double *logp = malloc((size_t)G * G * sizeof *logp),
+           *pts = malloc(4 * (size_t)n_pts * sizeof *pts);
     nd_tensor *xd = nd_tensor_new(ctx, 2, (int[]){n_pts, 2}); // (n_pts, 2)
     int status = 0;
     if (!logp || !pts || !xd) {
@@ -305,8 +313,8 @@ static int picture(nd_ctx *ctx, const options *op, const cnf_model *m, const nd_
         status = 1;
         goto done;
     }
-    fprintf(stderr, "wrote %s (density on %dx%d grid, mass in the window %.3f; %.1f s)\n", path,
-            G, G, mass, (clock_wall_ms() - t0) / 1e3);
+    fprintf(stderr, "wrote %s (density on %dx%d grid, mass in the window %.3f; %.1f s)\n", path, G,
+            G, mass, (clock_wall_ms() - t0) / 1e3);
 done:
     free(logp), free(pts);
     nd_ctx_reset(ctx);
@@ -356,7 +364,7 @@ static void print_json(const options *op, const run *r, double first, double fin
         json_close(&w);
     }
     json_array(&w, "loss_curve"); // about 20 points: [iteration, loss]
-    for (int i = 0; i < op->iters; i += op->iters > 20 ? op->iters / 20 : 1) {
+    for (int i = 0; i<op->iters; i += op->iters> 20 ? op->iters / 20 : 1) {
         json_array(&w, NULL);
         json_int(&w, NULL, i + 1);
         json_num(&w, NULL, r->losses[i]);
@@ -388,12 +396,16 @@ int main(int argc, char **argv)
     nd_tensor *x = NULL; // (batch, 2) this iteration's data, persistent
     r.losses = malloc(((size_t)op.iters + 1) * sizeof *r.losses);
     if (cnf_model_create(ctx, &model, &rng) != ND_OK ||
-        !(opt = nd_adam_create(ctx, model.plist.items, model.plist.n, ND_ADAM_DEFAULT)) || // lr 1e-3
-        !(x = nd_tensor_create(ctx, 2, (int[]){op.batch, 2}, false)) || !r.losses) {
-        status = nd_ctx_error(ctx) ? fail(ctx, "setup") : (fprintf(stderr, "cnf2d: no memory\n"), 1);
+        !(opt =
+              nd_adam_create(ctx, model.plist.items, model.plist.n, ND_ADAM_DEFAULT)) || // lr 1e-3
+        !(x = nd_tensor_create(ctx, 2, (int[]){op.batch, 2}, false)) ||
+        !r.losses) {
+        status =
+            nd_ctx_error(ctx) ? fail(ctx, "setup") : (fprintf(stderr, "cnf2d: no memory\n"), 1);
         goto cleanup;
     }
-    fprintf(stderr, "cnf2d: %s, batch %d, %s rtol %g atol %g, adjoint norm %s, %s, %zu parameters\n",
+    fprintf(stderr,
+            "cnf2d: %s, batch %d, %s rtol %g atol %g, adjoint norm %s, %s, %zu parameters\n",
             cnf_data_names[op.data], op.batch, nd_ode_method_name(o.solver.method), op.rtol,
             op.atol, flags_norm_names[op.norm], ND_REAL_NAME, nd_param_list_numel(&model.plist));
 

@@ -35,12 +35,12 @@ static int fail(nd_ctx *ctx, const char *where)
 #define N_PARAMS 6
 
 typedef struct {
-    nd_tensor *w1; // (1, HIDDEN)
-    nd_tensor *b1; // (HIDDEN,)
-    nd_tensor *w2; // (HIDDEN, HIDDEN)
-    nd_tensor *b2; // (HIDDEN,)
-    nd_tensor *w3; // (HIDDEN, 1)
-    nd_tensor *b3; // (1,)
+    nd_tensor *w1;               // (1, HIDDEN)
+    nd_tensor *b1;               // (HIDDEN,)
+    nd_tensor *w2;               // (HIDDEN, HIDDEN)
+    nd_tensor *b2;               // (HIDDEN,)
+    nd_tensor *w3;               // (HIDDEN, 1)
+    nd_tensor *b3;               // (1,)
     nd_tensor *params[N_PARAMS]; // the six above, for the optimizer
 } model;
 
@@ -62,7 +62,7 @@ static nd_tensor *forward(nd_ctx *ctx, const model *m, nd_tensor *x /* (N, 1) */
 {
     nd_tensor *h1 = nd_tanh(ctx, nd_add(ctx, nd_matmul(ctx, x, m->w1), m->b1));  // (N, HIDDEN)
     nd_tensor *h2 = nd_tanh(ctx, nd_add(ctx, nd_matmul(ctx, h1, m->w2), m->b2)); // (N, HIDDEN)
-    return nd_add(ctx, nd_matmul(ctx, h2, m->w3), m->b3);                       // (N, 1)
+    return nd_add(ctx, nd_matmul(ctx, h2, m->w3), m->b3);                        // (N, 1)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -70,7 +70,7 @@ static nd_tensor *forward(nd_ctx *ctx, const model *m, nd_tensor *x /* (N, 1) */
 
 typedef struct {
     double lr, beta1, beta2, eps;
-    int t;           // steps taken
+    int t;                // steps taken
     nd_real *m[N_PARAMS]; // (params[i]->size,) first moment
     nd_real *v[N_PARAMS]; // (params[i]->size,) second moment
 } adam;
@@ -80,8 +80,8 @@ static void adam_update(adam *opt, nd_tensor **params)
     opt->t++;
     double bc1 = 1 - pow(opt->beta1, opt->t), bc2 = 1 - pow(opt->beta2, opt->t);
     for (int i = 0; i < N_PARAMS; i++) {
-        nd_real *p = params[i]->data;  // (size,)
-        nd_real *g = params[i]->grad;  // (size,)
+        nd_real *p = params[i]->data; // (size,)
+        nd_real *g = params[i]->grad; // (size,)
         nd_real *m = opt->m[i], *v = opt->v[i];
         for (size_t k = 0; k < params[i]->size; k++) {
             m[k] = (nd_real)(opt->beta1 * m[k] + (1 - opt->beta1) * g[k]);
@@ -120,7 +120,8 @@ static int setup(nd_ctx *ctx, problem *p, nd_rng *rng)
     for (int i = 0; i < N_PARAMS; i++) {
         p->opt.m[i] = calloc(m->params[i]->size, sizeof(nd_real));
         p->opt.v[i] = calloc(m->params[i]->size, sizeof(nd_real));
-        if (!p->opt.m[i] || !p->opt.v[i]) return fprintf(stderr, "fit_quadratic: out of memory\n"), 1;
+        if (!p->opt.m[i] || !p->opt.v[i])
+            return fprintf(stderr, "fit_quadratic: out of memory\n"), 1;
     }
     return 0;
 }
@@ -137,7 +138,7 @@ static void problem_destroy(problem *p)
 static int train(nd_ctx *ctx, problem *p, int iters)
 {
     for (int it = 1; it <= iters; it++) {
-        nd_tensor *pred = forward(ctx, &p->mdl, p->x);                                 // (N, 1)
+        nd_tensor *pred = forward(ctx, &p->mdl, p->x);                                  // (N, 1)
         nd_tensor *loss = nd_mean(ctx, nd_pow_scalar(ctx, nd_sub(ctx, pred, p->y), 2)); // scalar
         if (!loss) return fail(ctx, "forward");
         double mse = nd_item(loss);
@@ -155,7 +156,7 @@ static int evaluate(nd_ctx *ctx, problem *p, double *mse, double f01[2])
 {
     nd_ctx_set_grad(ctx, false);
     nd_tensor *probe = nd_tensor_from(ctx, 2, (int[]){2, 1}, (nd_real[]){0, 1}); // (2, 1)
-    nd_tensor *at = forward(ctx, &p->mdl, probe);                                 // (2, 1)
+    nd_tensor *at = forward(ctx, &p->mdl, probe);                                // (2, 1)
     nd_tensor *final =
         nd_mean(ctx, nd_pow_scalar(ctx, nd_sub(ctx, forward(ctx, &p->mdl, p->x), p->y), 2));
     if (!at || !final) return fail(ctx, "evaluation");
@@ -188,8 +189,9 @@ int main(int argc, char **argv)
     if (status == 0) status = evaluate(ctx, &p, &mse, f01);
     if (status == 0) {
         bool good = mse < 1e-3;
-        fprintf(stderr, "final MSE %.3e: %s (good is < 1e-3); f(0) = %.4f (want %.2f), f(1) = %.4f "
-                        "(want %.2f)\n",
+        fprintf(stderr,
+                "final MSE %.3e: %s (good is < 1e-3); f(0) = %.4f (want %.2f), f(1) = %.4f "
+                "(want %.2f)\n",
                 mse, good ? "good" : "not good yet", f01[0], TRUE_B, f01[1], TRUE_A + TRUE_B);
         if (json) {
             json_writer w = json_begin(stdout);

@@ -4,7 +4,8 @@
  * cross-entropy) on pixels standardised by the training set's mean and deviation:
  *   conv 3x3 1->32, relu, maxpool 2 -> conv 3x3 32->64, relu, maxpool 2 -> linear 3136->10
  * (50,186 parameters) on Fashion-MNIST by default (Debian's dataset-fashion-mnist), or on any
- * directory of IDX files with the usual names (train-images-idx3-ubyte[.gz], t10k-..., plain or gz).
+ * directory of IDX files with the usual names (train-images-idx3-ubyte[.gz], t10k-..., plain or
+ * gz).
  *
  * Good looks like (measured on a shared 2-core Xeon, double, OPENBLAS_NUM_THREADS=1):
  *   Fashion-MNIST, 2 epochs (the default): test accuracy 90.6% (88.3% after epoch 1);
@@ -14,8 +15,9 @@
  *   ./build/examples/mnist                                   # Fashion-MNIST, 2 epochs
  *   ./build/examples/mnist --data data/mnist-digits-10k --epochs 6
  *   ./build/examples/mnist --limit 512 --epochs 1            # CI smoke test, a few seconds
- *   ./build/examples/mnist --save m.safetensors; ./build/examples/mnist --epochs 0 --resume m.safetensors
- * Flags (--help lists them): --data DIR --epochs N --batch B --lr X --seed S --save FILE
+ *   ./build/examples/mnist --save m.safetensors; ./build/examples/mnist --epochs 0 --resume
+ * m.safetensors Flags (--help lists them): --data DIR --epochs N --batch B --lr X --seed S --save
+ * FILE
  * --resume FILE --json, and --limit N: only the first N training and test images (smoke tests).
  * This file holds the model only: the driver (examples/classify/driver.c, shared with odenet.c)
  * does the flags, data, loaders, the epoch loop, checkpoints and the summary. A checkpoint holds
@@ -41,12 +43,12 @@ static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, void *user)
     (void)user;
     nd_module *layers[] = {
         nd_conv2d_create(ctx, 1, C1, 3, 1, 1, true, rng),  // 0: (B, 1, 28, 28) -> (B, C1, 28, 28)
-        nd_activation_create(ctx, ND_ACT_RELU),             // 1
-        nd_max_pool2d_create(ctx, 2, 2),                    // 2: -> (B, C1, 14, 14)
+        nd_activation_create(ctx, ND_ACT_RELU),            // 1
+        nd_max_pool2d_create(ctx, 2, 2),                   // 2: -> (B, C1, 14, 14)
         nd_conv2d_create(ctx, C1, C2, 3, 1, 1, true, rng), // 3: -> (B, C2, 14, 14)
-        nd_activation_create(ctx, ND_ACT_RELU),             // 4
-        nd_max_pool2d_create(ctx, 2, 2),                    // 5: -> (B, C2, 7, 7)
-        nd_flatten_create(ctx),                             // 6: -> (B, C2 * 49)
+        nd_activation_create(ctx, ND_ACT_RELU),            // 4
+        nd_max_pool2d_create(ctx, 2, 2),                   // 5: -> (B, C2, 7, 7)
+        nd_flatten_create(ctx),                            // 6: -> (B, C2 * 49)
         nd_linear_create(ctx, C2 * 7 * 7, N_CLASSES, true, rng), // 7: -> (B, 10) logits
     };
     return nd_sequential_create(ctx, (int)(sizeof layers / sizeof *layers), layers);

@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * examples/ncde.c: a neural controlled differential equation (Kidger et al. 2020) classifying
- * spirals, torchcde's example, as defined in docs/WORKLOADS.md (C). Each of 128 series has 100 points
- * at t = linspace(0, 4 pi, 100) with channels (t, x, y), x = cos(s + t) / (1 + t/2),
- * y = sin(s + t) / (1 + t/2), s ~ U(0, 2 pi); in half of them x is negated (class 1); noise 0.01.
- * A held-out test set of the same size is drawn after it from the same seeded generator.
+ * spirals, torchcde's example, as defined in docs/WORKLOADS.md (C). Each of 128 series has 100
+ * points at t = linspace(0, 4 pi, 100) with channels (t, x, y), x = cos(s + t) / (1 + t/2), y =
+ * sin(s + t) / (1 + t/2), s ~ U(0, 2 pi); in half of them x is negated (class 1); noise 0.01. A
+ * held-out test set of the same size is drawn after it from the same seeded generator.
  *
  *   X      a natural cubic spline through each series' points (the tridiagonal system for its
  *          second derivatives solved by LAPACK's dgtsv from OpenBLAS, all series at once), or with
@@ -14,11 +14,11 @@
  *   logits = Linear(16, 2)(z(4 pi)), cross-entropy, full batch, Adam lr 1e-3
  * One solve over [0, 4 pi] (dopri5), gradients by the adjoint ODE under --norm.
  *
- * The seminorm comparison: ncde_measure_norms() (examples/models/ncde.c) runs one forward and one backward pass per
- * adjoint norm on the same weights and batch (paired) and returns backward NFE, steps, time and
- * how far the gradients are from the default norm's. --paired N calls it every N iterations at
- * the three tolerances of docs/WORKLOADS.md C and prints the totals next to torchdiffeq's.
- * bench/seminorm links the same model code (examples/models/: ncde.c, spline.c).
+ * The seminorm comparison: ncde_measure_norms() (examples/models/ncde.c) runs one forward and one
+ * backward pass per adjoint norm on the same weights and batch (paired) and returns backward NFE,
+ * steps, time and how far the gradients are from the default norm's. --paired N calls it every N
+ * iterations at the three tolerances of docs/WORKLOADS.md C and prints the totals next to
+ * torchdiffeq's. bench/seminorm links the same model code (examples/models/: ncde.c, spline.c).
  *   default          RMS over [a_t, z, a_z, a_theta]: torchdiffeq's default (t requires grad)
  *   seminorm         RMS over [z, a_z] (the paper's seminorm, ND_NORM_SEMINORM)
  *   default_no_t     RMS over [z, a_z, a_theta] (t does not require grad, so no a_t)
@@ -27,12 +27,12 @@
  * Good looks like (double, seed 1, cubic, seminorm, rtol 1e-3, atol 1e-6): loss 0.87 at the first
  * iteration, ~0.14 at 20, below 0.01 by 25 and ~4e-4 at 30, train and test accuracy 1.0 from
  * iteration ~20; ~360 NFE-F and ~370 NFE-B per iteration. --paired 5 --iters 25 reproduces
- * docs/WORKLOADS.md C: the paper seminorm needs about half the backward evaluations of torchdiffeq's
- * default norm (nodal measured 53%, 62%, 57% fewer at the three tolerances; torchdiffeq 55%, 67%,
- * 71%), and almost all of that comes from leaving the time adjoint a_t out (default_no_t is
- * within ~10% of the seminorm). With --path linear every norm takes one step per knot interval:
- * 700 NFE each way, nothing to save. Costs ~0.3 s CPU per iteration (cubic; linear ~0.4 s), so
- * the default 40 iterations take ~15 s on one core; `--iters 3` about 1.5 s.
+ * docs/WORKLOADS.md C: the paper seminorm needs about half the backward evaluations of
+ * torchdiffeq's default norm (nodal measured 53%, 62%, 57% fewer at the three tolerances;
+ * torchdiffeq 55%, 67%, 71%), and almost all of that comes from leaving the time adjoint a_t out
+ * (default_no_t is within ~10% of the seminorm). With --path linear every norm takes one step per
+ * knot interval: 700 NFE each way, nothing to save. Costs ~0.3 s CPU per iteration (cubic; linear
+ * ~0.4 s), so the default 40 iterations take ~15 s on one core; `--iters 3` about 1.5 s.
  *
  * Run:  ./build/examples/ncde [--path cubic|linear] [--iters N] [--rtol R] [--atol A]
  *                             [--norm rms|seminorm] [--method dopri5] [--seed S] [--t-grad]
@@ -62,8 +62,14 @@ static const char *const path_names[] = {"cubic", "linear", NULL}; // by spline_
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.path = SPLINE_CUBIC, .iters = 40, .print_every = 5, .norm = ND_NORM_SEMINORM,
-                   .method = ND_DOPRI5, .rtol = 1e-3, .atol = 1e-6, .seed = 1};
+    *o = (options){.path = SPLINE_CUBIC,
+                   .iters = 40,
+                   .print_every = 5,
+                   .norm = ND_NORM_SEMINORM,
+                   .method = ND_DOPRI5,
+                   .rtol = 1e-3,
+                   .atol = 1e-6,
+                   .seed = 1};
     const flag_spec flags[] = {
         FLAG_CHOICE("path", &o->path, path_names, "the control path X"),
         FLAG_INT("iters", &o->iters, 0, 10000000, "training iterations (full batch)"),
@@ -74,7 +80,8 @@ static int parse_options(int argc, char **argv, options *o)
         FLAG_U64("seed", &o->seed, "seeds the data and the weights"),
         FLAG_BOOL("t-grad", &o->t_grad, "t requires grad (the adjoint integrates a_t)"),
         FLAG_INT("print-every", &o->print_every, 1, INT_MAX, "progress every N iterations"),
-        FLAG_INT("paired", &o->paired, 0, INT_MAX, "every adjoint norm every N iterations (0: off)"),
+        FLAG_INT("paired", &o->paired, 0, INT_MAX,
+                 "every adjoint norm every N iterations (0: off)"),
         FLAG_BOOL("json", &o->json, "one JSON summary on stdout"),
     };
     return flags_parse("ncde", "A neural CDE classifies spirals (docs/WORKLOADS.md, C).", flags,
@@ -196,7 +203,8 @@ static int train(nd_ctx *ctx, const options *op, ncde_problem *P, const ncde_sol
         r->cpu_ms += clock_cpu_ms() - c0;
         r->ms += ms, r->nfe_f += stats.forward.nfe, r->nfe_b += stats.backward.nfe;
         if ((it + 1) % op->print_every == 0 || it == 0 || it + 1 == op->iters)
-            fprintf(stderr, "iter %4d  loss %.4f  train acc %.3f  NFE-F %4ld  NFE-B %4ld  %.1f ms\n",
+            fprintf(stderr,
+                    "iter %4d  loss %.4f  train acc %.3f  NFE-F %4ld  NFE-B %4ld  %.1f ms\n",
                     it + 1, r->loss, r->acc, stats.forward.nfe, stats.backward.nfe, ms);
     }
     return 0;
@@ -259,9 +267,8 @@ int main(int argc, char **argv)
     fprintf(stderr,
             "ncde: %s path, 2 x %d series (%.1f ms to set up), %s, rtol %g atol %g, "
             "adjoint norm %s%s, %zu parameters, %s\n",
-            path_names[op.path], NCDE_SERIES, t_setup,
-            nd_ode_method_name((nd_ode_method)op.method), op.rtol, op.atol,
-            flags_norm_names[op.norm], op.t_grad ? " (t requires grad)" : "",
+            path_names[op.path], NCDE_SERIES, t_setup, nd_ode_method_name((nd_ode_method)op.method),
+            op.rtol, op.atol, flags_norm_names[op.norm], op.t_grad ? " (t requires grad)" : "",
             nd_param_list_numel(&P.m->all), ND_REAL_NAME);
 
     ncde_solve_cfg cfg = {(nd_ode_method)op.method, op.rtol, op.atol, (nd_norm_kind)op.norm,

@@ -10,9 +10,9 @@
  * dopri5 with the adjoint; the adjoint's error test uses --norm (rms or seminorm). Adam (lr 2e-3
  * falling to 0 along a cosine), batch 64, cross-entropy, pixels standardised as in
  * examples/mnist.c: the two share one driver (examples/classify/driver.c: flags, data, loaders,
- * the epoch loop, --save / --resume, the summary), and this file holds only the model. Per epoch it prints the
- * accuracy and the mean function evaluations per batch of the forward pass (NFE-F) and of the
- * adjoint (NFE-B): the seminorm's saving.
+ * the epoch loop, --save / --resume, the summary), and this file holds only the model. Per epoch it
+ * prints the accuracy and the mean function evaluations per batch of the forward pass (NFE-F) and
+ * of the adjoint (NFE-B): the seminorm's saving.
  *
  * Good looks like (2-core Xeon, double): Fashion-MNIST (Debian's dataset-fashion-mnist) >= 89%
  * test accuracy in 2 epochs; the 10k real MNIST digits (data/mnist-digits-10k) >= 97%.
@@ -74,11 +74,11 @@ static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, void *user)
         nd_activation_create(ctx, ND_ACT_RELU),                  // 5
         nd_conv2d_create(ctx, WIDTH, WIDTH, 4, 2, 1, true, rng), // 6: -> (B, 16, 7, 7)
         nd_odeblock_create(ctx, dynamics_create(ctx, rng), ND_TIME_CONCAT, 0.0, 1.0, ode), // 7
-        nd_group_norm_create(ctx, 4, WIDTH, 1e-5),               // 8
-        nd_activation_create(ctx, ND_ACT_RELU),                  // 9
-        nd_avg_pool2d_create(ctx, 2, 2),                         // 10: -> (B, 16, 3, 3)
-        nd_flatten_create(ctx),                                  // 11: -> (B, 144)
-        nd_linear_create(ctx, WIDTH * 9, N_CLASSES, true, rng),  // 12: -> (B, 10) logits
+        nd_group_norm_create(ctx, 4, WIDTH, 1e-5),                                         // 8
+        nd_activation_create(ctx, ND_ACT_RELU),                                            // 9
+        nd_avg_pool2d_create(ctx, 2, 2),                        // 10: -> (B, 16, 3, 3)
+        nd_flatten_create(ctx),                                 // 11: -> (B, 144)
+        nd_linear_create(ctx, WIDTH * 9, N_CLASSES, true, rng), // 12: -> (B, 10) logits
     };
     return nd_sequential_create(ctx, (int)(sizeof layers / sizeof *layers), layers);
 }

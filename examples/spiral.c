@@ -49,8 +49,14 @@ enum { OPT_RMSPROP, OPT_ADAM };
 
 static int parse_options(int argc, char **argv, options *o)
 {
-    *o = (options){.iters = 2000, .norm = ND_NORM_RMS, .method = ND_DOPRI5, .rtol = 1e-7,
-                   .atol = 1e-9, .lr = 1e-3, .seed = 0, .optimizer = OPT_RMSPROP};
+    *o = (options){.iters = 2000,
+                   .norm = ND_NORM_RMS,
+                   .method = ND_DOPRI5,
+                   .rtol = 1e-7,
+                   .atol = 1e-9,
+                   .lr = 1e-3,
+                   .seed = 0,
+                   .optimizer = OPT_RMSPROP};
     const flag_spec flags[] = {
         FLAG_INT("iters", &o->iters, 0, 10000000, "training iterations"),
         FLAG_BOOL("adjoint", &o->adjoint, "gradients by the adjoint ODE (else backprop)"),
@@ -74,7 +80,7 @@ static int parse_options(int argc, char **argv, options *o)
 static int true_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *data)
 {
     (void)t;
-    nd_tensor *A = data;                                /* (2, 2) */
+    nd_tensor *A = data;                               /* (2, 2) */
     *dy = nd_matmul(ctx, nd_pow_scalar(ctx, y, 3), A); /* (B, 2) */
     return *dy ? 0 : -1;
 }
@@ -125,9 +131,10 @@ static int write_plot(const char *path, nd_ctx *ctx, nd_module *net, const nd_te
     enum { G = 21 };
     nd_tensor *grid = nd_tensor_new(ctx, 2, (int[]){G * G, 2}); /* (G*G, 2) */
     for (int i = 0; i < G; i++)
-        for (int j = 0; j < G; j++)
-            grid->data[2 * (i * G + j)] = -2 + 4.0 * j / (G - 1),
-                                   grid->data[2 * (i * G + j) + 1] = -2 + 4.0 * i / (G - 1);
+        for (int j = 0; j < G; j++) {
+            grid->data[2 * (i * G + j)] = -2 + 4.0 * j / (G - 1);
+            grid->data[2 * (i * G + j) + 1] = -2 + 4.0 * i / (G - 1);
+        }
     nd_tensor *field = NULL;
     if (model_dynamics(ctx, NULL, grid, &field, net) != 0) return plot_destroy(fig), -1;
     plot_axes(fig, 2, "Learned vector field", "x", "y", -2.2, 2.2, -2.2, 2.2);
@@ -143,12 +150,11 @@ static int write_plot(const char *path, nd_ctx *ctx, nd_module *net, const nd_te
 }
 #endif
 
-
 /* ---------------------------------------------------------------------------------------------
  * The run's persistent tensors, model and optimizer.
  */
 typedef struct {
-    nd_tensor *t, *true_y0, *true_y, *A;    /* (1000,), (1, 2), (1000, 1, 2), (2, 2) */
+    nd_tensor *t, *true_y0, *true_y, *A;     /* (1000,), (1, 2), (1000, 1, 2), (2, 2) */
     nd_tensor *batch_t, *batch_y0, *batch_y; /* (10,), (20, 2), (10, 20, 2) */
     int starts[DATA_SIZE - BATCH_TIME];      /* window starts, shuffled in place */
     nd_module *net;
@@ -199,12 +205,13 @@ static int make_model(nd_ctx *ctx, problem *p, const options *opt, nd_rng *rng)
         else
             memset(p->weights[i]->data, 0, p->weights[i]->size * sizeof(nd_real));
     }
-    p->optim = opt->optimizer == OPT_ADAM
-                   ? nd_adam_create(ctx, p->params.items, p->params.n,
-                                    (nd_adam_opts){.lr = opt->lr, .beta1 = 0.9, .beta2 = 0.999,
-                                                   .eps = 1e-8})
-                   : nd_rmsprop_create(ctx, p->params.items, p->params.n,
-                                       (nd_rmsprop_opts){.lr = opt->lr, .alpha = 0.99, .eps = 1e-8});
+    p->optim =
+        opt->optimizer == OPT_ADAM
+            ? nd_adam_create(
+                  ctx, p->params.items, p->params.n,
+                  (nd_adam_opts){.lr = opt->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
+            : nd_rmsprop_create(ctx, p->params.items, p->params.n,
+                                (nd_rmsprop_opts){.lr = opt->lr, .alpha = 0.99, .eps = 1e-8});
     if (!p->optim) return fail(ctx, "creating the optimizer");
 
     nd_ode_options *ode = &p->ode;
@@ -214,7 +221,8 @@ static int make_model(nd_ctx *ctx, problem *p, const options *opt, nd_rng *rng)
     ode->solver.rtol = ode->adjoint.rtol = opt->rtol;
     ode->solver.atol = ode->adjoint.atol = opt->atol;
     ode->adjoint.norm = (nd_norm_kind)opt->norm;
-    if (opt->method <= ND_RK4) ode->solver.step_size = ode->adjoint.step_size = 25.0 / (DATA_SIZE - 1);
+    if (opt->method <= ND_RK4)
+        ode->solver.step_size = ode->adjoint.step_size = 25.0 / (DATA_SIZE - 1);
     return 0;
 }
 
@@ -250,7 +258,8 @@ static void draw_batch(problem *p, nd_rng *rng)
 static double test_loss(nd_ctx *ctx, problem *p)
 {
     bool prev = nd_ctx_set_grad(ctx, false);
-    nd_tensor *full = nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode, NULL);
+    nd_tensor *full =
+        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode, NULL);
     nd_tensor *tl = nd_l1_loss(ctx, full, p->true_y, ND_REDUCE_MEAN);
     nd_ctx_set_grad(ctx, prev);
     double v = tl ? nd_item(tl) : NAN;
@@ -307,7 +316,8 @@ static int picture(nd_ctx *ctx, problem *p, const options *opt)
 #ifdef HAVE_PLOT
     int status = 0;
     bool prev = nd_ctx_set_grad(ctx, false);
-    nd_tensor *full = nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode, NULL);
+    nd_tensor *full =
+        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode, NULL);
     if (!full || write_plot(opt->plot, ctx, p->net, p->t, p->true_y, full) != 0) {
         fprintf(stderr, "spiral: cannot write %s%s%s\n", opt->plot, full ? "" : ": ",
                 full ? "" : nd_ctx_errmsg(ctx));

@@ -5,16 +5,12 @@
  * negative where not allowed, NaN and inf, an unknown choice or flag, a missing value; good values
  * land in their variables, --help prints the table; JSON writes non-finite numbers as null.
  */
-#include <check.h>
 #include <limits.h>
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "flags.h"
 #include "json.h"
-#include "nodal.h"
+#include "test_main.h"
 
 /* the variables a program would declare, with their defaults */
 static int iters, which, method, norm;
@@ -54,8 +50,8 @@ static int parse(int n_args, const char *const *args)
     FILE *out = tmpfile(), *err = tmpfile();
     ck_assert_ptr_nonnull(out);
     ck_assert_ptr_nonnull(err);
-    int rc = flags_parse_to(out, err, "prog", "a test program", flags, FLAGS_N(flags), n_args + 1,
-                            argv);
+    int rc =
+        flags_parse_to(out, err, "prog", "a test program", flags, FLAGS_N(flags), n_args + 1, argv);
     rewind(err), rewind(out);
     size_t n = fread(err_text, 1, sizeof err_text - 1, err);
     err_text[n] = 0;
@@ -65,8 +61,9 @@ static int parse(int n_args, const char *const *args)
     return rc;
 }
 
-#define PARSE(...) parse((int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)), \
-                         (const char *[]){__VA_ARGS__})
+#define PARSE(...)                                                                                 \
+    parse((int)(sizeof((const char *[]){__VA_ARGS__}) / sizeof(const char *)),                     \
+          (const char *[]){__VA_ARGS__})
 
 /* the parse fails with exit status 2 and a message naming the flag and the value */
 static void expect_reject(int rc, const char *flag, const char *value)
@@ -92,9 +89,9 @@ END_TEST
 
 START_TEST(test_values_set)
 {
-    ck_assert_int_eq(PARSE("--iters", "40", "--lr=0.01", "--seed", "18446744073709551615",
-                           "--json", "--plot", "x.png", "--optimizer", "adam", "--method",
-                           "bosh3", "--norm", "seminorm", "--big", "-10", "--rtol", "0"),
+    ck_assert_int_eq(PARSE("--iters", "40", "--lr=0.01", "--seed", "18446744073709551615", "--json",
+                           "--plot", "x.png", "--optimizer", "adam", "--method", "bosh3", "--norm",
+                           "seminorm", "--big", "-10", "--rtol", "0"),
                      FLAGS_OK);
     ck_assert_int_eq(iters, 40);
     ck_assert_double_eq(lr, 0.01);
@@ -188,9 +185,9 @@ START_TEST(test_reject_unknown_and_missing)
 {
     reset_values();
     expect_reject(PARSE("--iter", "5"), "--iter", NULL);
-    expect_reject(PARSE("--iters"), "--iters", NULL);       // no value
-    expect_reject(PARSE("--json=1"), "--json", "1");          // a switch takes none
-    expect_reject(PARSE("stray"), "stray", NULL);             // not a flag
+    expect_reject(PARSE("--iters"), "--iters", NULL); // no value
+    expect_reject(PARSE("--json=1"), "--json", "1");  // a switch takes none
+    expect_reject(PARSE("stray"), "stray", NULL);     // not a flag
     expect_reject(PARSE("-iters", "5"), "-iters", NULL);
 }
 END_TEST
@@ -241,9 +238,10 @@ START_TEST(test_json_valid)
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     buf[n] = 0;
     fclose(f);
-    ck_assert_str_eq(buf, "{\"name\": \"a \\\"quoted\\\"\\\\ path\\n\", \"nan\": null, \"inf\": null, "
-                          "\"x\": 0.5, \"n\": -3, \"ok\": true, \"curve\": [[1, null]], "
-                          "\"inner\": {\"s\": null}}\n");
+    ck_assert_str_eq(buf,
+                     "{\"name\": \"a \\\"quoted\\\"\\\\ path\\n\", \"nan\": null, \"inf\": null, "
+                     "\"x\": 0.5, \"n\": -3, \"ok\": true, \"curve\": [[1, null]], "
+                     "\"inner\": {\"s\": null}}\n");
 }
 END_TEST
 
@@ -271,11 +269,4 @@ static Suite *flags_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(flags_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(flags_suite)

@@ -27,7 +27,8 @@ static bool find_file(const char *dir, const char *name, char *path, size_t cap)
     return access(path, R_OK) == 0;
 }
 
-int mnist_load_split(nd_ctx *ctx, const char *prog, const char *dir, const char *prefix, nd_dataset **out)
+int mnist_load_split(nd_ctx *ctx, const char *prog, const char *dir, const char *prefix,
+                     nd_dataset **out)
 {
     char images[4096], labels[4096], name[64];
     snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
@@ -38,11 +39,13 @@ int mnist_load_split(nd_ctx *ctx, const char *prog, const char *dir, const char 
         fprintf(stderr,
                 "%s: cannot read %s (looked for %s-{images-idx3,labels-idx1}-ubyte[.gz] in %s)\n"
                 "HINT: for Fashion-MNIST run `sudo apt-get install dataset-fashion-mnist`\n"
-                "      (installs " DEFAULT_DATA "), or pass --data DIR with MNIST-style IDX files\n",
+                "      (installs " DEFAULT_DATA
+                "), or pass --data DIR with MNIST-style IDX files\n",
                 prog, have_images ? labels : images, prefix, dir);
         return 1;
     }
-    if (nd_dataset_load_idx(ctx, images, labels, out) != ND_OK) return report(ctx, prog, "loading data");
+    if (nd_dataset_load_idx(ctx, images, labels, out) != ND_OK)
+        return report(ctx, prog, "loading data");
     if ((*out)->n_classes > N_CLASSES || (*out)->rows != 28 || (*out)->cols != 28) {
         fprintf(stderr, "%s: %s: expected 28x28 images and labels 0..9, got %dx%d and %d classes\n",
                 prog, images, (*out)->rows, (*out)->cols, (*out)->n_classes);
@@ -70,7 +73,7 @@ void mnist_standardise(nd_tensor *x /* (m, 1, 28, 28) */, double mean, double st
 }
 
 int mnist_ckpt_make(nd_ctx *ctx, const nd_param_list *model_state, const nd_optimizer *opt,
-                          mnist_ckpt *out)
+                    mnist_ckpt *out)
 {
     int n_opt = 0;
     const nd_param *opt_state = nd_optimizer_state(opt, &n_opt);
@@ -78,8 +81,8 @@ int mnist_ckpt_make(nd_ctx *ctx, const nd_param_list *model_state, const nd_opti
     out->items = calloc((size_t)(model_state->n + n_opt), sizeof *out->items);
     if (!out->items) return nd_fail(ctx, ND_ERR_NOMEM, "checkpoint list"), 1;
     for (int i = 0; i < model_state->n + n_opt; i++) {
-        const nd_param *p = i < model_state->n ? &model_state->items[i]
-                                               : &opt_state[i - model_state->n];
+        const nd_param *p =
+            i < model_state->n ? &model_state->items[i] : &opt_state[i - model_state->n];
         const char *prefix = i < model_state->n ? "" : "optim.";
         size_t len = strlen(prefix) + strlen(p->name) + 1;
         char *name = malloc(len);
@@ -97,9 +100,9 @@ void mnist_ckpt_free(mnist_ckpt *l)
     l->n = 0, l->items = NULL;
 }
 
-int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dataset *ds, nd_loader *ld,
-                    nd_tensor *x /* (B, 1, 28, 28) */, int *labels /* (B,) */, double mean,
-                    double std, double *accuracy)
+int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dataset *ds,
+                   nd_loader *ld, nd_tensor *x /* (B, 1, 28, 28) */, int *labels /* (B,) */,
+                   double mean, double std, double *accuracy)
 {
     bool was_grad = nd_ctx_set_grad(ctx, false);
     nd_module_eval(model);

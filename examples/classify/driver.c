@@ -130,8 +130,8 @@ static bool read_meta(run *r, const char *key, char *buf, size_t cap)
 
 static int bad_meta(const run *r, const char *key, const char *text, const char *why)
 {
-    fprintf(stderr, "%s: --resume %s: metadata %s '%s' %s\n", r->prog->name, r->op.resume_path,
-            key, text, why);
+    fprintf(stderr, "%s: --resume %s: metadata %s '%s' %s\n", r->prog->name, r->op.resume_path, key,
+            text, why);
     return 1;
 }
 
@@ -164,7 +164,9 @@ static int save(run *r)
     snprintf(n_epochs, sizeof n_epochs, "%d", r->epochs_before + r->op.epochs);
     snprintf(m_text, sizeof m_text, "%.17g", r->mean);
     snprintf(s_text, sizeof s_text, "%.17g", r->std);
-    nd_meta meta[] = {{"example", r->prog->name}, {"epochs", n_epochs}, {"pixel_mean", m_text},
+    nd_meta meta[] = {{"example", r->prog->name},
+                      {"epochs", n_epochs},
+                      {"pixel_mean", m_text},
                       {"pixel_std", s_text}};
     nd_save_opts so = ND_SAVE_DEFAULT;
     so.meta = meta, so.n_meta = 4;
@@ -228,7 +230,8 @@ static int train_epoch(run *r, int epoch, nd_lr_schedule *schedule, long *run_st
             r->epochs_before + epoch, r->epochs_before + r->op.epochs, r->last_loss,
             100 * r->last_train_acc);
     print_metrics(r, r->metrics, 1);
-    fprintf(stderr, "  %.0f img/s  %.1f s  test acc %.2f%%\n", seen / secs, secs, 100 * r->test_acc);
+    fprintf(stderr, "  %.0f img/s  %.1f s  test acc %.2f%%\n", seen / secs, secs,
+            100 * r->test_acc);
     return 0;
 }
 
@@ -275,7 +278,8 @@ static void print_json(const run *r)
     json_num(&w, "train_accuracy", trained ? r->last_train_acc : 0);
     json_num(&w, "test_accuracy", r->test_acc);
     json_num(&w, "seconds_per_epoch", trained ? r->train_seconds / op->epochs : 0);
-    json_num(&w, "images_per_second", r->train_seconds > 0 ? r->train_images / r->train_seconds : 0);
+    json_num(&w, "images_per_second",
+             r->train_seconds > 0 ? r->train_images / r->train_seconds : 0);
     json_end(&w);
 }
 

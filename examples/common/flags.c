@@ -50,7 +50,8 @@ static bool parse_integer(const char *s, double min, double max, long long *out,
     errno = 0;
     long long v = strtoll(s, &end, 10);
     if (end == s || *end) return *why = "is not an integer", false;
-    if (errno == ERANGE || (double)v < min || (double)v > max) return *why = "is out of range", false;
+    if (errno == ERANGE || (double)v < min || (double)v > max)
+        return *why = "is out of range", false;
     *out = v;
     return true;
 }
@@ -132,11 +133,21 @@ static bool set_value(const flag_spec *f, const char *s, const char **why)
 static void print_value(FILE *out, const flag_spec *f)
 {
     switch (f->type) {
-    case FLAG_T_BOOL: fprintf(out, "%s", *(bool *)f->value ? "on" : "off"); break;
-    case FLAG_T_INT: fprintf(out, "%d", *(int *)f->value); break;
-    case FLAG_T_LONG: fprintf(out, "%ld", *(long *)f->value); break;
-    case FLAG_T_U64: fprintf(out, "%llu", (unsigned long long)*(uint64_t *)f->value); break;
-    case FLAG_T_DOUBLE: fprintf(out, "%g", *(double *)f->value); break;
+    case FLAG_T_BOOL:
+        fprintf(out, "%s", *(bool *)f->value ? "on" : "off");
+        break;
+    case FLAG_T_INT:
+        fprintf(out, "%d", *(int *)f->value);
+        break;
+    case FLAG_T_LONG:
+        fprintf(out, "%ld", *(long *)f->value);
+        break;
+    case FLAG_T_U64:
+        fprintf(out, "%llu", (unsigned long long)*(uint64_t *)f->value);
+        break;
+    case FLAG_T_DOUBLE:
+        fprintf(out, "%g", *(double *)f->value);
+        break;
     case FLAG_T_STRING: {
         const char *s = *(const char **)f->value;
         fprintf(out, "%s", s ? s : "none");
@@ -162,7 +173,8 @@ static void print_help(FILE *out, const char *prog, const char *summary, const f
         fprintf(out, "  %-22s %s [", head, f->help);
         print_value(out, f);
         fprintf(out, "]");
-        if (f->type == FLAG_T_CHOICE) fprintf(out, "; one of %s", choice_list(f, list, sizeof list));
+        if (f->type == FLAG_T_CHOICE)
+            fprintf(out, "; one of %s", choice_list(f, list, sizeof list));
         fprintf(out, "\n");
     }
     fprintf(out, "  %-22s this table\n", "--help");
@@ -185,7 +197,8 @@ int flags_parse_to(FILE *out, FILE *err, const char *prog, const char *summary,
             return FLAGS_HELP;
         }
         if (strncmp(a, "--", 2) != 0) {
-            fprintf(err, "%s: unexpected argument '%s' (flags start with --; see --help)\n", prog, a);
+            fprintf(err, "%s: unexpected argument '%s' (flags start with --; see --help)\n", prog,
+                    a);
             return FLAGS_ERROR;
         }
         const char *name = a + 2, *eq = strchr(name, '=');
@@ -212,7 +225,8 @@ int flags_parse_to(FILE *out, FILE *err, const char *prog, const char *summary,
         if (!set_value(f, v, &why)) {
             char list[512];
             fprintf(err, "%s: --%s: '%s' %s", prog, f->name, v, why);
-            if (f->type == FLAG_T_CHOICE) fprintf(err, " (%s)", choice_list(f, list, sizeof list));
+            if (f->type == FLAG_T_CHOICE)
+                fprintf(err, " (%s)", choice_list(f, list, sizeof list));
             else if (f->type == FLAG_T_DOUBLE)
                 fprintf(err, f->max < 1e308 ? " (need %s %g and <= %g)" : " (need %s %g)",
                         f->min_open ? ">" : ">=", f->min, f->max);

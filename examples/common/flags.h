@@ -12,8 +12,8 @@
  *       FLAG_POSITIVE("lr", &lr, "learning rate"),
  *       FLAG_BOOL("json", &json, "print one JSON summary on stdout"),
  *   };
- *   int rc = flags_parse("spiral", "a neural ODE fits a spiral", flags, FLAGS_N(flags), argc, argv);
- *   if (rc != FLAGS_OK) return flags_exit_status(rc);   // 0 after --help, 2 on a bad flag
+ *   int rc = flags_parse("spiral", "a neural ODE", flags, FLAGS_N(flags), argc, argv);
+ *   if (rc != FLAGS_OK) return flags_exit_status(rc); // 0 after --help, 2 on a bad flag
  */
 #ifndef EXAMPLES_FLAGS_H
 #define EXAMPLES_FLAGS_H
@@ -37,14 +37,15 @@ typedef struct {
     flag_type type;
     void *value;
     const char *help;
-    double min, max;            /* numbers: the allowed range */
-    bool min_open;              /* doubles: strictly above min (tolerances, learning rates) */
-    const char *const *choices; /* FLAG_T_CHOICE: the accepted names, NULL-terminated, or */
+    double min, max;                 /* numbers: the allowed range */
+    bool min_open;                   /* doubles: strictly above min (tolerances, learning rates) */
+    const char *const *choices;      /* FLAG_T_CHOICE: the accepted names, NULL-terminated, or */
     const char *(*choice_at)(int i); /* the i-th name, NULL past the last (an enum's names) */
-    const char *meta;           /* the value's name in --help: N, X, FILE, ... */
+    const char *meta;                /* the value's name in --help: N, X, FILE, ... */
 } flag_spec;
 
 /* (the compound literals check each pointer's type at compile time) */
+// clang-format off
 #define FLAG_BOOL(name, ptr, help) {name, FLAG_T_BOOL, (bool *){ptr}, help, .meta = ""}
 #define FLAG_INT(name, ptr, lo, hi, help) \
     {name, FLAG_T_INT, (int *){ptr}, help, .min = lo, .max = hi, .meta = "N"}
@@ -66,6 +67,7 @@ typedef struct {
     {"method", FLAG_T_CHOICE, (int *){ptr}, help, .choice_at = flags_method_at, .meta = "NAME"}
 #define FLAG_NORM(ptr, help) \
     {"norm", FLAG_T_CHOICE, (int *){ptr}, help, .choices = flags_norm_names, .meta = "NAME"}
+// clang-format on
 
 #define FLAGS_N(table) ((int)(sizeof(table) / sizeof *(table)))
 

@@ -10,11 +10,16 @@ static void put_string(FILE *out, const char *s)
 {
     fputc('"', out);
     for (const unsigned char *c = (const unsigned char *)s; *c; c++) {
-        if (*c == '"' || *c == '\\') fprintf(out, "\\%c", *c);
-        else if (*c == '\n') fputs("\\n", out);
-        else if (*c == '\t') fputs("\\t", out);
-        else if (*c < 0x20) fprintf(out, "\\u%04x", *c);
-        else fputc(*c, out);
+        if (*c == '"' || *c == '\\')
+            fprintf(out, "\\%c", *c);
+        else if (*c == '\n')
+            fputs("\\n", out);
+        else if (*c == '\t')
+            fputs("\\t", out);
+        else if (*c < 0x20)
+            fprintf(out, "\\u%04x", *c);
+        else
+            fputc(*c, out);
     }
     fputc('"', out);
 }
@@ -75,8 +80,10 @@ void json_object(json_writer *w, const char *key)
 void json_str(json_writer *w, const char *key, const char *value)
 {
     lead(w, key);
-    if (value) put_string(w->out, value);
-    else fputs("null", w->out);
+    if (value)
+        put_string(w->out, value);
+    else
+        fputs("null", w->out);
 }
 
 void json_int(json_writer *w, const char *key, long long value)

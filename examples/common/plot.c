@@ -15,8 +15,8 @@
 #define MAX_PANELS 8
 
 typedef struct {
-    double x0, y0, w, h;                 /* plotting box in pixels */
-    double xmin, xmax, ymin, ymax;       /* data range */
+    double x0, y0, w, h;           /* plotting box in pixels */
+    double xmin, xmax, ymin, ymax; /* data range */
 } panel;
 
 struct plot_figure {
@@ -32,13 +32,14 @@ plot_figure *plot_create(int n_panels, int panel_w, int panel_h, const char *sup
     plot_figure *fig = calloc(1, sizeof *fig);
     if (!fig) return NULL;
     fig->top = suptitle ? 36 : 0;
-    fig->surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, n_panels * panel_w,
-                                              panel_h + fig->top);
+    fig->surface =
+        cairo_image_surface_create(CAIRO_FORMAT_RGB24, n_panels * panel_w, panel_h + fig->top);
     fig->cr = cairo_create(fig->surface);
     fig->n_panels = n_panels, fig->panel_w = panel_w, fig->panel_h = panel_h;
     cairo_set_source_rgb(fig->cr, 1, 1, 1);
     cairo_paint(fig->cr);
-    cairo_select_font_face(fig->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_select_font_face(fig->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
+                           CAIRO_FONT_WEIGHT_NORMAL);
     if (suptitle) {
         cairo_set_source_rgb(fig->cr, 0, 0, 0);
         cairo_set_font_size(fig->cr, 17);
@@ -118,8 +119,8 @@ void plot_axes(plot_figure *fig, int i, const char *title, const char *xlabel, c
     panel *p = &fig->panels[i];
     cairo_t *cr = fig->cr;
     double left = i * fig->panel_w;
-    *p = (panel){left + 70, fig->top + 40, fig->panel_w - 95, fig->panel_h - 100,
-                 xmin, xmax, ymin, ymax};
+    *p = (panel){left + 70, fig->top + 40, fig->panel_w - 95, fig->panel_h - 100, xmin, xmax,
+                 ymin,      ymax};
     cairo_set_source_rgb(cr, 0, 0, 0);
     text_centered(cr, title, p->x0 + p->w / 2, fig->top + 18, 15, false);
     if (xlabel) text_centered(cr, xlabel, p->x0 + p->w / 2, p->y0 + p->h + 45, 13, false);
@@ -153,7 +154,8 @@ void plot_axes_categories(plot_figure *fig, int i, const char *title, const char
     cairo_set_line_width(cr, 1);
     cairo_rectangle(cr, p->x0, p->y0, p->w, p->h);
     cairo_stroke(cr);
-    for (int k = 0; k < n; k++) text_centered(cr, names[k], px(p, k + 0.5), p->y0 + p->h + 17, 12, false);
+    for (int k = 0; k < n; k++)
+        text_centered(cr, names[k], px(p, k + 0.5), p->y0 + p->h + 17, 12, false);
     y_ticks(cr, p);
 }
 

@@ -44,8 +44,8 @@ void plot_points(plot_figure *fig, int panel, const double *x, const double *y, 
                  plot_rgb color, double radius, double alpha);
 /* values (rows, cols) over the panel's full data range, row 0 at the top, mapped through a
  * perceptual (viridis-like) colour map from vmin to vmax. */
-void plot_image(plot_figure *fig, int panel, const double *values, int rows, int cols,
-                double vmin, double vmax);
+void plot_image(plot_figure *fig, int panel, const double *values, int rows, int cols, double vmin,
+                double vmax);
 /* The image's colour for v in [0, 1] (viridis). */
 plot_rgb plot_colormap(double v);
 void plot_legend(plot_figure *fig, int panel, int slot, const char *label, plot_rgb color,

@@ -22,7 +22,8 @@ const char *const cnf_data_names[] = {"8gaussians", "moons", NULL};
 void cnf_sample(cnf_data d, nd_rng *rng, nd_tensor *x /* (B, 2) */)
 {
     const double s = 1.0 / sqrt(2.0);
-    const double centres[8][2] = {{1, 0}, {-1, 0}, {0, 1}, {0, -1}, {s, s}, {s, -s}, {-s, s}, {-s, -s}};
+    const double centres[8][2] = {{1, 0}, {-1, 0}, {0, 1},  {0, -1},
+                                  {s, s}, {s, -s}, {-s, s}, {-s, -s}};
     int B = x->shape[0];
     for (int i = 0; i < B; i++) {
         double px, py;
@@ -69,9 +70,9 @@ void cnf_model_destroy(cnf_model *m)
 static nd_tensor *velocity(nd_ctx *ctx, const cnf_model *m, nd_tensor *t /* () */,
                            nd_tensor *z /* (B, 2) */)
 {
-    nd_tensor *tb = nd_expand(ctx, t, 2, (int[]){z->shape[0], 1});   // (B, 1)
-    nd_tensor *zt = nd_concat(ctx, (nd_tensor *[]){z, tb}, 2, 1);     // (B, 3)
-    return nd_module_forward(ctx, m->mlp, zt);                        // (B, 2)
+    nd_tensor *tb = nd_expand(ctx, t, 2, (int[]){z->shape[0], 1}); // (B, 1)
+    nd_tensor *zt = nd_concat(ctx, (nd_tensor *[]){z, tb}, 2, 1);  // (B, 3)
+    return nd_module_forward(ctx, m->mlp, zt);                     // (B, 2)
 }
 
 /* The CNF's dynamics on the state (z (B, 2), logp (B, 1)):
@@ -102,8 +103,8 @@ static int cnf_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *const *y, int n, n
         for (int b = 0; b < B; b++) e0->data[2 * b] = 1, e1->data[2 * b + 1] = 1;
         if (nd_grad(ctx, &dz, &e0, 1, &z, 1, &g0, true) == ND_OK &&
             nd_grad(ctx, &dz, &e1, 1, &z, 1, &g1, true) == ND_OK) {
-            nd_tensor *trace = nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1),
-                                      nd_slice(ctx, g1, 1, 1, 1)); // (B, 1)
+            nd_tensor *trace =
+                nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1), nd_slice(ctx, g1, 1, 1, 1)); // (B, 1)
             dy[0] = dz;
             dy[1] = nd_neg(ctx, trace); // (B, 1)
             if (made_leaf && !prev) dy[0] = nd_detach(ctx, dy[0]), dy[1] = nd_detach(ctx, dy[1]);
@@ -124,18 +125,18 @@ static int flow_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *z, nd_tensor **dz
 /* Solves (x, 0) from t[0] to t[1] and returns -log p(x) per row (B, 1), differentiable in the
  * parameters when grad mode is on; *loss (a scalar, its mean) when loss is not NULL. */
 nd_tensor *cnf_neg_log_likelihood(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 2) */,
-                                     nd_tensor *t /* (2,) */, const nd_ode_options *o,
-                                     nd_ode_stats *stats, nd_tensor **loss)
+                                  nd_tensor *t /* (2,) */, const nd_ode_options *o,
+                                  nd_ode_stats *stats, nd_tensor **loss)
 {
     int B = x->shape[0];
     nd_tensor *logp0 = nd_zeros(ctx, 2, (int[]){B, 1}); // (B, 1)
-    nd_tensor *ys[2] = {NULL, NULL};                     // (2, B, 2) and (2, B, 1)
+    nd_tensor *ys[2] = {NULL, NULL};                    // (2, B, 2) and (2, B, 1)
     if (!logp0 || nd_odeint_tuple(ctx, cnf_dynamics, (void *)m, (nd_tensor *[]){x, logp0}, 2, t,
                                   m->params, m->plist.n, o, stats, ys) != ND_OK)
         return NULL;
     nd_tensor *z1 = nd_reshape(ctx, nd_slice(ctx, ys[0], 0, 1, 1), 2, (int[]){B, 2});    // (B, 2)
     nd_tensor *logp1 = nd_reshape(ctx, nd_slice(ctx, ys[1], 0, 1, 1), 2, (int[]){B, 1}); // (B, 1)
-    nd_tensor *sq = nd_sum_axis(ctx, nd_mul(ctx, z1, z1), 1, true);                    // (B, 1)
+    nd_tensor *sq = nd_sum_axis(ctx, nd_mul(ctx, z1, z1), 1, true);                      // (B, 1)
     nd_tensor *nll = nd_add(ctx, nd_add_scalar(ctx, nd_mul_scalar(ctx, sq, 0.5), LOG_2PI),
                             logp1); // (B, 1)
     if (loss) *loss = nd_mean(ctx, nll);
@@ -147,10 +148,10 @@ nd_tensor *cnf_neg_log_likelihood(nd_ctx *ctx, const cnf_model *m, nd_tensor *x 
 // norms (docs/WORKLOADS.md, B)
 
 const cnf_norm_case CNF_NORM_CASES[CNF_N_NORM_CASES] = {
-    {"default", ND_NORM_RMS, true},                    // torchdiffeq's default
-    {"default_no_t", ND_NORM_RMS, false},              // nodal's ND_NORM_RMS as trained
+    {"default", ND_NORM_RMS, true},                     // torchdiffeq's default
+    {"default_no_t", ND_NORM_RMS, false},               // nodal's ND_NORM_RMS as trained
     {"seminorm_keep_t", ND_NORM_SEMINORM_KEEP_T, true}, // torchdiffeq's norm='seminorm'
-    {"seminorm", ND_NORM_SEMINORM, false},             // the paper's seminorm
+    {"seminorm", ND_NORM_SEMINORM, false},              // the paper's seminorm
 };
 
 /* For each case: forward solve at opts, loss, backward with that case's norm; results in out,
@@ -158,8 +159,8 @@ const cnf_norm_case CNF_NORM_CASES[CNF_N_NORM_CASES] = {
  * Leaves the parameters untouched and their .grad holding the last case's gradient. Uses the
  * ctx's arena from a mark and rewinds it. Returns ND_OK or the error (also in ctx). */
 nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 2) */,
-                                  const nd_ode_options *opts, const cnf_norm_case *cases, int n,
-                                  cnf_norm_result *out, double *grads)
+                           const nd_ode_options *opts, const cnf_norm_case *cases, int n,
+                           cnf_norm_result *out, double *grads)
 {
     size_t n_grad = nd_param_list_numel(&m->plist);
     nd_real *ref = malloc(n_grad * sizeof *ref); // (n_grad,) case 0's gradient, flattened
@@ -209,7 +210,7 @@ nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 
 
 /* logp (G*G,) at the centres of a G x G grid over [lo, hi]^2, row 0 at the top (y = hi). */
 nd_status cnf_density_grid(nd_ctx *ctx, const cnf_model *m, const nd_ode_options *o, int G,
-                              double lo, double hi, double *logp)
+                           double lo, double hi, double *logp)
 {
     const int chunk = 2000;
     bool prev = nd_ctx_set_grad(ctx, false);
@@ -241,12 +242,12 @@ nd_status cnf_density_grid(nd_ctx *ctx, const cnf_model *m, const nd_ode_options
 }
 
 /* n samples (n, 2) into xy: z ~ N(0, I) at t = 1 solved back to t = 0 under dz/dt = f. */
-nd_status cnf_flow_samples(nd_ctx *ctx, const cnf_model *m, const nd_ode_options *o,
-                              nd_rng *rng, int n, double *xy)
+nd_status cnf_flow_samples(nd_ctx *ctx, const cnf_model *m, const nd_ode_options *o, nd_rng *rng,
+                           int n, double *xy)
 {
     bool prev = nd_ctx_set_grad(ctx, false);
     nd_mark mark = nd_ctx_mark(ctx);
-    nd_tensor *z1 = nd_tensor_new(ctx, 2, (int[]){n, 2});                  // (n, 2)
+    nd_tensor *z1 = nd_tensor_new(ctx, 2, (int[]){n, 2});                 // (n, 2)
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){1, 0}); // (2,)
     if (z1) nd_fill_normal(z1, rng, 0, 1);
     nd_tensor *zs = nd_odeint(ctx, flow_dynamics, (void *)m, z1, t, NULL, 0, o, NULL); // (2, n, 2)

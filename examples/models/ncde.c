@@ -124,14 +124,14 @@ static int cde_f(nd_ctx *ctx, nd_tensor *t, nd_tensor *z /* (B, 16) */, nd_tenso
     nd_tensor *G = nd_reshape(ctx, g, 3, (int[]){B, HIDDEN, N_CH}); // (B, 16, 3)
     nd_tensor *dX =
         nd_reshape(ctx, spline_derivative(ctx, cf->X, t), 3, (int[]){B, N_CH, 1}); // (B, 3, 1)
-    *dzdt = nd_reshape(ctx, nd_matmul(ctx, G, dX), 2, (int[]){B, HIDDEN});       // (B, 16)
+    *dzdt = nd_reshape(ctx, nd_matmul(ctx, G, dX), 2, (int[]){B, HIDDEN});         // (B, 16)
     return *dzdt ? 0 : -1;
 }
 
 /* logits (B, 2) of the series of X, or NULL with the error in ctx; stats must outlive the
  * backward pass. */
 nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const spline_path *X, const ncde_solve_cfg *cfg,
-                              nd_ode_stats *stats)
+                       nd_ode_stats *stats)
 {
     nd_ode_options o = ND_ODE_DEFAULT;
     o.solver.method = o.adjoint.method = cfg->method;
@@ -160,21 +160,22 @@ nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const spline_path *X, const n
 // the paired measurement: every adjoint norm on the same weights and batch
 
 const char *const ncde_norm_names[NCDE_N_NORMS] = {"default", "seminorm", "default_no_t",
-                                                          "seminorm_keep_t"};
+                                                   "seminorm_keep_t"};
 
 ncde_solve_cfg ncde_norm_cfg(ncde_norm k, nd_ode_method method, double rtol, double atol)
 {
     static const nd_norm_kind kind[NCDE_N_NORMS] = {ND_NORM_RMS, ND_NORM_SEMINORM, ND_NORM_RMS,
                                                     ND_NORM_SEMINORM_KEEP_T};
-    return (ncde_solve_cfg){method, rtol, atol, kind[k], k != NCDE_SEMINORM && k != NCDE_DEFAULT_NO_T};
+    return (ncde_solve_cfg){method, rtol, atol, kind[k],
+                            k != NCDE_SEMINORM && k != NCDE_DEFAULT_NO_T};
 }
 
 /* One forward and one backward pass of the loss per norm, on m's weights and X's series, at
  * (rtol, atol) for both solves. Fills out[NCDE_N_NORMS]; the parameters' .grad are left zero and
  * the arena as it was. ND_OK or the error (also in ctx). */
 nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const spline_path *X, const int *labels,
-                                    nd_ode_method method, double rtol, double atol,
-                                    ncde_measure out[NCDE_N_NORMS])
+                             nd_ode_method method, double rtol, double atol,
+                             ncde_measure out[NCDE_N_NORMS])
 {
     size_t n_total = nd_param_list_numel(&m->all);
     double *ref = malloc(n_total * sizeof *ref); // (n_total,) the default norm's gradient
@@ -266,7 +267,7 @@ int ncde_problem_init(nd_ctx *ctx, ncde_problem *P, spline_kind kind, uint64_t s
 /* One full-batch Adam step on the train set under cfg; the loss and accuracy before the update
  * and the solve's counts come back. Resets the arena. ND_OK or the error (also in ctx). */
 nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const ncde_solve_cfg *cfg, double *loss,
-                                 double *acc, nd_ode_stats *stats)
+                          double *acc, nd_ode_stats *stats)
 {
     *stats = (nd_ode_stats){0}; // read by the backward pass: must live across it
     nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xtr, cfg, stats);               // (B, 2)
