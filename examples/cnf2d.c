@@ -188,7 +188,7 @@ static nd_status train_step(nd_ctx *ctx, const cnf_model *m, nd_optimizer *opt, 
     nd_tensor *L = NULL; // stats: filled by the forward solve, then by the backward
     if (!t || !cnf_neg_log_likelihood(ctx, m, x, t, o, stats, &L) || !L) return nd_ctx_error(ctx);
     nd_optimizer_zero_grad(opt);
-    if (nd_backward(ctx, L) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK)
+    if (nd_backward(ctx, L, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK)
         return nd_ctx_error(ctx);
     *loss = nd_item(L);
     nd_ctx_reset(ctx); // frees this step's graph, keeps the memory
@@ -396,10 +396,8 @@ int main(int argc, char **argv)
     nd_tensor *x = NULL; // (batch, 2) this iteration's data, persistent
     r.losses = malloc(((size_t)op.iters + 1) * sizeof *r.losses);
     if (cnf_model_create(ctx, &model, &rng) != ND_OK ||
-        !(opt =
-              nd_adam_create(ctx, model.plist.items, model.plist.n, ND_ADAM_DEFAULT)) || // lr 1e-3
-        !(x = nd_tensor_create(ctx, 2, (int[]){op.batch, 2}, false)) ||
-        !r.losses) {
+        !(opt = nd_adam_create(ctx, model.plist.items, model.plist.n, NULL)) || // lr 1e-3
+        !(x = nd_tensor_create(ctx, 2, (int[]){op.batch, 2}, false)) || !r.losses) {
         status =
             nd_ctx_error(ctx) ? fail(ctx, "setup") : (fprintf(stderr, "cnf2d: no memory\n"), 1);
         goto cleanup;

@@ -143,7 +143,7 @@ static int train(nd_ctx *ctx, problem *p, int iters)
         if (!loss) return fail(ctx, "forward");
         double mse = nd_item(loss);
         nd_zero_grad(p->mdl.params, N_PARAMS);
-        if (nd_backward(ctx, loss) != ND_OK) return fail(ctx, "backward");
+        if (nd_backward(ctx, loss, 0) != ND_OK) return fail(ctx, "backward");
         adam_update(&p->opt, p->mdl.params);
         nd_ctx_reset(ctx); // frees this step's graph, keeps the memory
         if (it % 200 == 0 || it == 1) fprintf(stderr, "iter %5d  loss %.6e\n", it, mse);

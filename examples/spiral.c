@@ -209,9 +209,9 @@ static int make_model(nd_ctx *ctx, problem *p, const options *opt, nd_rng *rng)
         opt->optimizer == OPT_ADAM
             ? nd_adam_create(
                   ctx, p->params.items, p->params.n,
-                  (nd_adam_opts){.lr = opt->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
+                  &(nd_adam_options){.lr = opt->lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
             : nd_rmsprop_create(ctx, p->params.items, p->params.n,
-                                (nd_rmsprop_opts){.lr = opt->lr, .alpha = 0.99, .eps = 1e-8});
+                                &(nd_rmsprop_options){.lr = opt->lr, .alpha = 0.99, .eps = 1e-8});
     if (!p->optim) return fail(ctx, "creating the optimizer");
 
     nd_ode_options *ode = &p->ode;
@@ -229,7 +229,7 @@ static int make_model(nd_ctx *ctx, problem *p, const options *opt, nd_rng *rng)
 static void problem_destroy(problem *p)
 {
     nd_optimizer_destroy(p->optim);
-    nd_param_list_free(&p->params);
+    nd_param_list_destroy(&p->params);
     nd_module_destroy(p->net);
     nd_tensor *owned[7] = {p->t, p->true_y0, p->true_y, p->A, p->batch_t, p->batch_y0, p->batch_y};
     for (int i = 0; i < 7; i++) nd_tensor_destroy(owned[i]);
@@ -285,7 +285,8 @@ static int train(nd_ctx *ctx, problem *p, const options *opt, nd_rng *rng, resul
                                     p->weights, p->params.n, &p->ode, &stats); /* (10, 20, 2) */
         nd_tensor *loss = nd_l1_loss(ctx, pred, p->batch_y, ND_REDUCE_MEAN);
         nd_optimizer_zero_grad(p->optim);
-        if (!loss || nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, p->optim) != ND_OK)
+        if (!loss || nd_backward(ctx, loss, 0) != ND_OK ||
+            nd_optimizer_step(ctx, p->optim) != ND_OK)
             return fail(ctx, "training step");
         double batch_loss = nd_item(loss);
         nd_ctx_reset(ctx);

@@ -192,24 +192,6 @@ START_TEST(test_reject_unknown_and_missing)
 }
 END_TEST
 
-START_TEST(test_metadata_conversions)
-{
-    int n = 0;
-    double v = 0;
-    const char *why = NULL;
-    ck_assert(flags_to_int("12", 0, 100, &n, &why) && n == 12);
-    ck_assert(!flags_to_int("4294967297", 0, INT_MAX, &n, &why) && n == 12);
-    ck_assert(!flags_to_int("x", 0, 100, &n, &why));
-    ck_assert(flags_to_double("0.25", 0, true, 1e300, &v, &why) && v == 0.25);
-    ck_assert(!flags_to_double("0", 0, true, 1e300, &v, &why));     // a pixel_std of 0
-    ck_assert(!flags_to_double("-1", 0, true, 1e300, &v, &why));    // negative
-    ck_assert(!flags_to_double("nan", 0, true, 1e300, &v, &why));   // NaN
-    ck_assert(!flags_to_double("0.3x", 0, true, 1e300, &v, &why));  // garbage
-    ck_assert(!flags_to_double("1e400", 0, true, 1e300, &v, &why)); // overflow
-    ck_assert(v == 0.25);
-}
-END_TEST
-
 // ------------------------------------------------------------------------------------------------
 // the JSON writer
 
@@ -261,7 +243,6 @@ static Suite *flags_suite(void)
     tcase_add_test(bad, test_reject_non_finite);
     tcase_add_test(bad, test_reject_choices);
     tcase_add_test(bad, test_reject_unknown_and_missing);
-    tcase_add_test(bad, test_metadata_conversions);
     suite_add_tcase(s, bad);
     TCase *json = tcase_create("json");
     tcase_add_test(json, test_json_valid);

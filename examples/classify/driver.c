@@ -109,9 +109,9 @@ static int setup(run *r, nd_rng *rng)
     if (!r->model || nd_module_params(ctx, r->model, &r->params) != ND_OK ||
         nd_module_state(ctx, r->model, &r->state) != ND_OK)
         return fail(r, "model");
-    nd_adam_opts adam = ND_ADAM_DEFAULT;
+    nd_adam_options adam = ND_ADAM_DEFAULT;
     adam.lr = op->lr;
-    r->opt = nd_adam_create(ctx, r->params.items, r->params.n, adam);
+    r->opt = nd_adam_create(ctx, r->params.items, r->params.n, &adam);
     if (!r->opt || mnist_ckpt_make(ctx, &r->state, r->opt, &r->ckpt) != 0)
         return fail(r, "optimizer");
     return 0;
@@ -120,39 +120,12 @@ static int setup(run *r, nd_rng *rng)
 // ------------------------------------------------------------------------------------------------
 // checkpoints: the model's and Adam's state, and three metadata entries parsed strictly
 
-/* the metadata entry key of path into buf; false when the checkpoint has none */
-static bool read_meta(run *r, const char *key, char *buf, size_t cap)
-{
-    if (nd_load_meta(r->ctx, r->op.resume_path, key, buf, cap) == ND_OK) return true;
-    nd_ctx_clear_error(r->ctx); // absent: a checkpoint from elsewhere
-    return false;
-}
-
-static int bad_meta(const run *r, const char *key, const char *text, const char *why)
-{
-    fprintf(stderr, "%s: --resume %s: metadata %s '%s' %s\n", r->prog->name, r->op.resume_path, key,
-            text, why);
-    return 1;
-}
-
 static int resume(run *r)
 {
-    char text[64], m_text[64], s_text[64];
-    const char *why = NULL;
-    if (nd_load(r->ctx, r->op.resume_path, r->ckpt.items, r->ckpt.n) != ND_OK)
-        return fail(r, "--resume");
-    if (read_meta(r, "epochs", text, sizeof text) &&
-        !flags_to_int(text, 0, INT_MAX / 2, &r->epochs_before, &why))
-        return bad_meta(r, "epochs", text, why);
-    // the standardisation the model was trained with (so --limit does not change it)
-    bool has_mean = read_meta(r, "pixel_mean", m_text, sizeof m_text);
-    bool has_std = read_meta(r, "pixel_std", s_text, sizeof s_text);
-    if (has_mean && has_std) {
-        if (!flags_to_double(m_text, -1e300, false, 1e300, &r->mean, &why))
-            return bad_meta(r, "pixel_mean", m_text, "is not a finite number");
-        if (!flags_to_double(s_text, 0, true, 1e300, &r->std, &why))
-            return bad_meta(r, "pixel_std", s_text, "is not a finite number > 0");
-    }
+    // one read: the tensors and the metadata ("epochs", the pixel standardisation), strictly
+    if (mnist_resume(r->ctx, r->prog->name, r->op.resume_path, &r->ckpt, &r->epochs_before,
+                     &r->mean, &r->std) != 0)
+        return 1;
     fprintf(stderr, "resumed %s: %d epochs, %ld steps trained\n", r->op.resume_path,
             r->epochs_before, nd_optimizer_steps(r->opt));
     return 0;
@@ -168,9 +141,9 @@ static int save(run *r)
                       {"epochs", n_epochs},
                       {"pixel_mean", m_text},
                       {"pixel_std", s_text}};
-    nd_save_opts so = ND_SAVE_DEFAULT;
+    nd_save_options so = ND_SAVE_DEFAULT;
     so.meta = meta, so.n_meta = 4;
-    if (nd_save_ex(r->ctx, r->op.save_path, r->ckpt.items, r->ckpt.n, &so) != ND_OK)
+    if (nd_save(r->ctx, r->op.save_path, r->ckpt.items, r->ckpt.n, &so) != ND_OK)
         return fail(r, "--save");
     fprintf(stderr, "saved %s\n", r->op.save_path);
     return 0;
@@ -192,14 +165,14 @@ static int train_epoch(run *r, int epoch, nd_lr_schedule *schedule, long *run_st
     int steps_per_epoch = (r->train->n + r->op.batch - 1) / r->op.batch, m, step = 0;
     double t0 = clock_wall_ms() / 1e3, loss_sum = 0, t_print = 0, sums[CLASSIFY_MAX_METRICS] = {0};
     long right = 0, seen = 0;
-    while ((m = nd_loader_next(ctx, r->train_ld, r->x, NULL, r->labels)) > 0) {
+    while (nd_loader_next(ctx, r->train_ld, r->x, NULL, r->labels, &m) == ND_OK && m > 0) {
         mnist_standardise(r->x, r->mean, r->std);
         nd_tensor *logits = nd_module_forward(ctx, r->model, r->x);                 // (m, 10)
         nd_tensor *loss = nd_cross_entropy(ctx, logits, r->labels, ND_REDUCE_MEAN); // scalar
         if (!loss) return fail(r, "forward");
         nd_optimizer_zero_grad(r->opt);
         nd_optimizer_set_lr(r->opt, nd_lr_at(schedule, (int)(*run_step)++));
-        if (nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, r->opt) != ND_OK)
+        if (nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, r->opt) != ND_OK)
             return fail(r, "backward/update");
         double v[CLASSIFY_MAX_METRICS] = {0};
         if (r->prog->metrics) r->prog->metrics(r->model, v, r->prog->user);
@@ -218,7 +191,7 @@ static int train_epoch(run *r, int epoch, nd_lr_schedule *schedule, long *run_st
             fprintf(stderr, "  %5.0f img/s ", seen / (t - t0));
         }
     }
-    if (m < 0) return fail(r, "next batch");
+    if (nd_ctx_error(ctx) != ND_OK) return fail(r, "next batch");
     double secs = clock_wall_ms() / 1e3 - t0;
     r->train_seconds += secs, r->train_images += seen;
     r->last_loss = loss_sum / seen, r->last_train_acc = (double)right / seen;
@@ -287,8 +260,8 @@ static void cleanup(run *r)
 {
     mnist_ckpt_free(&r->ckpt);
     nd_optimizer_destroy(r->opt);
-    nd_param_list_free(&r->params);
-    nd_param_list_free(&r->state);
+    nd_param_list_destroy(&r->params);
+    nd_param_list_destroy(&r->state);
     nd_module_destroy(r->model);
     nd_tensor_destroy(r->x);
     nd_tensor_destroy(r->x_test);

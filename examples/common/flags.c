@@ -82,21 +82,6 @@ static bool parse_double(const flag_spec *f, const char *s, double *out, const c
     return true;
 }
 
-bool flags_to_int(const char *text, int min, int max, int *out, const char **why)
-{
-    long long n;
-    if (!parse_integer(text, min, max, &n, why)) return false;
-    *out = (int)n;
-    return true;
-}
-
-bool flags_to_double(const char *text, double min, bool min_open, double max, double *out,
-                     const char **why)
-{
-    flag_spec f = {.min = min, .max = max, .min_open = min_open};
-    return parse_double(&f, text, out, why);
-}
-
 /* Stores text as f's value; false with why set (nothing stored). */
 static bool set_value(const flag_spec *f, const char *s, const char **why)
 {

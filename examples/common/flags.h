@@ -82,12 +82,6 @@ int flags_parse(const char *prog, const char *summary, const flag_spec *table, i
 /* The same, with the messages written to err and the help to out (for tests). */
 int flags_parse_to(FILE *out, FILE *err, const char *prog, const char *summary,
                    const flag_spec *table, int n, int argc, char **argv);
-/* The same strict conversions for text from elsewhere (a checkpoint's metadata): true with *out
- * set, or false with *why saying what is wrong ("is not an integer", "is out of range", ...). */
-bool flags_to_int(const char *text, int min, int max, int *out, const char **why);
-bool flags_to_double(const char *text, double min, bool min_open, double max, double *out,
-                     const char **why);
-
 /* What main returns for a FLAGS_HELP (0) or FLAGS_ERROR (2). */
 int flags_exit_status(int rc);
 

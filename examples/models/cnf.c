@@ -62,7 +62,7 @@ nd_status cnf_model_create(nd_ctx *ctx, cnf_model *m, nd_rng *rng)
 void cnf_model_destroy(cnf_model *m)
 {
     free(m->params);
-    nd_param_list_free(&m->plist);
+    nd_param_list_destroy(&m->plist);
     nd_module_destroy(m->mlp);
 }
 
@@ -101,8 +101,8 @@ static int cnf_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *const *y, int n, n
     int rc = -1;
     if (dz && e0 && e1) {
         for (int b = 0; b < B; b++) e0->data[2 * b] = 1, e1->data[2 * b + 1] = 1;
-        if (nd_grad(ctx, &dz, &e0, 1, &z, 1, &g0, true) == ND_OK &&
-            nd_grad(ctx, &dz, &e1, 1, &z, 1, &g1, true) == ND_OK) {
+        if (nd_grad(ctx, &dz, &e0, 1, &z, 1, &g0, ND_CREATE_GRAPH) == ND_OK &&
+            nd_grad(ctx, &dz, &e1, 1, &z, 1, &g1, ND_CREATE_GRAPH) == ND_OK) {
             nd_tensor *trace =
                 nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1), nd_slice(ctx, g1, 1, 1, 1)); // (B, 1)
             dy[0] = dz;
@@ -180,7 +180,7 @@ nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 
             break;
         }
         double t0 = clock_wall_ms();
-        if ((st = nd_backward(ctx, loss)) != ND_OK) break;
+        if ((st = nd_backward(ctx, loss, 0)) != ND_OK) break;
         out[c] = (cnf_norm_result){.loss = nd_item(loss),
                                    .nfe_forward = stats.forward.nfe,
                                    .nfe_backward = stats.backward.nfe,
