@@ -64,7 +64,7 @@ nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op,
     return nd_record(ctx, out, ND_OP_CUSTOM, n_src, src);
 }
 
-void custom_backward(nd_ctx *ctx, nd_tensor *out)
+void nd_custom_backward(nd_ctx *ctx, nd_tensor *out)
 {
     const nd_custom_op *op = out->aux;
     op->backward(ctx, out, op->state);
