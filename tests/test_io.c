@@ -500,11 +500,11 @@ START_TEST(test_parse_numbers_strictly)
         bool ok;
         double want;
     } dcases[] = {
-        {"0", true, 0},        {"-2.5", true, -2.5}, {"1e-3", true, 1e-3}, {"+7", true, 7},
-        {".5", true, 0.5},     {"0x1p3", true, 8},   {"", false, 0},       {" 1", false, 0},
-        {"1 ", false, 0},      {"abc", false, 0},    {"1.5x", false, 0},   {"nan", false, 0},
-        {"-nan", false, 0},    {"inf", false, 0},    {"-inf", false, 0},   {"1e999", false, 0},
-        {"-1e999", false, 0},  {"1e-400", false, 0}, {"--1", false, 0},    {"1,5", false, 0},
+        {"0", true, 0},       {"-2.5", true, -2.5}, {"1e-3", true, 1e-3}, {"+7", true, 7},
+        {".5", true, 0.5},    {"0x1p3", true, 8},   {"", false, 0},       {" 1", false, 0},
+        {"1 ", false, 0},     {"abc", false, 0},    {"1.5x", false, 0},   {"nan", false, 0},
+        {"-nan", false, 0},   {"inf", false, 0},    {"-inf", false, 0},   {"1e999", false, 0},
+        {"-1e999", false, 0}, {"1e-400", false, 0}, {"--1", false, 0},    {"1,5", false, 0},
     };
     for (size_t i = 0; i < sizeof dcases / sizeof dcases[0]; i++) {
         double d = 12345;
@@ -516,15 +516,26 @@ START_TEST(test_parse_numbers_strictly)
         bool ok;
         long want;
     } lcases[] = {
-        {"0", true, 0},       {"42", true, 42},  {"-7", true, -7},         {"+3", true, 3},
-        {"", false, 0},       {"abc", false, 0}, {"1.5", false, 0},        {"1e3", false, 0},
-        {" 1", false, 0},     {"1 ", false, 0},  {"0x10", false, 0},       {".5", false, 0},
-        {"99999999999999999999", false, 0},      {"-99999999999999999999", false, 0},
+        {"0", true, 0},
+        {"42", true, 42},
+        {"-7", true, -7},
+        {"+3", true, 3},
+        {"", false, 0},
+        {"abc", false, 0},
+        {"1.5", false, 0},
+        {"1e3", false, 0},
+        {" 1", false, 0},
+        {"1 ", false, 0},
+        {"0x10", false, 0},
+        {".5", false, 0},
+        {"99999999999999999999", false, 0},
+        {"-99999999999999999999", false, 0},
     };
     for (size_t i = 0; i < sizeof lcases / sizeof lcases[0]; i++) {
         long l = 12345;
         ck_assert_msg(nd_parse_long(lcases[i].s, &l) == lcases[i].ok, "\"%s\"", lcases[i].s);
-        ck_assert_msg(l == (lcases[i].ok ? lcases[i].want : 12345), "\"%s\" -> %ld", lcases[i].s, l);
+        ck_assert_msg(l == (lcases[i].ok ? lcases[i].want : 12345), "\"%s\" -> %ld", lcases[i].s,
+                      l);
     }
     int n = 5;
     ck_assert(nd_parse_int("2147483647", &n) && n == 2147483647);
