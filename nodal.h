@@ -13,7 +13,7 @@
  *       nd_tensor *loss = nd_mean(ctx, nd_pow_scalar(ctx, nd_sub(ctx, pred, y), 2));
  *       if (!loss) { fprintf(stderr, "%s\n", nd_ctx_errmsg(ctx)); break; }  // one check
  *       nd_zero_grad(params, n_params);
- *       nd_backward(ctx, loss);
+ *       nd_backward(ctx, loss, 0);
  *       ... update params from ->grad ...
  *       nd_ctx_reset(ctx);   // frees the step's graph, keeps the memory
  *   }

@@ -103,7 +103,7 @@ static void train_step(nd_ctx *ctx, convnet *c, double t[3])
     if (!loss) die(ctx, "forward");
     double t1 = now_ns();
     nd_optimizer_zero_grad(c->opt);
-    if (nd_backward(ctx, loss) != ND_OK) die(ctx, "nd_backward");
+    if (nd_backward(ctx, loss, 0) != ND_OK) die(ctx, "nd_backward");
     double t2 = now_ns();
     if (nd_optimizer_step(ctx, c->opt) != ND_OK) die(ctx, "nd_optimizer_step");
     nd_ctx_reset(ctx);

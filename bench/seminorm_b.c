@@ -72,7 +72,7 @@ int sn_workload_b(bool quick)
         nd_tensor *loss = NULL;
         nd_optimizer_zero_grad(opt);
         if (!neg_log_likelihood(ctx, &model, x, t, &train, &st, &loss) || !loss ||
-            nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
+            nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
             fprintf(stderr, "seminorm B: training: %s\n", nd_ctx_errmsg(ctx));
             status = 1;
         }

@@ -37,7 +37,7 @@ static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *d
             nd_ode_stats st;
             nd_tensor *L = make_loss(ctx, rep, &o, &st, data);
             double t0 = sn_now();
-            if (!L || nd_backward(ctx, L) != ND_OK) {
+            if (!L || nd_backward(ctx, L, 0) != ND_OK) {
                 fprintf(stderr, "seminorm %s: %s\n", workload, nd_ctx_errmsg(ctx));
                 free(grads);
                 return 1;

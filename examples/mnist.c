@@ -210,7 +210,7 @@ int main(int argc, char **argv)
             }
             nd_optimizer_zero_grad(opt);
             nd_optimizer_set_lr(opt, nd_lr_at(&schedule, (int)run_step++));
-            if (nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
+            if (nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
                 status = fail(ctx, "backward/update");
                 goto cleanup;
             }

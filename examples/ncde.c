@@ -416,7 +416,7 @@ static nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const path *X, c
         nd_tensor *logits = ncde_logits(ctx, m, X, &cfg, &stats);
         nd_tensor *loss = nd_cross_entropy(ctx, logits, labels, ND_REDUCE_MEAN);
         double t1 = now_ms();
-        st = loss ? nd_backward(ctx, loss) : nd_ctx_error(ctx);
+        st = loss ? nd_backward(ctx, loss, 0) : nd_ctx_error(ctx);
         double t2 = now_ms();
         if (st == ND_OK) {
             out[k] = (ncde_measure){.loss = nd_item(loss),
@@ -508,7 +508,7 @@ static nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const solve_cfg *
     *loss = nd_item(L);
     *acc = nd_accuracy(logits, P->train.labels);
     nd_optimizer_zero_grad(P->opt);
-    nd_status st = nd_backward(ctx, L);
+    nd_status st = nd_backward(ctx, L, 0);
     if (st == ND_OK) st = nd_optimizer_step(ctx, P->opt);
     if (st == ND_OK) nd_ctx_reset(ctx);
     return st;

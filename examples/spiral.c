@@ -266,7 +266,7 @@ int main(int argc, char **argv)
                                     &ode, &stats); /* (10, 20, 2) */
         nd_tensor *loss = nd_l1_loss(ctx, pred, batch_y, ND_REDUCE_MEAN);
         nd_optimizer_zero_grad(optim);
-        if (!loss || nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, optim) != ND_OK)
+        if (!loss || nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, optim) != ND_OK)
             return fail(ctx, "training step");
         double batch_loss = nd_item(loss);
         nd_ctx_reset(ctx);

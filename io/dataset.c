@@ -138,7 +138,7 @@ static nd_status subset(nd_ctx *ctx, const char *fn, const nd_dataset *ds, const
                         nd_dataset **out)
 {
     nd_dataset *s = dataset_alloc(ctx, fn, n, ds->rows, ds->cols);
-    if (!s) return nd_ctx_error(ctx) ? nd_ctx_error(ctx) : ND_ERR_NOMEM;
+    if (!s) return nd_fail(ctx, ND_ERR_NOMEM, "%s: cannot allocate %d examples", fn, n);
     for (int i = 0; i < n; i++) copy_example(s, i, ds, idx[i]);
     count_classes(s);
     *out = s;

@@ -16,9 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "nodal.h"
+#include "test_main.h"
 
-static nd_ctx *ctx;
 static char dir[64]; /* a fresh temporary directory per test */
 
 /* ---------------------------------------------------------------------------------------------
@@ -47,8 +46,6 @@ static void rm_tree(const char *path)
 
 static void setup(void)
 {
-    ctx = nd_ctx_create(0);
-    ck_assert_ptr_nonnull(ctx);
     strcpy(dir, "/tmp/nd_test_io_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
 }
@@ -56,7 +53,6 @@ static void setup(void)
 static void teardown(void)
 {
     rm_tree(dir);
-    nd_ctx_destroy(ctx);
 }
 
 /* dir/name in a rotating static buffer (a few live at once) */
@@ -146,21 +142,13 @@ static void write_st(const char *path, const char *header, size_t data_len)
     free(b);
 }
 
-/* Where tests/data-io lives: beside $REFERENCE_DIR (tests/reference), or relative to the cwd. */
+/* tests/data-io/name, or NULL when it cannot be read. */
 static const char *data_io_path(const char *name)
 {
     static char buf[1024];
-    const char *ref = getenv("REFERENCE_DIR");
-    const char *cands[] = {"tests/data-io", "../tests/data-io", "../../tests/data-io"};
-    if (ref) {
-        snprintf(buf, sizeof buf, "%s/../data-io/%s", ref, name);
-        if (access(buf, R_OK) == 0) return buf;
-    }
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        snprintf(buf, sizeof buf, "%s/%s", cands[i], name);
-        if (access(buf, R_OK) == 0) return buf;
-    }
-    return NULL;
+    char rel[256];
+    snprintf(rel, sizeof rel, "data-io/%s", name);
+    return access(nd_test_path(buf, sizeof buf, rel), R_OK) == 0 ? buf : NULL;
 }
 
 /* nd_checkpoint_read + nd_checkpoint_load, for a load that reports how many tensors it found */
@@ -1471,6 +1459,7 @@ static Suite *io_suite(void)
           *idx = tcase_create("idx"), *batch = tcase_create("batch");
     TCase *all[] = {ck, bad, atomic, interop, idx, batch};
     for (int i = 0; i < 6; i++) {
+        tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
         tcase_add_checked_fixture(all[i], setup, teardown);
         tcase_set_timeout(all[i], 120);
     }
@@ -1513,11 +1502,4 @@ static Suite *io_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(io_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(io_suite)

@@ -12,51 +12,19 @@
 #include <string.h>
 
 #include "gradcheck.h"
-#include "nodal.h"
-
-/* Agreement with PyTorch's float64 values: 1e-10 relative in double, looser in float. */
-#ifdef ND_REAL_FLOAT
-#define REF_RTOL 2e-4
-#define REF_ATOL 2e-5
-#else
-#define REF_RTOL 1e-10
-#define REF_ATOL 1e-12
-#endif
-
-static nd_ctx *ctx;
-
-static void ctx_setup(void)
-{
-    ctx = nd_ctx_create(0);
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void ctx_teardown(void)
-{
-    nd_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
-static void expect_error(nd_status code, const char *s1, const char *s2)
-{
-    ck_assert_int_eq(nd_ctx_error(ctx), code);
-    const char *msg = nd_ctx_errmsg(ctx);
-    if (s1) ck_assert_msg(strstr(msg, s1), "message \"%s\" lacks \"%s\"", msg, s1);
-    if (s2) ck_assert_msg(strstr(msg, s2), "message \"%s\" lacks \"%s\"", msg, s2);
-}
+#include "test_main.h"
 
 /* ---------------------------------------------------------------------------------------------
  * The reference file: a JSON object whose values are flat lists of numbers. A small reader for
- * exactly that shape (it is our own file), loaded once before the tests run.
+ * exactly that shape (it is our own file), loaded once per test case by an unchecked fixture (in
+ * the runner's process, before the tests fork).
  */
 static char *ref_text;
 
 static void ref_load(void)
 {
-    const char *dir = getenv("REFERENCE_DIR"); /* tests/reference, set by tests/meson.build */
     char path[4096];
-    snprintf(path, sizeof path, "%s/../reference-nn/nn.json", dir ? dir : "tests/reference");
-    FILE *f = fopen(path, "rb");
+    FILE *f = fopen(nd_test_path(path, sizeof path, "reference-nn/nn.json"), "rb");
     if (!f) return;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
@@ -69,10 +37,16 @@ static void ref_load(void)
     fclose(f);
 }
 
+static void ref_free(void)
+{
+    free(ref_text);
+    ref_text = NULL;
+}
+
 /* The numbers of entry name (count in *n) in the ctx arena, as double; fails the test if absent */
 static double *ref(const char *name, size_t *n)
 {
-    ck_assert_msg(ref_text, "tests/reference-nn/nn.json not found (REFERENCE_DIR)");
+    ck_assert_msg(ref_text, "tests/reference-nn/nn.json not found (ND_TEST_DIR)");
     char key[256];
     snprintf(key, sizeof key, "\"%s\":", name);
     const char *p = strstr(ref_text, key);
@@ -198,7 +172,7 @@ START_TEST(test_layer_forward_backward_match_torch)
     expect_ref(what, y->data, y->size, name);
     snprintf(name, sizeof name, "%s.r", layer_cases[_i].name);
     nd_tensor *r = ref_tensor(name, y->ndim, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     for (int i = 0; i < layer_cases[_i].n_in; i++) {
         snprintf(name, sizeof name, "%s.grad%d", layer_cases[_i].name, i);
         snprintf(what, sizeof what, "%s d/d input %d", layer_cases[_i].name, i);
@@ -232,7 +206,7 @@ START_TEST(test_batch_norm2d_train_then_eval_matches_torch)
         expect_ref("bn2d train y", y->data, y->size, name);
         snprintf(name, sizeof name, "%s.r", tag);
         nd_tensor *r = ref_tensor(name, 4, xs, false);
-        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
         snprintf(name, sizeof name, "%s.dx", tag);
         expect_ref("bn2d train dx", x->grad, x->size, name);
         snprintf(name, sizeof name, "%s.dweight", tag);
@@ -254,7 +228,7 @@ START_TEST(test_batch_norm2d_train_then_eval_matches_torch)
     ck_assert_ptr_nonnull(y);
     expect_ref("bn2d eval y", y->data, y->size, "bn2d.eval.y");
     nd_tensor *r = ref_tensor("bn2d.eval.r", 4, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     expect_ref("bn2d eval dx", x->grad, x->size, "bn2d.eval.dx");
     ck_assert(memcmp(saved, rm->data, sizeof saved) == 0); /* eval leaves the statistics alone */
     nd_param_list_destroy(&state);
@@ -272,7 +246,7 @@ START_TEST(test_batch_norm1d_matches_torch)
     ck_assert_ptr_nonnull(y);
     expect_ref("bn1d y", y->data, y->size, "bn1d.y");
     nd_tensor *r = ref_tensor("bn1d.r", 2, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     expect_ref("bn1d dx", x->grad, x->size, "bn1d.dx");
     expect_ref("bn1d running_mean", nd_param_list_find(&state, "running_mean")->data, 3,
                "bn1d.running_mean");
@@ -299,7 +273,7 @@ START_TEST(test_cross_entropy_matches_torch)
         char name[64];
         snprintf(name, sizeof name, "ce.%s.loss", names[k]);
         expect_ref("cross-entropy", loss->data, 1, name);
-        ck_assert_int_eq(nd_backward(ctx, loss), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
         snprintf(name, sizeof name, "ce.%s.dlogits", names[k]);
         expect_ref("cross-entropy dlogits", logits->grad, logits->size, name);
     }
@@ -496,7 +470,7 @@ START_TEST(test_custom_module_composes_in_sequential)
     nd_tensor *x = nd_full(ctx, 2, (int[]){4, 2}, 0.3);
     nd_tensor *loss = nd_mean(ctx, nd_module_forward(ctx, net, x));
     ck_assert_msg(loss, "%s", nd_ctx_errmsg(ctx));
-    ck_assert_int_eq(nd_backward(ctx, loss), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
     nd_real g = blk->scale->grad[0], before = blk->scale->data[0];
     ck_assert(g != 0);
     ck_assert_int_eq(nd_optimizer_step(ctx, opt), ND_OK);
@@ -1227,6 +1201,7 @@ static Suite *nn_suite(void)
     TCase *err = tcase_create("errors"), *opt = tcase_create("optim");
     TCase *all[] = {fwd, bwd, err, opt};
     for (int i = 0; i < 4; i++) {
+        tcase_add_unchecked_fixture(all[i], ref_load, ref_free);
         tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
         tcase_set_timeout(all[i], 600);
     }
@@ -1270,13 +1245,4 @@ static Suite *nn_suite(void)
     return s;
 }
 
-int main(void)
-{
-    ref_load();
-    SRunner *sr = srunner_create(nn_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    free(ref_text);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(nn_suite)
