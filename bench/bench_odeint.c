@@ -155,7 +155,7 @@ static void bench_evals(nd_ctx *ctx, model *m, int n)
             z->requires_grad = true;
             nd_tensor *in[5] = {z, params[0], params[1], params[2], params[3]};
             f_model(ctx, NULL, z, &d, m);
-            nd_grad(ctx, &d, &g, 1, in, 5, vjp, false);
+            nd_grad(ctx, &d, &g, 1, in, 5, vjp, 0);
             nd_ctx_rewind(ctx, mk);
         }
         best_nodal = fmin(best_nodal, (now() - t0) / n);
@@ -194,7 +194,7 @@ static void bench_memory(model *m)
             nd_ode_stats st;
             long rss0 = resident_kib();
             nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, f_model, m, y0, t, params, 4, &o, &st));
-            nd_status s = L ? nd_backward(ctx, L) : nd_ctx_error(ctx);
+            nd_status s = L ? nd_backward(ctx, L, 0) : nd_ctx_error(ctx);
             if (s != ND_OK) fprintf(stderr, "bench_odeint: %s\n", nd_ctx_errmsg(ctx));
             printf("{\"case\": \"adjoint_memory\", \"grad\": \"%s\", \"T\": %g, "
                    "\"accepted_forward\": %ld, \"nfe_backward\": %ld, \"arena_bytes\": %zu, "

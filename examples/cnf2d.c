@@ -129,7 +129,7 @@ static nd_status model_create(nd_ctx *ctx, cnf_model *m, nd_rng *rng)
 static void model_destroy(cnf_model *m)
 {
     free(m->params);
-    nd_param_list_free(&m->plist);
+    nd_param_list_destroy(&m->plist);
     nd_module_destroy(m->mlp);
 }
 
@@ -168,8 +168,8 @@ static int cnf_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *const *y, int n, n
     int rc = -1;
     if (dz && e0 && e1) {
         for (int b = 0; b < B; b++) e0->data[2 * b] = 1, e1->data[2 * b + 1] = 1;
-        if (nd_grad(ctx, &dz, &e0, 1, &z, 1, &g0, true) == ND_OK &&
-            nd_grad(ctx, &dz, &e1, 1, &z, 1, &g1, true) == ND_OK) {
+        if (nd_grad(ctx, &dz, &e0, 1, &z, 1, &g0, ND_CREATE_GRAPH) == ND_OK &&
+            nd_grad(ctx, &dz, &e1, 1, &z, 1, &g1, ND_CREATE_GRAPH) == ND_OK) {
             nd_tensor *trace = nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1),
                                       nd_slice(ctx, g1, 1, 1, 1)); // (B, 1)
             dy[0] = dz;
@@ -261,7 +261,7 @@ static nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x 
             break;
         }
         double t0 = now_ms();
-        if ((st = nd_backward(ctx, loss)) != ND_OK) break;
+        if ((st = nd_backward(ctx, loss, 0)) != ND_OK) break;
         out[c] = (cnf_norm_result){.loss = nd_item(loss),
                                    .nfe_forward = stats.forward.nfe,
                                    .nfe_backward = stats.backward.nfe,
@@ -640,7 +640,7 @@ int main(int argc, char **argv)
         status = fail(ctx, "model");
         goto cleanup;
     }
-    opt = nd_adam_create(ctx, model.plist.items, model.plist.n, ND_ADAM_DEFAULT); // lr 1e-3
+    opt = nd_adam_create(ctx, model.plist.items, model.plist.n, NULL); // lr 1e-3
     x = nd_tensor_create(ctx, 2, (int[]){batch, 2}, false);
     losses = malloc(((size_t)iters + 1) * sizeof *losses);
     if (!opt || !x || !losses) {
@@ -699,7 +699,7 @@ int main(int argc, char **argv)
             goto cleanup;
         }
         nd_optimizer_zero_grad(opt);
-        if (nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
+        if (nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
             status = fail(ctx, "backward");
             goto cleanup;
         }

@@ -153,10 +153,8 @@ static nd_status check_inputs(nd_ctx *ctx, const void *f, nd_tensor *const *y0s,
     if (!f) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: f is NULL");
     if (n_y <= 0 || !y0s) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: no initial state given");
     for (int i = 0; i < n_y; i++)
-        if (!y0s[i]) return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
-                                              : nd_fail(ctx, ND_ERR_ARG, "nd_odeint: y0[%d] is NULL", i);
-    if (!t) return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
-                                     : nd_fail(ctx, ND_ERR_ARG, "nd_odeint: t is NULL");
+        if (!y0s[i]) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: y0[%d] is NULL", i);
+    if (!t) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: t is NULL");
     if (n_params < 0 || (n_params > 0 && !params))
         return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: params is NULL or n_params negative");
     for (int i = 0; i < n_params; i++)

@@ -5,8 +5,9 @@
  * Ownership is in the verb: nd_tensor_create / nd_tensor_destroy make caller-owned, persistent
  * tensors (parameters); every other function that returns a tensor returns an arena-owned one,
  * freed all at once by nd_ctx_reset. Functions that fail return NULL (or an nd_status) and record
- * the first error in the ctx; given a NULL input they return NULL at once, so a whole forward pass
- * can be checked once at the end, like ferror.
+ * the first error in the ctx; given a NULL input they return NULL at once (recording "<fn>: input
+ * x is NULL" unless an earlier error explains it), so a whole forward pass can be checked once at
+ * the end, like ferror.
  */
 #ifndef ND_TENSOR_H
 #define ND_TENSOR_H
@@ -94,6 +95,7 @@ struct nd_tensor {
     nd_tensor *gnode;         /* engine-owned: gradient being accumulated during a backward */
     uint64_t visit;           /* engine-owned: traversal mark */
     uint64_t needed;          /* engine-owned: mark of the sweep that needs this gradient */
+    bool consumed;            /* engine-owned: nd_backward went through this op's node */
     const char *name;         /* optional, for messages and checkpoints */
 };
 
@@ -153,11 +155,15 @@ size_t nd_ctx_used(const nd_ctx *ctx);
 bool nd_ctx_set_grad(nd_ctx *ctx, bool enabled);
 bool nd_ctx_grad_enabled(const nd_ctx *ctx);
 
-/* The first error recorded since the last clear (ND_OK if none) and its message. */
+/* The first error recorded since the last clear (ND_OK if none) and its message. A NULL ctx
+ * answers ND_ERR_ARG and "ctx is NULL"; every ctx function and op accepts a NULL ctx and fails
+ * (NULL, an error code, or nothing to do) instead of crashing. */
 nd_status nd_ctx_error(const nd_ctx *ctx);
 const char *nd_ctx_errmsg(const nd_ctx *ctx);
 void nd_ctx_clear_error(nd_ctx *ctx);
-/* Records an error (only if none is recorded yet) and returns code. printf-style message. */
+/* Records an error (only if none is recorded yet) and returns the sticky status: the first error
+ * recorded, which is code unless an earlier error was already there, so `return nd_fail(...)`
+ * reports the root cause. printf-style message. Returns code for a NULL ctx. */
 nd_status nd_fail(nd_ctx *ctx, nd_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The same, returning NULL: for functions that return a pointer. */
@@ -176,8 +182,8 @@ typedef struct {
 
 nd_rng nd_rng_seed(uint64_t seed);
 uint64_t nd_rng_next(nd_rng *rng);
-double nd_rng_uniform(nd_rng *rng);        /* [0, 1) with 53 random bits */
-double nd_rng_normal(nd_rng *rng);         /* mean 0, standard deviation 1 */
+double nd_rng_uniform(nd_rng *rng);             /* [0, 1) with 53 random bits */
+double nd_rng_normal(nd_rng *rng);              /* mean 0, standard deviation 1 */
 uint64_t nd_rng_below(nd_rng *rng, uint64_t n); /* uniform in [0, n), unbiased; n > 0 */
 void nd_fill_uniform(nd_tensor *x, nd_rng *rng, double lo, double hi);
 void nd_fill_normal(nd_tensor *x, nd_rng *rng, double mean, double std);

@@ -48,7 +48,7 @@ START_TEST(test_block_in_sequential)
     ck_assert_int_eq(y->shape[0], 6);
     ck_assert_int_eq(y->shape[1], 1);
     nd_module_zero_grad(model);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, y)), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, y), 0), ND_OK);
     for (int i = 0; i < params.n; i++) {
         double g = 0;
         for (size_t k = 0; k < params.items[i].tensor->size; k++)
@@ -58,7 +58,7 @@ START_TEST(test_block_in_sequential)
     const nd_ode_stats *st = nd_odeblock_stats(model->children[1].module);
     ck_assert_int_gt(st->forward.nfe, 0);
     ck_assert_int_gt(st->backward.nfe, 0);
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(model);
 }
 END_TEST
@@ -99,7 +99,7 @@ START_TEST(test_block_gradients)
         bo->grad = mode == 0 ? ND_GRAD_BACKPROP : ND_GRAD_ADJOINT;
         bo->adjoint.norm = mode == 2 ? ND_NORM_SEMINORM : ND_NORM_RMS;
         nd_module_zero_grad(model);
-        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_module_forward(ctx, model, x))), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_module_forward(ctx, model, x)), 0), ND_OK);
         int k = 0;
         for (int i = 0; i < params.n; i++)
             for (size_t e = 0; e < params.items[i].tensor->size && k < 64; e++)
@@ -110,7 +110,7 @@ START_TEST(test_block_gradients)
             ck_assert_msg(fabs(g[mode][k] - g[0][k]) < 1e-7 * fmax(1, fabs(g[0][k])),
                           "grad %d mode %d: %.12g vs backprop %.12g", k, mode, g[mode][k], g[0][k]);
 #endif
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(model);
 }
 END_TEST

@@ -556,7 +556,7 @@ static void check_reference(const char *file, nd_ode_fn f, void *data, nd_tensor
         nd_zero_grad(params, n_params);
         nd_tensor *ys = nd_odeint(ctx, f, data, y0, t, params, n_params, &o, &st);
         nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, ys, ys));
-        ck_assert_msg(loss && nd_backward(ctx, loss) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        ck_assert_msg(loss && nd_backward(ctx, loss, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
 
         ck_assert_int_eq(st.forward.nfe, (long)num(r, "nfe_forward"));
         ck_assert_int_eq(st.forward.accepted, (long)num(r, "accept_forward"));
@@ -645,7 +645,7 @@ START_TEST(test_reference_seminorm_counts)
         y0->requires_grad = true;
         nd_ode_options o = opts_for(ND_DOPRI8, 1e-13, 1e-13);
         nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, seminorm_f, &m, y0, t, params, 4, &o, NULL));
-        ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
         g_true[0] = y0->grad[0], g_true[1] = y0->grad[1];
         nd_ctx_reset(ctx);
     }
@@ -673,7 +673,7 @@ START_TEST(test_reference_seminorm_counts)
             nd_ode_stats st;
             nd_zero_grad(params, 4);
             nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, seminorm_f, &m, y0, t, params, 4, &o, &st));
-            ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+            ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
             ck_assert_msg(st.forward.nfe == (long)num(r, "nfe_forward") &&
                               st.forward.accepted == (long)num(r, "accept_forward") &&
                               st.forward.rejected == (long)num(r, "reject_forward") &&
@@ -741,7 +741,7 @@ static void grads_of(solve_case *sc, nd_tensor *y0, nd_real *out)
     nd_tensor *y = solve_loss_fn(ctx, in, sc);
     nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
     nd_tensor *g[4];
-    ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, in, 1 + sc->n_params, g, false) == ND_OK, "%s",
+    ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, in, 1 + sc->n_params, g, 0) == ND_OK, "%s",
                   nd_ctx_errmsg(ctx));
     size_t k = 0;
     for (int i = 0; i < 1 + sc->n_params; i++)
@@ -836,7 +836,7 @@ START_TEST(test_gradient_wrt_t)
         nd_tensor *y = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o, NULL);
         nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
         nd_tensor *g[2];
-        ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, (nd_tensor *[]){t, y0}, 2, g, false) == ND_OK,
+        ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, (nd_tensor *[]){t, y0}, 2, g, 0) == ND_OK,
                       "%s", nd_ctx_errmsg(ctx));
         bool prev = nd_ctx_set_grad(ctx, false);
         for (int i = 0; i < 4; i++) {
@@ -879,7 +879,7 @@ static int hamiltonian_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, 
     nd_tensor *H = nd_sum(c, nd_matmul(c, nd_tanh(c, nd_add(c, nd_matmul_t(c, yl, hm->W1, false,
                                                                             true), hm->b1)), hm->w2));
     nd_tensor *dH;
-    if (!H || nd_grad(c, &H, NULL, 1, &yl, 1, &dH, true) != ND_OK) return -1;
+    if (!H || nd_grad(c, &H, NULL, 1, &yl, 1, &dH, ND_CREATE_GRAPH) != ND_OK) return -1;
     nd_tensor *dq = nd_slice(c, dH, 1, 0, 1), *dp = nd_slice(c, dH, 1, 1, 1);
     *dy = nd_concat(c, (nd_tensor *[]){dp, nd_neg(c, dq)}, 2, 1); /* q' = dH/dp, p' = -dH/dq */
     if (made_leaf && !prev) *dy = nd_detach(c, *dy);
@@ -934,7 +934,7 @@ START_TEST(test_odeint_composes_with_other_ops)
     nd_tensor *z2 = nd_slice(ctx, nd_odeint(ctx, linear_f, A, nd_relu(ctx, z1r), t, &A, 1, &o,
                                             NULL), 0, 1, 1);
     nd_tensor *L = nd_sum(ctx, z2);
-    ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
     bool any = false;
     for (int i = 0; i < 4; i++) any |= w->grad[i] != 0 && A->grad[i] != 0;
     ck_assert(any);
@@ -978,7 +978,7 @@ START_TEST(test_user_norm_and_block_tolerances)
         o.adjoint.norm = k ? ND_NORM_USER : ND_NORM_SEMINORM;
         o.adjoint.norm_fn = user_seminorm, o.adjoint.norm_data = &probe;
         nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, linear_f, A, y0, t, &A, 1, &o, &st[k]));
-        ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
     }
     ck_assert_int_eq(st[1].backward.nfe, st[0].backward.nfe);
     ck_assert_int_eq(st[1].backward.accepted, st[0].backward.accepted);
@@ -1178,7 +1178,7 @@ START_TEST(test_error_no_double_backward_through_adjoint)
     nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0,
                                          &o, NULL));
     nd_tensor *g;
-    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, &y0, 1, &g, true), ND_ERR_GRAPH);
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, &y0, 1, &g, ND_CREATE_GRAPH), ND_ERR_GRAPH);
     ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "create_graph"));
 }
 END_TEST
