@@ -60,6 +60,7 @@ extern "C" {
     X(LINCOMB, "lincomb", -1)                                                                      \
     X(IM2COL, "im2col", 1)                                                                         \
     X(COL2IM, "col2im", 1)                                                                         \
+    X(CONV2D, "conv2d", -1)                                                                        \
     X(CUSTOM, "custom", -1)
 
 typedef enum {
@@ -208,6 +209,10 @@ nd_tensor *nd_im2col(nd_ctx *ctx, nd_tensor *x, nd_window2d w);
 /* The adjoint of nd_im2col: rows (N*OH*OW, C*kh*kw) summed back into an (N, C, H, W) image given
  * by shape (4 ints); overlapping windows add, padding is dropped. Each is the other's backward. */
 nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_window2d w);
+/* Convolution (autograd/ops_conv2d.c): x (N, C, H, W) * w (OC, C, kh, kw) + b (OC,) ->
+ * (N, OC, OH, OW), OH = (H + 2 pad - kh) / stride + 1, likewise OW; b may be NULL. One op (inputs
+ * x, w and b when given) whose im2col stays in cache, tile by tile, feeding GEMM directly. */
+nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad);
 
 /* ---------------------------------------------------------------------------------------------
  * Reductions. Negative axes count from the end.

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * nn/layers.c: Linear, Conv2d, pooling, Flatten, Dropout and the activations, each as a function
  * composed from autograd ops (so its backward, and its backward's backward, come for free) and as
- * a module around that function. Convolution is im2col + one GEMM over the whole batch; pooling
- * reduces the im2col rows of a one-channel view.
+ * a module around that function. Convolution is an autograd op (nd_conv2d, its im2col kept in
+ * cache); pooling reduces the im2col rows of a one-channel view.
  */
 #include <math.h>
 
@@ -70,40 +70,8 @@ nd_module *nd_linear_create(nd_ctx *ctx, int in_features, int out_features, bool
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Conv2d: rows = im2col(x) (N*OH*OW, C*k*k); y = rows @ w^T (N*OH*OW, OC) + b, viewed as
- * (N, OH*OW, OC) and transposed to (N, OC, OH*OW), which is NCHW. One GEMM for the whole batch.
+ * Conv2d: the module around nd_conv2d (an autograd op, autograd/ops_conv2d.c).
  */
-nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad)
-{
-    if (!x || !w) return NULL;
-    char sx[64], sw[64], sb[64];
-    if (w->ndim != 4 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
-        return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_conv2d: weight %s and bias %s are not "
-                            "(out_ch, in_ch, kh, kw) and (out_ch,)",
-                            nd_shape_str(w, sw), nd_shape_str(b, sb));
-    if (x->ndim != 4 || x->shape[1] != w->shape[1])
-        return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_conv2d: input %s is not (N, %d, H, W) for weight %s",
-                            nd_shape_str(x, sx), w->shape[1], nd_shape_str(w, sw));
-    if (stride < 1 || pad < 0)
-        return nd_fail_null(ctx, ND_ERR_ARG, "nd_conv2d: stride %d, padding %d", stride, pad);
-    int N = x->shape[0], OC = w->shape[0], kh = w->shape[2], kw = w->shape[3];
-    if (x->shape[2] + 2 * pad < kh || x->shape[3] + 2 * pad < kw)
-        return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_conv2d: kernel %dx%d with padding %d does not fit input %s", kh, kw,
-                            pad, nd_shape_str(x, sx));
-    int OH = (x->shape[2] + 2 * pad - kh) / stride + 1,
-        OW = (x->shape[3] + 2 * pad - kw) / stride + 1;
-    nd_window2d win = {kh, kw, stride, stride, pad, pad};
-    nd_tensor *rows = nd_im2col(ctx, x, win);               /* (N*L, C*kh*kw) */
-    nd_tensor *w2 = nd_reshape(ctx, w, 2, (int[]){OC, -1}); /* (OC, C*kh*kw) */
-    nd_tensor *y = nd_matmul_t(ctx, rows, w2, false, true); /* (N*L, OC) */
-    if (b) y = nd_add(ctx, y, b);
-    y = nd_transpose(ctx, nd_reshape(ctx, y, 3, (int[]){N, OH * OW, OC})); /* (N, OC, L) */
-    return nd_reshape(ctx, y, 4, (int[]){N, OC, OH, OW});
-}
-
 typedef struct {
     nd_module base;
     nd_tensor *weight; /* (out_ch, in_ch, k, k) */

@@ -124,9 +124,7 @@ void nd_init_xavier_normal(nd_tensor *t, nd_rng *rng, double gain);
  */
 /* x (..., in) @ w (out, in)^T + b (out,) -> (..., out); x 2-D or 3-D; b may be NULL. */
 nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b);
-/* x (N, C, H, W) * w (OC, C, k, k) + b (OC,) -> (N, OC, OH, OW), OH = (H + 2 pad - k) / stride
- * + 1: im2col + one GEMM. b may be NULL. */
-nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad);
+/* nd_conv2d(ctx, x, w, b, stride, pad) is an autograd op: see autograd/autograd.h. */
 /* Max / mean over k x k windows of x (N, C, H, W) -> (N, C, OH, OW); no padding. The max's
  * gradient goes to the first maximal element of each window, as PyTorch. */
 nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);

@@ -528,6 +528,21 @@ static void case_col2im(int op)
     CASE1(f_col2im, rand_leaf(2, S(4, 12), -1, 1, 38));
 }
 
+/* conv2d with stride and padding from u (int[2]); bias when a third input is given */
+static nd_tensor *f_conv2d(nd_ctx *c, nd_tensor **x, void *u)
+{
+    const int *sp = u;
+    return nl(c, nd_conv2d(c, x[0], x[1], sp[2] ? x[2] : NULL, sp[0], sp[1]));
+}
+
+/* x (2, 3, 5, 4), w (2, 3, 3, 3), b (2,), stride 2, padding 1: out (2, 2, 3, 2) */
+static void case_conv2d(int op)
+{
+    nd_tensor *in[] = {rand_leaf(4, S(2, 3, 5, 4), -1, 1, 50), rand_leaf(4, S(2, 3, 3, 3), -1, 1, 51),
+                       rand_leaf(1, S(2), -1, 1, 52)};
+    check_grads(op, f_conv2d, in, 3, S(2, 1, 1));
+}
+
 static void case_lincomb(int op)
 {
     nd_tensor *in[4];
@@ -585,6 +600,7 @@ static const op_case op_cases[ND_OP_COUNT] = {
     [ND_OP_LINCOMB] = case_lincomb,
     [ND_OP_IM2COL] = case_im2col,
     [ND_OP_COL2IM] = case_col2im,
+    [ND_OP_CONV2D] = case_conv2d,
     [ND_OP_CUSTOM] = case_custom,
 };
 
@@ -1320,6 +1336,115 @@ START_TEST(test_convolution_gradcheck)
 }
 END_TEST
 
+/* nd_conv2d's geometries under test: batch, channels, image, out channels, kernel, stride, pad */
+typedef struct {
+    int N, C, H, W, OC, k, stride, pad;
+    bool bias;
+} conv_case;
+
+static const conv_case conv_cases[] = {
+    {1, 1, 5, 5, 1, 3, 1, 1, true},    {3, 3, 7, 6, 5, 3, 2, 1, true},
+    {3, 5, 6, 7, 4, 1, 1, 0, false},   {1, 7, 9, 8, 3, 3, 2, 0, true},
+    {3, 3, 5, 5, 2, 1, 2, 1, true},    {2, 3, 4, 5, 3, 3, 1, 0, false},
+    {40, 3, 7, 7, 4, 3, 1, 1, true},   /* groups of images, the last one partial */
+    {2, 16, 20, 20, 5, 3, 1, 1, true}, /* one image's im2col exceeds the cache budget: row tiles */
+    {1, 9, 23, 17, 2, 3, 2, 1, false}, /* row tiles with stride 2 */
+};
+
+/* The composition nd_conv2d replaced: im2col, one GEMM, bias, back to NCHW. */
+static nd_tensor *conv_reference(nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad)
+{
+    int N = x->shape[0], OC = w->shape[0], k = w->shape[2];
+    int OH = (x->shape[2] + 2 * pad - k) / stride + 1, OW = (x->shape[3] + 2 * pad - k) / stride + 1;
+    nd_tensor *rows = nd_im2col(ctx, x, (nd_window2d){k, k, stride, stride, pad, pad});
+    nd_tensor *y = nd_matmul_t(ctx, rows, nd_reshape(ctx, w, 2, S(OC, -1)), false, true);
+    if (b) y = nd_add(ctx, y, b);
+    y = nd_transpose(ctx, nd_reshape(ctx, y, 3, S(N, OH * OW, OC)));
+    return nd_reshape(ctx, y, 4, S(N, OC, OH, OW));
+}
+
+static void expect_close_tensors(const nd_tensor *got, const nd_tensor *want, double tol,
+                                 const char *what, int i)
+{
+    ck_assert_msg(got && want, "case %d, %s: NULL: %s", i, what, nd_ctx_errmsg(ctx));
+    ck_assert_msg(nd_same_shape(got, want), "case %d, %s: shapes differ", i, what);
+    for (size_t k = 0; k < got->size; k++)
+        ck_assert_msg(fabs((double)got->data[k] - want->data[k]) <= tol * (1 + fabs(want->data[k])),
+                      "case %d, %s[%zu]: %.17g, reference %.17g", i, what, k,
+                      (double)got->data[k], (double)want->data[k]);
+}
+
+/* Values and gradients (the tiled rule, the recorded rule, and the reference's) agree. */
+START_TEST(test_conv2d_matches_im2col_reference)
+{
+    for (int i = 0; i < (int)(sizeof conv_cases / sizeof conv_cases[0]); i++) {
+        const conv_case *cc = &conv_cases[i];
+        nd_mark m = nd_ctx_mark(ctx);
+        nd_tensor *x = rand_leaf(4, S(cc->N, cc->C, cc->H, cc->W), -1, 1, 60 + (uint64_t)i);
+        nd_tensor *w = rand_leaf(4, S(cc->OC, cc->C, cc->k, cc->k), -1, 1, 80 + (uint64_t)i);
+        nd_tensor *b = cc->bias ? rand_leaf(1, S(cc->OC), -1, 1, 100 + (uint64_t)i) : NULL;
+        double tol = FWD_TOL * cc->C * cc->k * cc->k;
+        nd_tensor *y = nd_conv2d(ctx, x, w, b, cc->stride, cc->pad);
+        nd_tensor *ref = conv_reference(x, w, b, cc->stride, cc->pad);
+        expect_close_tensors(y, ref, tol, "forward", i);
+        ck_assert(y->op == ND_OP_CONV2D && y->n_src == (cc->bias ? 3 : 2));
+
+        nd_tensor *r = rand_leaf(y->ndim, y->shape, -1, 1, 120 + (uint64_t)i); /* the seed */
+        r->requires_grad = false;
+        nd_tensor *in[] = {x, w, b}, *g[3], *gg[3], *gr[3];
+        int n_in = cc->bias ? 3 : 2;
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, in, n_in, g, 0), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, in, n_in, gg, ND_CREATE_GRAPH), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &ref, &r, 1, in, n_in, gr, 0), ND_OK);
+        const char *names[] = {"dx", "dw", "db"};
+        for (int k = 0; k < n_in; k++) {
+            expect_close_tensors(g[k], gr[k], tol * 8, names[k], i);
+            expect_close_tensors(gg[k], gr[k], tol * 8, names[k], i);
+        }
+        nd_ctx_rewind(ctx, m);
+    }
+}
+END_TEST
+
+/* nd_backward adds the weight's and bias's gradients straight into persistent .grad buffers, the
+ * input's through its pending gradient; both equal the recorded rule's. */
+START_TEST(test_conv2d_backward_into_grad)
+{
+    nd_tensor *w = nd_tensor_create(ctx, 4, S(4, 3, 3, 3), true), *b = nd_tensor_create(ctx, 1, S(4), true);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(b);
+    nd_rng rng = nd_rng_seed(7);
+    nd_fill_uniform(w, &rng, -1, 1), nd_fill_uniform(b, &rng, -1, 1);
+    nd_tensor *x = rand_leaf(4, S(3, 3, 6, 5), -1, 1, 140);
+    for (int pass = 0; pass < 2; pass++) { /* twice: the second adds to the first */
+        nd_tensor *y = nd_conv2d(ctx, x, w, b, 1, 1);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, y)), 0), ND_OK);
+    }
+    nd_tensor *y = conv_reference(x, w, b, 1, 1), *in[] = {x, w, b}, *gr[3];
+    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, in, 3, gr, 0), ND_OK);
+    const nd_real *got[] = {x->grad, w->grad, b->grad};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < gr[k]->size; i++)
+            ck_assert_double_eq_tol(got[k][i], 2 * gr[k]->data[i],
+                                    FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
+    nd_tensor_destroy(w), nd_tensor_destroy(b);
+}
+END_TEST
+
+/* First and second order on geometries the registry case does not cover. */
+START_TEST(test_conv2d_gradcheck_geometries)
+{
+    nd_tensor *in1[] = {rand_leaf(4, S(3, 2, 4, 3), -1, 1, 150), rand_leaf(4, S(3, 2, 1, 1), -1, 1, 151)};
+    check_grads(ND_OP_CONV2D, f_conv2d, in1, 2, S(1, 0, 0)); /* 1x1, batch 3, no bias */
+    nd_tensor *in2[] = {rand_leaf(4, S(1, 3, 4, 4), -1, 1, 152), rand_leaf(4, S(2, 3, 3, 3), -1, 1, 153),
+                        rand_leaf(1, S(2), -1, 1, 154)};
+    check_grads(ND_OP_CONV2D, f_conv2d, in2, 3, S(1, 1, 1)); /* 3x3, stride 1, padding 1 */
+    nd_tensor *in3[] = {rand_leaf(4, S(2, 1, 5, 5), -1, 1, 155), rand_leaf(4, S(1, 1, 3, 3), -1, 1, 156)};
+    check_grads(ND_OP_CONV2D, f_conv2d, in3, 2, S(2, 0, 0)); /* stride 2, no padding */
+}
+END_TEST
+
 static nd_tensor *f_slice0(nd_ctx *c, nd_tensor **x, void *u)
 {
     (void)u;
@@ -1971,6 +2096,33 @@ START_TEST(test_lincomb_mismatch)
 }
 END_TEST
 
+START_TEST(test_conv2d_rejects_bad_shapes)
+{
+    nd_tensor *x = nd_zeros(ctx, 4, S(2, 3, 5, 5)), *w = nd_zeros(ctx, 4, S(4, 3, 3, 3));
+    ck_assert_ptr_null(nd_conv2d(ctx, x, nd_zeros(ctx, 3, S(4, 3, 3)), NULL, 1, 0));
+    expect_error(ND_ERR_SHAPE, "nd_conv2d: weight (4, 3, 3)", NULL);
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_conv2d(ctx, x, w, nd_zeros(ctx, 1, S(5)), 1, 0));
+    expect_error(ND_ERR_SHAPE, "nd_conv2d: bias (5,)", "(4, 3, 3, 3)");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_conv2d(ctx, nd_zeros(ctx, 4, S(2, 2, 5, 5)), w, NULL, 1, 0));
+    expect_error(ND_ERR_SHAPE, "nd_conv2d: input (2, 2, 5, 5)", "(4, 3, 3, 3)");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_conv2d(ctx, nd_zeros(ctx, 3, S(3, 5, 5)), w, NULL, 1, 0));
+    expect_error(ND_ERR_SHAPE, "nd_conv2d: input (3, 5, 5)", NULL);
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_conv2d(ctx, x, w, NULL, 0, 0));
+    expect_error(ND_ERR_ARG, "nd_conv2d: stride 0", NULL);
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_conv2d(ctx, x, w, NULL, 1, -1));
+    expect_error(ND_ERR_ARG, "nd_conv2d", "padding -1");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_conv2d(ctx, nd_zeros(ctx, 4, S(2, 3, 2, 5)), w, NULL, 1, 0));
+    expect_error(ND_ERR_SHAPE, "nd_conv2d: kernel 3x3", "(2, 3, 2, 5)");
+    nd_ctx_clear_error(ctx);
+}
+END_TEST
+
 START_TEST(test_im2col_and_col2im_reject_bad_shapes)
 {
     nd_window2d k2 = {.kh = 2, .kw = 2, .sh = 1, .sw = 1};
@@ -2196,6 +2348,8 @@ START_TEST(test_null_input_names_the_op_and_argument)
                       "nd_im2col: input x is NULL");
     EXPECT_NULL_NAMED(nd_col2im(ctx, n, S(1, 1, 2, 2), (nd_window2d){1, 1, 1, 1, 0, 0}),
                       "nd_col2im: input rows is NULL");
+    EXPECT_NULL_NAMED(nd_conv2d(ctx, n, x, NULL, 1, 0), "nd_conv2d: input x is NULL");
+    EXPECT_NULL_NAMED(nd_conv2d(ctx, x, n, NULL, 1, 0), "nd_conv2d: input w is NULL");
     EXPECT_NULL_NAMED(nd_copy(ctx, n), "nd_copy: input x is NULL");
     EXPECT_NULL_NAMED(nd_detach(ctx, n), "nd_detach: input x is NULL");
     nd_custom_op op = {"noop", noop_backward, NULL};
@@ -2496,6 +2650,9 @@ static Suite *autograd_suite(void)
     tcase_add_test(bwd, test_shape_ops_more_gradchecks);
     tcase_add_test(bwd, test_lincomb_zero_coefficient_gets_zero_gradient);
     tcase_add_test(bwd, test_convolution_gradcheck);
+    tcase_add_test(bwd, test_conv2d_matches_im2col_reference);
+    tcase_add_test(bwd, test_conv2d_backward_into_grad);
+    tcase_add_test(bwd, test_conv2d_gradcheck_geometries);
     tcase_add_test(bwd, test_custom_op_forward_backward_and_state);
     tcase_add_test(bwd, test_custom_op_gradcheck);
     tcase_add_test(bwd, test_nested_grad_inside_custom_backward);
@@ -2524,6 +2681,7 @@ static Suite *autograd_suite(void)
     tcase_add_test(err, test_concat_mismatch);
     tcase_add_test(err, test_lincomb_mismatch);
     tcase_add_test(err, test_im2col_and_col2im_reject_bad_shapes);
+    tcase_add_test(err, test_conv2d_rejects_bad_shapes);
     tcase_add_loop_test(err, test_null_input_propagates_without_overwriting, 0, 2);
     tcase_add_test(err, test_grad_seed_shape_mismatch);
     tcase_add_test(err, test_grad_rejects_null_lists);

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT
+ * autograd/ops_conv2d.c: 2-D convolution as one op, forward and backward, built so the im2col
+ * matrix never leaves the cache.
+ *
+ * The output is computed tile by tile: a tile is a group of G whole images (small images, as an
+ * ODE-Net's 7x7) or T output rows of one image (large ones), sized so its im2col matrix
+ * col (C*kh*kw, cols) fits in L2. Per tile, out (OC, cols) = w (OC, C*kh*kw) @ col + b with one
+ * GEMM: for a single image the GEMM writes NCHW in place (ldc = OH*OW) over a bias-initialised
+ * output (beta = 1); for a group it writes a scratch tile that one pass scatters to NCHW, adding b.
+ *
+ * The backward rule, without ND_CREATE_GRAPH, walks the same tiles: with gt the gradient's tile
+ * (OC, cols), dw += gt @ col^T (GEMM straight into w's .grad when nd_direct_grad gives it),
+ * dcol = w^T @ gt then col2im into dx, db += row sums of gt. Under ND_CREATE_GRAPH it composes the
+ * differentiable ops instead (im2col, matmul, col2im, sums), so the gradient is itself a graph and
+ * a second derivative follows.
+ */
+#include <string.h>
+
+#include "autograd/ops_internal.h"
+#include "tensor/kernels.h"
+
+/* im2col matrices are kept under this size (bytes), to stay in a core's L2 */
+#define COL_BUDGET (192 * 1024)
+
+typedef struct {
+    int N, C, H, W;      /* input */
+    int OC, kh, kw;      /* weight */
+    int stride, pad, OH, OW;
+    int ckk, L;          /* C*kh*kw, OH*OW */
+} conv_geom;
+
+/* A tile of output columns: images n0 .. n0+G-1, each rows oh0 .. oh0+T-1 (T = OH when G > 1). */
+typedef struct {
+    int n0, G, oh0, T;
+} conv_tile;
+
+static int tile_cols(const conv_geom *g, conv_tile t)
+{
+    return t.G * t.T * g->OW;
+}
+
+/* Images per group, or 1 with rows per tile when one image's matrix exceeds the budget. */
+static void tile_plan(const conv_geom *g, int *G, int *T)
+{
+    size_t per_image = (size_t)g->ckk * g->L * sizeof(nd_real);
+    if (per_image <= COL_BUDGET) {
+        size_t n = COL_BUDGET / per_image;
+        *G = n < (size_t)g->N ? (int)n : g->N;
+        *T = g->OH;
+    } else {
+        size_t per_row = (size_t)g->ckk * g->OW * sizeof(nd_real);
+        size_t n = COL_BUDGET / per_row;
+        *G = 1;
+        *T = n < 1 ? 1 : n < (size_t)g->OH ? (int)n : g->OH;
+    }
+}
+
+/* Range of output columns ow whose input column ow*stride - pad + j lies in [0, W). */
+static void valid_cols(const conv_geom *g, int j, int *lo, int *hi)
+{
+    int a = g->pad - j; /* ow*stride >= a */
+    *lo = a <= 0 ? 0 : (a + g->stride - 1) / g->stride;
+    int b = g->W - 1 + g->pad - j; /* ow*stride <= b */
+    *hi = b < 0 ? 0 : b / g->stride + 1;
+    if (*hi > g->OW) *hi = g->OW;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* to_col: col (ckk, cols) = im2col of x over the tile; otherwise x += col2im(col). */
+static void tile_copy(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W) */,
+                      nd_real *col /* (ckk, cols) */, bool to_col)
+{
+    int cols = tile_cols(g, t), s = g->stride;
+    for (int c = 0; c < g->C; c++)
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                int lo, hi;
+                valid_cols(g, j, &lo, &hi);
+                nd_real *r = col + ((size_t)(c * g->kh + i) * g->kw + j) * cols; /* (cols,) */
+                for (int n = 0; n < t.G; n++)
+                    for (int oh = t.oh0; oh < t.oh0 + t.T; oh++) {
+                        nd_real *seg = r + ((size_t)n * t.T + (oh - t.oh0)) * g->OW; /* (OW,) */
+                        int ih = oh * s - g->pad + i;
+                        if (ih < 0 || ih >= g->H) {
+                            if (to_col) memset(seg, 0, (size_t)g->OW * sizeof *seg);
+                            continue;
+                        }
+                        nd_real *src = x + (((size_t)(t.n0 + n) * g->C + c) * g->H + ih) * g->W +
+                                       (j - g->pad); /* src[ow * s] is pixel (ih, ow*s - pad + j) */
+                        if (to_col) {
+                            for (int ow = 0; ow < lo; ow++) seg[ow] = 0;
+                            if (s == 1)
+                                memcpy(seg + lo, src + lo, (size_t)(hi - lo) * sizeof *seg);
+                            else
+                                for (int ow = lo; ow < hi; ow++) seg[ow] = src[(size_t)ow * s];
+                            for (int ow = hi; ow < g->OW; ow++) seg[ow] = 0;
+                        } else {
+                            for (int ow = lo; ow < hi; ow++) src[(size_t)ow * s] += seg[ow];
+                        }
+                    }
+            }
+}
+
+/* Gathers (scatter = false) or scatters the tile's part of an NCHW tensor y (N, OC, OH, OW) from
+ * or to a dense tile buf (OC, cols); scattering adds b (may be NULL). */
+static void tile_move(const conv_geom *g, conv_tile t, nd_real *y, nd_real *buf, const nd_real *b,
+                      bool scatter)
+{
+    int cols = tile_cols(g, t);
+    size_t seg = (size_t)t.T * g->OW;
+    for (int n = 0; n < t.G; n++)
+        for (int oc = 0; oc < g->OC; oc++) {
+            nd_real *yp = y + ((size_t)(t.n0 + n) * g->OC + oc) * g->L + (size_t)t.oh0 * g->OW;
+            nd_real *bp = buf + (size_t)oc * cols + n * seg;
+            if (!scatter)
+                memcpy(bp, yp, seg * sizeof *bp);
+            else if (!b)
+                memcpy(yp, bp, seg * sizeof *bp);
+            else
+                for (size_t k = 0; k < seg; k++) yp[k] = bp[k] + b[oc];
+        }
+}
+
+/* out (N, OC, OH, OW) = conv(x, w) + b, tile by tile; scratch holds col and (for groups) a tile. */
+static void conv_forward(const conv_geom *g, const nd_real *x, const nd_real *w, const nd_real *b,
+                         nd_real *out, nd_real *col, nd_real *tile)
+{
+    int G, T;
+    tile_plan(g, &G, &T);
+    for (int n0 = 0; n0 < g->N; n0 += G)
+        for (int oh0 = 0; oh0 < g->OH; oh0 += T) {
+            conv_tile t = {n0, n0 + G <= g->N ? G : g->N - n0, oh0, oh0 + T <= g->OH ? T : g->OH - oh0};
+            int cols = tile_cols(g, t);
+            tile_copy(g, t, (nd_real *)x, col, true);
+            if (t.G > 1) { /* (OC, cols) in scratch, then NCHW with the bias */
+                nd_gemm(false, false, g->OC, cols, g->ckk, 1, w, g->ckk, col, cols, 0, tile, cols);
+                tile_move(g, t, out, tile, b, true);
+                continue;
+            }
+            nd_real *y = out + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW; /* ld L */
+            if (b)
+                for (int oc = 0; oc < g->OC; oc++)
+                    for (int k = 0; k < cols; k++) y[(size_t)oc * g->L + k] = b[oc];
+            nd_gemm(false, false, g->OC, cols, g->ckk, 1, w, g->ckk, col, cols, b ? 1 : 0, y, g->L);
+        }
+}
+
+static bool conv_geometry(nd_ctx *ctx, const nd_tensor *x, const nd_tensor *w, const nd_tensor *b,
+                          int stride, int pad, conv_geom *g)
+{
+    char sx[64], sw[64], sb[64];
+    if (w->ndim != 4) {
+        nd_fail(ctx, ND_ERR_SHAPE, "nd_conv2d: weight %s is not (out_ch, in_ch, kh, kw)",
+                nd_shape_str(w, sw));
+        return false;
+    }
+    if (b && (b->ndim != 1 || b->shape[0] != w->shape[0])) {
+        nd_fail(ctx, ND_ERR_SHAPE, "nd_conv2d: bias %s is not (%d,) for weight %s",
+                nd_shape_str(b, sb), w->shape[0], nd_shape_str(w, sw));
+        return false;
+    }
+    if (x->ndim != 4 || x->shape[1] != w->shape[1]) {
+        nd_fail(ctx, ND_ERR_SHAPE, "nd_conv2d: input %s is not (N, %d, H, W) for weight %s",
+                nd_shape_str(x, sx), w->shape[1], nd_shape_str(w, sw));
+        return false;
+    }
+    if (stride < 1 || pad < 0) {
+        nd_fail(ctx, ND_ERR_ARG, "nd_conv2d: stride %d, padding %d", stride, pad);
+        return false;
+    }
+    *g = (conv_geom){.N = x->shape[0], .C = x->shape[1], .H = x->shape[2], .W = x->shape[3],
+                     .OC = w->shape[0], .kh = w->shape[2], .kw = w->shape[3], .stride = stride,
+                     .pad = pad};
+    if (g->H + 2 * pad < g->kh || g->W + 2 * pad < g->kw) {
+        nd_fail(ctx, ND_ERR_SHAPE, "nd_conv2d: kernel %dx%d with padding %d does not fit input %s",
+                g->kh, g->kw, pad, nd_shape_str(x, sx));
+        return false;
+    }
+    g->OH = (g->H + 2 * pad - g->kh) / stride + 1;
+    g->OW = (g->W + 2 * pad - g->kw) / stride + 1;
+    g->ckk = g->C * g->kh * g->kw;
+    g->L = g->OH * g->OW;
+    return true;
+}
+
+/* Scratch for one tile's col (ckk, cols) and dense tile (OC, cols), from the arena. */
+static nd_real *conv_scratch(nd_ctx *ctx, const conv_geom *g, nd_real **tile)
+{
+    int G, T;
+    tile_plan(g, &G, &T);
+    size_t cols = (size_t)G * T * g->OW;
+    nd_real *col = nd_ctx_alloc(ctx, (size_t)(g->ckk + g->OC) * cols * sizeof *col);
+    *tile = col ? col + (size_t)g->ckk * cols : NULL;
+    return col;
+}
+
+nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad)
+{
+    if (!ND_CHECK2(ctx, "nd_conv2d", x, w)) return NULL;
+    conv_geom g;
+    if (!conv_geometry(ctx, x, w, b, stride, pad, &g)) return NULL;
+    nd_tensor *out = nd_tensor_alloc(ctx, 4, (int[]){g.N, g.OC, g.OH, g.OW});
+    nd_real *tile, *col = out ? conv_scratch(ctx, &g, &tile) : NULL;
+    if (!col) return NULL;
+    conv_forward(&g, x->data, w->data, b ? b->data : NULL, out->data, col, tile);
+    out->arg[0] = stride, out->arg[1] = pad;
+    nd_tensor *src[3] = {x, w, b};
+    return nd_record(ctx, out, ND_OP_CONV2D, b ? 3 : 2, src);
+}
+
+/* The gradients as a graph (ND_CREATE_GRAPH): with rows = im2col(x) (N*L, ckk) and
+ * gr = dL/dout as (N*L, OC): dx = col2im(gr @ w2), dw = gr^T @ rows, db = column sums of gr. */
+static void conv_backward_graph(nd_ctx *ctx, nd_tensor *out, const conv_geom *g)
+{
+    nd_tensor *x = out->src[0], *w = out->src[1], *b = out->n_src > 2 ? out->src[2] : NULL;
+    nd_window2d win = {g->kh, g->kw, g->stride, g->stride, g->pad, g->pad};
+    nd_tensor *g3 = nd_reshape(ctx, out->gnode, 3, (int[]){g->N, g->OC, g->L});
+    nd_tensor *gr = nd_reshape(ctx, nd_transpose(ctx, g3), 2, (int[]){g->N * g->L, g->OC});
+    if (nd_needs_grad(ctx, x)) {
+        nd_tensor *w2 = nd_reshape(ctx, w, 2, (int[]){g->OC, g->ckk});
+        nd_accumulate_grad(ctx, x, nd_col2im(ctx, nd_matmul(ctx, gr, w2), x->shape, win));
+    }
+    if (nd_needs_grad(ctx, w)) {
+        nd_tensor *dw = nd_matmul_t(ctx, gr, nd_im2col(ctx, x, win), true, false);
+        nd_accumulate_grad(ctx, w, nd_reshape(ctx, dw, 4, w->shape));
+    }
+    if (b && nd_needs_grad(ctx, b)) nd_accumulate_grad(ctx, b, nd_sum_axis(ctx, gr, 0, false));
+}
+
+/* The gradients as values, tile by tile (see the file's comment). dx, dw, db may be NULL. */
+static void conv_backward_tiles(const conv_geom *g, const nd_real *x, const nd_real *w,
+                                nd_real *gy, nd_real *dx, nd_real *dw, nd_real *db, nd_real *col,
+                                nd_real *tile)
+{
+    int G, T;
+    tile_plan(g, &G, &T);
+    for (int n0 = 0; n0 < g->N; n0 += G)
+        for (int oh0 = 0; oh0 < g->OH; oh0 += T) {
+            conv_tile t = {n0, n0 + G <= g->N ? G : g->N - n0, oh0, oh0 + T <= g->OH ? T : g->OH - oh0};
+            int cols = tile_cols(g, t), ldg = cols;
+            const nd_real *gt = tile;
+            if (t.G > 1)
+                tile_move(g, t, gy, tile, NULL, false);
+            else /* the tile of one image is a strided view of gy */
+                gt = gy + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW, ldg = g->L;
+            if (db)
+                for (int oc = 0; oc < g->OC; oc++) {
+                    nd_real s = 0;
+                    for (int k = 0; k < cols; k++) s += gt[(size_t)oc * ldg + k];
+                    db[oc] += s;
+                }
+            if (dw) {
+                tile_copy(g, t, (nd_real *)x, col, true);
+                nd_gemm(false, true, g->OC, g->ckk, cols, 1, gt, ldg, col, cols, 1, dw, g->ckk);
+            }
+            if (dx) {
+                nd_gemm(true, false, g->ckk, cols, g->OC, 1, w, g->ckk, gt, ldg, 0, col, cols);
+                tile_copy(g, t, dx, col, false);
+            }
+        }
+}
+
+/* A gradient buffer for t: its .grad when the rule may add there, else zeros in the arena (then
+ * *tmp is that tensor, to accumulate afterwards); NULL when t needs no gradient. */
+static nd_real *grad_buffer(nd_ctx *ctx, nd_tensor *t, nd_tensor **tmp)
+{
+    *tmp = NULL;
+    if (!t || !nd_needs_grad(ctx, t)) return NULL;
+    nd_real *direct = nd_direct_grad(ctx, t);
+    if (direct) return direct;
+    *tmp = nd_zeros_like(ctx, t);
+    return *tmp ? (*tmp)->data : NULL;
+}
+
+void nd_CONV2D_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *x = out->src[0], *w = out->src[1], *b = out->n_src > 2 ? out->src[2] : NULL;
+    conv_geom g;
+    if (!conv_geometry(ctx, x, w, b, (int)out->arg[0], (int)out->arg[1], &g)) return;
+    if (nd_ctx_grad_enabled(ctx)) { /* recording: a differentiable gradient */
+        conv_backward_graph(ctx, out, &g);
+        return;
+    }
+    nd_tensor *tx, *tw, *tb;
+    nd_real *dx = grad_buffer(ctx, x, &tx), *dw = grad_buffer(ctx, w, &tw),
+            *db = grad_buffer(ctx, b, &tb);
+    nd_real *tile, *col = conv_scratch(ctx, &g, &tile);
+    if (!col || (nd_needs_grad(ctx, x) && !dx) || (nd_needs_grad(ctx, w) && !dw) ||
+        (b && nd_needs_grad(ctx, b) && !db))
+        return; /* the arena failed; the error is in ctx */
+    conv_backward_tiles(&g, x->data, w->data, out->gnode->data, dx, dw, db, col, tile);
+    if (tx) nd_accumulate_grad(ctx, x, tx);
+    if (tw) nd_accumulate_grad(ctx, w, tw);
+    if (tb) nd_accumulate_grad(ctx, b, tb);
+}
