@@ -6,6 +6,10 @@
  *                                28x28 images: step time split into forward / backward / update,
  *                                images/s, and the bare GEMM calls of the step replayed alone
  *   conv_eval (threads 2)        the forward pass alone with grad off (what evaluation costs)
+ *   odenet_eval (threads 1)      one function evaluation of examples/odenet.c's ODE block on a
+ *                                batch of 64: [x, t] (64, 17, 7, 7) -> conv 3x3 17->16, GroupNorm,
+ *                                relu, conv 3x3 16->16, GroupNorm; forward, and forward + the VJP
+ *                                the adjoint takes (dx and every parameter's gradient)
  *
  * The GEMM baseline is measured as bench_autograd does it: cblas_dgemm / cblas_sgemm are
  * interposed (the library calls them through the dynamic linker), one step's calls are recorded
@@ -15,8 +19,10 @@
  * interposed too (forwarded to glibc's __libc_*) and counted over the timed steps: a steady-state
  * training step should make none (mallocs_per_step 0). Allocations made inside the GEMM calls
  * (OpenBLAS's threaded path) are reported apart, as openblas_mallocs_per_step.
- * Usage: bench_nn [--steps N] [--case NAME]   (N timed steps, default 20; NAME conv_step or
- *        conv_eval). Needs OpenBLAS; not built under sanitizers.
+ * The step's GEMM flops at OpenBLAS's best rate (a 512^3 GEMM, peak_gflops) give a second floor,
+ * peak_ms; peak_fraction = peak_ms / step_ms is the share of BLAS peak the whole step reaches.
+ * Usage: bench_nn [--steps N] [--case NAME]   (N timed steps, default 20; NAME conv_step,
+ *        conv_eval or odenet_eval). Needs OpenBLAS; not built under sanitizers.
  */
 #include <cblas.h>
 #include <stdatomic.h>
@@ -42,7 +48,6 @@
 #define STR(x) #x
 #define XSTR(x) STR(x)
 #define MODEL_NAME "conv" XSTR(C1) "-pool-conv" XSTR(C2) "-pool-linear"
-
 
 /* --------------------------------------------------------------------------------------------- */
 /* helpers                                                                                        */
@@ -70,14 +75,14 @@ static void convnet_create(nd_ctx *ctx, convnet *c)
     memset(c, 0, sizeof *c);
     nd_rng rng = nd_rng_seed(1);
     nd_module *layers[] = {
-        nd_conv2d_create(ctx, 1, C1, 3, 1, 1, true, &rng),  /* (B, C1, 28, 28) */
+        nd_conv2d_create(ctx, 1, C1, 3, 1, 1, true, &rng), /* (B, C1, 28, 28) */
         nd_activation_create(ctx, ND_ACT_RELU),
-        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, C1, 14, 14) */
+        nd_max_pool2d_create(ctx, 2, 2),                    /* (B, C1, 14, 14) */
         nd_conv2d_create(ctx, C1, C2, 3, 1, 1, true, &rng), /* (B, C2, 14, 14) */
         nd_activation_create(ctx, ND_ACT_RELU),
-        nd_max_pool2d_create(ctx, 2, 2),                     /* (B, C2, 7, 7) */
-        nd_flatten_create(ctx),                              /* (B, C2 * 49) */
-        nd_linear_create(ctx, C2 * 7 * 7, 10, true, &rng),  /* (B, 10) */
+        nd_max_pool2d_create(ctx, 2, 2),                   /* (B, C2, 7, 7) */
+        nd_flatten_create(ctx),                            /* (B, C2 * 49) */
+        nd_linear_create(ctx, C2 * 7 * 7, 10, true, &rng), /* (B, 10) */
     };
     c->model = nd_sequential_create(ctx, 8, layers);
     if (!c->model || nd_module_params(ctx, c->model, &c->params) != ND_OK) die(ctx, "model");
@@ -163,6 +168,7 @@ static void bench_conv_step(int threads, int n_steps)
     replay_buffers_destroy(bufs, n_calls);
 
     double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
+    double peak = peak_gemm_gflops(), peak_ms = flops / peak / 1e6;
     json_writer w = json_begin(stdout);
     json_str(&w, "case", "conv_step");
     json_str(&w, "real", ND_REAL_NAME);
@@ -182,6 +188,9 @@ static void bench_conv_step(int threads, int n_steps)
     json_num(&w, "gemm_inside_step_ms", median(inside, n_steps) / 1e6);
     json_num(&w, "gemm_images_per_s", BATCH / (gemm_ms / 1e3));
     json_num(&w, "ratio", median(ratio, n_steps));
+    json_num(&w, "peak_gflops", peak);
+    json_num(&w, "peak_ms", peak_ms);
+    json_num(&w, "peak_fraction", peak_ms / step_ms);
     json_num(&w, "mallocs_per_step", (double)g_allocs / n_steps);
     json_num(&w, "openblas_mallocs_per_step", (double)g_blas_allocs / n_steps);
     json_end(&w);
@@ -229,8 +238,96 @@ static void bench_conv_eval(int threads, int n_steps)
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* odenet_eval: the ODE block's dynamics of examples/odenet.c, forward and VJP                    */
 
-static const char *const case_names[] = {"all", "conv_step", "conv_eval", NULL};
+#define ODE_BATCH 64
+#define ODE_WIDTH 16
+
+/* f(t, x) = GN(conv(relu(GN(conv([x, t]))))): x (B, 16, 7, 7) -> (B, 16, 7, 7) */
+static nd_tensor *odenet_f(nd_ctx *ctx, nd_module *f, nd_tensor *x, double t)
+{
+    nd_tensor *tc = nd_full(ctx, 4, (int[]){ODE_BATCH, 1, 7, 7}, (nd_real)t);
+    return nd_module_forward(ctx, f, nd_concat(ctx, (nd_tensor *[]){x, tc}, 2, 1));
+}
+
+static void bench_odenet_eval(int n_steps)
+{
+    openblas_set_num_threads(1);
+    nd_ctx *ctx = nd_ctx_create(0);
+    if (!ctx) exit(1);
+    nd_rng rng = nd_rng_seed(2);
+    nd_module *layers[] = {
+        nd_conv2d_create(ctx, ODE_WIDTH + 1, ODE_WIDTH, 3, 1, 1, true, &rng),
+        nd_group_norm_create(ctx, 4, ODE_WIDTH, 1e-5),
+        nd_activation_create(ctx, ND_ACT_RELU),
+        nd_conv2d_create(ctx, ODE_WIDTH, ODE_WIDTH, 3, 1, 1, true, &rng),
+        nd_group_norm_create(ctx, 4, ODE_WIDTH, 1e-5),
+    };
+    nd_module *f = nd_sequential_create(ctx, 5, layers);
+    nd_param_list params = {0};
+    if (!f || nd_module_params(ctx, f, &params) != ND_OK) die(ctx, "odenet dynamics");
+    int shape[4] = {ODE_BATCH, ODE_WIDTH, 7, 7};
+    nd_tensor *x = nd_tensor_create(ctx, 4, shape, true),
+              *a = nd_tensor_create(ctx, 4, shape, false);
+    if (!x || !a) die(ctx, "odenet state");
+    nd_fill_uniform(x, &rng, -1, 1);
+    nd_fill_uniform(a, &rng, -1, 1);
+    int n_in = 1 + params.n;
+    nd_tensor **in = malloc(2 * sizeof *in * (size_t)n_in), **grads = in + n_in;
+    double *v = malloc(sizeof(double) * 2 * (size_t)n_steps);
+    if (!in || !v) exit(1);
+    in[0] = x;
+    for (int i = 0; i < params.n; i++) in[1 + i] = params.items[i].tensor;
+
+    double *fwd = v, *both = v + n_steps;
+    g_allocs = 0;
+    int n_calls = 0;
+    for (int s = -3; s < n_steps; s++) {
+        g_record_gemm = s == -1;
+        g_n_calls = 0;
+        g_count_allocs = s >= 0;
+        double t0 = now_ns();
+        nd_tensor *y = odenet_f(ctx, f, x, 0.5); /* (B, 16, 7, 7) */
+        double t1 = now_ns();
+        if (!y || nd_grad(ctx, &y, &a, 1, in, n_in, grads, 0) != ND_OK) die(ctx, "odenet VJP");
+        double t2 = now_ns();
+        g_count_allocs = false;
+        if (g_record_gemm) n_calls = g_n_calls;
+        g_record_gemm = false;
+        nd_ctx_reset(ctx);
+        if (s >= 0) fwd[s] = t1 - t0, both[s] = t2 - t0;
+    }
+    double flops = recorded_flops(n_calls), peak = peak_gemm_gflops();
+    double fwd_ms = median(fwd, n_steps) / 1e6, both_ms = median(both, n_steps) / 1e6;
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", "odenet_eval");
+    json_str(&w, "real", ND_REAL_NAME);
+    json_int(&w, "threads", 1);
+    json_int(&w, "batch", ODE_BATCH);
+    json_str(&w, "model", "concat-t-conv17-gn-relu-conv16-gn 7x7");
+    json_int(&w, "steps", n_steps);
+    json_num(&w, "forward_ms", fwd_ms);
+    json_num(&w, "forward_vjp_ms", both_ms);
+    json_int(&w, "gemm_calls", n_calls);
+    json_num(&w, "gemm_mflop", flops / 1e6);
+    json_num(&w, "peak_gflops", peak);
+    json_num(&w, "peak_ms", flops / peak / 1e6);
+    json_num(&w, "peak_fraction", flops / peak / 1e6 / both_ms);
+    json_num(&w, "mallocs_per_eval", (double)g_allocs / n_steps);
+    json_end(&w);
+    fflush(stdout);
+    free(v);
+    free(in);
+    nd_tensor_destroy(x);
+    nd_tensor_destroy(a);
+    nd_param_list_destroy(&params);
+    nd_module_destroy(f);
+    nd_ctx_destroy(ctx);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+
+static const char *const case_names[] = {"all", "conv_step", "conv_eval", "odenet_eval", NULL};
 
 int main(int argc, char **argv)
 {
@@ -253,6 +350,10 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "conv_eval")) {
         fprintf(stderr, "conv_eval, 2 threads...\n");
         bench_conv_eval(2, n_steps);
+    }
+    if (!only || !strcmp(only, "odenet_eval")) {
+        fprintf(stderr, "odenet_eval, 1 thread...\n");
+        bench_odenet_eval(n_steps);
     }
     return 0;
 }

@@ -24,7 +24,7 @@ typedef struct {
     nd_real alpha, beta;
 } gemm_call;
 
-#define MAX_CALLS 64
+#define MAX_CALLS 4096               /* a conv step makes one GEMM per tile of images */
 extern gemm_call g_calls[MAX_CALLS]; /* the calls made while g_record_gemm is set */
 extern int g_n_calls;
 extern bool g_record_gemm;
@@ -37,11 +37,15 @@ typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANS
 /* OpenBLAS's own GEMM for the build's nd_real (exits if it cannot be found) */
 gemm_fn get_real_gemm(void);
 
-/* Buffers shaped for the first n recorded calls (random A and B, zero C), the time in ns of one
- * replay of those calls through OpenBLAS, their flops, and freeing the buffers. */
+/* Buffers shaped for the first n recorded calls (random A and B, zero C; calls of one shape share
+ * theirs, as the per-tile GEMMs of a convolution reuse one scratch), the time in ns of one replay
+ * of those calls through OpenBLAS, their flops, and freeing the buffers. */
 typedef struct {
     nd_real *a, *b, *c;
+    bool owner; /* false: the buffers of an earlier call of the same shape */
 } gemm_bufs;
+/* GFLOP/s of OpenBLAS's GEMM at its best: a 512^3 product, median of a few. */
+double peak_gemm_gflops(void);
 void replay_buffers_create(gemm_bufs *bufs, int n, uint64_t seed);
 double replay_calls(const gemm_bufs *bufs, int n);
 double recorded_flops(int n);

@@ -538,8 +538,8 @@ static nd_tensor *f_conv2d(nd_ctx *c, nd_tensor **x, void *u)
 /* x (2, 3, 5, 4), w (2, 3, 3, 3), b (2,), stride 2, padding 1: out (2, 2, 3, 2) */
 static void case_conv2d(int op)
 {
-    nd_tensor *in[] = {rand_leaf(4, S(2, 3, 5, 4), -1, 1, 50), rand_leaf(4, S(2, 3, 3, 3), -1, 1, 51),
-                       rand_leaf(1, S(2), -1, 1, 52)};
+    nd_tensor *in[] = {rand_leaf(4, S(2, 3, 5, 4), -1, 1, 50),
+                       rand_leaf(4, S(2, 3, 3, 3), -1, 1, 51), rand_leaf(1, S(2), -1, 1, 52)};
     check_grads(op, f_conv2d, in, 3, S(2, 1, 1));
 }
 
@@ -1355,7 +1355,8 @@ static const conv_case conv_cases[] = {
 static nd_tensor *conv_reference(nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad)
 {
     int N = x->shape[0], OC = w->shape[0], k = w->shape[2];
-    int OH = (x->shape[2] + 2 * pad - k) / stride + 1, OW = (x->shape[3] + 2 * pad - k) / stride + 1;
+    int OH = (x->shape[2] + 2 * pad - k) / stride + 1,
+        OW = (x->shape[3] + 2 * pad - k) / stride + 1;
     nd_tensor *rows = nd_im2col(ctx, x, (nd_window2d){k, k, stride, stride, pad, pad});
     nd_tensor *y = nd_matmul_t(ctx, rows, nd_reshape(ctx, w, 2, S(OC, -1)), false, true);
     if (b) y = nd_add(ctx, y, b);
@@ -1370,8 +1371,8 @@ static void expect_close_tensors(const nd_tensor *got, const nd_tensor *want, do
     ck_assert_msg(nd_same_shape(got, want), "case %d, %s: shapes differ", i, what);
     for (size_t k = 0; k < got->size; k++)
         ck_assert_msg(fabs((double)got->data[k] - want->data[k]) <= tol * (1 + fabs(want->data[k])),
-                      "case %d, %s[%zu]: %.17g, reference %.17g", i, what, k,
-                      (double)got->data[k], (double)want->data[k]);
+                      "case %d, %s[%zu]: %.17g, reference %.17g", i, what, k, (double)got->data[k],
+                      (double)want->data[k]);
 }
 
 /* Values and gradients (the tiled rule, the recorded rule, and the reference's) agree. */
@@ -1410,7 +1411,8 @@ END_TEST
  * input's through its pending gradient; both equal the recorded rule's. */
 START_TEST(test_conv2d_backward_into_grad)
 {
-    nd_tensor *w = nd_tensor_create(ctx, 4, S(4, 3, 3, 3), true), *b = nd_tensor_create(ctx, 1, S(4), true);
+    nd_tensor *w = nd_tensor_create(ctx, 4, S(4, 3, 3, 3), true),
+              *b = nd_tensor_create(ctx, 1, S(4), true);
     ck_assert_ptr_nonnull(w);
     ck_assert_ptr_nonnull(b);
     nd_rng rng = nd_rng_seed(7);
@@ -1435,12 +1437,14 @@ END_TEST
 /* First and second order on geometries the registry case does not cover. */
 START_TEST(test_conv2d_gradcheck_geometries)
 {
-    nd_tensor *in1[] = {rand_leaf(4, S(3, 2, 4, 3), -1, 1, 150), rand_leaf(4, S(3, 2, 1, 1), -1, 1, 151)};
+    nd_tensor *in1[] = {rand_leaf(4, S(3, 2, 4, 3), -1, 1, 150),
+                        rand_leaf(4, S(3, 2, 1, 1), -1, 1, 151)};
     check_grads(ND_OP_CONV2D, f_conv2d, in1, 2, S(1, 0, 0)); /* 1x1, batch 3, no bias */
-    nd_tensor *in2[] = {rand_leaf(4, S(1, 3, 4, 4), -1, 1, 152), rand_leaf(4, S(2, 3, 3, 3), -1, 1, 153),
-                        rand_leaf(1, S(2), -1, 1, 154)};
+    nd_tensor *in2[] = {rand_leaf(4, S(1, 3, 4, 4), -1, 1, 152),
+                        rand_leaf(4, S(2, 3, 3, 3), -1, 1, 153), rand_leaf(1, S(2), -1, 1, 154)};
     check_grads(ND_OP_CONV2D, f_conv2d, in2, 3, S(1, 1, 1)); /* 3x3, stride 1, padding 1 */
-    nd_tensor *in3[] = {rand_leaf(4, S(2, 1, 5, 5), -1, 1, 155), rand_leaf(4, S(1, 1, 3, 3), -1, 1, 156)};
+    nd_tensor *in3[] = {rand_leaf(4, S(2, 1, 5, 5), -1, 1, 155),
+                        rand_leaf(4, S(1, 1, 3, 3), -1, 1, 156)};
     check_grads(ND_OP_CONV2D, f_conv2d, in3, 2, S(2, 0, 0)); /* stride 2, no padding */
 }
 END_TEST
