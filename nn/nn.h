@@ -226,6 +226,13 @@ nd_tensor *nd_lstm_cell_step(nd_ctx *ctx, nd_module *m, nd_tensor *x, nd_tensor 
 /* H of a GRUCell or LSTMCell module; 0 for any other module (or NULL). */
 int nd_rnn_cell_hidden_size(const nd_module *m);
 
+/* One masked step of a GRUCell or LSTMCell, what nd_rnn_sequence does at each step (and an
+ * ODE-RNN at each observation): x (B, D), mask (B,) or (B, D) or NULL (all observed), h (B, H);
+ * samples with a nonzero mask entry get cell(x, h), the others keep h bit for bit. Returns h'.
+ * For an LSTMCell, c (B, H) is required and c' is written to *c_out (as nd_lstm_cell); for a
+ * GRUCell, c must be NULL and c_out may be NULL (it is set to NULL). */
+nd_tensor *nd_rnn_masked_step(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_tensor *mask,
+                              nd_tensor *h, nd_tensor *c, nd_tensor **c_out);
 /* Runs a GRUCell or LSTMCell over x (T, B, D) and returns the hidden states (T, B, H), row t
  * being the state after step t. mask (T, B) or (T, B, D), optional (NULL: all observed), tells
  * which values were observed: a sample counts as observed at step t when any of its mask entries
@@ -234,7 +241,7 @@ int nd_rnn_cell_hidden_size(const nd_module *m);
  * per sample, as an exact selection (gradients flow to the selected branch only). x goes to the
  * cell as it is: to let the cell see the mask too, feed it as input channels (x, mask) as the
  * ODE-RNN does. h0 (B, H) and, for an LSTM only, c0 (B, H) are the initial state; NULL means
- * zeros. A step where no sample is observed costs nothing. */
+ * zeros. A step where no sample is observed costs no cell evaluation. */
 nd_tensor *nd_rnn_sequence(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_tensor *mask,
                            nd_tensor *h0, nd_tensor *c0);
 

@@ -233,19 +233,18 @@ static nd_tensor *select_rows(nd_ctx *ctx, const bool *keep, nd_tensor *a, nd_te
 }
 
 /* ---------------------------------------------------------------------------------------------
- * The sequence: for t = 0 .. T-1, h_t = cell(x_t, h_{t-1}) for the samples observed at t, h_{t-1}
- * for the others; the outputs stacked to (T, B, H).
+ * Masked steps: h' = cell(x, h) for the samples observed, h for the others (c likewise).
  */
 typedef struct {
     nd_module *cell;
     bool lstm;
-    int T, B, D, H;
-    const nd_tensor *mask; /* (T, B) or (T, B, D), or NULL */
-} seq_run;
+    int B, D, H;
+    bool *keep; /* (B,) scratch: which samples are observed at this step */
+} step_run;
 
-static bool seq_check(nd_ctx *ctx, seq_run *r, nd_tensor *x, nd_tensor *h0, nd_tensor *c0)
+/* r->cell as a cell taking input x (..., D): sets H, D, lstm; or false with the error naming fn */
+static bool run_init(nd_ctx *ctx, const char *fn, step_run *r, const nd_tensor *x)
 {
-    const char *fn = "nd_rnn_sequence";
     r->H = nd_rnn_cell_hidden_size(r->cell);
     if (!r->H) {
         nd_fail(ctx, ND_ERR_ARG, "%s: module is %s%s, not a GRUCell or an LSTMCell", fn,
@@ -253,70 +252,132 @@ static bool seq_check(nd_ctx *ctx, seq_run *r, nd_tensor *x, nd_tensor *h0, nd_t
         return false;
     }
     r->lstm = r->cell->forward == lstm_forward;
-    char sx[64], sm[64], sh[64], sc[64];
-    if (x->ndim != 3 || x->shape[0] < 1)
-        return nd_fail(ctx, ND_ERR_SHAPE, "%s: input %s is not (T, B, D) with T >= 1", fn,
-                       nd_shape_str(x, sx)) == ND_OK;
-    r->T = x->shape[0], r->B = x->shape[1], r->D = x->shape[2];
-    const nd_tensor *m = r->mask;
-    if (m && !((m->ndim == 2 || (m->ndim == 3 && m->shape[2] == r->D)) && m->shape[0] == r->T &&
-               m->shape[1] == r->B))
-        return nd_fail(ctx, ND_ERR_SHAPE,
-                       "%s: mask %s is neither (T, B) nor (T, B, D) for input %s", fn,
-                       nd_shape_str(m, sm), nd_shape_str(x, sx)) == ND_OK;
-    bool h_ok = !h0 || (h0->ndim == 2 && h0->shape[0] == r->B && h0->shape[1] == r->H);
-    bool c_ok = !c0 || (r->lstm && c0->ndim == 2 && c0->shape[0] == r->B && c0->shape[1] == r->H);
-    if (!h_ok || !c_ok)
-        return nd_fail(ctx, ND_ERR_SHAPE,
-                       "%s: h0 %s, c0 %s are not (B, H) = (%d, %d) (c0 only for an LSTMCell)", fn,
-                       nd_shape_str(h0, sh), nd_shape_str(c0, sc), r->B, r->H) == ND_OK;
-    return true;
+    r->D = ((const cell_module *)r->cell)->input_size;
+    if (x->ndim >= 1 && x->shape[x->ndim - 1] == r->D) return true;
+    char sx[64];
+    nd_fail(ctx, ND_ERR_SHAPE, "%s: input %s does not match the %s's input_size %d", fn,
+            nd_shape_str(x, sx), r->cell->kind, r->D);
+    return false;
 }
 
-/* keep[b] = whether sample b has an observed (nonzero) mask entry at step t; returns how many */
-static int observed(const seq_run *r, int t, bool *keep)
+/* h (B, H) and, for an LSTM only, c (B, H); names the state h_name / c_name */
+static bool state_ok(nd_ctx *ctx, const char *fn, const step_run *r, const nd_tensor *h,
+                     const nd_tensor *c, const char *h_name, const char *c_name)
 {
-    int n = 0, per = r->mask && r->mask->ndim == 3 ? r->D : 1;
+    bool h_ok = !h || (h->ndim == 2 && h->shape[0] == r->B && h->shape[1] == r->H);
+    bool c_ok = !c || (r->lstm && c->ndim == 2 && c->shape[0] == r->B && c->shape[1] == r->H);
+    if (h_ok && c_ok) return true;
+    char sh[64], sc[64];
+    nd_fail(ctx, ND_ERR_SHAPE,
+            "%s: %s %s, %s %s are not (B, H) = (%d, %d) (%s only for an LSTMCell)", fn, h_name,
+            nd_shape_str(h, sh), c_name, nd_shape_str(c, sc), r->B, r->H, c_name);
+    return false;
+}
+
+/* r->keep[b] = whether sample b has a nonzero entry among its per values at mask (B * per
+ * values; NULL: all observed); returns how many are */
+static int observed(const step_run *r, const nd_real *mask, int per)
+{
+    int n = 0;
     for (int b = 0; b < r->B; b++) {
-        const nd_real *v = r->mask ? r->mask->data + ((size_t)t * r->B + b) * per : NULL;
+        const nd_real *v = mask ? mask + (size_t)b * per : NULL;
         bool any = !v;
         for (int k = 0; v && k < per && !any; k++) any = v[k] != 0;
-        keep[b] = any;
+        r->keep[b] = any;
         n += any;
     }
     return n;
 }
 
-/* One step of the state (h, c) under the mask of step t. */
-static void seq_step(nd_ctx *ctx, const seq_run *r, int t, nd_tensor *x, nd_tensor **h,
-                     nd_tensor **c, bool *keep)
+/* One masked step of (h, c) with x (B, D); returns h' and writes c' (LSTM) to *c */
+static nd_tensor *masked_step(nd_ctx *ctx, const step_run *r, nd_tensor *x, const nd_real *mask,
+                              int per, nd_tensor *h, nd_tensor **c)
 {
-    int n = observed(r, t, keep);
-    if (n == 0) return; /* nothing observed: the state carries over as it is */
-    nd_tensor *xt = nd_reshape(ctx, nd_slice(ctx, x, 0, t, 1), 2, (int[]){r->B, r->D});
+    int n = observed(r, mask, per);
+    if (n == 0) return h; /* nothing observed: the state carries over as it is, at no cost */
     nd_tensor *c2 = NULL;
-    nd_tensor *h2 = r->lstm ? nd_lstm_cell_step(ctx, r->cell, xt, *h, *c, &c2)
-                            : nd_gru_cell_step(ctx, r->cell, xt, *h);
-    bool all = n == r->B;
-    *h = all ? h2 : select_rows(ctx, keep, h2, *h);
-    if (r->lstm) *c = all ? c2 : select_rows(ctx, keep, c2, *c);
+    nd_tensor *h2 = r->lstm ? nd_lstm_cell_step(ctx, r->cell, x, h, *c, &c2)
+                            : nd_gru_cell_step(ctx, r->cell, x, h);
+    if (n == r->B) {
+        if (r->lstm) *c = c2;
+        return h2;
+    }
+    if (r->lstm) *c = select_rows(ctx, r->keep, c2, *c);
+    return select_rows(ctx, r->keep, h2, h);
+}
+
+nd_tensor *nd_rnn_masked_step(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_tensor *mask,
+                              nd_tensor *h, nd_tensor *c, nd_tensor **c_out)
+{
+    const char *fn = "nd_rnn_masked_step";
+    if (c_out) *c_out = NULL;
+    if (!x || !h) return NULL;
+    step_run r = {.cell = cell};
+    if (!run_init(ctx, fn, &r, x)) return NULL;
+    if (r.lstm && !c) return NULL; /* a failed c: its error is in the ctx */
+    if (r.lstm && !c_out) return nd_fail_null(ctx, ND_ERR_ARG, "%s: c_out is NULL", fn);
+    char sx[64], sm[64];
+    if (x->ndim != 2)
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "%s: input %s is not (B, D)", fn,
+                            nd_shape_str(x, sx));
+    r.B = x->shape[0];
+    if (mask &&
+        !(mask->shape[0] == r.B && (mask->ndim == 1 || (mask->ndim == 2 && mask->shape[1] == r.D))))
+        return nd_fail_null(ctx, ND_ERR_SHAPE,
+                            "%s: mask %s is neither (B,) nor (B, D) for input %s", fn,
+                            nd_shape_str(mask, sm), nd_shape_str(x, sx));
+    if (!state_ok(ctx, fn, &r, h, c, "h", "c")) return NULL;
+    if (!(r.keep = nd_ctx_alloc(ctx, (size_t)r.B * sizeof *r.keep + 1))) return NULL;
+    nd_tensor *h2 =
+        masked_step(ctx, &r, x, mask ? mask->data : NULL, mask && mask->ndim == 2 ? r.D : 1, h, &c);
+    if (h2 && r.lstm) *c_out = c;
+    return h2;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The sequence: for t = 0 .. T-1, h_t = the masked step of h_{t-1} with x_t and the mask of t;
+ * the outputs stacked to (T, B, H).
+ */
+static bool seq_check(nd_ctx *ctx, step_run *r, nd_tensor *x, nd_tensor *mask, nd_tensor *h0,
+                      nd_tensor *c0)
+{
+    const char *fn = "nd_rnn_sequence";
+    char sx[64], sm[64];
+    if (x->ndim != 3 || x->shape[0] < 1) {
+        nd_fail(ctx, ND_ERR_SHAPE, "%s: input %s is not (T, B, D) with T >= 1", fn,
+                nd_shape_str(x, sx));
+        return false;
+    }
+    if (!run_init(ctx, fn, r, x)) return false;
+    r->B = x->shape[1];
+    const nd_tensor *m = mask;
+    if (m && !((m->ndim == 2 || (m->ndim == 3 && m->shape[2] == r->D)) &&
+               m->shape[0] == x->shape[0] && m->shape[1] == r->B)) {
+        nd_fail(ctx, ND_ERR_SHAPE, "%s: mask %s is neither (T, B) nor (T, B, D) for input %s", fn,
+                nd_shape_str(m, sm), nd_shape_str(x, sx));
+        return false;
+    }
+    return state_ok(ctx, fn, r, h0, c0, "h0", "c0");
 }
 
 nd_tensor *nd_rnn_sequence(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_tensor *mask,
                            nd_tensor *h0, nd_tensor *c0)
 {
     if (!x) return NULL;
-    seq_run r = {.cell = cell, .mask = mask};
-    if (!seq_check(ctx, &r, x, h0, c0)) return NULL;
+    step_run r = {.cell = cell};
+    if (!seq_check(ctx, &r, x, mask, h0, c0)) return NULL;
+    int T = x->shape[0], per = mask && mask->ndim == 3 ? r.D : 1;
     nd_tensor *h = h0 ? h0 : zeros(ctx, r.B, r.H), *c = NULL;
     if (r.lstm) c = c0 ? c0 : zeros(ctx, r.B, r.H);
-    nd_tensor **hs = nd_ctx_alloc(ctx, (size_t)r.T * sizeof *hs);
-    bool *keep = nd_ctx_alloc(ctx, (size_t)r.B * sizeof *keep + 1);
-    if (!hs || !keep) return NULL;
-    for (int t = 0; t < r.T && h; t++) {
-        seq_step(ctx, &r, t, x, &h, &c, keep);
+    nd_tensor **hs = nd_ctx_alloc(ctx, (size_t)T * sizeof *hs);
+    r.keep = nd_ctx_alloc(ctx, (size_t)r.B * sizeof *r.keep + 1);
+    if (!hs || !r.keep) return NULL;
+    for (int t = 0; t < T && h; t++) {
+        nd_tensor *xt = nd_reshape(ctx, nd_slice(ctx, x, 0, t, 1), 2, (int[]){r.B, r.D});
+        const nd_real *mt = mask ? mask->data + (size_t)t * r.B * per : NULL;
+        h = masked_step(ctx, &r, xt, mt, per, h, &c);
         hs[t] = nd_reshape(ctx, h, 3, (int[]){1, r.B, r.H}); /* (1, B, H) */
         if (!hs[t]) return NULL;
     }
-    return h ? nd_concat(ctx, hs, r.T, 0) : NULL; /* (T, B, H) */
+    return nd_concat(ctx, hs, T, 0); /* (T, B, H) */
 }

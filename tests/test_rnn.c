@@ -384,6 +384,34 @@ START_TEST(test_masked_sequence_all_unobserved)
 }
 END_TEST
 
+/* One public masked step, with a (B,) and a (B, D) mask: observed rows are the cell's update
+ * of the full batch, the others the old state (h and the LSTM's c), bit for bit */
+START_TEST(test_masked_step_selects_rows)
+{
+    bool lstm = _i / 2, per_channel = _i % 2;
+    nd_module *m = make_cell(lstm, D, H, 15);
+    nd_tensor *x = randn(2, (int[]){B, D}, 16, 1), *h = randn(2, (int[]){B, H}, 17, 1);
+    nd_tensor *c = lstm ? randn(2, (int[]){B, H}, 18, 1) : NULL, *c2 = x, *c_full = NULL;
+    nd_tensor *mask =
+        per_channel ? nd_tensor_new(ctx, 2, (int[]){B, D}) : nd_tensor_new(ctx, 1, (int[]){B});
+    memset(mask->data, 0, mask->size * sizeof(nd_real));
+    mask->data[per_channel ? 2 * D + 3 : 2] = 1; /* only sample 2 is observed */
+    nd_tensor *h2 = nd_rnn_masked_step(ctx, m, x, mask, h, c, &c2);
+    nd_tensor *full =
+        lstm ? nd_lstm_cell_step(ctx, m, x, h, c, &c_full) : nd_gru_cell_step(ctx, m, x, h);
+    ck_assert_msg(h2 && full, "%s", nd_ctx_errmsg(ctx));
+    ck_assert(lstm ? c2 != NULL : c2 == NULL);
+    size_t row = H * sizeof(nd_real);
+    for (int b = 0; b < B; b++) {
+        const nd_tensor *want = b == 2 ? full : h, *want_c = b == 2 ? c_full : c;
+        ck_assert_msg(memcmp(h2->data + b * H, want->data + b * H, row) == 0, "h row %d", b);
+        if (lstm)
+            ck_assert_msg(memcmp(c2->data + b * H, want_c->data + b * H, row) == 0, "c row %d", b);
+    }
+    nd_module_destroy(m);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  * Gradchecks, first and second order
  */
@@ -528,10 +556,46 @@ START_TEST(test_sequence_rejects_wrong_shapes)
     ck_assert_ptr_null(nd_rnn_sequence(ctx, gru, xs, NULL, h0, h0)); /* c0 for a GRU */
     expect_error(ND_ERR_SHAPE, "nd_rnn_sequence", "c0 (3, 5)", "only for an LSTMCell");
     nd_ctx_clear_error(ctx);
-    /* a wrong input width reaches the cell, whose message names it */
+    /* a wrong input width, even where nothing is observed */
     nd_tensor *wide = randn(3, (int[]){T, B, D + 2}, 63, 1);
-    ck_assert_ptr_null(nd_rnn_sequence(ctx, lstm, wide, NULL, NULL, NULL));
-    expect_error(ND_ERR_SHAPE, "nd_lstm_cell", "x (3, 6)");
+    nd_tensor *none = nd_tensor_new(ctx, 2, (int[]){T, B});
+    memset(none->data, 0, none->size * sizeof(nd_real));
+    ck_assert_ptr_null(nd_rnn_sequence(ctx, lstm, wide, none, NULL, NULL));
+    expect_error(ND_ERR_SHAPE, "nd_rnn_sequence", "input (4, 3, 6)", "input_size 4");
+    nd_module_destroy(gru);
+    nd_module_destroy(lstm);
+}
+END_TEST
+
+START_TEST(test_masked_step_rejects_bad_input)
+{
+    nd_module *gru = make_cell(false, D, H, 2), *lstm = make_cell(true, D, H, 3);
+    nd_tensor *x = randn(2, (int[]){B, D}, 70, 1), *h = randn(2, (int[]){B, H}, 71, 1), *c2;
+    nd_tensor *none = nd_tensor_new(ctx, 1, (int[]){B});
+    memset(none->data, 0, none->size * sizeof(nd_real));
+    ck_assert_ptr_null(nd_rnn_masked_step(ctx, lstm, x, NULL, h, h, NULL));
+    expect_error(ND_ERR_ARG, "nd_rnn_masked_step", "c_out");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_rnn_masked_step(ctx, gru, x, NULL, h, h, &c2));
+    expect_error(ND_ERR_SHAPE, "nd_rnn_masked_step", "c (3, 5)", "only for an LSTMCell");
+    nd_ctx_clear_error(ctx);
+    nd_tensor *bad_mask = nd_tensor_new(ctx, 2, (int[]){B, D + 1});
+    ck_assert_ptr_null(nd_rnn_masked_step(ctx, gru, x, bad_mask, h, NULL, NULL));
+    expect_error(ND_ERR_SHAPE, "nd_rnn_masked_step", "mask (3, 5)", "input (3, 4)");
+    nd_ctx_clear_error(ctx);
+    /* with nothing observed the cell is not run: the state's shape is still checked */
+    nd_tensor *bad_h = randn(2, (int[]){B, H + 1}, 72, 1);
+    ck_assert_ptr_null(nd_rnn_masked_step(ctx, gru, x, none, bad_h, NULL, NULL));
+    expect_error(ND_ERR_SHAPE, "nd_rnn_masked_step", "h (3, 6)");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_rnn_masked_step(ctx, gru, h, none, h, NULL, NULL)); /* x (B, H) */
+    expect_error(ND_ERR_SHAPE, "nd_rnn_masked_step", "input (3, 5)", "input_size 4");
+    nd_ctx_clear_error(ctx);
+    nd_rng rng = nd_rng_seed(1);
+    nd_module *lin = nd_linear_create(ctx, D, H, true, &rng);
+    ck_assert_ptr_null(nd_rnn_masked_step(ctx, lin, x, NULL, h, NULL, NULL));
+    expect_error(ND_ERR_ARG, "nd_rnn_masked_step", "a Linear", "not a GRUCell or an LSTMCell");
+    nd_module_destroy(lin);
     nd_module_destroy(gru);
     nd_module_destroy(lstm);
 }
@@ -572,11 +636,13 @@ static Suite *rnn_suite(void)
     tcase_add_test(fwd, test_checkpoint_round_trip);
     tcase_add_loop_test(mask, test_masked_sequence_keeps_unobserved_state, 0, 4);
     tcase_add_test(mask, test_masked_sequence_all_unobserved);
+    tcase_add_loop_test(mask, test_masked_step_selects_rows, 0, 4);
     tcase_add_test(bwd, test_cells_gradcheck);
     tcase_add_test(bwd, test_masked_sequence_gradcheck);
     tcase_add_test(err, test_cells_reject_wrong_shapes);
     tcase_add_test(err, test_steps_reject_wrong_module_kind);
     tcase_add_test(err, test_sequence_rejects_wrong_shapes);
+    tcase_add_test(err, test_masked_step_rejects_bad_input);
     tcase_add_test(err, test_create_rejects_bad_sizes);
     suite_add_tcase(s, fwd);
     suite_add_tcase(s, mask);
