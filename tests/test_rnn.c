@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * tests/test_rnn.c: the recurrent cells' Check suite (nn/rnn.c). GRUCell and LSTMCell forward
  * values and gradients against PyTorch (tests/reference-nn/rnn.json, written once by
- * make_reference_rnn.py), first- and second-order gradchecks of both cells and of the masked
- * sequence helper, the masked update leaving unobserved samples' state bit-identical, parameter
- * names, init and a checkpoint round trip, and the error messages (shapes, module kinds).
+ * make_reference_rnn.py), one step, a sequence and a masked sequence; first- and second-order
+ * gradchecks of both cells and of the masked sequence helper; the masked update leaving
+ * unobserved samples' state bit-identical; parameter names, init and a checkpoint round trip;
+ * and the error messages (shapes, module kinds).
  */
 #include <check.h>
 #include <cjson/cJSON.h>
@@ -215,6 +216,38 @@ START_TEST(test_sequence_matches_torch)
     ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, hs, r)), 0), ND_OK);
     snprintf(name, sizeof name, "%s.dxs", seq);
     expect_ref(name, xs->grad, xs->size, name);
+    expect_param_grads(m, seq);
+    nd_module_destroy(m);
+}
+END_TEST
+
+/* A masked run from (h0, c0) = Rubanova et al.'s update m cell(x, h) + (1 - m) h in PyTorch,
+ * with steps where all, some and no samples are observed: values and gradients */
+START_TEST(test_masked_sequence_matches_torch)
+{
+    bool lstm = _i == 1;
+    const char *tag = lstm ? "lstm" : "gru", *seq = lstm ? "lstm_mseq" : "gru_mseq";
+    char name[64];
+    nd_module *m = make_cell(lstm, D, H, 2);
+    set_cell_from_ref(m, tag);
+    snprintf(name, sizeof name, "%s.xs", seq);
+    nd_tensor *xs = ref_tensor(name, 3, (int[]){T, B, D}, true);
+    snprintf(name, sizeof name, "%s.mask", seq);
+    nd_tensor *mask = ref_tensor(name, 3, (int[]){T, B, D}, false);
+    snprintf(name, sizeof name, "%s.h0", seq);
+    nd_tensor *h0 = ref_tensor(name, 2, (int[]){B, H}, true);
+    snprintf(name, sizeof name, "%s.c0", seq);
+    nd_tensor *c0 = lstm ? ref_tensor(name, 2, (int[]){B, H}, false) : NULL;
+    nd_tensor *hs = nd_rnn_sequence(ctx, m, xs, mask, h0, c0);
+    snprintf(name, sizeof name, "%s.hs", seq);
+    expect_ref(name, hs ? hs->data : NULL, (size_t)T * B * H, name);
+    snprintf(name, sizeof name, "%s.r", seq);
+    nd_tensor *r = ref_tensor(name, 3, hs->shape, false);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, hs, r)), 0), ND_OK);
+    snprintf(name, sizeof name, "%s.dxs", seq);
+    expect_ref(name, xs->grad, xs->size, name);
+    snprintf(name, sizeof name, "%s.dh0", seq);
+    expect_ref(name, h0->grad, h0->size, name);
     expect_param_grads(m, seq);
     nd_module_destroy(m);
 }
@@ -631,6 +664,7 @@ static Suite *rnn_suite(void)
     tcase_add_test(fwd, test_gru_cell_matches_torch);
     tcase_add_test(fwd, test_lstm_cell_matches_torch);
     tcase_add_loop_test(fwd, test_sequence_matches_torch, 0, 2);
+    tcase_add_loop_test(fwd, test_masked_sequence_matches_torch, 0, 2);
     tcase_add_test(fwd, test_module_forward_steps_from_zero_state);
     tcase_add_test(fwd, test_cell_names_shapes_and_init);
     tcase_add_test(fwd, test_checkpoint_round_trip);

@@ -6,7 +6,9 @@
 # LSTM) with respect to the input, the state and every parameter; and the same for a short
 # sequence run through the cells step by step (no mask). Run once with Debian's python3-torch
 # (/usr/bin/python3); the tests read the JSON and never need torch. Every entry is a flat list of
-# float64 numbers (row-major).
+# float64 numbers (row-major). Last, a masked sequence from a random h0, with the update of
+# Rubanova et al.'s ODE-RNN code: a sample is observed when any channel of its mask is,
+# h = m * cell(x, h) + (1 - m) * h.
 import json
 import os
 
@@ -80,12 +82,47 @@ def sequence_case(tag, cell, lstm):
     cell.zero_grad()
 
 
+def masked_case(tag, cell, lstm):
+    """T masked steps from h0 (and c0) over xs (T, B, D) with mask (T, B, D)."""
+    xs = torch.randn(T, B, D, requires_grad=True)
+    h0 = torch.randn(B, H, requires_grad=True)
+    c0 = torch.randn(B, H)
+    mask = (torch.rand(T, B, D) < 0.4).double()
+    mask[1] = 0  # a step with nothing observed
+    mask[0, 0] = 0  # steps with some samples observed, others not
+    mask[0, 1, 1] = 1
+    mask[3, 2] = 0
+    mask[3, 0, 2] = 1
+    mask[2, :, 0] = 1  # a step with every sample observed
+    h, c, hs = h0, c0, []
+    for t in range(T):
+        m = (mask[t].sum(-1, keepdim=True) > 0).double()  # (B, 1)
+        if lstm:
+            h2, c2 = cell(xs[t], (h, c))
+            c = m * c2 + (1 - m) * c
+        else:
+            h2 = cell(xs[t], h)
+        h = m * h2 + (1 - m) * h
+        hs.append(h)
+    hs = torch.stack(hs)
+    r = torch.randn_like(hs)
+    (hs * r).sum().backward()
+    for name, v in (("xs", xs), ("h0", h0), ("c0", c0), ("mask", mask), ("hs", hs), ("r", r),
+                    ("dxs", xs.grad), ("dh0", h0.grad)):
+        put("%s.%s" % (tag, name), v)
+    for p in PARAMS:
+        put("%s.d%s" % (tag, p), getattr(cell, p).grad)
+    cell.zero_grad()
+
+
 gru = torch.nn.GRUCell(D, H)
 lstm = torch.nn.LSTMCell(D, H)
 cell_case("gru", gru, False)
 cell_case("lstm", lstm, True)
 sequence_case("gru_seq", gru, False)
 sequence_case("lstm_seq", lstm, True)
+masked_case("gru_mseq", gru, False)
+masked_case("lstm_mseq", lstm, True)
 
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rnn.json")
 with open(path, "w") as f:
