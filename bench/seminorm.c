@@ -104,6 +104,19 @@ static const sn_result *find(const char *workload, const char *method, double rt
     return NULL;
 }
 
+/* Field k of a JSON line: a copy of its string (NULL if absent), its number (d if absent). */
+static char *field_str(const cJSON *j, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
+}
+
+static double field_num(const cJSON *j, const char *k, double d)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : d;
+}
+
 /* Rows from a previous run's JSON lines, to redraw the table and chart without rerunning. */
 static int read_jsonl(const char *path)
 {
@@ -114,17 +127,10 @@ static int read_jsonl(const char *path)
         cJSON *j = cJSON_Parse(line);
         if (!j) continue;
         sn_result *r = &rows[n_rows];
-        const cJSON *v;
-#define STR(k)                                                                                     \
-    ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsString(v) ? strdup(v->valuestring)    \
-                                                                       : NULL)
-#define NUM(k, d)                                                                                  \
-    ((v = cJSON_GetObjectItemCaseSensitive(j, k)) && cJSON_IsNumber(v) ? v->valuedouble : (d))
-        *r = (sn_result){.workload = STR("workload"),
-                         .method = STR("method"),
-                         .norm = STR("norm"),
-                         .rtol = NUM("rtol", 0),
-                         .atol = NUM("atol", 0),
+#define STR(k) field_str(j, k)
+#define NUM(k, d) field_num(j, k, d)
+        *r = (sn_result){.workload = STR("workload"), .method = STR("method"), .norm = STR("norm"),
+                         .rtol = NUM("rtol", 0), .atol = NUM("atol", 0),
                          .nfe_forward = (long)NUM("nfe_forward", 0),
                          .nfe_backward = (long)NUM("nfe_backward", 0),
                          .accepted_backward = (long)NUM("accepted_backward", 0),
