@@ -53,7 +53,7 @@ WORKLOADS = {
         "program": "examples/mnist",
         "args": lambda n, o: ["--epochs", "1", "--limit", str(n), "--batch", str(CLASSIFY_BATCH),
                               "--data", o.data],
-        "size": {"quick": 512, "full": 8192},
+        "size": {"quick": 1024, "full": 8192},
         "peer": ("peer_classify", lambda n, o: {"model": "convnet", "limit": n, "data": o.data,
                                                 "batch": CLASSIFY_BATCH}),
         "unit": "batch",
