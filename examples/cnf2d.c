@@ -144,42 +144,33 @@ static nd_tensor *velocity(nd_ctx *ctx, const cnf_model *m, nd_tensor *t /* () *
 
 /* The CNF's dynamics on the state (z (B, 2), logp (B, 1)):
  *   dz/dt = f(z, t),   d logp/dt = -trace(df/dz) = -(e0^T J e0 + e1^T J e1)
- * with J (B, 2, 2) the per-row Jacobian: one VJP per column (seed e_i, the same for every row),
- * each taken with create_graph so that the adjoint can differentiate the trace again.
- * When z does not require grad (the forward solve, which records nothing, or evaluation with
- * grad mode off) it differentiates a leaf copy of z all the same, and hands back plain values. */
+ * with J (B, 2, 2) the per-row Jacobian: one VJP per column (seed e_i, the same for every row).
+ * nd_ode_diff (odeint.h) makes z differentiable in the forward solve too (where f runs with grad
+ * mode off) and takes the VJPs with create_graph exactly when the adjoint needs to differentiate
+ * the trace again. */
 static int cnf_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *const *y, int n, nd_tensor **dy,
                         void *user_data)
 {
     (void)n;
     const cnf_model *m = user_data;
     nd_tensor *z = y[0]; // (B, 2)
-    bool made_leaf = false;
-    if (!z->requires_grad) {
-        z = nd_copy(ctx, z);
-        if (!z) return -1;
-        z->requires_grad = made_leaf = true;
-    }
-    bool prev = nd_ctx_set_grad(ctx, true);
+    nd_ode_diff d;
+    if (nd_ode_diff_begin(ctx, &d, &z, 1) != ND_OK) return -1;
     int B = z->shape[0];
     nd_tensor *dz = velocity(ctx, m, t, z); // (B, 2)
     nd_tensor *e0 = nd_zeros(ctx, 2, (int[]){B, 2}), *e1 = nd_zeros(ctx, 2, (int[]){B, 2});
     nd_tensor *g0 = NULL, *g1 = NULL; // (B, 2) each: row b is e_i^T J_b
-    int rc = -1;
-    if (dz && e0 && e1) {
+    nd_status st = dz && e0 && e1 ? ND_OK : nd_ctx_error(ctx);
+    if (st == ND_OK) {
         for (int b = 0; b < B; b++) e0->data[2 * b] = 1, e1->data[2 * b + 1] = 1;
-        if (nd_grad(ctx, &dz, &e0, 1, &z, 1, &g0, true) == ND_OK &&
-            nd_grad(ctx, &dz, &e1, 1, &z, 1, &g1, true) == ND_OK) {
-            nd_tensor *trace = nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1),
-                                      nd_slice(ctx, g1, 1, 1, 1)); // (B, 1)
-            dy[0] = dz;
-            dy[1] = nd_neg(ctx, trace); // (B, 1)
-            if (made_leaf && !prev) dy[0] = nd_detach(ctx, dy[0]), dy[1] = nd_detach(ctx, dy[1]);
-            rc = dy[0] && dy[1] ? 0 : -1;
-        }
+        st = nd_ode_vjp(ctx, &d, &dz, &e0, 1, &z, 1, &g0);
+        if (st == ND_OK) st = nd_ode_vjp(ctx, &d, &dz, &e1, 1, &z, 1, &g1);
     }
-    nd_ctx_set_grad(ctx, prev);
-    return rc;
+    dy[0] = dz;
+    dy[1] = st == ND_OK ? nd_neg(ctx, nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1),
+                                             nd_slice(ctx, g1, 1, 1, 1))) // (B, 1)
+                        : NULL;
+    return nd_ode_diff_end(ctx, &d, dy, 2) == ND_OK && st == ND_OK ? 0 : -1;
 }
 
 /* The flow alone, dz/dt = f(z, t): for sampling, z(1) ~ N(0, I) solved back to t = 0. */
@@ -190,17 +181,19 @@ static int flow_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *z, nd_tensor **dz
 }
 
 /* Solves (x, 0) from t[0] to t[1] and returns -log p(x) per row (B, 1), differentiable in the
- * parameters when grad mode is on; *loss (a scalar, its mean) when loss is not NULL. */
+ * parameters when grad mode is on; *loss (a scalar, its mean) when loss is not NULL; *stats the
+ * solve's statistics (op-owned: backward after the backward pass, valid until the ctx reset). */
 static nd_tensor *neg_log_likelihood(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 2) */,
                                      nd_tensor *t /* (2,) */, const nd_ode_options *o,
-                                     nd_ode_stats *stats, nd_tensor **loss)
+                                     const nd_ode_stats **stats, nd_tensor **loss)
 {
     int B = x->shape[0];
     nd_tensor *logp0 = nd_zeros(ctx, 2, (int[]){B, 1}); // (B, 1)
     nd_tensor *ys[2] = {NULL, NULL};                     // (2, B, 2) and (2, B, 1)
-    if (!logp0 || nd_odeint_tuple(ctx, cnf_dynamics, (void *)m, (nd_tensor *[]){x, logp0}, 2, t,
-                                  m->params, m->plist.n, o, stats, ys) != ND_OK)
+    if (!logp0 || !nd_odeint_tuple(ctx, cnf_dynamics, (void *)m, (nd_tensor *[]){x, logp0}, 2, t,
+                                   m->params, m->plist.n, o, ys))
         return NULL;
+    if (stats) *stats = nd_odeint_stats(ys[0]);
     nd_tensor *z1 = nd_reshape(ctx, nd_slice(ctx, ys[0], 0, 1, 1), 2, (int[]){B, 2});    // (B, 2)
     nd_tensor *logp1 = nd_reshape(ctx, nd_slice(ctx, ys[1], 0, 1, 1), 2, (int[]){B, 1}); // (B, 1)
     nd_tensor *sq = nd_sum_axis(ctx, nd_mul(ctx, z1, z1), 1, true);                    // (B, 1)
@@ -253,7 +246,7 @@ static nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x 
         o.adjoint.norm = cases[c].norm;
         nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, 1}); // (2,)
         if (t) t->requires_grad = cases[c].t_grad;
-        nd_ode_stats stats = {0};
+        const nd_ode_stats *stats = NULL;
         nd_tensor *loss = NULL;
         nd_zero_grad(m->params, m->plist.n);
         if (!t || !neg_log_likelihood(ctx, m, x, t, &o, &stats, &loss) || !loss) {
@@ -263,10 +256,10 @@ static nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x 
         double t0 = now_ms();
         if ((st = nd_backward(ctx, loss)) != ND_OK) break;
         out[c] = (cnf_norm_result){.loss = nd_item(loss),
-                                   .nfe_forward = stats.forward.nfe,
-                                   .nfe_backward = stats.backward.nfe,
-                                   .accepted_backward = stats.backward.accepted,
-                                   .rejected_backward = stats.backward.rejected,
+                                   .nfe_forward = stats->forward.nfe,
+                                   .nfe_backward = stats->backward.nfe,
+                                   .accepted_backward = stats->backward.accepted,
+                                   .rejected_backward = stats->backward.rejected,
                                    .ms_backward = now_ms() - t0};
         double diff = 0, scale = 0;
         size_t k = 0;
@@ -333,7 +326,7 @@ static nd_status flow_samples(nd_ctx *ctx, const cnf_model *m, const nd_ode_opti
     nd_tensor *z1 = nd_tensor_new(ctx, 2, (int[]){n, 2});                  // (n, 2)
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){1, 0}); // (2,)
     if (z1) nd_fill_normal(z1, rng, 0, 1);
-    nd_tensor *zs = nd_odeint(ctx, flow_dynamics, (void *)m, z1, t, NULL, 0, o, NULL); // (2, n, 2)
+    nd_tensor *zs = nd_odeint(ctx, flow_dynamics, (void *)m, z1, t, NULL, 0, o); // (2, n, 2)
     nd_status st = zs ? ND_OK : nd_ctx_error(ctx);
     if (zs)
         for (int i = 0; i < 2 * n; i++) xy[i] = (double)zs->data[2 * n + i]; // the row at t = 0
@@ -555,7 +548,7 @@ int main(int argc, char **argv)
     int iters = 1000, batch = 512, print_every = 50, grid = 100, json = 0, compare = 0;
     double rtol = 1e-5, atol = 1e-5;
     nd_norm_kind norm = ND_NORM_RMS;
-    int method = ND_DOPRI5;
+    nd_ode_method method = ND_DOPRI5;
     unsigned long long seed = 1;
     const char *plot = NULL;
     for (int i = 1; i < argc; i++) {
@@ -580,11 +573,10 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--atol")) {
             atol = atof(v);
         } else if (!strcmp(a, "--norm")) {
-            if (!strcmp(v, "rms")) norm = ND_NORM_RMS;
-            else if (!strcmp(v, "seminorm")) norm = ND_NORM_SEMINORM;
-            else return fprintf(stderr, "cnf2d: unknown --norm %s (rms or seminorm)\n", v), 2;
+            if (!nd_ode_norm_from_name(v, &norm))
+                return fprintf(stderr, "cnf2d: unknown --norm %s (rms or seminorm)\n", v), 2;
         } else if (!strcmp(a, "--method")) {
-            if ((method = nd_ode_method_from_name(v)) < 0)
+            if (!nd_ode_method_from_name(v, &method))
                 return fprintf(stderr, "cnf2d: unknown --method %s\n", v), 2;
         } else if (!strcmp(a, "--seed")) {
             seed = strtoull(v, NULL, 10);
@@ -613,7 +605,7 @@ int main(int argc, char **argv)
     }
 #endif
     const char *data_name = data == DATA_8GAUSSIANS ? "8gaussians" : "moons";
-    const char *norm_name = norm == ND_NORM_RMS ? "rms" : "seminorm";
+    const char *norm_name = nd_ode_norm_name(norm);
 
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) {
@@ -692,7 +684,7 @@ int main(int argc, char **argv)
 
         double t0 = now_ms();
         nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, 1}); // (2,)
-        nd_ode_stats stats = {0}; // filled by the forward solve, then by the backward
+        const nd_ode_stats *stats = NULL; // the op's: forward now, backward after the backward
         nd_tensor *loss = NULL;
         if (!t || !neg_log_likelihood(ctx, &model, x, t, &o, &stats, &loss) || !loss) {
             status = fail(ctx, "forward");
@@ -705,7 +697,8 @@ int main(int argc, char **argv)
         }
         double ms = now_ms() - t0;
         losses[it] = nd_item(loss);
-        nfe_f_total += stats.forward.nfe, nfe_b_total += stats.backward.nfe, ms_total += ms;
+        long nfe_f = stats->forward.nfe, nfe_b = stats->backward.nfe; // before the reset frees them
+        nfe_f_total += nfe_f, nfe_b_total += nfe_b, ms_total += ms;
         recent += losses[it] - (it >= print_every ? losses[it - print_every] : 0);
         nd_ctx_reset(ctx); // frees this step's graph, keeps the memory
         if ((it + 1) % print_every == 0 || it == 0 || it + 1 == iters) {
@@ -713,8 +706,8 @@ int main(int argc, char **argv)
             fprintf(stderr,
                     "iter %5d  loss %.4f  mean of last %d %.4f  NFE-F %3ld  NFE-B %3ld  "
                     "%.1f ms/iter\n",
-                    it + 1, losses[it], n_recent, recent / n_recent, stats.forward.nfe,
-                    stats.backward.nfe, ms);
+                    it + 1, losses[it], n_recent, recent / n_recent, nfe_f,
+                    nfe_b, ms);
         }
     }
     int n_tail = iters < 50 ? iters : 50;

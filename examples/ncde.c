@@ -338,10 +338,10 @@ typedef struct {
     bool t_grad;
 } solve_cfg;
 
-/* logits (B, 2) of the series of X, or NULL with the error in ctx; stats must outlive the
- * backward pass. */
+/* logits (B, 2) of the series of X, or NULL with the error in ctx; *stats: the solve's
+ * statistics (op-owned: backward after the backward pass, valid until the ctx reset). */
 static nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const path *X, const solve_cfg *cfg,
-                              nd_ode_stats *stats)
+                              const nd_ode_stats **stats)
 {
     nd_ode_options o = ND_ODE_DEFAULT;
     o.solver.method = o.adjoint.method = cfg->method;
@@ -360,7 +360,8 @@ static nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const path *X, const s
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, (nd_real)T_END}); // (2,)
     if (!t) return NULL;
     t->requires_grad = cfg->t_grad;
-    nd_tensor *zs = nd_odeint(ctx, cde_f, cf, z0, t, m->ftensors, 6, &o, stats); // (2, B, 16)
+    nd_tensor *zs = nd_odeint(ctx, cde_f, cf, z0, t, m->ftensors, 6, &o); // (2, B, 16)
+    *stats = nd_odeint_stats(zs);
     nd_tensor *zT =
         nd_reshape(ctx, nd_slice(ctx, zs, 0, 1, 1), 2, (int[]){X->n, HIDDEN}); // (B, 16)
     return nd_module_forward(ctx, m->readout, zT);                             // (B, 2)
@@ -410,7 +411,7 @@ static nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const path *X, c
     for (int k = 0; k < NCDE_N_NORMS && st == ND_OK; k++) {
         solve_cfg cfg = ncde_norm_cfg((ncde_norm)k, method, rtol, atol);
         nd_mark mark = nd_ctx_mark(ctx);
-        nd_ode_stats stats = {0};
+        const nd_ode_stats *stats = NULL;
         nd_module_zero_grad(&m->base);
         double t0 = now_ms();
         nd_tensor *logits = ncde_logits(ctx, m, X, &cfg, &stats);
@@ -420,10 +421,10 @@ static nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const path *X, c
         double t2 = now_ms();
         if (st == ND_OK) {
             out[k] = (ncde_measure){.loss = nd_item(loss),
-                                    .nfe_forward = stats.forward.nfe,
-                                    .nfe_backward = stats.backward.nfe,
-                                    .accepted_backward = stats.backward.accepted,
-                                    .rejected_backward = stats.backward.rejected,
+                                    .nfe_forward = stats->forward.nfe,
+                                    .nfe_backward = stats->backward.nfe,
+                                    .accepted_backward = stats->backward.accepted,
+                                    .rejected_backward = stats->backward.rejected,
                                     .ms_forward = t1 - t0,
                                     .ms_backward = t2 - t1};
             size_t off = 0;
@@ -501,8 +502,8 @@ static int ncde_problem_init(nd_ctx *ctx, ncde_problem *P, path_kind kind, uint6
 static nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const solve_cfg *cfg, double *loss,
                                  double *acc, nd_ode_stats *stats)
 {
-    *stats = (nd_ode_stats){0}; // read by the backward pass: must live across it
-    nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xtr, cfg, stats);               // (B, 2)
+    const nd_ode_stats *op_stats = NULL;
+    nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xtr, cfg, &op_stats);           // (B, 2)
     nd_tensor *L = nd_cross_entropy(ctx, logits, P->train.labels, ND_REDUCE_MEAN); // scalar
     if (!L) return nd_ctx_error(ctx);
     *loss = nd_item(L);
@@ -510,6 +511,7 @@ static nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const solve_cfg *
     nd_optimizer_zero_grad(P->opt);
     nd_status st = nd_backward(ctx, L);
     if (st == ND_OK) st = nd_optimizer_step(ctx, P->opt);
+    if (st == ND_OK) *stats = *op_stats; // the op's, in the arena: copied before the reset
     if (st == ND_OK) nd_ctx_reset(ctx);
     return st;
 }
@@ -568,16 +570,9 @@ int main(int argc, char **argv)
             else
                 return usage(argv[0]);
         } else if (!strcmp(a, "--norm")) {
-            if (!strcmp(v, "rms"))
-                norm = ND_NORM_RMS;
-            else if (!strcmp(v, "seminorm"))
-                norm = ND_NORM_SEMINORM;
-            else
-                return usage(argv[0]);
+            if (!nd_ode_norm_from_name(v, &norm)) return usage(argv[0]);
         } else if (!strcmp(a, "--method")) {
-            int mm = nd_ode_method_from_name(v);
-            if (mm < 0) return usage(argv[0]);
-            method = (nd_ode_method)mm;
+            if (!nd_ode_method_from_name(v, &method)) return usage(argv[0]);
         } else if (!strcmp(a, "--iters")) {
             iters = atoi(v);
         } else if (!strcmp(a, "--print-every")) {
@@ -664,7 +659,7 @@ int main(int argc, char **argv)
         if (it == iters) break;
 
         double t0 = now_ms(), c0 = cpu_ms();
-        nd_ode_stats stats;
+        nd_ode_stats stats = {0};
         if (ncde_train_step(ctx, &P, &cfg, &loss, &acc, &stats) != ND_OK) {
             status = fail(ctx, "training step");
             goto cleanup;
@@ -681,7 +676,7 @@ int main(int argc, char **argv)
 
     // --- evaluation on the held-out set (and the train set after the last update)
     nd_ctx_set_grad(ctx, false);
-    nd_ode_stats est = {0};
+    const nd_ode_stats *est = NULL;
     nd_tensor *test_logits = ncde_logits(ctx, m, &P.Xte, &cfg, &est); // (B, 2)
     nd_tensor *test_L = nd_cross_entropy(ctx, test_logits, P.test.labels, ND_REDUCE_MEAN);
     if (!test_L) {
@@ -689,13 +684,14 @@ int main(int argc, char **argv)
         goto cleanup;
     }
     double test_acc = nd_accuracy(test_logits, P.test.labels), test_loss = nd_item(test_L);
+    long test_nfe = est->forward.nfe; // before the reset frees the op's statistics
     nd_ctx_reset(ctx);
     nd_ctx_set_grad(ctx, true);
     double per = iters > 0 ? 1.0 / iters : 0;
     fprintf(stderr,
             "test: loss %.4f accuracy %.3f (NFE-F %ld); per iteration: NFE-F %.1f NFE-B "
             "%.1f, %.1f ms wall, %.1f ms CPU\n",
-            test_loss, test_acc, est.forward.nfe, nfe_f * per, nfe_b * per, ms_total * per,
+            test_loss, test_acc, test_nfe, nfe_f * per, nfe_b * per, ms_total * per,
             cpu_total * per);
     for (int k = 0; k < 3 && paired; k++) {
         if (!paired_n[k]) continue;

@@ -259,8 +259,8 @@ int main(int argc, char **argv)
                 status = fail(ctx, "backward/update");
                 goto cleanup;
             }
-            nfe_f += nd_odeblock_stats(block)->forward.nfe; // read after the backward pass
-            nfe_b += nd_odeblock_stats(block)->backward.nfe;
+            nfe_f += nd_odeblock_stats(ctx, block)->forward.nfe; // read after the backward pass
+            nfe_b += nd_odeblock_stats(ctx, block)->backward.nfe;
             loss_sum += nd_item(loss) * m;
             right += lround(nd_accuracy(logits, labels) * m);
             seen += m, step++;

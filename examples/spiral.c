@@ -36,7 +36,7 @@ typedef struct {
     int iters;
     bool adjoint;
     nd_norm_kind norm;
-    int method;
+    nd_ode_method method;
     double rtol, atol, lr;
     bool adam;
     unsigned long seed;
@@ -70,11 +70,12 @@ static int parse_options(int argc, char **argv, options *o)
         else if (!strcmp(a, "--plot")) o->plot = v, i++;
         else if (!strcmp(a, "--optimizer")) o->adam = !strcmp(v, "adam"), i++;
         else if (!strcmp(a, "--norm")) {
-            if (strcmp(v, "rms") && strcmp(v, "seminorm")) return usage(argv[0]), -1;
-            o->norm = strcmp(v, "seminorm") ? ND_NORM_RMS : ND_NORM_SEMINORM, i++;
+            if (!nd_ode_norm_from_name(v, &o->norm)) return usage(argv[0]), -1;
+            i++;
         } else if (!strcmp(a, "--method")) {
-            o->method = nd_ode_method_from_name(v), i++;
-            if (o->method < 0) return fprintf(stderr, "unknown method %s\n", v), -1;
+            if (!nd_ode_method_from_name(v, &o->method))
+                return fprintf(stderr, "unknown method %s\n", v), -1;
+            i++;
         } else {
             return usage(argv[0]), -1;
         }
@@ -193,7 +194,7 @@ int main(int argc, char **argv)
     true_y0->data[0] = 2, true_y0->data[1] = 0;
     memcpy(A->data, (nd_real[]){-0.1, 2.0, -2.0, -0.1}, sizeof(nd_real[4]));
     nd_ode_options truth = ND_ODE_DEFAULT;
-    nd_tensor *sol = nd_odeint(ctx, true_dynamics, A, true_y0, t, NULL, 0, &truth, NULL);
+    nd_tensor *sol = nd_odeint(ctx, true_dynamics, A, true_y0, t, NULL, 0, &truth);
     if (!sol) return fail(ctx, "solving the true system");
     memcpy(true_y->data, sol->data, true_y->size * sizeof(nd_real));
     nd_ctx_reset(ctx);
@@ -261,14 +262,14 @@ int main(int argc, char **argv)
             }
         }
         double t0 = now(), c0 = cpu_now();
-        nd_ode_stats stats;
         nd_tensor *pred = nd_odeint(ctx, model_dynamics, net, batch_y0, batch_t, weights, params.n,
-                                    &ode, &stats); /* (10, 20, 2) */
+                                    &ode); /* (10, 20, 2) */
         nd_tensor *loss = nd_l1_loss(ctx, pred, batch_y, ND_REDUCE_MEAN);
         nd_optimizer_zero_grad(optim);
         if (!loss || nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, optim) != ND_OK)
             return fail(ctx, "training step");
         double batch_loss = nd_item(loss);
+        nd_ode_stats stats = *nd_odeint_stats(pred); /* op-owned: read before the reset */
         nd_ctx_reset(ctx);
         double dt = now() - t0;
         train_cpu += cpu_now() - c0;
@@ -278,7 +279,7 @@ int main(int argc, char **argv)
 
         if (itr % TEST_FREQ == 0 || itr == opt.iters) {
             bool prev = nd_ctx_set_grad(ctx, false);
-            nd_tensor *full = nd_odeint(ctx, model_dynamics, net, true_y0, t, NULL, 0, &ode, NULL);
+            nd_tensor *full = nd_odeint(ctx, model_dynamics, net, true_y0, t, NULL, 0, &ode);
             nd_tensor *tl = nd_l1_loss(ctx, full, true_y, ND_REDUCE_MEAN);
             nd_ctx_set_grad(ctx, prev);
             if (!tl) return fail(ctx, "test solve");
@@ -302,7 +303,7 @@ int main(int argc, char **argv)
     if (opt.plot) {
 #ifdef HAVE_PLOT
         bool prev = nd_ctx_set_grad(ctx, false);
-        nd_tensor *full = nd_odeint(ctx, model_dynamics, net, true_y0, t, NULL, 0, &ode, NULL);
+        nd_tensor *full = nd_odeint(ctx, model_dynamics, net, true_y0, t, NULL, 0, &ode);
         if (!full || write_plot(opt.plot, ctx, net, t, true_y, full) != 0) {
             fprintf(stderr, "spiral: cannot write %s%s%s\n", opt.plot, full ? "" : ": ",
                     full ? "" : nd_ctx_errmsg(ctx));
