@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * nodal.h: the one header a user includes. nodal is reverse-mode autodiff on tensors (tensor/,
- * autograd/), layers and optimizers (nn/), and ODE solvers as differentiable ops (odeint/).
+ * autograd/), layers and optimizers (nn/), ODE solvers as differentiable ops (odeint/), and
+ * checkpoints and datasets (io/).
  *
  * Fit y = a x^2 + b with a small MLP (the README has the full program):
  *
@@ -12,7 +13,7 @@
  *       nd_tensor *loss = nd_mean(ctx, nd_pow_scalar(ctx, nd_sub(ctx, pred, y), 2));
  *       if (!loss) { fprintf(stderr, "%s\n", nd_ctx_errmsg(ctx)); break; }  // one check
  *       nd_zero_grad(params, n_params);
- *       nd_backward(ctx, loss);
+ *       nd_backward(ctx, loss, 0);
  *       ... update params from ->grad ...
  *       nd_ctx_reset(ctx);   // frees the step's graph, keeps the memory
  *   }
@@ -23,7 +24,7 @@
 #include "tensor/tensor.h"
 #include "autograd/autograd.h"
 #include "odeint/odeint.h"
-#include "nn/io.h"
+#include "io/io.h"
 #include "nn/nn.h"
 #include "nn/odeblock.h"
 

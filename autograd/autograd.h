@@ -3,11 +3,13 @@
  *
  * Every op computes eagerly and, when grad mode is on and an input requires grad, records itself
  * on its output (op, src). Each op's backward rule sits below its forward in the same file and is
- * built from these same ops, so a gradient taken with create_graph is itself a graph that can be
+ * built from these same ops, so a gradient taken with ND_CREATE_GRAPH is itself a graph that can be
  * differentiated again (Hessian-vector products, a VJP inside ODE dynamics).
  *
  * Ops return arena-owned tensors, or NULL with the first error recorded in the ctx; given a NULL
- * input they return NULL at once. Messages name the op and print shapes:
+ * input they return NULL at once, recording "nd_add: input b is NULL" unless an earlier error
+ * explains the NULL (and a NULL ctx is no crash: NULL back). Messages name the op and print
+ * shapes:
  *   nd_matmul: inner dimensions differ: a (32, 784) @ b (128, 10)
  */
 #ifndef ND_AUTOGRAD_H
@@ -83,23 +85,40 @@ extern const nd_op_info nd_ops[ND_OP_COUNT];
 /* ---------------------------------------------------------------------------------------------
  * Gradients.
  */
-/* Accumulates into .grad of every leaf that requires grad and is reached from loss (persistent
- * tensors own .grad; an arena leaf gets an arena .grad). The seed is ones (loss is usually a
- * scalar). Returns ND_OK or the error (also in the ctx). */
-nd_status nd_backward(nd_ctx *ctx, nd_tensor *loss);
+enum {
+    ND_CREATE_GRAPH = 1, /* nd_grad: record the gradient's graph, so it can be differentiated */
+    ND_ALLOW_UNUSED = 2, /* nd_grad: an input the outputs do not reach gets zeros, not an error */
+    ND_RETAIN_GRAPH = 4  /* nd_backward: keep the graph usable for another nd_backward */
+};
+
+/* Accumulates dloss/dx into .grad of every leaf x that requires grad and is reached from loss
+ * (persistent tensors own .grad; an arena leaf gets an arena .grad). loss must have size 1
+ * (ND_ERR_SHAPE otherwise). flags: 0 or ND_RETAIN_GRAPH (ND_CREATE_GRAPH is ND_ERR_ARG: .grad
+ * holds values; use nd_grad for a differentiable gradient).
+ * The graph is consumed: a second nd_backward (or nd_grad) through any of its op nodes is
+ * ND_ERR_GRAPH, as in PyTorch, unless the earlier call passed ND_RETAIN_GRAPH. Leaves
+ * (parameters) are shared between graphs and are never consumed.
+ * All-or-nothing: when it fails (an odeint adjoint that fails, say) every .grad is as it was
+ * before the call and the graph is not consumed. (One exception: the arena failing to grow in
+ * the built-in rules after the last custom op's rule, ND_ERR_NOMEM, can leave .grad partial.)
+ * Returns ND_OK or the error (also in the ctx). */
+nd_status nd_backward(nd_ctx *ctx, nd_tensor *loss, unsigned flags);
 
 /* Vector-Jacobian products: grads_out[j] = sum_i seeds[i]^T d outputs[i] / d inputs[j], without
- * touching .grad (torch.autograd.grad). seeds may be NULL (ones) or hold NULL entries. An input
- * not reached gets zeros. With create_graph the results are recorded and differentiable. */
+ * touching .grad (torch.autograd.grad). seeds may be NULL (ones) or hold NULL entries.
+ * An input the outputs do not reach (or that does not require grad) is ND_ERR_GRAPH naming its
+ * index, unless flags has ND_ALLOW_UNUSED: then it gets zeros. With ND_CREATE_GRAPH the results
+ * are recorded and differentiable. nd_grad never consumes the graph (ND_RETAIN_GRAPH is implied).
+ * On failure every grads_out[j] is NULL. */
 nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out,
-                  nd_tensor **inputs, int n_in, nd_tensor **grads_out, bool create_graph);
+                  nd_tensor **inputs, int n_in, nd_tensor **grads_out, unsigned flags);
 
 /* For backward rules: whether the running sweep needs x's gradient (x leads to an input asked
  * for); rules test it before computing a gradient. */
 bool nd_needs_grad(const nd_ctx *ctx, const nd_tensor *x);
-/* For backward rules: x's .grad when the running sweep adds x's gradient straight into it (a
- * parameter under nd_backward without create_graph), so a rule may accumulate there itself;
- * NULL otherwise. */
+/* For backward rules: x's .grad when the running rule may add x's gradient straight into it (a
+ * parameter under nd_backward, once no custom rule that could still fail remains), so a rule
+ * may accumulate there itself; NULL otherwise. */
 nd_real *nd_direct_grad(const nd_ctx *ctx, const nd_tensor *x);
 /* For backward rules: adds g to x's pending gradient when the sweep needs it. */
 void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g);
@@ -109,7 +128,9 @@ void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g);
 nd_tensor *nd_record(nd_ctx *ctx, nd_tensor *out, nd_op op, int n_src, nd_tensor *const *src);
 
 /* A custom op (nodal's odeint is one): backward(ctx, out, state) must accumulate into the srcs
- * like any rule. state lives in the arena or is owned by the caller. */
+ * like any rule, and reports a failure by recording it in ctx (nd_fail). It may fail: the engine
+ * keeps every gradient away from .grad until the custom rules of a sweep have all succeeded.
+ * state lives in the arena or is owned by the caller. */
 typedef struct {
     const char *name;
     void (*backward)(nd_ctx *ctx, nd_tensor *out, void *state);
@@ -148,7 +169,8 @@ nd_tensor *nd_tanh(nd_ctx *ctx, nd_tensor *x);
 /* dout * (1 - y^2) for y = tanh(x): tanh's backward as one fused, differentiable op. */
 nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout);
 nd_tensor *nd_sigmoid(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x);     /* gradient 0 at 0, as PyTorch */
+/* relu(NaN) = NaN and the gradient passes at NaN, as PyTorch; gradient 0 at 0 */
+nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x);
 nd_tensor *nd_softplus(nd_ctx *ctx, nd_tensor *x); /* log(1 + e^x), computed stably */
 
 /* ---------------------------------------------------------------------------------------------
@@ -194,7 +216,9 @@ nd_tensor *nd_sum(nd_ctx *ctx, nd_tensor *x);  /* all elements -> scalar */
 nd_tensor *nd_mean(nd_ctx *ctx, nd_tensor *x); /* all elements -> scalar */
 nd_tensor *nd_sum_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
 nd_tensor *nd_mean_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
-/* The maximum along axis; the gradient goes to the first maximal element, as PyTorch. */
+/* The maximum along axis; the gradient goes to the first maximal element, as PyTorch. A NaN in
+ * a reduced line makes its maximum NaN (max(1, NaN, 2) = NaN) and takes the gradient (the first
+ * NaN), as torch.max(x, dim). */
 nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
 /* x - logsumexp(x) along axis, computed stably. */
 nd_tensor *nd_log_softmax(nd_ctx *ctx, nd_tensor *x, int axis);

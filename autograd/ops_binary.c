@@ -77,7 +77,7 @@ static inline __attribute__((always_inline)) void bin_flat(bin_kind k, nd_real *
 static nd_tensor *binary(nd_ctx *ctx, const char *fn, bin_kind k, nd_op op, nd_tensor *a,
                          nd_tensor *b)
 {
-    if (!a || !b) return NULL;
+    if (!ND_CHECK2(ctx, fn, a, b)) return NULL;
     int shape[ND_MAX_DIMS], ndim;
     if (!broadcast_shape(a, b, shape, &ndim)) {
         char sa[64], sb[64];
@@ -205,7 +205,7 @@ static const char *shape_text(int ndim, const int *shape, char *buf)
 
 nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_expand", x)) return NULL;
     if (ndim > ND_MAX_DIMS || !broadcasts_to(x->ndim, x->shape, ndim, shape)) {
         char sx[64], ss[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_expand: %s does not broadcast to %s",
@@ -236,7 +236,7 @@ void EXPAND_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_sum_to", x)) return NULL;
     if (ndim > ND_MAX_DIMS || !broadcasts_to(ndim, shape, x->ndim, x->shape)) {
         char sx[64], ss[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_sum_to: %s does not broadcast to %s",

@@ -61,7 +61,7 @@ static nd_tensor *record_window(nd_ctx *ctx, nd_tensor *out, nd_op op, nd_tensor
 
 nd_tensor *nd_im2col(nd_ctx *ctx, nd_tensor *x, nd_window2d w)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_im2col", x)) return NULL;
     char sx[64];
     if (x->ndim != 4)
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_im2col: input %s is not (N, C, H, W)",
@@ -91,7 +91,7 @@ void IM2COL_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_window2d w)
 {
-    if (!rows) return NULL;
+    if (!ND_CHECK1(ctx, "nd_col2im", rows)) return NULL;
     if (!shape) return nd_fail_null(ctx, ND_ERR_ARG, "nd_col2im: image shape is NULL");
     nd_tensor img = {.ndim = 4};
     memcpy(img.shape, shape, 4 * sizeof *shape);

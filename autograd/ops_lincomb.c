@@ -10,8 +10,8 @@ nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, in
 {
     if (!xs || !coef || n <= 0)
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_lincomb: needs at least one tensor");
+    if (!nd_check_inputs(ctx, "nd_lincomb", n, (const nd_tensor *const *)xs, NULL)) return NULL;
     for (int i = 0; i < n; i++) {
-        if (!xs[i]) return NULL;
         if (!nd_same_shape(xs[i], xs[0])) {
             char s0[64], si[64];
             return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_lincomb: tensor %d %s differs from tensor 0 %s",

@@ -17,7 +17,7 @@ static nd_tensor *matmul_fail(nd_ctx *ctx, const char *why, const nd_tensor *a, 
 
 nd_tensor *nd_matmul_t(nd_ctx *ctx, nd_tensor *a, nd_tensor *b, bool ta, bool tb)
 {
-    if (!a || !b) return NULL;
+    if (!ND_CHECK2(ctx, "nd_matmul", a, b)) return NULL;
     if (a->ndim == 3 && b->ndim == 2 && !ta) {
         /* a shared right factor: one GEMM over the flattened batch (checked here, so the message
          * shows a as given rather than flattened) */

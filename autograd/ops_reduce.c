@@ -8,7 +8,7 @@
 
 nd_tensor *nd_sum(nd_ctx *ctx, nd_tensor *x)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_sum", x)) return NULL;
     nd_tensor *out = nd_tensor_alloc(ctx, 0, NULL);
     if (!out) return NULL;
     double s = 0; /* double accumulator in both precisions */
@@ -25,13 +25,13 @@ void SUM_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_mean(nd_ctx *ctx, nd_tensor *x)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_mean", x)) return NULL;
     return nd_mul_scalar(ctx, nd_sum(ctx, x), (nd_real)(1.0 / (double)x->size));
 }
 
 nd_tensor *nd_sum_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_sum_axis", x)) return NULL;
     int ax = nd_check_axis(ctx, "nd_sum_axis", x, axis);
     if (ax < 0) return NULL;
     int shape[ND_MAX_DIMS];
@@ -65,15 +65,29 @@ void SUM_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_mean_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_mean_axis", x)) return NULL;
     int ax = nd_check_axis(ctx, "nd_mean_axis", x, axis);
     if (ax < 0) return NULL;
     return nd_mul_scalar(ctx, nd_sum_axis(ctx, x, ax, keepdim), (nd_real)(1.0 / x->shape[ax]));
 }
 
+/* The index of the first maximum of p[0], p[stride], ... (n values), or of the first NaN: NaN
+ * wins a maximum, as in PyTorch, so it cannot be hidden by a larger value after it. */
+static size_t argmax_nan(const nd_real *p, size_t n, size_t stride)
+{
+    size_t best = 0;
+    if (isnan(p[0])) return 0;
+    for (size_t k = 1; k < n; k++) {
+        nd_real v = p[k * stride];
+        if (isnan(v)) return k;
+        if (v > p[best * stride]) best = k;
+    }
+    return best;
+}
+
 nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_max_axis", x)) return NULL;
     int ax = nd_check_axis(ctx, "nd_max_axis", x, axis);
     if (ax < 0) return NULL;
     int shape[ND_MAX_DIMS];
@@ -85,9 +99,7 @@ nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim)
     for (size_t o = 0; o < outer; o++)
         for (size_t i = 0; i < inner; i++) {
             const nd_real *p = x->data + o * n * inner + i;
-            nd_real m = p[0];
-            for (size_t k = 1; k < n; k++) m = p[k * inner] > m ? p[k * inner] : m;
-            out->data[o * inner + i] = m;
+            out->data[o * inner + i] = p[argmax_nan(p, n, inner) * inner];
         }
     if (!keepdim) {
         for (int i = ax; i < x->ndim - 1; i++) out->shape[i] = x->shape[i + 1];
@@ -97,7 +109,7 @@ nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim)
     return record1(ctx, out, ND_OP_MAX_AXIS, x);
 }
 
-/* the gradient goes to the first maximal element of each reduced line */
+/* the gradient goes to the first maximal element (or first NaN) of each reduced line */
 void MAX_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
@@ -109,10 +121,7 @@ void MAX_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
     for (size_t o = 0; o < outer; o++)
         for (size_t i = 0; i < inner; i++) {
             const nd_real *p = x->data + o * n * inner + i;
-            size_t best = 0;
-            for (size_t k = 1; k < n; k++)
-                if (p[k * inner] > p[best * inner]) best = k;
-            mask->data[o * n * inner + best * inner + i] = 1;
+            mask->data[o * n * inner + argmax_nan(p, n, inner) * inner + i] = 1;
         }
     int shape[ND_MAX_DIMS];
     nd_keepdim_shape(x, ax, shape);
@@ -122,7 +131,7 @@ void MAX_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_log_softmax(nd_ctx *ctx, nd_tensor *x, int axis)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_log_softmax", x)) return NULL;
     int ax = nd_check_axis(ctx, "nd_log_softmax", x, axis);
     if (ax < 0) return NULL;
     nd_tensor *out = nd_tensor_alloc(ctx, x->ndim, x->shape);

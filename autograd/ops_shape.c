@@ -19,7 +19,7 @@ int nd_check_axis(nd_ctx *ctx, const char *fn, const nd_tensor *x, int axis)
 
 nd_tensor *nd_reshape(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_reshape", x)) return NULL;
     char sx[64];
     if (ndim < 0 || ndim > ND_MAX_DIMS || (ndim > 0 && !shape))
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_reshape: %d dims requested for %s", ndim,
@@ -63,7 +63,7 @@ void RESHAPE_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_transpose(nd_ctx *ctx, nd_tensor *x)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_transpose", x)) return NULL;
     if (x->ndim < 2) {
         char sx[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_transpose: needs at least 2 dims, got %s",
@@ -93,8 +93,7 @@ void TRANSPOSE_backward_rule(nd_ctx *ctx, nd_tensor *out)
 nd_tensor *nd_concat(nd_ctx *ctx, nd_tensor *const *xs, int n, int axis)
 {
     if (!xs || n <= 0) return nd_fail_null(ctx, ND_ERR_ARG, "nd_concat: no tensors given");
-    for (int i = 0; i < n; i++)
-        if (!xs[i]) return NULL;
+    if (!nd_check_inputs(ctx, "nd_concat", n, (const nd_tensor *const *)xs, NULL)) return NULL;
     int ax = nd_check_axis(ctx, "nd_concat", xs[0], axis);
     if (ax < 0) return NULL;
     int shape[ND_MAX_DIMS];
@@ -157,7 +156,7 @@ static void copy_window(nd_real *big, const nd_tensor *big_t, nd_real *small, in
 
 nd_tensor *nd_slice(nd_ctx *ctx, nd_tensor *x, int axis, int start, int len)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_slice", x)) return NULL;
     int ax = nd_check_axis(ctx, "nd_slice", x, axis);
     if (ax < 0) return NULL;
     if (start < 0 || len <= 0 || start > x->shape[ax] - len) {
@@ -184,7 +183,7 @@ void SLICE_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_pad(nd_ctx *ctx, nd_tensor *x, int axis, int start, int full)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_pad", x)) return NULL;
     int ax = nd_check_axis(ctx, "nd_pad", x, axis);
     if (ax < 0) return NULL;
     if (start < 0 || start > full - x->shape[ax]) {

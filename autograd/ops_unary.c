@@ -8,7 +8,7 @@
 #include "tensor/kernels.h"
 
 #define UNARY_BEGIN(fn_name)                                                                       \
-    if (!x) return NULL;                                                                           \
+    if (!ND_CHECK1(ctx, fn_name, x)) return NULL;                                                  \
     nd_tensor *out = nd_tensor_alloc(ctx, x->ndim, x->shape);                                      \
     if (!out) return NULL;                                                                         \
     const nd_real *xd = x->data;                                                                   \
@@ -173,7 +173,7 @@ void TANH_backward_rule(nd_ctx *ctx, nd_tensor *out)
 
 nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout)
 {
-    if (!y || !dout) return NULL;
+    if (!ND_CHECK2(ctx, "nd_tanh_backward", y, dout)) return NULL;
     if (!nd_same_shape(y, dout)) {
         char sy[64], sd[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_tanh_backward: y %s and dout %s differ",
@@ -216,16 +216,20 @@ void SIGMOID_backward_rule(nd_ctx *ctx, nd_tensor *out)
 nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x)
 {
     UNARY_BEGIN("nd_relu")
-    for (size_t i = 0; i < n; i++) y[i] = xd[i] > 0 ? xd[i] : 0;
+    /* written as "x <= 0 ? 0 : x" so NaN passes through, as torch.relu (a comparison with NaN is
+     * false); "x > 0 ? x : 0" would turn NaN into 0 and hide it from every non-finite check */
+    for (size_t i = 0; i < n; i++) y[i] = xd[i] <= 0 ? 0 : xd[i];
     return record1(ctx, out, ND_OP_RELU, x);
 }
 
+/* PyTorch's threshold_backward: g where !(x <= 0), so g also passes at a NaN input (whose output
+ * is NaN and carries the NaN onwards) */
 void RELU_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_tensor *mask = nd_tensor_alloc(ctx, x->ndim, x->shape);
     if (!mask) return;
-    for (size_t i = 0; i < x->size; i++) mask->data[i] = x->data[i] > 0;
+    for (size_t i = 0; i < x->size; i++) mask->data[i] = x->data[i] <= 0 ? 0 : 1;
     nd_accumulate_grad(ctx, x, nd_mul(ctx, out->gnode, mask));
 }
 

@@ -146,7 +146,7 @@ static void train_step(nd_ctx *ctx, const mlp *m, double t[3])
     nd_tensor *loss = mlp_loss(ctx, m);
     if (!loss) die(ctx, "forward");
     double t1 = now_ns();
-    if (nd_backward(ctx, loss) != ND_OK) die(ctx, "nd_backward");
+    if (nd_backward(ctx, loss, 0) != ND_OK) die(ctx, "nd_backward");
     double t2 = now_ns();
     sgd_update(m, (nd_real)1e-3);
     nd_ctx_reset(ctx);
@@ -266,7 +266,7 @@ static void bench_tiny_graph(void)
     if (!seed) die(ctx, "seed");
     seed->requires_grad = true;
     nd_tensor *grads[2 * MAX_LAYERS];
-    if (nd_grad(ctx, &loss, &seed, 1, m.params, 2 * m.n_layers, grads, true) != ND_OK)
+    if (nd_grad(ctx, &loss, &seed, 1, m.params, 2 * m.n_layers, grads, ND_CREATE_GRAPH) != ND_OK)
         die(ctx, "nd_grad");
     int bwd_ops = count_ops(grads, 2 * m.n_layers, seen, &n_seen);
     nd_ctx_reset(ctx);
@@ -275,7 +275,7 @@ static void bench_tiny_graph(void)
     double per_step[21];
     for (int s = 0; s < 2000; s++) { /* warm-up */
         loss = mlp_loss(ctx, &m);
-        if (!loss || nd_backward(ctx, loss) != ND_OK) die(ctx, "tiny step");
+        if (!loss || nd_backward(ctx, loss, 0) != ND_OK) die(ctx, "tiny step");
         nd_zero_grad(m.params, 2 * m.n_layers);
         nd_ctx_reset(ctx);
     }
@@ -283,7 +283,7 @@ static void bench_tiny_graph(void)
         double t0 = now_ns();
         for (int s = 0; s < block; s++) {
             loss = mlp_loss(ctx, &m);
-            if (!loss || nd_backward(ctx, loss) != ND_OK) die(ctx, "tiny step");
+            if (!loss || nd_backward(ctx, loss, 0) != ND_OK) die(ctx, "tiny step");
             nd_zero_grad(m.params, 2 * m.n_layers);
             nd_ctx_reset(ctx);
         }
@@ -318,7 +318,7 @@ static void bench_steady_state(void)
     for (int c = 1; c <= cycles; c++) {
         nd_tensor *loss = mlp_loss(ctx, &m);
         if (!loss) die(ctx, "forward");
-        if (nd_backward(ctx, loss) != ND_OK) die(ctx, "nd_backward");
+        if (nd_backward(ctx, loss, 0) != ND_OK) die(ctx, "nd_backward");
         used = nd_ctx_used(ctx);
         sgd_update(&m, (nd_real)1e-3);
         nd_ctx_reset(ctx);

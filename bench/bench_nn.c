@@ -79,7 +79,7 @@ static void convnet_create(nd_ctx *ctx, convnet *c)
     };
     c->model = nd_sequential_create(ctx, 8, layers);
     if (!c->model || nd_module_params(ctx, c->model, &c->params) != ND_OK) die(ctx, "model");
-    c->opt = nd_adam_create(ctx, c->params.items, c->params.n, ND_ADAM_DEFAULT);
+    c->opt = nd_adam_create(ctx, c->params.items, c->params.n, NULL);
     c->x = nd_tensor_create(ctx, 4, (int[]){BATCH, 1, 28, 28}, false);
     if (!c->opt || !c->x) die(ctx, "optimizer / input");
     nd_fill_uniform(c->x, &rng, 0, 1);
@@ -89,7 +89,7 @@ static void convnet_create(nd_ctx *ctx, convnet *c)
 static void convnet_destroy(convnet *c)
 {
     nd_optimizer_destroy(c->opt);
-    nd_param_list_free(&c->params);
+    nd_param_list_destroy(&c->params);
     nd_module_destroy(c->model);
     nd_tensor_destroy(c->x);
 }
@@ -103,7 +103,7 @@ static void train_step(nd_ctx *ctx, convnet *c, double t[3])
     if (!loss) die(ctx, "forward");
     double t1 = now_ns();
     nd_optimizer_zero_grad(c->opt);
-    if (nd_backward(ctx, loss) != ND_OK) die(ctx, "nd_backward");
+    if (nd_backward(ctx, loss, 0) != ND_OK) die(ctx, "nd_backward");
     double t2 = now_ns();
     if (nd_optimizer_step(ctx, c->opt) != ND_OK) die(ctx, "nd_optimizer_step");
     nd_ctx_reset(ctx);

@@ -155,7 +155,7 @@ static void bench_evals(nd_ctx *ctx, model *m, int n)
             z->requires_grad = true;
             nd_tensor *in[5] = {z, params[0], params[1], params[2], params[3]};
             f_model(ctx, NULL, z, &d, m);
-            nd_grad(ctx, &d, &g, 1, in, 5, vjp, false);
+            nd_grad(ctx, &d, &g, 1, in, 5, vjp, 0);
             nd_ctx_rewind(ctx, mk);
         }
         best_nodal = fmin(best_nodal, (now() - t0) / n);
@@ -194,7 +194,7 @@ static void bench_memory(model *m)
             long rss0 = resident_kib();
             nd_tensor *ys = nd_odeint(ctx, f_model, m, y0, t, params, 4, &o);
             nd_tensor *L = nd_sum(ctx, ys);
-            nd_status s = L ? nd_backward(ctx, L) : nd_ctx_error(ctx);
+            nd_status s = L ? nd_backward(ctx, L, 0) : nd_ctx_error(ctx);
             nd_ode_stats st = {{0}, {0}};
             if (s == ND_OK) st = *nd_odeint_stats(ys);
             if (s != ND_OK) fprintf(stderr, "bench_odeint: %s\n", nd_ctx_errmsg(ctx));

@@ -94,7 +94,7 @@ double now_ns(void)
 gemm_fn get_real_gemm(void)
 {
     static gemm_fn real_gemm;
-    if (!real_gemm) real_gemm = (gemm_fn)dlsym(RTLD_NEXT, GEMM_NAME);
+    if (!real_gemm) *(void **)&real_gemm = dlsym(RTLD_NEXT, GEMM_NAME); /* POSIX's idiom */
     if (!real_gemm) {
         fprintf(stderr, "bench: cannot find %s: %s\n", GEMM_NAME, dlerror());
         exit(1);

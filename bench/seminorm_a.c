@@ -110,7 +110,7 @@ int sn_workload_a(bool quick)
         nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, dynamics, &m, y0,
                                              nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, 1}),
                                              params, 4, &o));
-        if (L) nd_backward(ctx, L);
+        if (L) nd_backward(ctx, L, 0);
         nd_ctx_reset(ctx);
     }
     for (int mi = 0; mi < (quick ? 1 : 6) && !status; mi++) {
@@ -130,7 +130,7 @@ int sn_workload_a(bool quick)
                 nd_tensor *ys = nd_odeint(ctx, dynamics, &m, y0, t, params, 4, &o);
                 nd_tensor *L = nd_sum(ctx, ys);
                 double t0 = sn_now();
-                if (!L || nd_backward(ctx, L) != ND_OK) {
+                if (!L || nd_backward(ctx, L, 0) != ND_OK) {
                     fprintf(stderr, "seminorm A: %s\n", nd_ctx_errmsg(ctx));
                     status = 1;
                     break;

@@ -30,7 +30,7 @@ int sn_workload_b(bool quick)
     nd_tensor *x = nd_tensor_create(ctx, 2, (int[]){quick ? 64 : 512, 2}, false); /* (B, 2) */
     if (model_create(ctx, &model, &rng) != ND_OK || !x)
         return fprintf(stderr, "seminorm B: %s\n", nd_ctx_errmsg(ctx)), 1;
-    nd_optimizer *opt = nd_adam_create(ctx, model.plist.items, model.plist.n, ND_ADAM_DEFAULT);
+    nd_optimizer *opt = nd_adam_create(ctx, model.plist.items, model.plist.n, NULL);
     nd_ode_options train = ND_ODE_DEFAULT;
     train.solver.rtol = train.adjoint.rtol = 1e-5;
     train.solver.atol = train.adjoint.atol = 1e-5;
@@ -71,7 +71,7 @@ int sn_workload_b(bool quick)
         nd_tensor *loss = NULL;
         nd_optimizer_zero_grad(opt);
         if (!neg_log_likelihood(ctx, &model, x, t, &train, NULL, &loss) || !loss ||
-            nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
+            nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
             fprintf(stderr, "seminorm B: training: %s\n", nd_ctx_errmsg(ctx));
             status = 1;
         }

@@ -37,7 +37,7 @@ static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *d
             const nd_ode_stats *stp = NULL; /* the op's, valid until the reset below */
             nd_tensor *L = make_loss(ctx, rep, &o, &stp, data);
             double t0 = sn_now();
-            if (!L || nd_backward(ctx, L) != ND_OK) {
+            if (!L || nd_backward(ctx, L, 0) != ND_OK) {
                 fprintf(stderr, "seminorm %s: %s\n", workload, nd_ctx_errmsg(ctx));
                 free(grads);
                 return 1;
@@ -137,7 +137,7 @@ int sn_workload_spiral(bool quick)
         status = measure(ctx, "spiral", spiral_loss, &s, quick ? 2 : 10, params, list.n, tols[ti],
                          ti == SN_N_TOLS ? (quick ? 253 : 1265) : -1,
                          ti == SN_N_TOLS ? (quick ? 254 : 1268) : -1);
-    nd_param_list_free(&list);
+    nd_param_list_destroy(&list);
     nd_module_destroy(s.net);
     nd_tensor_destroy(s.t), nd_tensor_destroy(s.true_y);
     nd_ctx_destroy(ctx);
@@ -190,7 +190,7 @@ int sn_workload_wide(bool quick)
     for (int ti = quick ? 0 : 0; ti < (quick ? 1 : SN_N_TOLS + 1) && !status; ti++)
         status = measure(ctx, "wide", wide_loss, &w, 1, params, list.n, tols[ti],
                          ti == SN_N_TOLS ? 80 : -1, ti == SN_N_TOLS ? 80 : -1);
-    nd_param_list_free(&list);
+    nd_param_list_destroy(&list);
     nd_module_destroy(w.net);
     nd_tensor_destroy(w.y0);
     nd_ctx_destroy(ctx);

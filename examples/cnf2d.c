@@ -129,7 +129,7 @@ static nd_status model_create(nd_ctx *ctx, cnf_model *m, nd_rng *rng)
 static void model_destroy(cnf_model *m)
 {
     free(m->params);
-    nd_param_list_free(&m->plist);
+    nd_param_list_destroy(&m->plist);
     nd_module_destroy(m->mlp);
 }
 
@@ -254,7 +254,7 @@ static nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x 
             break;
         }
         double t0 = now_ms();
-        if ((st = nd_backward(ctx, loss)) != ND_OK) break;
+        if ((st = nd_backward(ctx, loss, 0)) != ND_OK) break;
         out[c] = (cnf_norm_result){.loss = nd_item(loss),
                                    .nfe_forward = stats->forward.nfe,
                                    .nfe_backward = stats->backward.nfe,
@@ -632,7 +632,7 @@ int main(int argc, char **argv)
         status = fail(ctx, "model");
         goto cleanup;
     }
-    opt = nd_adam_create(ctx, model.plist.items, model.plist.n, ND_ADAM_DEFAULT); // lr 1e-3
+    opt = nd_adam_create(ctx, model.plist.items, model.plist.n, NULL); // lr 1e-3
     x = nd_tensor_create(ctx, 2, (int[]){batch, 2}, false);
     losses = malloc(((size_t)iters + 1) * sizeof *losses);
     if (!opt || !x || !losses) {
@@ -691,7 +691,7 @@ int main(int argc, char **argv)
             goto cleanup;
         }
         nd_optimizer_zero_grad(opt);
-        if (nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
+        if (nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
             status = fail(ctx, "backward");
             goto cleanup;
         }

@@ -167,7 +167,7 @@ int main(int argc, char **argv)
         }
         mse = nd_item(loss);
         nd_zero_grad(mdl.params, N_PARAMS);
-        if (nd_backward(ctx, loss) != ND_OK) {
+        if (nd_backward(ctx, loss, 0) != ND_OK) {
             status = fail(ctx, "backward");
             goto cleanup;
         }

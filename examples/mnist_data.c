@@ -3,6 +3,7 @@
  * loading an MNIST-family split from IDX files (with a hint when it is missing), standardising
  * pixels, the checkpoint list over a model's and an optimizer's state, and test accuracy.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,33 @@ void mnist_ckpt_free(mnist_ckpt *l)
     l->n = 0, l->items = NULL;
 }
 
+int mnist_resume(nd_ctx *ctx, const char *prog, const char *path, const mnist_ckpt *l,
+                 int *epochs_before, double *mean, double *std)
+{
+    nd_checkpoint *ck = NULL;
+    nd_status st = nd_checkpoint_read(ctx, path, &ck);
+    if (!st) st = nd_checkpoint_load(ctx, ck, l->items, l->n, NULL, NULL);
+    // a checkpoint from elsewhere has no "epochs" (count from 0) nor the standardisation
+    long e = 0;
+    if (!st && nd_checkpoint_meta(ck, "epochs")) {
+        st = nd_checkpoint_meta_long(ctx, ck, "epochs", &e);
+        if (!st && (e < 0 || e > INT_MAX))
+            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: metadata \"epochs\" is %ld", path, e);
+    }
+    double m = *mean, s = *std;
+    if (!st && nd_checkpoint_meta(ck, "pixel_mean") && nd_checkpoint_meta(ck, "pixel_std")) {
+        st = nd_checkpoint_meta_double(ctx, ck, "pixel_mean", &m);
+        if (!st) st = nd_checkpoint_meta_double(ctx, ck, "pixel_std", &s);
+        if (!st && !(s > 0))
+            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: metadata \"pixel_std\" is %g, not positive",
+                         path, s);
+    }
+    nd_checkpoint_destroy(ck);
+    if (st) return report(ctx, prog, "--resume");
+    *epochs_before = (int)e, *mean = m, *std = s;
+    return 0;
+}
+
 int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dataset *ds, nd_loader *ld,
                     nd_tensor *x /* (B, 1, 28, 28) */, int *labels /* (B,) */, double mean,
                     double std, double *accuracy)
@@ -105,7 +133,7 @@ int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dat
     nd_module_eval(model);
     long right = 0;
     int m;
-    while ((m = nd_loader_next(ctx, ld, x, NULL, labels)) > 0) {
+    while (nd_loader_next(ctx, ld, x, NULL, labels, &m) == ND_OK && m > 0) {
         mnist_standardise(x, mean, std);
         nd_tensor *logits = nd_module_forward(ctx, model, x); // (m, 10)
         if (!logits) break;
@@ -114,7 +142,7 @@ int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dat
     }
     nd_ctx_set_grad(ctx, was_grad);
     nd_module_train(model, true);
-    if (m < 0 || nd_ctx_error(ctx) != ND_OK) return report(ctx, prog, "evaluation");
+    if (nd_ctx_error(ctx) != ND_OK) return report(ctx, prog, "evaluation");
     *accuracy = (double)right / ds->n;
     return 0;
 }

@@ -30,6 +30,12 @@ int mnist_ckpt_make(nd_ctx *ctx, const nd_param_list *model_state, const nd_opti
                     mnist_ckpt *out);
 void mnist_ckpt_free(mnist_ckpt *l);
 
+/* Resumes from a checkpoint written with l's names, reading it once: loads the tensors, then the
+ * "epochs" trained before (0 when absent) and the "pixel_mean" / "pixel_std" the model was trained
+ * with (unchanged when absent), all parsed strictly. 0, or 1 with a message naming prog. */
+int mnist_resume(nd_ctx *ctx, const char *prog, const char *path, const mnist_ckpt *l,
+                 int *epochs_before, double *mean, double *std);
+
 /* Accuracy of model over a whole dataset through loader ld, in eval mode with grad off, inputs
  * standardised; one arena reset per batch. 0, or 1 with a message naming prog. */
 int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dataset *ds,

@@ -279,8 +279,8 @@ static nd_tensor *ncde_forward_stub(nd_ctx *ctx, nd_module *m, nd_tensor *x)
 static void ncde_on_destroy(nd_module *m)
 {
     ncde_model *mdl = (ncde_model *)m;
-    nd_param_list_free(&mdl->all);
-    nd_param_list_free(&mdl->fparams);
+    nd_param_list_destroy(&mdl->all);
+    nd_param_list_destroy(&mdl->fparams);
 }
 
 static ncde_model *ncde_create(nd_ctx *ctx, nd_rng *rng)
@@ -417,7 +417,7 @@ static nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const path *X, c
         nd_tensor *logits = ncde_logits(ctx, m, X, &cfg, &stats);
         nd_tensor *loss = nd_cross_entropy(ctx, logits, labels, ND_REDUCE_MEAN);
         double t1 = now_ms();
-        st = loss ? nd_backward(ctx, loss) : nd_ctx_error(ctx);
+        st = loss ? nd_backward(ctx, loss, 0) : nd_ctx_error(ctx);
         double t2 = now_ms();
         if (st == ND_OK) {
             out[k] = (ncde_measure){.loss = nd_item(loss),
@@ -488,7 +488,7 @@ static int ncde_problem_init(nd_ctx *ctx, ncde_problem *P, path_kind kind, uint6
         return -1;
     }
     P->m = ncde_create(ctx, &init_rng);
-    P->opt = P->m ? nd_adam_create(ctx, P->m->all.items, P->m->all.n, ND_ADAM_DEFAULT) : NULL;
+    P->opt = P->m ? nd_adam_create(ctx, P->m->all.items, P->m->all.n, NULL) : NULL;
     if (!P->opt) {
         fprintf(stderr, "ncde: model: %s\n", nd_ctx_errmsg(ctx));
         ncde_problem_free(P);
@@ -509,7 +509,7 @@ static nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const solve_cfg *
     *loss = nd_item(L);
     *acc = nd_accuracy(logits, P->train.labels);
     nd_optimizer_zero_grad(P->opt);
-    nd_status st = nd_backward(ctx, L);
+    nd_status st = nd_backward(ctx, L, 0);
     if (st == ND_OK) st = nd_optimizer_step(ctx, P->opt);
     if (st == ND_OK) *stats = *op_stats; // the op's, in the arena: copied before the reset
     if (st == ND_OK) nd_ctx_reset(ctx);

@@ -204,28 +204,17 @@ int main(int argc, char **argv)
         status = fail(ctx, "model");
         goto cleanup;
     }
-    nd_adam_opts adam = ND_ADAM_DEFAULT;
+    nd_adam_options adam = ND_ADAM_DEFAULT;
     adam.lr = lr;
-    opt = nd_adam_create(ctx, params.items, params.n, adam);
+    opt = nd_adam_create(ctx, params.items, params.n, &adam);
     if (!opt || mnist_ckpt_make(ctx, &state, opt, &ckpt) != 0) {
         status = fail(ctx, "optimizer");
         goto cleanup;
     }
     if (resume_path) {
-        char meta[32] = "0";
-        if (nd_load(ctx, resume_path, ckpt.items, ckpt.n) != ND_OK) {
-            status = fail(ctx, "--resume");
+        // one read: the tensors and the metadata ("epochs", the pixel standardisation)
+        if ((status = mnist_resume(ctx, "odenet", resume_path, &ckpt, &epochs_before, &mean, &std)) != 0)
             goto cleanup;
-        }
-        if (nd_load_meta(ctx, resume_path, "epochs", meta, sizeof meta) != ND_OK)
-            nd_ctx_clear_error(ctx); // a checkpoint from elsewhere: count from 0
-        epochs_before = atoi(meta);
-        // the standardisation the model was trained with (so --limit does not change it)
-        char m_str[32], s_str[32];
-        if (nd_load_meta(ctx, resume_path, "pixel_mean", m_str, sizeof m_str) == ND_OK &&
-            nd_load_meta(ctx, resume_path, "pixel_std", s_str, sizeof s_str) == ND_OK)
-            mean = atof(m_str), std = atof(s_str);
-        nd_ctx_clear_error(ctx);
         fprintf(stderr, "resumed %s: %d epochs, %ld steps trained\n", resume_path, epochs_before,
                 nd_optimizer_steps(opt));
     }
@@ -245,7 +234,7 @@ int main(int argc, char **argv)
         double t0 = now_s(), loss_sum = 0, t_print = 0;
         long right = 0, seen = 0, nfe_f = 0, nfe_b = 0;
         int m, step = 0;
-        while ((m = nd_loader_next(ctx, train_ld, x, NULL, labels)) > 0) {
+        while (nd_loader_next(ctx, train_ld, x, NULL, labels, &m) == ND_OK && m > 0) {
             mnist_standardise(x, mean, std);
             nd_tensor *logits = nd_module_forward(ctx, model, x);                  // (m, 10)
             nd_tensor *loss = nd_cross_entropy(ctx, logits, labels, ND_REDUCE_MEAN); // scalar
@@ -255,7 +244,7 @@ int main(int argc, char **argv)
             }
             nd_optimizer_zero_grad(opt);
             nd_optimizer_set_lr(opt, nd_lr_at(&schedule, (int)run_step++));
-            if (nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
+            if (nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
                 status = fail(ctx, "backward/update");
                 goto cleanup;
             }
@@ -274,7 +263,7 @@ int main(int argc, char **argv)
                         (double)nfe_f / step, (double)nfe_b / step, seen / (t - t0));
             }
         }
-        if (m < 0) {
+        if (nd_ctx_error(ctx) != ND_OK) {
             status = fail(ctx, "next batch");
             goto cleanup;
         }
@@ -306,9 +295,9 @@ int main(int argc, char **argv)
         snprintf(s_str, sizeof s_str, "%.17g", std);
         nd_meta meta[] = {{"example", "odenet"}, {"epochs", n_epochs}, {"pixel_mean", m_str},
                           {"pixel_std", s_str}};
-        nd_save_opts so = ND_SAVE_DEFAULT;
+        nd_save_options so = ND_SAVE_DEFAULT;
         so.meta = meta, so.n_meta = 4;
-        if (nd_save_ex(ctx, save_path, ckpt.items, ckpt.n, &so) != ND_OK) {
+        if (nd_save(ctx, save_path, ckpt.items, ckpt.n, &so) != ND_OK) {
             status = fail(ctx, "--save");
             goto cleanup;
         }
@@ -335,8 +324,8 @@ int main(int argc, char **argv)
 cleanup:
     mnist_ckpt_free(&ckpt);
     nd_optimizer_destroy(opt);
-    nd_param_list_free(&params);
-    nd_param_list_free(&state);
+    nd_param_list_destroy(&params);
+    nd_param_list_destroy(&state);
     nd_module_destroy(model);
     nd_tensor_destroy(x);
     nd_tensor_destroy(x_test);

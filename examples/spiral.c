@@ -215,9 +215,9 @@ int main(int argc, char **argv)
     }
     nd_optimizer *optim =
         opt.adam ? nd_adam_create(ctx, params.items, params.n,
-                                  (nd_adam_opts){.lr = opt.lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
+                                  &(nd_adam_options){.lr = opt.lr, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
                  : nd_rmsprop_create(ctx, params.items, params.n,
-                                     (nd_rmsprop_opts){.lr = opt.lr, .alpha = 0.99, .eps = 1e-8});
+                                     &(nd_rmsprop_options){.lr = opt.lr, .alpha = 0.99, .eps = 1e-8});
     if (!optim) return fail(ctx, "creating the optimizer");
 
     nd_ode_options ode = ND_ODE_DEFAULT;
@@ -266,7 +266,7 @@ int main(int argc, char **argv)
                                     &ode); /* (10, 20, 2) */
         nd_tensor *loss = nd_l1_loss(ctx, pred, batch_y, ND_REDUCE_MEAN);
         nd_optimizer_zero_grad(optim);
-        if (!loss || nd_backward(ctx, loss) != ND_OK || nd_optimizer_step(ctx, optim) != ND_OK)
+        if (!loss || nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, optim) != ND_OK)
             return fail(ctx, "training step");
         double batch_loss = nd_item(loss);
         nd_ode_stats stats = *nd_odeint_stats(pred); /* op-owned: read before the reset */
@@ -336,7 +336,7 @@ int main(int argc, char **argv)
                1e3 * train_seconds / iters);
 
     nd_optimizer_destroy(optim);
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(net);
     nd_tensor *owned[7] = {t, true_y0, true_y, A, batch_t, batch_y0, batch_y};
     for (int i = 0; i < 7; i++) nd_tensor_destroy(owned[i]);

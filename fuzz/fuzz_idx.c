@@ -11,7 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 static nd_ctx *ctx;
 static int fd_a = -1, fd_b = -1;
@@ -42,12 +42,13 @@ static void exercise(nd_dataset *ds)
     int labels[B];
     if (x && y && nd_loader_create(ctx, ds, B, true, false, 1, &ld) == ND_OK) {
         int m, total = 0;
-        while ((m = nd_loader_next(ctx, ld, x, y, labels)) > 0) {
+        nd_status st;
+        while ((st = nd_loader_next(ctx, ld, x, y, labels, &m)) == ND_OK && m > 0) {
             for (int i = 0; i < m; i++)
                 if (x->data[i * (int)pix] < 0 || x->data[i * (int)pix] > 1) abort();
             total += m;
         }
-        if (m < 0 || total != ds->n) abort();
+        if (st != ND_OK || total != ds->n) abort();
     }
     nd_loader_destroy(ld);
     nd_tensor_destroy(x);
@@ -72,7 +73,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         nd_status st = nd_idx_read(ctx, path_a, 0, &idx);
         if (st == ND_OK && (idx.ndim < 1 || !idx.data)) abort();
         if (st != ND_OK && (idx.data || !nd_ctx_errmsg(ctx)[0])) abort();
-        nd_idx_free(&idx);
+        nd_idx_destroy(&idx);
     }
     if (size < 2) return 0;
     size_t split = ((size_t)data[0] | (size_t)data[1] << 8) % (size - 1);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * fuzz/fuzz_safetensors.c: libFuzzer target for the safetensors loader. Each input is loaded from
- * memory (nd_load_buffer) and from a file (an in-memory memfd, through nd_load_ex and
- * nd_load_meta), in strict and lenient modes, into a fixed set of tensors. A failed load must
+ * fuzz/fuzz_safetensors.c: libFuzzer target for the safetensors loader. Each input is parsed from
+ * memory (nd_checkpoint_parse, then nd_checkpoint_load and the metadata getters) and read from a
+ * file (an in-memory memfd, through nd_load and nd_checkpoint_read), in strict and lenient modes,
+ * with and without non-finite values allowed, into a fixed set of tensors. A failed load must
  * leave them untouched; ASan/UBSan catch the rest. Build and run with fuzz/run.sh.
  */
 #define _GNU_SOURCE
@@ -11,7 +12,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 enum { N_TARGETS = 5 };
 static nd_ctx *ctx;
@@ -60,24 +61,42 @@ static void check_untouched(nd_status st)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!ctx) init();
-    const nd_load_opts modes[3] = {
-        {.strict = false}, {.strict = true}, {.strict = true, .reject_unused = true}};
-    for (int m = 0; m < 3; m++) {
+    const nd_load_options modes[3] = {{.strict = false, .allow_nonfinite = true},
+                                      {.strict = true},
+                                      {.strict = true, .reject_unused = true, .allow_nonfinite = true}};
+    nd_ctx_clear_error(ctx);
+    nd_checkpoint *ck = NULL;
+    nd_status parsed = nd_checkpoint_parse(ctx, "fuzz", data, size, &ck);
+    if ((parsed == ND_OK) != (ck != NULL)) abort();
+    for (int m = 0; ck && m < 3; m++) {
         set_sentinel();
         nd_ctx_clear_error(ctx);
         int n_loaded = -1;
-        nd_status st =
-            nd_load_buffer(ctx, "fuzz", data, size, params, N_TARGETS, &modes[m], &n_loaded);
+        nd_status st = nd_checkpoint_load(ctx, ck, params, N_TARGETS, &modes[m], &n_loaded);
         check_untouched(st);
         if (st != nd_ctx_error(ctx) || (st && !nd_ctx_errmsg(ctx)[0])) abort();
     }
+    if (ck) {
+        int n_meta;
+        const nd_meta *meta = nd_checkpoint_meta_list(ck, &n_meta);
+        for (int i = 0; i < n_meta; i++)
+            if (!meta[i].key || !meta[i].value) abort();
+        double d;
+        long l;
+        nd_ctx_clear_error(ctx);
+        nd_checkpoint_meta_double(ctx, ck, "format", &d);
+        nd_ctx_clear_error(ctx);
+        nd_checkpoint_meta_long(ctx, ck, "format", &l);
+    }
+    nd_checkpoint_destroy(ck);
     if (memfd >= 0 && ftruncate(memfd, 0) == 0 && pwrite(memfd, data, size, 0) == (ssize_t)size) {
         set_sentinel();
         nd_ctx_clear_error(ctx);
-        check_untouched(nd_load_ex(ctx, path, params, N_TARGETS, &modes[0], NULL));
-        char buf[16];
+        check_untouched(nd_load(ctx, path, params, N_TARGETS, &modes[0]));
         nd_ctx_clear_error(ctx);
-        nd_load_meta(ctx, path, "format", buf, sizeof buf);
+        nd_checkpoint *ck2 = NULL;
+        if (nd_checkpoint_read(ctx, path, &ck2) != parsed) abort(); /* same bytes, same verdict */
+        nd_checkpoint_destroy(ck2);
     }
     return 0;
 }

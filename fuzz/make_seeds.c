@@ -10,7 +10,7 @@
 
 #include <zlib.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 static char out_path[1024];
 
@@ -32,13 +32,13 @@ static void safetensors_seeds(nd_ctx *ctx, const char *dir)
         p[i] = (nd_param){names[i], t};
     }
     nd_meta meta[] = {{"format", "pt"}, {"epoch", "3"}};
-    nd_save_opts f64 = {.dtype = ND_DTYPE_F64}, f32 = {.dtype = ND_DTYPE_F32};
-    nd_save_opts with_meta = {.dtype = ND_DTYPE_F64, .meta = meta, .n_meta = 2};
-    nd_save_ex(ctx, at(dir, "all_f64.safetensors"), p, 5, &f64);
-    nd_save_ex(ctx, at(dir, "all_f32.safetensors"), p, 5, &f32);
-    nd_save_ex(ctx, at(dir, "meta.safetensors"), p, 2, &with_meta);
-    nd_save_ex(ctx, at(dir, "one.safetensors"), p + 3, 1, &f64);
-    nd_save_ex(ctx, at(dir, "empty.safetensors"), NULL, 0, &with_meta);
+    nd_save_options f64 = {.dtype = ND_DTYPE_F64}, f32 = {.dtype = ND_DTYPE_F32};
+    nd_save_options with_meta = {.dtype = ND_DTYPE_F64, .meta = meta, .n_meta = 2};
+    nd_save(ctx, at(dir, "all_f64.safetensors"), p, 5, &f64);
+    nd_save(ctx, at(dir, "all_f32.safetensors"), p, 5, &f32);
+    nd_save(ctx, at(dir, "meta.safetensors"), p, 2, &with_meta);
+    nd_save(ctx, at(dir, "one.safetensors"), p + 3, 1, &f64);
+    nd_save(ctx, at(dir, "empty.safetensors"), NULL, 0, &with_meta);
     for (int i = 0; i < 5; i++) nd_tensor_destroy(p[i].tensor);
 }
 

@@ -14,7 +14,7 @@ CC=${CC:-clang}
 mkdir -p "$OUT/include"
 printf '#pragma once\n#define ND_REAL_DOUBLE\n' > "$OUT/include/nd_config.h"
 
-LIB_SRC="tensor/status.c tensor/ctx.c tensor/tensor.c tensor/rng.c nn/checkpoint.c nn/idx.c nn/dataset.c"
+LIB_SRC="tensor/status.c tensor/ctx.c tensor/tensor.c tensor/rng.c io/checkpoint.c io/idx.c io/dataset.c io/parse.c"
 FLAGS="-g -O1 -std=c11 -D_DEFAULT_SOURCE -Wall -Wextra -I$ROOT -I$OUT/include"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
 LIBS="-lcjson -lz -lm"

@@ -28,7 +28,7 @@ static bool list_push(nd_param_list *l, const char *prefix, const char *name, nd
     return true;
 }
 
-void nd_param_list_free(nd_param_list *l)
+void nd_param_list_destroy(nd_param_list *l)
 {
     if (!l) return;
     for (int i = 0; i < l->n; i++) free((char *)l->items[i].name);

@@ -24,7 +24,7 @@
 #define ND_NN_H
 
 #include "autograd/autograd.h"
-#include "nn/param.h"
+#include "tensor/param.h" /* nd_param: a named tensor, shared with io/ */
 #include "tensor/tensor.h"
 
 #ifdef __cplusplus
@@ -40,7 +40,8 @@ typedef struct {
     nd_param *items; /* (n,) */
 } nd_param_list;
 
-void nd_param_list_free(nd_param_list *list); /* frees names and items; the list becomes empty */
+/* Frees the names and the items array (not the tensors); the list becomes empty. NULL is a no-op. */
+void nd_param_list_destroy(nd_param_list *list);
 /* The tensor named name, or NULL. */
 nd_tensor *nd_param_list_find(const nd_param_list *list, const char *name);
 /* Total number of elements over the list. */
@@ -216,8 +217,8 @@ typedef struct {
     double dampening;    /* 0 */
     double weight_decay; /* 0: L2 added to the gradient */
     bool nesterov;       /* false; needs momentum > 0 and dampening 0 */
-} nd_sgd_opts;
-#define ND_SGD_DEFAULT ((nd_sgd_opts){.lr = 1e-3})
+} nd_sgd_options;
+#define ND_SGD_DEFAULT ((nd_sgd_options){.lr = 1e-3})
 
 typedef struct {
     double lr;           /* 1e-3 */
@@ -225,10 +226,10 @@ typedef struct {
     double eps;          /* 1e-8 */
     double weight_decay; /* Adam: 0, L2 added to the gradient; AdamW: 1e-2, decoupled */
     bool amsgrad;        /* false */
-} nd_adam_opts;
-#define ND_ADAM_DEFAULT ((nd_adam_opts){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
+} nd_adam_options;
+#define ND_ADAM_DEFAULT ((nd_adam_options){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8})
 #define ND_ADAMW_DEFAULT                                                                           \
-    ((nd_adam_opts){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2})
+    ((nd_adam_options){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 1e-2})
 
 typedef struct {
     double lr;           /* 1e-2 */
@@ -237,16 +238,22 @@ typedef struct {
     double weight_decay; /* 0 */
     double momentum;     /* 0 */
     bool centered;       /* false */
-} nd_rmsprop_opts;
-#define ND_RMSPROP_DEFAULT ((nd_rmsprop_opts){.lr = 1e-2, .alpha = 0.99, .eps = 1e-8})
+} nd_rmsprop_options;
+#define ND_RMSPROP_DEFAULT ((nd_rmsprop_options){.lr = 1e-2, .alpha = 0.99, .eps = 1e-8})
 
 typedef struct nd_optimizer nd_optimizer;
 
-/* The optimizer keeps the tensors of params (not owned) and copies their names. */
-nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n, nd_sgd_opts opts);
-nd_optimizer *nd_adam_create(nd_ctx *ctx, const nd_param *params, int n, nd_adam_opts opts);
-nd_optimizer *nd_adamw_create(nd_ctx *ctx, const nd_param *params, int n, nd_adam_opts opts);
-nd_optimizer *nd_rmsprop_create(nd_ctx *ctx, const nd_param *params, int n, nd_rmsprop_opts opts);
+/* The optimizer keeps the tensors of params (not owned) and copies their names. opts NULL means
+ * the defaults (ND_SGD_DEFAULT, ND_ADAM_DEFAULT, ND_ADAMW_DEFAULT for nd_adamw_create,
+ * ND_RMSPROP_DEFAULT); the options are copied. NULL with ND_ERR_ARG for a bad option. */
+nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n,
+                            const nd_sgd_options *opts);
+nd_optimizer *nd_adam_create(nd_ctx *ctx, const nd_param *params, int n,
+                             const nd_adam_options *opts);
+nd_optimizer *nd_adamw_create(nd_ctx *ctx, const nd_param *params, int n,
+                              const nd_adam_options *opts);
+nd_optimizer *nd_rmsprop_create(nd_ctx *ctx, const nd_param *params, int n,
+                                const nd_rmsprop_options *opts);
 void nd_optimizer_destroy(nd_optimizer *opt);
 
 /* One update from the parameters' .grad. Errors go to ctx (which may differ from create's). */

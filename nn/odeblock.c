@@ -114,13 +114,13 @@ nd_module *nd_odeblock_create(nd_ctx *ctx, nd_module *func, nd_time_input time, 
     }
     b->params = malloc((size_t)(list.n ? list.n : 1) * sizeof *b->params);
     if (!b->params) {
-        nd_param_list_free(&list);
+        nd_param_list_destroy(&list);
         nd_module_destroy(&b->base);
         return nd_fail_null(ctx, ND_ERR_NOMEM, "nd_odeblock_create: out of memory");
     }
     for (int i = 0; i < list.n; i++) b->params[i] = list.items[i].tensor;
     b->n_params = list.n;
-    nd_param_list_free(&list);
+    nd_param_list_destroy(&list);
     return &b->base;
 }
 

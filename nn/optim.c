@@ -18,9 +18,9 @@ enum { MAX_SLOTS = 3 }; /* state buffers per parameter */
 struct nd_optimizer {
     opt_kind kind;
     double lr;
-    nd_sgd_opts sgd;
-    nd_adam_opts adam;
-    nd_rmsprop_opts rms;
+    nd_sgd_options sgd;
+    nd_adam_options adam;
+    nd_rmsprop_options rms;
     int n;                       /* parameters */
     nd_param *params;            /* (n,) names owned, tensors not */
     nd_tensor *step;             /* scalar: steps taken (a tensor so checkpoints save it) */
@@ -104,8 +104,10 @@ static nd_optimizer *optimizer_new(nd_ctx *ctx, const char *fn, opt_kind kind,
     return o;
 }
 
-nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n, nd_sgd_opts opts)
+nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n,
+                            const nd_sgd_options *options)
 {
+    nd_sgd_options opts = options ? *options : ND_SGD_DEFAULT;
     if (!(opts.lr >= 0) || !(opts.momentum >= 0) || !(opts.weight_decay >= 0) ||
         !isfinite(opts.dampening) || (opts.nesterov && (opts.momentum <= 0 || opts.dampening != 0)))
         return nd_fail_null(ctx, ND_ERR_ARG,
@@ -121,7 +123,7 @@ nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n, nd_sgd_o
 }
 
 static nd_optimizer *adam_create(nd_ctx *ctx, const char *fn, opt_kind kind, const nd_param *params,
-                                 int n, nd_adam_opts opts)
+                                 int n, nd_adam_options opts)
 {
     if (!(opts.lr >= 0) || !(opts.beta1 >= 0 && opts.beta1 < 1) ||
         !(opts.beta2 >= 0 && opts.beta2 < 1) || !(opts.eps >= 0) || !(opts.weight_decay >= 0))
@@ -133,18 +135,23 @@ static nd_optimizer *adam_create(nd_ctx *ctx, const char *fn, opt_kind kind, con
     return o;
 }
 
-nd_optimizer *nd_adam_create(nd_ctx *ctx, const nd_param *params, int n, nd_adam_opts opts)
+nd_optimizer *nd_adam_create(nd_ctx *ctx, const nd_param *params, int n,
+                             const nd_adam_options *opts)
 {
-    return adam_create(ctx, "nd_adam_create", OPT_ADAM, params, n, opts);
+    return adam_create(ctx, "nd_adam_create", OPT_ADAM, params, n, opts ? *opts : ND_ADAM_DEFAULT);
 }
 
-nd_optimizer *nd_adamw_create(nd_ctx *ctx, const nd_param *params, int n, nd_adam_opts opts)
+nd_optimizer *nd_adamw_create(nd_ctx *ctx, const nd_param *params, int n,
+                              const nd_adam_options *opts)
 {
-    return adam_create(ctx, "nd_adamw_create", OPT_ADAMW, params, n, opts);
+    return adam_create(ctx, "nd_adamw_create", OPT_ADAMW, params, n,
+                       opts ? *opts : ND_ADAMW_DEFAULT);
 }
 
-nd_optimizer *nd_rmsprop_create(nd_ctx *ctx, const nd_param *params, int n, nd_rmsprop_opts opts)
+nd_optimizer *nd_rmsprop_create(nd_ctx *ctx, const nd_param *params, int n,
+                                const nd_rmsprop_options *options)
 {
+    nd_rmsprop_options opts = options ? *options : ND_RMSPROP_DEFAULT;
     if (!(opts.lr >= 0) || !(opts.alpha >= 0 && opts.alpha <= 1) || !(opts.eps >= 0) ||
         !(opts.weight_decay >= 0) || !(opts.momentum >= 0))
         return nd_fail_null(ctx, ND_ERR_ARG,
@@ -167,7 +174,7 @@ nd_optimizer *nd_rmsprop_create(nd_ctx *ctx, const nd_param *params, int n, nd_r
  */
 
 /* https://pytorch.org/docs/stable/generated/torch.optim.SGD.html */
-static void sgd_update(const nd_sgd_opts *o, double lr, bool first, nd_real *p, const nd_real *g,
+static void sgd_update(const nd_sgd_options *o, double lr, bool first, nd_real *p, const nd_real *g,
                        nd_real *buf, size_t size)
 {
     for (size_t i = 0; i < size; i++) {
@@ -184,7 +191,7 @@ static void sgd_update(const nd_sgd_opts *o, double lr, bool first, nd_real *p, 
 
 /* https://pytorch.org/docs/stable/generated/torch.optim.Adam.html and AdamW.html: AdamW decays
  * the parameter directly (p *= 1 - lr wd) instead of adding wd p to the gradient. */
-static void adam_update(const nd_adam_opts *o, bool decoupled, double lr, double t, nd_real *p,
+static void adam_update(const nd_adam_options *o, bool decoupled, double lr, double t, nd_real *p,
                         const nd_real *g, nd_real *m, nd_real *v, nd_real *vmax, size_t size)
 {
     double bc1 = 1 - pow(o->beta1, t), bc2_sqrt = sqrt(1 - pow(o->beta2, t));
@@ -208,7 +215,7 @@ static void adam_update(const nd_adam_opts *o, bool decoupled, double lr, double
 }
 
 /* https://pytorch.org/docs/stable/generated/torch.optim.RMSprop.html (eps after the sqrt) */
-static void rmsprop_update(const nd_rmsprop_opts *o, double lr, nd_real *p, const nd_real *g,
+static void rmsprop_update(const nd_rmsprop_options *o, double lr, nd_real *p, const nd_real *g,
                            nd_real *sq, nd_real *buf, nd_real *gavg, size_t size)
 {
     for (size_t i = 0; i < size; i++) {

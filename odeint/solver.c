@@ -305,11 +305,10 @@ static int accept_step(solver *sv, const step_plan *p, nd_tensor *y1)
     return 0;
 }
 
-/* The one failure path of a step: the error f or an op recorded, or f's fatal code. */
+/* The one failure path of a step: the error f or an op recorded first, else f's fatal code. */
 static nd_status step_failed(solver *sv, double s)
 {
-    nd_status st = nd_ctx_error(sv->ctx);
-    return st != ND_OK ? st : fail_at(sv, ND_ERR_CALLBACK, s, "f failed");
+    return fail_at(sv, ND_ERR_CALLBACK, s, "f failed");
 }
 
 static nd_status adaptive_step(solver *sv)
@@ -463,9 +462,7 @@ static nd_status solve_fixed(solver *sv, const double *s, int n_t, nd_real *out,
         }
         nd_tensor *y1 = rc == 0 ? combine(sv, sv->y, tab->c_sol, tab->n_stages + 1, dt) : NULL;
         if (rc != 0 || !y1)
-            return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
-                                     : fail_at(sv, ND_ERR_CALLBACK, g0, "f failed or asked to "
-                                                                       "reject a fixed step");
+            return fail_at(sv, ND_ERR_CALLBACK, g0, "f failed or asked to reject a fixed step");
         /* f at the new point: the next step's first stage, and the Hermite slope */
         bool last = g == n_grid - 1;
         bool need_f1 = !last || s[j] < g1;
@@ -473,8 +470,7 @@ static nd_status solve_fixed(solver *sv, const double *s, int n_t, nd_real *out,
         if (need_f1) {
             rc = eval_into(sv, g1, PERTURB_NONE, y1, &f1);
             if (rc != 0)
-                return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
-                                         : fail_at(sv, ND_ERR_CALLBACK, g1, "f failed");
+                return fail_at(sv, ND_ERR_CALLBACK, g1, "f failed");
         }
         for (; j < n_t && s[j] <= g1; j++) {
             nd_tensor *row = s[j] == g1 ? y1 : hermite(sv, sv->y, sv->f, y1, f1, g0, g1, s[j]);
@@ -560,9 +556,7 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     int rc = taped ? eval(&sv, s[0], PERTURB_NONE, sv.y, &sv.f)
                    : eval_into(&sv, s[0], PERTURB_NONE, sv.y, &sv.f);
     if (rc != 0)
-        return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
-                                 : fail_at(&sv, ND_ERR_CALLBACK, s[0],
-                                           "f failed or rejected the initial state");
+        return fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed or rejected the initial state");
     sv.s0 = sv.s1 = s[0];
     if (!sv.tab->c_error) return solve_fixed(&sv, s, n_t, out, rows);
 
@@ -570,8 +564,7 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     if (opt->first_step > 0) {
         sv.dt = opt->first_step;
     } else if (initial_step(&sv, s[0], sv.y, sv.f, &sv.dt) != 0) {
-        return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
-                                 : fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed");
+        return fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed");
     }
     return solve_adaptive(&sv, s, n_t, out, rows);
 }

@@ -28,7 +28,8 @@ nd_status nd_ode_vjp(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **outputs, nd_
                      int n_out, nd_tensor **inputs, int n_in, nd_tensor **grads_out)
 {
     if (!d) return nd_fail(ctx, ND_ERR_ARG, "nd_ode_vjp: d is NULL (call nd_ode_diff_begin first)");
-    return nd_grad(ctx, outputs, seeds, n_out, inputs, n_in, grads_out, d->graph);
+    return nd_grad(ctx, outputs, seeds, n_out, inputs, n_in, grads_out,
+                   d->graph ? ND_CREATE_GRAPH : 0);
 }
 
 nd_status nd_ode_diff_end(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **dydt, int n)
@@ -36,10 +37,7 @@ nd_status nd_ode_diff_end(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **dydt, i
     if (!d) return nd_fail(ctx, ND_ERR_ARG, "nd_ode_diff_end: d is NULL");
     nd_ctx_set_grad(ctx, d->prev_grad);
     for (int i = 0; i < n; i++) {
-        if (!dydt[i])
-            return nd_ctx_error(ctx) ? nd_ctx_error(ctx)
-                                     : nd_fail(ctx, ND_ERR_ARG, "nd_ode_diff_end: dydt[%d] is NULL",
-                                               i);
+        if (!dydt[i]) return nd_fail(ctx, ND_ERR_ARG, "nd_ode_diff_end: dydt[%d] is NULL", i);
         if (!d->graph) dydt[i] = nd_detach(ctx, dydt[i]);
     }
     return ND_OK;

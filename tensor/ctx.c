@@ -27,10 +27,12 @@ struct nd_ctx {
     bool grad_enabled;
     nd_status status;
     char msg[512];
-    uint64_t visit, sweep;
-    bool direct_grads; /* the running sweep writes parameters' .grad directly */
-    nd_ptr_stack stacks[ND_STACK_COUNT];
+    void *ext;                 /* a higher layer's state (the autograd engine's) */
+    void (*ext_destroy)(void *);
 };
+
+/* what the ctx functions answer for a NULL ctx */
+static const char null_ctx_msg[] = "ctx is NULL";
 
 nd_ctx *nd_ctx_create(size_t chunk_bytes)
 {
@@ -46,26 +48,27 @@ void nd_ctx_destroy(nd_ctx *ctx)
     if (!ctx) return;
     for (size_t i = 0; i < ctx->n_chunks; i++) free(ctx->chunks[i].mem);
     free(ctx->chunks);
-    for (int i = 0; i < ND_STACK_COUNT; i++) free(ctx->stacks[i].items);
+    if (ctx->ext_destroy) ctx->ext_destroy(ctx->ext);
     free(ctx);
 }
 
 void nd_ctx_reset(nd_ctx *ctx)
 {
+    if (!ctx) return;
     ctx->cur = 0;
     ctx->offset = 0;
     ctx->status = ND_OK;
     ctx->msg[0] = '\0';
-    for (int i = 0; i < ND_STACK_COUNT; i++) ctx->stacks[i].len = 0;
 }
 
 nd_mark nd_ctx_mark(const nd_ctx *ctx)
 {
-    return (nd_mark){ctx->cur, ctx->offset};
+    return ctx ? (nd_mark){ctx->cur, ctx->offset} : (nd_mark){0, 0};
 }
 
 void nd_ctx_rewind(nd_ctx *ctx, nd_mark m)
 {
+    if (!ctx) return;
     ctx->cur = m.chunk;
     ctx->offset = m.offset;
 }
@@ -93,6 +96,7 @@ static bool append_chunk(nd_ctx *ctx, size_t need)
 
 void *nd_ctx_alloc(nd_ctx *ctx, size_t bytes)
 {
+    if (!ctx) return NULL;
     size_t need = align_up(bytes ? bytes : 1);
     if (need < bytes) return nd_fail_null(ctx, ND_ERR_NOMEM, "nd_ctx_alloc: %zu bytes", bytes);
     if (ctx->cur < ctx->n_chunks && ctx->chunks[ctx->cur].cap - ctx->offset >= need) {
@@ -114,12 +118,13 @@ void *nd_ctx_alloc(nd_ctx *ctx, size_t bytes)
 size_t nd_ctx_capacity(const nd_ctx *ctx)
 {
     size_t n = 0;
-    for (size_t i = 0; i < ctx->n_chunks; i++) n += ctx->chunks[i].cap;
+    for (size_t i = 0; ctx && i < ctx->n_chunks; i++) n += ctx->chunks[i].cap;
     return n;
 }
 
 size_t nd_ctx_used(const nd_ctx *ctx)
 {
+    if (!ctx) return 0;
     size_t n = ctx->offset;
     for (size_t i = 0; i < ctx->cur && i < ctx->n_chunks; i++) n += ctx->chunks[i].cap;
     return n;
@@ -127,6 +132,7 @@ size_t nd_ctx_used(const nd_ctx *ctx)
 
 bool nd_ctx_set_grad(nd_ctx *ctx, bool enabled)
 {
+    if (!ctx) return false;
     bool prev = ctx->grad_enabled;
     ctx->grad_enabled = enabled;
     return prev;
@@ -134,21 +140,23 @@ bool nd_ctx_set_grad(nd_ctx *ctx, bool enabled)
 
 bool nd_ctx_grad_enabled(const nd_ctx *ctx)
 {
-    return ctx->grad_enabled;
+    return ctx && ctx->grad_enabled;
 }
 
 nd_status nd_ctx_error(const nd_ctx *ctx)
 {
-    return ctx->status;
+    return ctx ? ctx->status : ND_ERR_ARG;
 }
 
 const char *nd_ctx_errmsg(const nd_ctx *ctx)
 {
+    if (!ctx) return null_ctx_msg;
     return ctx->status == ND_OK ? "" : ctx->msg;
 }
 
 void nd_ctx_clear_error(nd_ctx *ctx)
 {
+    if (!ctx) return;
     ctx->status = ND_OK;
     ctx->msg[0] = '\0';
 }
@@ -166,7 +174,7 @@ nd_status nd_fail(nd_ctx *ctx, nd_status code, const char *fmt, ...)
     va_start(ap, fmt);
     record_error(ctx, code, fmt, ap);
     va_end(ap);
-    return code;
+    return ctx ? ctx->status : code;
 }
 
 void *nd_fail_null(nd_ctx *ctx, nd_status code, const char *fmt, ...)
@@ -178,48 +186,14 @@ void *nd_fail_null(nd_ctx *ctx, nd_status code, const char *fmt, ...)
     return NULL;
 }
 
-bool nd_ptr_stack_push(nd_ctx *ctx, nd_ptr_stack *s, void *p)
+void *nd_ctx_ext(const nd_ctx *ctx)
 {
-    if (s->len == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 256;
-        void **items = realloc(s->items, cap * sizeof *items);
-        if (!items) {
-            nd_fail(ctx, ND_ERR_NOMEM, "autograd: cannot grow the traversal stack to %zu", cap);
-            return false;
-        }
-        s->items = items;
-        s->cap = cap;
-    }
-    s->items[s->len++] = p;
-    return true;
+    return ctx ? ctx->ext : NULL;
 }
 
-nd_ptr_stack *nd_ctx_stack(nd_ctx *ctx, int which)
+void nd_ctx_set_ext(nd_ctx *ctx, void *state, void (*destroy)(void *state))
 {
-    return &ctx->stacks[which];
-}
-
-uint64_t nd_ctx_next_visit(nd_ctx *ctx)
-{
-    return ++ctx->visit;
-}
-
-uint64_t nd_ctx_sweep(const nd_ctx *ctx)
-{
-    return ctx->sweep;
-}
-
-void nd_ctx_set_sweep(nd_ctx *ctx, uint64_t mark)
-{
-    ctx->sweep = mark;
-}
-
-bool nd_ctx_direct_grads(const nd_ctx *ctx)
-{
-    return ctx->direct_grads;
-}
-
-void nd_ctx_set_direct_grads(nd_ctx *ctx, bool on)
-{
-    ctx->direct_grads = on;
+    if (!ctx) return;
+    ctx->ext = state;
+    ctx->ext_destroy = destroy;
 }

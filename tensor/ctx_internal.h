@@ -1,36 +1,31 @@
 /* SPDX-License-Identifier: MIT
- * tensor/ctx_internal.h: library-private parts of the ctx. The autograd engine keeps its
- * traversal stacks here, growable and kept across resets, so a steady-state backward does no
- * malloc; nested backward passes (a VJP inside an op's backward) push above the outer pass and
- * address entries by index, since a push may move the buffer.
+ * tensor/ctx_internal.h: library-private parts of the ctx. One slot where a higher layer hangs
+ * its own per-ctx state (the autograd engine keeps its sweep state there; tensor/ never looks
+ * inside, it only frees it with the ctx), and the allocation every op uses.
  */
 #ifndef ND_CTX_INTERNAL_H
 #define ND_CTX_INTERNAL_H
 
 #include "tensor/tensor.h"
 
-typedef struct {
-    void **items;
-    size_t len, cap;
-} nd_ptr_stack;
+/* The state a higher layer keeps in ctx (NULL until set). nd_ctx_destroy calls destroy(state). */
+void *nd_ctx_ext(const nd_ctx *ctx);
+void nd_ctx_set_ext(nd_ctx *ctx, void *state, void (*destroy)(void *state));
 
-enum { ND_STACK_TOPO, ND_STACK_DFS, ND_STACK_SAVED, ND_STACK_COUNT };
-
-/* false (and ND_ERR_NOMEM in ctx) when the stack cannot grow */
-bool nd_ptr_stack_push(nd_ctx *ctx, nd_ptr_stack *s, void *p);
-nd_ptr_stack *nd_ctx_stack(nd_ctx *ctx, int which);
-/* A fresh traversal mark for the autograd engine. */
-uint64_t nd_ctx_next_visit(nd_ctx *ctx);
-/* The mark of the sweep running now (0: none); the engine sets and restores it. */
-uint64_t nd_ctx_sweep(const nd_ctx *ctx);
-void nd_ctx_set_sweep(nd_ctx *ctx, uint64_t mark);
-/* Whether the running sweep adds parameters' gradients straight into their .grad (nd_backward
- * without create_graph); set and restored by the engine. */
-bool nd_ctx_direct_grads(const nd_ctx *ctx);
-void nd_ctx_set_direct_grads(nd_ctx *ctx, bool on);
+/* The check every op starts with: true when ctx and each of the n inputs are non-NULL. A NULL
+ * input records "<fn>: input <names[i]> is NULL" unless an earlier error is recorded (which then
+ * explains it: ops return NULL on failure, so a NULL input is usually an earlier op's failure).
+ * names may be NULL for a list xs ("input xs[3] is NULL"). Use the macros below, which name the
+ * inputs after the arguments. */
+bool nd_check_inputs(nd_ctx *ctx, const char *fn, int n, const nd_tensor *const *xs,
+                     const char *const *names);
+#define ND_CHECK1(ctx, fn, x)                                                                      \
+    nd_check_inputs(ctx, fn, 1, (const nd_tensor *[]){x}, (const char *[]){#x})
+#define ND_CHECK2(ctx, fn, a, b)                                                                   \
+    nd_check_inputs(ctx, fn, 2, (const nd_tensor *[]){a, b}, (const char *[]){#a, #b})
 
 /* Allocation of an arena tensor header and its data for shape (no checks on user input beyond
- * overflow); used by every op. */
+ * overflow); used by every op. NULL when ctx is NULL. */
 nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape);
 
 #endif

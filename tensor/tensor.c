@@ -84,6 +84,21 @@ nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape)
     return t;
 }
 
+bool nd_check_inputs(nd_ctx *ctx, const char *fn, int n, const nd_tensor *const *xs,
+                     const char *const *names)
+{
+    if (!ctx) return false; /* nowhere to record; nd_ctx_error(NULL) says ND_ERR_ARG */
+    for (int i = 0; i < n; i++) {
+        if (xs[i]) continue;
+        if (names)
+            nd_fail(ctx, ND_ERR_ARG, "%s: input %s is NULL", fn, names[i]);
+        else
+            nd_fail(ctx, ND_ERR_ARG, "%s: input xs[%d] is NULL", fn, i);
+        return false;
+    }
+    return true;
+}
+
 /* nd_tensor_new on behalf of fn, so a bad shape is reported under the caller's name */
 static nd_tensor *new_checked(nd_ctx *ctx, const char *fn, int ndim, const int *shape)
 {
@@ -113,12 +128,12 @@ nd_tensor *nd_zeros(nd_ctx *ctx, int ndim, const int *shape)
 
 nd_tensor *nd_zeros_like(nd_ctx *ctx, const nd_tensor *x)
 {
-    return x ? nd_zeros(ctx, x->ndim, x->shape) : NULL;
+    return ND_CHECK1(ctx, "nd_zeros_like", x) ? nd_zeros(ctx, x->ndim, x->shape) : NULL;
 }
 
 nd_tensor *nd_ones_like(nd_ctx *ctx, const nd_tensor *x)
 {
-    return x ? nd_full(ctx, x->ndim, x->shape, 1) : NULL;
+    return ND_CHECK1(ctx, "nd_ones_like", x) ? nd_full(ctx, x->ndim, x->shape, 1) : NULL;
 }
 
 nd_tensor *nd_scalar(nd_ctx *ctx, nd_real value)
@@ -136,13 +151,13 @@ nd_tensor *nd_tensor_from(nd_ctx *ctx, int ndim, const int *shape, const nd_real
 
 nd_tensor *nd_copy(nd_ctx *ctx, const nd_tensor *x)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_copy", x)) return NULL;
     return nd_tensor_from(ctx, x->ndim, x->shape, x->data);
 }
 
 nd_tensor *nd_detach(nd_ctx *ctx, nd_tensor *x)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_detach", x)) return NULL;
     nd_tensor *t = nd_ctx_alloc(ctx, sizeof *t);
     if (!t) return NULL;
     set_shape(t, x->ndim, x->shape, x->size);
@@ -175,7 +190,7 @@ nd_real nd_item(const nd_tensor *x)
 
 bool nd_same_shape(const nd_tensor *a, const nd_tensor *b)
 {
-    if (a->ndim != b->ndim) return false;
+    if (!a || !b || a->ndim != b->ndim) return false;
     for (int i = 0; i < a->ndim; i++)
         if (a->shape[i] != b->shape[i]) return false;
     return true;
@@ -202,6 +217,7 @@ void nd_zero_grad(nd_tensor **params, int n)
 
 bool nd_all_finite(const nd_tensor *x)
 {
+    if (!x) return false;
     for (size_t i = 0; i < x->size; i++)
         if (!isfinite(x->data[i])) return false;
     return true;

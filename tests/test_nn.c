@@ -12,51 +12,19 @@
 #include <string.h>
 
 #include "gradcheck.h"
-#include "nodal.h"
-
-/* Agreement with PyTorch's float64 values: 1e-10 relative in double, looser in float. */
-#ifdef ND_REAL_FLOAT
-#define REF_RTOL 2e-4
-#define REF_ATOL 2e-5
-#else
-#define REF_RTOL 1e-10
-#define REF_ATOL 1e-12
-#endif
-
-static nd_ctx *ctx;
-
-static void ctx_setup(void)
-{
-    ctx = nd_ctx_create(0);
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void ctx_teardown(void)
-{
-    nd_ctx_destroy(ctx);
-    ctx = NULL;
-}
-
-static void expect_error(nd_status code, const char *s1, const char *s2)
-{
-    ck_assert_int_eq(nd_ctx_error(ctx), code);
-    const char *msg = nd_ctx_errmsg(ctx);
-    if (s1) ck_assert_msg(strstr(msg, s1), "message \"%s\" lacks \"%s\"", msg, s1);
-    if (s2) ck_assert_msg(strstr(msg, s2), "message \"%s\" lacks \"%s\"", msg, s2);
-}
+#include "test_main.h"
 
 /* ---------------------------------------------------------------------------------------------
  * The reference file: a JSON object whose values are flat lists of numbers. A small reader for
- * exactly that shape (it is our own file), loaded once before the tests run.
+ * exactly that shape (it is our own file), loaded once per test case by an unchecked fixture (in
+ * the runner's process, before the tests fork).
  */
 static char *ref_text;
 
 static void ref_load(void)
 {
-    const char *dir = getenv("REFERENCE_DIR"); /* tests/reference, set by tests/meson.build */
     char path[4096];
-    snprintf(path, sizeof path, "%s/../reference-nn/nn.json", dir ? dir : "tests/reference");
-    FILE *f = fopen(path, "rb");
+    FILE *f = fopen(nd_test_path(path, sizeof path, "reference-nn/nn.json"), "rb");
     if (!f) return;
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
@@ -69,10 +37,16 @@ static void ref_load(void)
     fclose(f);
 }
 
+static void ref_free(void)
+{
+    free(ref_text);
+    ref_text = NULL;
+}
+
 /* The numbers of entry name (count in *n) in the ctx arena, as double; fails the test if absent */
 static double *ref(const char *name, size_t *n)
 {
-    ck_assert_msg(ref_text, "tests/reference-nn/nn.json not found (REFERENCE_DIR)");
+    ck_assert_msg(ref_text, "tests/reference-nn/nn.json not found (ND_TEST_DIR)");
     char key[256];
     snprintf(key, sizeof key, "\"%s\":", name);
     const char *p = strstr(ref_text, key);
@@ -198,7 +172,7 @@ START_TEST(test_layer_forward_backward_match_torch)
     expect_ref(what, y->data, y->size, name);
     snprintf(name, sizeof name, "%s.r", layer_cases[_i].name);
     nd_tensor *r = ref_tensor(name, y->ndim, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     for (int i = 0; i < layer_cases[_i].n_in; i++) {
         snprintf(name, sizeof name, "%s.grad%d", layer_cases[_i].name, i);
         snprintf(what, sizeof what, "%s d/d input %d", layer_cases[_i].name, i);
@@ -232,7 +206,7 @@ START_TEST(test_batch_norm2d_train_then_eval_matches_torch)
         expect_ref("bn2d train y", y->data, y->size, name);
         snprintf(name, sizeof name, "%s.r", tag);
         nd_tensor *r = ref_tensor(name, 4, xs, false);
-        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
         snprintf(name, sizeof name, "%s.dx", tag);
         expect_ref("bn2d train dx", x->grad, x->size, name);
         snprintf(name, sizeof name, "%s.dweight", tag);
@@ -254,10 +228,10 @@ START_TEST(test_batch_norm2d_train_then_eval_matches_torch)
     ck_assert_ptr_nonnull(y);
     expect_ref("bn2d eval y", y->data, y->size, "bn2d.eval.y");
     nd_tensor *r = ref_tensor("bn2d.eval.r", 4, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     expect_ref("bn2d eval dx", x->grad, x->size, "bn2d.eval.dx");
     ck_assert(memcmp(saved, rm->data, sizeof saved) == 0); /* eval leaves the statistics alone */
-    nd_param_list_free(&state);
+    nd_param_list_destroy(&state);
     nd_module_destroy(bn);
 }
 END_TEST
@@ -272,13 +246,13 @@ START_TEST(test_batch_norm1d_matches_torch)
     ck_assert_ptr_nonnull(y);
     expect_ref("bn1d y", y->data, y->size, "bn1d.y");
     nd_tensor *r = ref_tensor("bn1d.r", 2, y->shape, false);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, r)), 0), ND_OK);
     expect_ref("bn1d dx", x->grad, x->size, "bn1d.dx");
     expect_ref("bn1d running_mean", nd_param_list_find(&state, "running_mean")->data, 3,
                "bn1d.running_mean");
     expect_ref("bn1d running_var", nd_param_list_find(&state, "running_var")->data, 3,
                "bn1d.running_var");
-    nd_param_list_free(&state);
+    nd_param_list_destroy(&state);
     nd_module_destroy(bn);
 }
 END_TEST
@@ -299,7 +273,7 @@ START_TEST(test_cross_entropy_matches_torch)
         char name[64];
         snprintf(name, sizeof name, "ce.%s.loss", names[k]);
         expect_ref("cross-entropy", loss->data, 1, name);
-        ck_assert_int_eq(nd_backward(ctx, loss), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
         snprintf(name, sizeof name, "ce.%s.dlogits", names[k]);
         expect_ref("cross-entropy dlogits", logits->grad, logits->size, name);
     }
@@ -413,7 +387,7 @@ START_TEST(test_mlp_param_names_follow_pytorch)
     ck_assert_ptr_nonnull(y);
     ck_assert_int_eq(y->shape[0], 3);
     ck_assert_int_eq(y->shape[1], 1);
-    nd_param_list_free(&l);
+    nd_param_list_destroy(&l);
     nd_module_destroy(mlp);
 }
 END_TEST
@@ -441,8 +415,8 @@ START_TEST(test_state_lists_buffers_in_state_dict_order)
     nd_tensor *y = nd_module_forward(ctx, net, nd_full(ctx, 4, (int[]){2, 1, 4, 4}, 0.25));
     ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
     ck_assert_int_eq(y->shape[1], 3);
-    nd_param_list_free(&s);
-    nd_param_list_free(&p);
+    nd_param_list_destroy(&s);
+    nd_param_list_destroy(&p);
     nd_module_destroy(net);
 }
 END_TEST
@@ -492,17 +466,17 @@ START_TEST(test_custom_module_composes_in_sequential)
     ck_assert_int_eq(l.n, 5);
     for (int i = 0; i < 5; i++) ck_assert_str_eq(l.items[i].name, want[i]);
 
-    nd_optimizer *opt = nd_sgd_create(ctx, l.items, l.n, (nd_sgd_opts){.lr = 0.1});
+    nd_optimizer *opt = nd_sgd_create(ctx, l.items, l.n, &(nd_sgd_options){.lr = 0.1});
     nd_tensor *x = nd_full(ctx, 2, (int[]){4, 2}, 0.3);
     nd_tensor *loss = nd_mean(ctx, nd_module_forward(ctx, net, x));
     ck_assert_msg(loss, "%s", nd_ctx_errmsg(ctx));
-    ck_assert_int_eq(nd_backward(ctx, loss), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
     nd_real g = blk->scale->grad[0], before = blk->scale->data[0];
     ck_assert(g != 0);
     ck_assert_int_eq(nd_optimizer_step(ctx, opt), ND_OK);
     ck_assert_double_eq_tol(blk->scale->data[0], before - 0.1 * g, 1e-6);
     nd_optimizer_destroy(opt);
-    nd_param_list_free(&l);
+    nd_param_list_destroy(&l);
     scaled_block_destroyed = 0;
     nd_module_destroy(net);
     ck_assert_int_eq(scaled_block_destroyed, 1);
@@ -633,7 +607,7 @@ static void check_module(const char *what, nd_module *m, nd_tensor *x)
     nd_tensor *in[16] = {x};
     for (int i = 0; i < l.n; i++) in[1 + i] = l.items[i].tensor;
     check_grads(what, f_module, in, 1 + l.n, m);
-    nd_param_list_free(&l);
+    nd_param_list_destroy(&l);
     nd_module_destroy(m);
 }
 
@@ -694,7 +668,7 @@ static void perturb_params(nd_module *m, uint64_t seed)
         if (strstr(l.items[i].name, "running_var"))
             for (size_t k = 0; k < l.items[i].tensor->size; k++)
                 l.items[i].tensor->data[k] = (nd_real)fabs(l.items[i].tensor->data[k]) + 0.5;
-    nd_param_list_free(&l);
+    nd_param_list_destroy(&l);
 }
 
 START_TEST(test_norm_gradcheck)
@@ -791,9 +765,9 @@ typedef enum { K_SGD, K_ADAM, K_ADAMW, K_RMSPROP } opt_k;
 static const struct {
     const char *name;
     opt_k kind;
-    nd_sgd_opts sgd;
-    nd_adam_opts adam;
-    nd_rmsprop_opts rms;
+    nd_sgd_options sgd;
+    nd_adam_options adam;
+    nd_rmsprop_options rms;
 } optim_cases[] = {
     {"sgd", K_SGD, .sgd = {.lr = 0.1}},
     {"sgd_momentum", K_SGD, .sgd = {.lr = 0.1, .momentum = 0.9}},
@@ -832,13 +806,13 @@ static nd_optimizer *make_optimizer(int c, nd_param *params, int n)
 {
     switch (optim_cases[c].kind) {
     case K_SGD:
-        return nd_sgd_create(ctx, params, n, optim_cases[c].sgd);
+        return nd_sgd_create(ctx, params, n, &optim_cases[c].sgd);
     case K_ADAM:
-        return nd_adam_create(ctx, params, n, optim_cases[c].adam);
+        return nd_adam_create(ctx, params, n, &optim_cases[c].adam);
     case K_ADAMW:
-        return nd_adamw_create(ctx, params, n, optim_cases[c].adam);
+        return nd_adamw_create(ctx, params, n, &optim_cases[c].adam);
     case K_RMSPROP:
-        return nd_rmsprop_create(ctx, params, n, optim_cases[c].rms);
+        return nd_rmsprop_create(ctx, params, n, &optim_cases[c].rms);
     }
     return NULL;
 }
@@ -926,7 +900,7 @@ START_TEST(test_optimizer_state_names)
     nd_param p[2];
     make_params(p);
     nd_optimizer *o = nd_adam_create(
-        ctx, p, 2, (nd_adam_opts){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .amsgrad = true});
+        ctx, p, 2, &(nd_adam_options){.lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .amsgrad = true});
     int n;
     const nd_param *s = nd_optimizer_state(o, &n);
     ck_assert_int_eq(n, 7);
@@ -936,7 +910,7 @@ START_TEST(test_optimizer_state_names)
     ck_assert_str_eq(s[6].name, "b.max_exp_avg_sq");
     nd_optimizer_destroy(o);
     o = nd_rmsprop_create(
-        ctx, p, 2, (nd_rmsprop_opts){.lr = 1e-2, .alpha = 0.99, .momentum = 0.9, .centered = true});
+        ctx, p, 2, &(nd_rmsprop_options){.lr = 1e-2, .alpha = 0.99, .momentum = 0.9, .centered = true});
     s = nd_optimizer_state(o, &n);
     ck_assert_int_eq(n, 7);
     ck_assert_str_eq(s[1].name, "a.square_avg");
@@ -1119,7 +1093,7 @@ START_TEST(test_optimizer_refuses_nonfinite_gradients)
 {
     nd_param p[2];
     make_params(p);
-    nd_optimizer *o = nd_adam_create(ctx, p, 2, ND_ADAM_DEFAULT);
+    nd_optimizer *o = nd_adam_create(ctx, p, 2, NULL);
     load_grads(p, 0);
     ck_assert_int_eq(nd_optimizer_step(ctx, o), ND_OK);
     nd_real before[6];
@@ -1143,11 +1117,41 @@ START_TEST(test_optimizer_refuses_nonfinite_gradients)
     ck_assert(isinf(nd_clip_grad_norm(p, 2, 1.0)));
     nd_optimizer_destroy(o);
     nd_ctx_clear_error(ctx);
-    ck_assert_ptr_null(nd_sgd_create(ctx, p, 2, (nd_sgd_opts){.lr = 0.1, .nesterov = true}));
+    ck_assert_ptr_null(nd_sgd_create(ctx, p, 2, &(nd_sgd_options){.lr = 0.1, .nesterov = true}));
     expect_error(ND_ERR_ARG, "nd_sgd_create", "nesterov needs momentum > 0");
     nd_ctx_clear_error(ctx);
-    ck_assert_ptr_null(nd_adam_create(ctx, p, 2, (nd_adam_opts){.lr = 0.1, .beta1 = 1.0}));
+    ck_assert_ptr_null(nd_adam_create(ctx, p, 2, &(nd_adam_options){.lr = 0.1, .beta1 = 1.0}));
     expect_error(ND_ERR_ARG, "nd_adam_create", "betas (1, 0)");
+    nd_tensor_destroy(p[0].tensor);
+    nd_tensor_destroy(p[1].tensor);
+}
+END_TEST
+
+/* NULL options mean each optimizer's documented defaults (contract item 2): the learning rates,
+ * and AdamW's decoupled weight decay 1e-2 (a zero gradient still shrinks the weights; Adam's do
+ * not move) */
+START_TEST(test_optimizer_null_options_are_the_defaults)
+{
+    nd_param p[2];
+    make_params(p);
+    nd_optimizer *sgd = nd_sgd_create(ctx, p, 2, NULL), *rms = nd_rmsprop_create(ctx, p, 2, NULL);
+    ck_assert(sgd && rms);
+    ck_assert(nd_optimizer_lr(sgd) == ND_SGD_DEFAULT.lr && nd_optimizer_lr(sgd) == 1e-3);
+    ck_assert(nd_optimizer_lr(rms) == ND_RMSPROP_DEFAULT.lr && nd_optimizer_lr(rms) == 1e-2);
+    nd_optimizer_destroy(sgd);
+    nd_optimizer_destroy(rms);
+    for (size_t i = 0; i < p[0].tensor->size; i++) p[0].tensor->data[i] = 1;
+    memset(p[0].tensor->grad, 0, p[0].tensor->size * sizeof *p[0].tensor->grad);
+    memset(p[1].tensor->grad, 0, p[1].tensor->size * sizeof *p[1].tensor->grad);
+    nd_optimizer *adam = nd_adam_create(ctx, p, 2, NULL);
+    ck_assert_int_eq(nd_optimizer_step(ctx, adam), ND_OK);
+    ck_assert(p[0].tensor->data[0] == 1);
+    nd_optimizer_destroy(adam);
+    nd_optimizer *adamw = nd_adamw_create(ctx, p, 2, NULL);
+    ck_assert(nd_optimizer_lr(adamw) == 1e-3);
+    ck_assert_int_eq(nd_optimizer_step(ctx, adamw), ND_OK);
+    ck_assert_double_eq_tol(p[0].tensor->data[0], 1 - 1e-3 * 1e-2, 1e-7);
+    nd_optimizer_destroy(adamw);
     nd_tensor_destroy(p[0].tensor);
     nd_tensor_destroy(p[1].tensor);
 }
@@ -1197,6 +1201,7 @@ static Suite *nn_suite(void)
     TCase *err = tcase_create("errors"), *opt = tcase_create("optim");
     TCase *all[] = {fwd, bwd, err, opt};
     for (int i = 0; i < 4; i++) {
+        tcase_add_unchecked_fixture(all[i], ref_load, ref_free);
         tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
         tcase_set_timeout(all[i], 600);
     }
@@ -1226,6 +1231,7 @@ static Suite *nn_suite(void)
     tcase_add_loop_test(opt, test_optimizer_steps_match_torch, 0, n_optim);
     tcase_add_loop_test(opt, test_optimizer_state_restores_run, 0, n_optim);
     tcase_add_test(opt, test_optimizer_state_names);
+    tcase_add_test(opt, test_optimizer_null_options_are_the_defaults);
     tcase_add_test(opt, test_clip_grad_norm_matches_torch);
     tcase_add_test(opt, test_lr_schedules_match_torch);
     tcase_add_test(err, test_linear_rejects_wrong_features);
@@ -1239,13 +1245,4 @@ static Suite *nn_suite(void)
     return s;
 }
 
-int main(void)
-{
-    ref_load();
-    SRunner *sr = srunner_create(nn_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    free(ref_text);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(nn_suite)

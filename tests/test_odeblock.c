@@ -10,20 +10,13 @@
 #include <string.h>
 
 #include "gradcheck.h"
-#include "nodal.h"
+#include "test_main.h"
 
-static nd_ctx *ctx;
 static nd_rng rng;
 
-static void setup(void)
+static void rng_setup(void)
 {
-    ctx = nd_ctx_create(0);
     rng = nd_rng_seed(3);
-}
-
-static void teardown(void)
-{
-    nd_ctx_destroy(ctx);
 }
 
 /* Linear(2, 4) -> ODEBlock(MLP [x, t] 5 -> 8 -> 4) -> Linear(4, 1) */
@@ -55,7 +48,7 @@ START_TEST(test_block_in_sequential)
     ck_assert_int_eq(y->shape[0], 6);
     ck_assert_int_eq(y->shape[1], 1);
     nd_module_zero_grad(model);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, y)), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, y), 0), ND_OK);
     for (int i = 0; i < params.n; i++) {
         double g = 0;
         for (size_t k = 0; k < params.items[i].tensor->size; k++)
@@ -65,7 +58,7 @@ START_TEST(test_block_in_sequential)
     const nd_ode_stats *st = nd_odeblock_stats(ctx, model->children[1].module);
     ck_assert_int_gt(st->forward.nfe, 0);
     ck_assert_int_gt(st->backward.nfe, 0);
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(model);
 }
 END_TEST
@@ -106,7 +99,7 @@ START_TEST(test_block_gradients)
         bo->grad = mode == 0 ? ND_GRAD_BACKPROP : ND_GRAD_ADJOINT;
         bo->adjoint.norm = mode == 2 ? ND_NORM_SEMINORM : ND_NORM_RMS;
         nd_module_zero_grad(model);
-        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_module_forward(ctx, model, x))), ND_OK);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_module_forward(ctx, model, x)), 0), ND_OK);
         int k = 0;
         for (int i = 0; i < params.n; i++)
             for (size_t e = 0; e < params.items[i].tensor->size && k < 64; e++)
@@ -117,7 +110,7 @@ START_TEST(test_block_gradients)
             ck_assert_msg(fabs(g[mode][k] - g[0][k]) < 1e-7 * fmax(1, fabs(g[0][k])),
                           "grad %d mode %d: %.12g vs backprop %.12g", k, mode, g[mode][k], g[0][k]);
 #endif
-    nd_param_list_free(&params);
+    nd_param_list_destroy(&params);
     nd_module_destroy(model);
 }
 END_TEST
@@ -172,7 +165,8 @@ Suite *odeblock_suite(void)
           *err = tcase_create("errors");
     TCase *all[3] = {fwd, bwd, err};
     for (int i = 0; i < 3; i++) {
-        tcase_add_checked_fixture(all[i], setup, teardown);
+        tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
+        tcase_add_checked_fixture(all[i], rng_setup, NULL);
         tcase_set_timeout(all[i], 300);
         suite_add_tcase(s, all[i]);
     }
@@ -182,11 +176,4 @@ Suite *odeblock_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(odeblock_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(odeblock_suite)

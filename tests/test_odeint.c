@@ -14,27 +14,7 @@
 #include <string.h>
 
 #include "gradcheck.h"
-#include "nodal.h"
-
-#ifdef ND_REAL_FLOAT
-#define DOUBLE_ONLY() return /* reference counts and tight tolerances are float64 facts */
-#define BY_PRECISION(d, f) (f)
-#else
-#define DOUBLE_ONLY() (void)0
-#define BY_PRECISION(d, f) (d)
-#endif
-
-static nd_ctx *ctx;
-
-static void setup(void)
-{
-    ctx = nd_ctx_create(0);
-}
-
-static void teardown(void)
-{
-    nd_ctx_destroy(ctx);
-}
+#include "test_main.h"
 
 static nd_tensor *vec(int n, const double *v)
 {
@@ -486,10 +466,9 @@ END_TEST
  */
 static cJSON *load_json(const char *name)
 {
-    const char *dir = getenv("REFERENCE_DIR");
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir ? dir : "tests/reference", name);
-    FILE *f = fopen(path, "rb");
+    char rel[256], path[1024];
+    snprintf(rel, sizeof rel, "reference/%s", name);
+    FILE *f = fopen(nd_test_path(path, sizeof path, rel), "rb");
     ck_assert_msg(f, "cannot open %s", path);
     fseek(f, 0, SEEK_END);
     long n = ftell(f);
@@ -585,7 +564,7 @@ static void check_reference(const char *file, nd_ode_fn f, void *data, nd_tensor
         nd_zero_grad(params, n_params);
         nd_tensor *ys = nd_odeint(ctx, f, data, y0, t, params, n_params, &o);
         nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, ys, ys));
-        ck_assert_msg(loss && nd_backward(ctx, loss) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        ck_assert_msg(loss && nd_backward(ctx, loss, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
         stats_into(ys, &st);
 
         ck_assert_int_eq(st.forward.nfe, (long)num(r, "nfe_forward"));
@@ -675,7 +654,7 @@ START_TEST(test_reference_seminorm_counts)
         y0->requires_grad = true;
         nd_ode_options o = opts_for(ND_DOPRI8, 1e-13, 1e-13);
         nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, seminorm_f, &m, y0, t, params, 4, &o));
-        ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
         g_true[0] = y0->grad[0], g_true[1] = y0->grad[1];
         nd_ctx_reset(ctx);
     }
@@ -706,7 +685,7 @@ START_TEST(test_reference_seminorm_counts)
             nd_zero_grad(params, 4);
             nd_tensor *ys = nd_odeint(ctx, seminorm_f, &m, y0, t, params, 4, &o);
             nd_tensor *L = nd_sum(ctx, ys);
-            ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+            ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
             stats_into(ys, &st);
             ck_assert_msg(st.forward.nfe == (long)num(r, "nfe_forward") &&
                               st.forward.accepted == (long)num(r, "accept_forward") &&
@@ -775,7 +754,7 @@ static void grads_of(solve_case *sc, nd_tensor *y0, nd_real *out)
     nd_tensor *y = solve_loss_fn(ctx, in, sc);
     nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
     nd_tensor *g[4];
-    ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, in, 1 + sc->n_params, g, false) == ND_OK, "%s",
+    ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, in, 1 + sc->n_params, g, 0) == ND_OK, "%s",
                   nd_ctx_errmsg(ctx));
     size_t k = 0;
     for (int i = 0; i < 1 + sc->n_params; i++)
@@ -870,7 +849,7 @@ START_TEST(test_gradient_wrt_t)
         nd_tensor *y = nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o);
         nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
         nd_tensor *g[2];
-        ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, (nd_tensor *[]){t, y0}, 2, g, false) == ND_OK,
+        ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, (nd_tensor *[]){t, y0}, 2, g, 0) == ND_OK,
                       "%s", nd_ctx_errmsg(ctx));
         bool prev = nd_ctx_set_grad(ctx, false);
         for (int i = 0; i < 4; i++) {
@@ -960,7 +939,7 @@ START_TEST(test_odeint_composes_with_other_ops)
     nd_tensor *z1r = nd_reshape(ctx, z1, 2, (int[]){3, 2});
     nd_tensor *z2 = nd_slice(ctx, nd_odeint(ctx, linear_f, A, nd_relu(ctx, z1r), t, &A, 1, &o), 0, 1, 1);
     nd_tensor *L = nd_sum(ctx, z2);
-    ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
     bool any = false;
     for (int i = 0; i < 4; i++) any |= w->grad[i] != 0 && A->grad[i] != 0;
     ck_assert(any);
@@ -1005,7 +984,7 @@ START_TEST(test_user_norm_and_block_tolerances)
         o.adjoint.norm_fn = user_seminorm, o.adjoint.norm_data = &probe;
         nd_tensor *ys = nd_odeint(ctx, linear_f, A, y0, t, &A, 1, &o);
         nd_tensor *L = nd_sum(ctx, ys);
-        ck_assert_msg(L && nd_backward(ctx, L) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
         stats_into(ys, &st[k]);
     }
     ck_assert_int_eq(st[1].backward.nfe, st[0].backward.nfe);
@@ -1215,7 +1194,7 @@ START_TEST(test_error_no_double_backward_through_adjoint)
     nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0,
                                          &o));
     nd_tensor *g;
-    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, &y0, 1, &g, true), ND_ERR_GRAPH);
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, &y0, 1, &g, ND_CREATE_GRAPH), ND_ERR_GRAPH);
     ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "create_graph"));
 }
 END_TEST
@@ -1246,7 +1225,7 @@ START_TEST(test_stats_owned_by_the_op)
     ck_assert_int_gt(st->forward.nfe, 0);
     ck_assert_int_eq(st->backward.nfe, 0);
     long nfe_f = st->forward.nfe;
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, ys)), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, ys), 0), ND_OK);
     ck_assert_int_gt(st->backward.nfe, 0);
     ck_assert_int_eq(st->forward.nfe, nfe_f);
     ck_assert(fabs(k->grad[0]) > 0 && fabs(y0->grad[0]) > 0);
@@ -1270,7 +1249,7 @@ static long backward_nfe(const nd_ode_options *o)
     nd_tensor *y0 = nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){2, 0});
     A->requires_grad = y0->requires_grad = true;
     nd_tensor *ys = nd_odeint(ctx, linear_f, A, y0, linspace(0, 5, 6), &A, 1, o);
-    ck_assert_msg(ys && nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, ys, ys))) == ND_OK, "%s",
+    ck_assert_msg(ys && nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, ys, ys)), 0) == ND_OK, "%s",
                   nd_ctx_errmsg(ctx));
     return nd_odeint_stats(ys)->backward.nfe;
 }
@@ -1350,7 +1329,7 @@ START_TEST(test_vjp_inside_f_in_every_mode)
         nd_ctx_set_grad(ctx, prev);
     }
     /* the adjoint differentiates through the trace: d logp(1) / dA = -I */
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_slice(ctx, ys[1], 0, 1, 1))), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_slice(ctx, ys[1], 0, 1, 1)), 0), ND_OK);
     for (int i = 0; i < 4; i++)
         ck_assert_msg(fabs(A->grad[i] - (i % 3 == 0 ? -1 : 0)) < 1e-6, "dA[%d] = %g", i,
                       (double)A->grad[i]);
@@ -1380,7 +1359,7 @@ static nd_tensor *hostile_solve(const nd_ode_options *o, double t1, bool grad)
     y0->requires_grad = grad;
     hostile_calls = 0;
     nd_tensor *ys = nd_odeint(ctx, checked_decay, NULL, y0, vec(2, (double[]){0, t1}), NULL, 0, o);
-    if (ys && grad) nd_backward(ctx, nd_sum(ctx, ys));
+    if (ys && grad) nd_backward(ctx, nd_sum(ctx, ys), 0);
     return ys;
 }
 
@@ -1488,7 +1467,7 @@ START_TEST(test_hostile_shapes_checked_before_f_and_adjoint_named)
     nd_tensor *ys = nd_odeint(ctx, fails_backwards, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0,
                               NULL);
     ck_assert_ptr_nonnull(ys);
-    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, ys)), ND_ERR_CALLBACK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, ys), 0), ND_ERR_CALLBACK);
     ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "adjoint of nd_odeint: f returned -3 at t = "), "%s",
                   nd_ctx_errmsg(ctx));
 }
@@ -1502,7 +1481,7 @@ Suite *odeint_suite(void)
           *api = tcase_create("api"), *hostile = tcase_create("hostile");
     TCase *all[6] = {fwd, bwd, ref, err, api, hostile};
     for (int i = 0; i < 6; i++) {
-        tcase_add_checked_fixture(all[i], setup, teardown);
+        tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
         tcase_set_timeout(all[i], 600);
         suite_add_tcase(s, all[i]);
     }
@@ -1542,11 +1521,4 @@ Suite *odeint_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(odeint_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(odeint_suite)

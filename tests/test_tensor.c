@@ -11,37 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nodal.h"
-
-/* Forward values agree to a few ulps of nd_real, relative to the value's magnitude. */
-#define FWD_TOL (64 * ND_REAL_EPS)
-
-static nd_ctx *ctx;
-
-static void ctx_setup(void)
-{
-    ctx = nd_ctx_create(0);
-    ck_assert_ptr_nonnull(ctx);
-}
-
-static void ctx_teardown(void)
-{
-    nd_ctx_destroy(ctx);
-    ctx = NULL;
-}
+#include "test_main.h"
 
 static bool is_aligned64(const void *p)
 {
     return (uintptr_t)p % 64 == 0;
-}
-
-/* Asserts the op failed with code and a message that contains each of the given strings. */
-static void expect_error(nd_status code, const char *s1, const char *s2)
-{
-    ck_assert_int_eq(nd_ctx_error(ctx), code);
-    const char *msg = nd_ctx_errmsg(ctx);
-    if (s1) ck_assert_msg(strstr(msg, s1), "message \"%s\" lacks \"%s\"", msg, s1);
-    if (s2) ck_assert_msg(strstr(msg, s2), "message \"%s\" lacks \"%s\"", msg, s2);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -151,9 +125,12 @@ START_TEST(test_zeros_full_scalar_and_likes)
     ck_assert_int_eq(s->ndim, 0);
     ck_assert_uint_eq(s->size, 1);
     ck_assert(nd_item(s) == -3);
-    ck_assert_ptr_null(nd_ones_like(ctx, NULL));
-    ck_assert_ptr_null(nd_zeros_like(ctx, NULL));
     ck_assert_int_eq(nd_ctx_error(ctx), ND_OK);
+    ck_assert_ptr_null(nd_ones_like(ctx, NULL));
+    expect_error(ND_ERR_ARG, "nd_ones_like: input x is NULL", NULL);
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_zeros_like(ctx, NULL));
+    expect_error(ND_ERR_ARG, "nd_zeros_like: input x is NULL", NULL);
 }
 END_TEST
 
@@ -457,6 +434,21 @@ START_TEST(test_status_str_out_of_range)
 }
 END_TEST
 
+/* The library's version string is the headers' MAJOR.MINOR.PATCH, and ND_VERSION orders them. */
+START_TEST(test_version_macros_match_library)
+{
+    char want[64];
+    snprintf(want, sizeof want, "%d.%d.%d", ND_VERSION_MAJOR, ND_VERSION_MINOR, ND_VERSION_PATCH);
+    ck_assert_ptr_nonnull(nd_version());
+    ck_assert_str_eq(nd_version(), want);
+    ck_assert_str_eq(ND_VERSION_STRING, want);
+    ck_assert_int_eq(ND_VERSION,
+                     ND_VERSION_MAJOR * 10000 + ND_VERSION_MINOR * 100 + ND_VERSION_PATCH);
+    ck_assert_int_ge(ND_VERSION, ND_VERSION_NUMBER(0, 1, 0));
+    ck_assert_int_lt(ND_VERSION_NUMBER(0, 9, 9), ND_VERSION_NUMBER(1, 0, 0));
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  * forward: random numbers
  */
@@ -603,8 +595,9 @@ START_TEST(test_first_error_is_sticky)
     ck_assert_str_eq(nd_ctx_errmsg(ctx), "");
     ck_assert_int_eq(nd_fail(ctx, ND_ERR_SHAPE, "first: %d", 1), ND_ERR_SHAPE);
     expect_error(ND_ERR_SHAPE, "first: 1", NULL);
-    /* a second error is returned to its caller but does not overwrite the first */
-    ck_assert_int_eq(nd_fail(ctx, ND_ERR_IO, "second"), ND_ERR_IO);
+    /* a second error does not overwrite the first, and nd_fail returns the first (the sticky
+     * status), so `return nd_fail(...)` reports the root cause (contract item 4) */
+    ck_assert_int_eq(nd_fail(ctx, ND_ERR_IO, "second"), ND_ERR_SHAPE);
     ck_assert_ptr_null(nd_fail_null(ctx, ND_ERR_ARG, "third"));
     expect_error(ND_ERR_SHAPE, "first: 1", NULL);
     ck_assert_str_eq(nd_ctx_errmsg(ctx), "first: 1");
@@ -759,6 +752,7 @@ static Suite *tensor_suite(void)
     tcase_add_test(fwd, test_grad_mode_switch);
     tcase_add_loop_test(fwd, test_status_str_for_every_code, 0, ND_STATUS_COUNT);
     tcase_add_test(fwd, test_status_str_out_of_range);
+    tcase_add_test(fwd, test_version_macros_match_library);
     tcase_add_test(fwd, test_rng_matches_reference_xoshiro256ss);
     tcase_add_test(fwd, test_rng_is_deterministic_per_seed);
     tcase_add_test(fwd, test_rng_uniform_in_unit_interval_mean_half);
@@ -780,11 +774,4 @@ static Suite *tensor_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(tensor_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed != 0 ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(tensor_suite)

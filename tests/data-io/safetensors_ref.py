@@ -9,7 +9,7 @@
 #   safetensors_ref.py read FILE   validates FILE and prints every tensor (as torch tensors if
 #                                  torch is installed)
 #   safetensors_ref.py torch-fixture FILE   a seeded torch model's state_dict (python3-torch),
-#                                  and its values as C hex floats for tests/test_nn_io.c
+#                                  and its values as C hex floats for tests/test_io.c
 import json
 import struct
 import sys
@@ -64,7 +64,7 @@ def deserialize(raw):
 
 
 def reference_tensors():
-    """The values tests/test_nn_io.c expects; all exact in float and double."""
+    """The values tests/test_io.c expects; all exact in float and double."""
     return {
         "weight": ("F64", [2, 3], [0.25 * k - 1.0 for k in range(6)]),
         "bias": ("F64", [3], [0.5, -1.25, 2.0]),

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * nn/idx.c: the IDX reader (MNIST, Fashion-MNIST, ...). zlib's gzread reads plain and gzip files
+ * io/idx.c: the IDX reader (MNIST, Fashion-MNIST, ...). zlib's gzread reads plain and gzip files
  * alike. The header is checked before any large allocation, and the data buffer grows only as
  * bytes actually arrive, so a file that claims huge dims but is short fails cheaply.
  */
@@ -11,7 +11,7 @@
 
 #include <zlib.h>
 
-#include "nn/idx_internal.h"
+#include "io/idx_internal.h"
 
 #define IDX_FIRST_CHUNK ((size_t)1 << 20)
 
@@ -202,7 +202,7 @@ nd_status nd_idx_read(nd_ctx *ctx, const char *path, int ndim_expected, nd_idx *
     return nd_idx_read_as(ctx, "nd_idx_read", path, ndim_expected, out);
 }
 
-void nd_idx_free(nd_idx *idx)
+void nd_idx_destroy(nd_idx *idx)
 {
     if (!idx) return;
     free(idx->data);

@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * tests/test_nn_io.c: nn/io.h. Checkpoint round trips, every way a safetensors file can be broken
+ * tests/test_io.c: io/io.h. Checkpoint round trips, every way a safetensors file can be broken
  * (each must fail with a message naming the file and the tensor, and leave the targets untouched),
  * atomic writes, interop fixtures from an independent writer, and the IDX reader and batching on
- * fixtures generated here (plain and gzip) plus the real MNIST files when ../shared is present.
+ * fixtures generated here (plain and gzip) plus the repository's real MNIST digits (data/).
  */
 #include <check.h>
 #include <dirent.h>
@@ -16,9 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "nodal.h"
+#include "test_main.h"
 
-static nd_ctx *ctx;
 static char dir[64]; /* a fresh temporary directory per test */
 
 /* ---------------------------------------------------------------------------------------------
@@ -47,8 +46,6 @@ static void rm_tree(const char *path)
 
 static void setup(void)
 {
-    ctx = nd_ctx_create(0);
-    ck_assert_ptr_nonnull(ctx);
     strcpy(dir, "/tmp/nd_test_io_XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(dir));
 }
@@ -56,7 +53,6 @@ static void setup(void)
 static void teardown(void)
 {
     rm_tree(dir);
-    nd_ctx_destroy(ctx);
 }
 
 /* dir/name in a rotating static buffer (a few live at once) */
@@ -146,21 +142,37 @@ static void write_st(const char *path, const char *header, size_t data_len)
     free(b);
 }
 
-/* Where tests/data-io lives: beside $REFERENCE_DIR (tests/reference), or relative to the cwd. */
+/* tests/data-io/name, or NULL when it cannot be read. */
 static const char *data_io_path(const char *name)
 {
     static char buf[1024];
-    const char *ref = getenv("REFERENCE_DIR");
-    const char *cands[] = {"tests/data-io", "../tests/data-io", "../../tests/data-io"};
-    if (ref) {
-        snprintf(buf, sizeof buf, "%s/../data-io/%s", ref, name);
-        if (access(buf, R_OK) == 0) return buf;
+    char rel[256];
+    snprintf(rel, sizeof rel, "data-io/%s", name);
+    return access(nd_test_path(buf, sizeof buf, rel), R_OK) == 0 ? buf : NULL;
+}
+
+/* nd_checkpoint_read + nd_checkpoint_load, for a load that reports how many tensors it found */
+static nd_status load_counted(nd_ctx *c, const char *path, const nd_param *p, int n,
+                              const nd_load_options *o, int *n_loaded)
+{
+    nd_checkpoint *ck = NULL;
+    nd_status st = nd_checkpoint_read(c, path, &ck);
+    if (!st) st = nd_checkpoint_load(c, ck, p, n, o, n_loaded);
+    nd_checkpoint_destroy(ck);
+    return st;
+}
+
+/* The next batch's count, or -1 on error (when nd_loader_next must also have set the count to 0) */
+static int next_batch(nd_loader *ld, nd_tensor *x, nd_tensor *y, int *labels)
+{
+    int count = -7;
+    nd_status st = nd_loader_next(ctx, ld, x, y, labels, &count);
+    if (st != ND_OK) {
+        ck_assert_int_eq(count, 0);
+        ck_assert_int_eq(st, nd_ctx_error(ctx));
+        return -1;
     }
-    for (size_t i = 0; i < sizeof cands / sizeof cands[0]; i++) {
-        snprintf(buf, sizeof buf, "%s/%s", cands[i], name);
-        if (access(buf, R_OK) == 0) return buf;
-    }
-    return NULL;
+    return count;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -171,11 +183,11 @@ START_TEST(test_save_load_round_trip_with_names_and_scalar)
     nd_tensor *w = make(2, (int[]){4, 2}, -1), *b = make(1, (int[]){4}, 3), *s = make(0, NULL, 7.5);
     nd_param params[] = {{"0.weight", w}, {"0.bias", b}, {"scale", s}};
     const char *path = in_dir("model.safetensors");
-    ck_assert_int_eq(nd_save(ctx, path, params, 3), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, params, 3, NULL), ND_OK);
 
     nd_tensor *w2 = make(2, (int[]){4, 2}, 0), *b2 = make(1, (int[]){4}, 0), *s2 = make(0, NULL, 0);
     nd_param loaded[] = {{"scale", s2}, {"0.weight", w2}, {"0.bias", b2}}; /* any order */
-    ck_assert_int_eq(nd_load(ctx, path, loaded, 3), ND_OK);
+    ck_assert_int_eq(nd_load(ctx, path, loaded, 3, NULL), ND_OK);
     ck_assert(same_data(w, w2) && same_data(b, b2) && same_data(s, s2));
     ck_assert(nd_item(s2) == (nd_real)7.5);
     ck_assert_int_eq(count_temp_files(dir), 0);
@@ -189,9 +201,9 @@ START_TEST(test_save_writes_sorted_padded_header)
     nd_tensor *a = make(1, (int[]){2}, 1), *z = make(2, (int[]){1, 3}, 2);
     nd_param params[] = {{"z", z}, {"a", a}};
     const char *path = in_dir("h.safetensors");
-    nd_save_opts o = ND_SAVE_DEFAULT;
+    nd_save_options o = ND_SAVE_DEFAULT;
     o.dtype = ND_DTYPE_F64;
-    ck_assert_int_eq(nd_save_ex(ctx, path, params, 2, &o), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, params, 2, &o), ND_OK);
     size_t len;
     uint8_t *buf = read_bytes(path, &len);
     uint64_t h = 0;
@@ -231,11 +243,11 @@ START_TEST(test_save_load_many_tensors_model_and_optimizer_state)
         pd[N - 1 - i] = (nd_param){names[i], dst[i]};
     }
     const char *path = in_dir("many.safetensors");
-    ck_assert_int_eq(nd_save(ctx, path, ps, N), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, ps, N, NULL), ND_OK);
     int n_loaded = -1;
-    nd_load_opts lo = ND_LOAD_DEFAULT;
+    nd_load_options lo = ND_LOAD_DEFAULT;
     lo.reject_unused = true;
-    ck_assert_int_eq(nd_load_ex(ctx, path, pd, N, &lo, &n_loaded), ND_OK);
+    ck_assert_int_eq(load_counted(ctx, path, pd, N, &lo, &n_loaded), ND_OK);
     ck_assert_int_eq(n_loaded, N);
     for (int i = 0; i < N; i++) ck_assert(same_data(src[i], dst[i]));
     for (int i = 0; i < N; i++) nd_tensor_destroy(src[i]), nd_tensor_destroy(dst[i]);
@@ -247,15 +259,15 @@ START_TEST(test_save_f32_and_f64_load_into_either)
     nd_tensor *w = make(2, (int[]){3, 3}, 0.1);
     nd_tensor *w2 = make(2, (int[]){3, 3}, 0);
     nd_param p[] = {{"w", w}}, p2[] = {{"w", w2}};
-    nd_save_opts o = ND_SAVE_DEFAULT;
+    nd_save_options o = ND_SAVE_DEFAULT;
     o.dtype = ND_DTYPE_F32;
-    ck_assert_int_eq(nd_save_ex(ctx, in_dir("f32.safetensors"), p, 1, &o), ND_OK);
-    ck_assert_int_eq(nd_load(ctx, in_dir("f32.safetensors"), p2, 1), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, in_dir("f32.safetensors"), p, 1, &o), ND_OK);
+    ck_assert_int_eq(nd_load(ctx, in_dir("f32.safetensors"), p2, 1, NULL), ND_OK);
     for (size_t i = 0; i < w->size; i++) ck_assert(w2->data[i] == (nd_real)(float)w->data[i]);
     o.dtype = ND_DTYPE_F64;
     fill(w2, 0);
-    ck_assert_int_eq(nd_save_ex(ctx, in_dir("f64.safetensors"), p, 1, &o), ND_OK);
-    ck_assert_int_eq(nd_load(ctx, in_dir("f64.safetensors"), p2, 1), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, in_dir("f64.safetensors"), p, 1, &o), ND_OK);
+    ck_assert_int_eq(nd_load(ctx, in_dir("f64.safetensors"), p2, 1, NULL), ND_OK);
     ck_assert(same_data(w, w2));
     nd_tensor_destroy(w);
     nd_tensor_destroy(w2);
@@ -267,20 +279,32 @@ START_TEST(test_metadata_round_trip)
     nd_tensor *w = make(1, (int[]){2}, 0);
     nd_param p[] = {{"w", w}};
     nd_meta meta[] = {{"format", "pt"}, {"epoch", "12"}, {"note", "caf\xc3\xa9 \"quoted\""}};
-    nd_save_opts o = ND_SAVE_DEFAULT;
+    nd_save_options o = ND_SAVE_DEFAULT;
     o.meta = meta, o.n_meta = 3;
     const char *path = in_dir("meta.safetensors");
-    ck_assert_int_eq(nd_save_ex(ctx, path, p, 1, &o), ND_OK);
-    char buf[64];
-    ck_assert_int_eq(nd_load_meta(ctx, path, "epoch", buf, sizeof buf), ND_OK);
-    ck_assert_str_eq(buf, "12");
-    ck_assert_int_eq(nd_load_meta(ctx, path, "note", buf, sizeof buf), ND_OK);
-    ck_assert_str_eq(buf, "caf\xc3\xa9 \"quoted\"");
-    ck_assert_int_eq(nd_load_meta(ctx, path, "absent", buf, sizeof buf), ND_ERR_FORMAT);
-    ck_assert_msg_has("absent");
+    ck_assert_int_eq(nd_save(ctx, path, p, 1, &o), ND_OK);
+    nd_checkpoint *ck = NULL;
+    ck_assert_int_eq(nd_checkpoint_read(ctx, path, &ck), ND_OK);
+    ck_assert_str_eq(nd_checkpoint_meta(ck, "epoch"), "12");
+    ck_assert_str_eq(nd_checkpoint_meta(ck, "note"), "caf\xc3\xa9 \"quoted\"");
+    ck_assert_ptr_null(nd_checkpoint_meta(ck, "absent"));
+    int n_meta = 0;
+    const nd_meta *all = nd_checkpoint_meta_list(ck, &n_meta);
+    ck_assert_int_eq(n_meta, 3);
+    for (int i = 0; i < 3; i++) ck_assert_str_eq(nd_checkpoint_meta(ck, all[i].key), all[i].value);
+    long epoch = 0;
+    ck_assert_int_eq(nd_checkpoint_meta_long(ctx, ck, "epoch", &epoch), ND_OK);
+    ck_assert_int_eq(epoch, 12);
+    ck_assert_int_eq(nd_checkpoint_meta_long(ctx, ck, "absent", &epoch), ND_ERR_FORMAT);
+    ck_assert_msg_has("no metadata key \"absent\"");
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_load_meta(ctx, path, "note", buf, 4), ND_ERR_ARG);
-    ck_assert_int_eq(nd_load(ctx, path, p, 1), ND_OK); /* metadata does not disturb loading */
+    double d = 7;
+    ck_assert_int_eq(nd_checkpoint_meta_double(ctx, ck, "note", &d), ND_ERR_FORMAT);
+    ck_assert_msg_has("not a finite number");
+    ck_assert(d == 7); /* untouched */
+    nd_ctx_clear_error(ctx);
+    nd_checkpoint_destroy(ck);
+    ck_assert_int_eq(nd_load(ctx, path, p, 1, NULL), ND_OK); /* metadata does not disturb loading */
     nd_tensor_destroy(w);
 }
 END_TEST
@@ -290,30 +314,214 @@ START_TEST(test_load_non_strict_allows_missing_and_strict_rejects_unused)
     nd_tensor *a = make(1, (int[]){2}, 1), *b = make(1, (int[]){3}, 2);
     nd_param saved[] = {{"a", a}, {"b", b}};
     const char *path = in_dir("ab.safetensors");
-    ck_assert_int_eq(nd_save(ctx, path, saved, 2), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, saved, 2, NULL), ND_OK);
 
     nd_tensor *a2 = make(1, (int[]){2}, 0), *c2 = make(1, (int[]){4}, 0);
     fill(a2, 42), fill(c2, 42);
     nd_param want[] = {{"a", a2}, {"c", c2}};
-    ck_assert_int_eq(nd_load(ctx, path, want, 2), ND_ERR_FORMAT); /* strict: "c" is missing */
+    ck_assert_int_eq(nd_load(ctx, path, want, 2, NULL), ND_ERR_FORMAT); /* strict: "c" is missing */
     ck_assert_msg_has("\"c\"");
     ck_assert_msg_has(path);
     ck_assert(all_equal(a2, 42) && all_equal(c2, 42));
     nd_ctx_clear_error(ctx);
 
-    nd_load_opts lo = {.strict = false};
+    nd_load_options lo = {.strict = false};
     int n_loaded = -1;
-    ck_assert_int_eq(nd_load_ex(ctx, path, want, 2, &lo, &n_loaded), ND_OK);
+    ck_assert_int_eq(load_counted(ctx, path, want, 2, &lo, &n_loaded), ND_OK);
     ck_assert_int_eq(n_loaded, 1);
     ck_assert(same_data(a, a2) && all_equal(c2, 42));
 
-    lo = (nd_load_opts){.strict = true, .reject_unused = true};
+    lo = (nd_load_options){.strict = true, .reject_unused = true};
     fill(a2, 42);
-    ck_assert_int_eq(nd_load_ex(ctx, path, want, 1, &lo, NULL), ND_ERR_FORMAT); /* "b" unused */
+    ck_assert_int_eq(nd_load(ctx, path, want, 1, &lo), ND_ERR_FORMAT); /* "b" unused */
     ck_assert_msg_has("\"b\"");
     ck_assert(all_equal(a2, 42));
     nd_tensor *all[] = {a, b, a2, c2};
     for (int i = 0; i < 4; i++) nd_tensor_destroy(all[i]);
+}
+END_TEST
+
+/* Issue 9: a resume reads and parses the checkpoint once. nd_checkpoint_read takes the only path;
+ * the tensors and the metadata then come from the nd_checkpoint, which still works after the file
+ * is removed and after another file takes its name (so nothing is read again). */
+START_TEST(test_checkpoint_read_once_serves_tensors_and_metadata)
+{
+    nd_tensor *w = make(2, (int[]){2, 3}, 1), *b = make(1, (int[]){3}, 2);
+    nd_param saved[] = {{"w", w}, {"b", b}};
+    nd_meta meta[] = {{"epochs", "3"}, {"pixel_mean", "0.1307"}, {"pixel_std", "0.3081"}};
+    const char *path = in_dir("resume.safetensors");
+    ck_assert_int_eq(nd_save(ctx, path, saved, 2, &(nd_save_options){.meta = meta, .n_meta = 3}),
+                     ND_OK);
+    nd_checkpoint *ck = NULL;
+    ck_assert_int_eq(nd_checkpoint_read(ctx, path, &ck), ND_OK);
+    ck_assert_ptr_nonnull(ck);
+    ck_assert_int_eq(unlink(path), 0);
+    nd_param other[] = {{"other", b}};
+    ck_assert_int_eq(nd_save(ctx, path, other, 1, NULL), ND_OK); /* a different file, same name */
+
+    nd_tensor *w2 = make(2, (int[]){2, 3}, 0), *b2 = make(1, (int[]){3}, 0);
+    nd_param into[] = {{"w", w2}, {"b", b2}};
+    int n_loaded = -1;
+    ck_assert_int_eq(nd_checkpoint_load(ctx, ck, into, 2, NULL, &n_loaded), ND_OK);
+    ck_assert_int_eq(n_loaded, 2);
+    ck_assert(same_data(w, w2) && same_data(b, b2));
+    long epochs = 0;
+    double mean = 0, std = 0;
+    ck_assert_int_eq(nd_checkpoint_meta_long(ctx, ck, "epochs", &epochs), ND_OK);
+    ck_assert_int_eq(nd_checkpoint_meta_double(ctx, ck, "pixel_mean", &mean), ND_OK);
+    ck_assert_int_eq(nd_checkpoint_meta_double(ctx, ck, "pixel_std", &std), ND_OK);
+    ck_assert(epochs == 3 && mean == 0.1307 && std == 0.3081);
+    /* the checkpoint is unchanged by a load: again, into a subset, strictly rejecting the rest */
+    fill(w2, 0);
+    ck_assert_int_eq(nd_checkpoint_load(ctx, ck, into, 1, NULL, NULL), ND_OK);
+    ck_assert(same_data(w, w2));
+    ck_assert_int_eq(
+        nd_checkpoint_load(ctx, ck, into, 1, &(nd_load_options){.reject_unused = true}, NULL),
+        ND_ERR_FORMAT);
+    ck_assert_msg_has("nd_checkpoint_load: ");
+    ck_assert_msg_has("\"b\" is in the file but not in the list");
+    nd_checkpoint_destroy(ck);
+    nd_checkpoint_destroy(NULL);
+
+    /* a bad file fails at the read, with *out NULL; NULLs are argument errors */
+    nd_ctx_clear_error(ctx);
+    write_bytes(path, "\x02\0\0\0\0\0\0\0{x", 10);
+    ck = (nd_checkpoint *)1;
+    ck_assert_int_eq(nd_checkpoint_read(ctx, path, &ck), ND_ERR_FORMAT);
+    ck_assert_ptr_null(ck);
+    ck_assert_msg_has("nd_checkpoint_read: ");
+    nd_ctx_clear_error(ctx);
+    ck_assert_int_eq(nd_checkpoint_read(ctx, NULL, &ck), ND_ERR_ARG);
+    nd_ctx_clear_error(ctx);
+    ck_assert_int_eq(nd_checkpoint_load(ctx, NULL, into, 2, NULL, &n_loaded), ND_ERR_ARG);
+    ck_assert_int_eq(n_loaded, 0);
+    ck_assert_ptr_null(nd_checkpoint_meta(NULL, "epochs"));
+    nd_tensor *all[] = {w, b, w2, b2};
+    for (int i = 0; i < 4; i++) nd_tensor_destroy(all[i]);
+}
+END_TEST
+
+/* nd_checkpoint_parse copies the caller's bytes: the buffer can go at once */
+START_TEST(test_checkpoint_parse_from_memory)
+{
+    nd_tensor *w = make(2, (int[]){2, 2}, 3), *w2 = make(2, (int[]){2, 2}, 0);
+    nd_param p[] = {{"w", w}}, q[] = {{"w", w2}};
+    const char *path = in_dir("mem.safetensors");
+    ck_assert_int_eq(nd_save(ctx, path, p, 1, NULL), ND_OK);
+    size_t len = 0;
+    uint8_t *bytes = read_bytes(path, &len);
+    ck_assert_ptr_nonnull(bytes);
+    nd_checkpoint *ck = NULL;
+    ck_assert_int_eq(nd_checkpoint_parse(ctx, "mem", bytes, len, &ck), ND_OK);
+    memset(bytes, 0xff, len);
+    free(bytes);
+    ck_assert_int_eq(nd_checkpoint_load(ctx, ck, q, 1, NULL, NULL), ND_OK);
+    ck_assert(same_data(w, w2));
+    int n_meta = -1;
+    ck_assert_ptr_null(nd_checkpoint_meta_list(ck, &n_meta));
+    ck_assert_int_eq(n_meta, 0);
+    nd_checkpoint_destroy(ck);
+    ck_assert_int_eq(nd_checkpoint_parse(ctx, "short", "abc", 3, &ck), ND_ERR_FORMAT);
+    ck_assert_ptr_null(ck);
+    ck_assert_msg_has("nd_checkpoint_parse: short: file is 3 bytes");
+    nd_tensor_destroy(w);
+    nd_tensor_destroy(w2);
+}
+END_TEST
+
+/* Issue 15 item 2: a NaN or infinity in a checkpoint is ND_ERR_NONFINITE naming the tensor and the
+ * element, with every target untouched, unless the caller opts in with .allow_nonfinite. Both
+ * on-disk dtypes, through nd_load and nd_checkpoint_load. */
+START_TEST(test_load_rejects_nonfinite_unless_allowed)
+{
+    const nd_dtype dtypes[] = {ND_DTYPE_F64, ND_DTYPE_F32};
+    const nd_real bad[] = {(nd_real)NAN, (nd_real)INFINITY, (nd_real)-INFINITY};
+    for (int k = 0; k < 2; k++) {
+        for (int v = 0; v < 3; v++) {
+            nd_ctx_clear_error(ctx);
+            nd_tensor *a = make(1, (int[]){2}, 1), *w = make(2, (int[]){2, 3}, 2);
+            w->data[5] = bad[v]; /* element 5 = [1, 2] */
+            nd_param saved[] = {{"a", a}, {"w", w}};
+            const char *path = in_dir("nonfinite.safetensors");
+            ck_assert_int_eq(nd_save(ctx, path, saved, 2, &(nd_save_options){.dtype = dtypes[k]}),
+                             ND_OK);
+            nd_tensor *a2 = make(1, (int[]){2}, 0), *w2 = make(2, (int[]){2, 3}, 0);
+            fill(a2, 42), fill(w2, 42);
+            nd_param into[] = {{"a", a2}, {"w", w2}};
+            ck_assert_int_eq(nd_load(ctx, path, into, 2, NULL), ND_ERR_NONFINITE);
+            ck_assert_msg_has("nd_load: ");
+            ck_assert_msg_has(path);
+            ck_assert_msg_has("tensor \"w\" has a non-finite value");
+            ck_assert_msg_has("at element 5 [1, 2]");
+            ck_assert_msg_has(v == 0 ? "nan" : "inf");
+            ck_assert(all_equal(a2, 42) && all_equal(w2, 42)); /* "a" came first: untouched too */
+            nd_ctx_clear_error(ctx);
+
+            nd_checkpoint *ck = NULL;
+            ck_assert_int_eq(nd_checkpoint_read(ctx, path, &ck), ND_OK); /* the file is valid */
+            ck_assert_int_eq(nd_checkpoint_load(ctx, ck, into, 2, NULL, NULL), ND_ERR_NONFINITE);
+            ck_assert(all_equal(a2, 42) && all_equal(w2, 42));
+            nd_ctx_clear_error(ctx);
+            /* a lenient load that does not ask for "w" is fine; the opt-in loads the value */
+            ck_assert_int_eq(nd_checkpoint_load(ctx, ck, into, 1, NULL, NULL), ND_OK);
+            ck_assert(same_data(a, a2));
+            nd_load_options allow = {.strict = true, .allow_nonfinite = true};
+            ck_assert_int_eq(nd_checkpoint_load(ctx, ck, into, 2, &allow, NULL), ND_OK);
+            ck_assert(v == 0 ? isnan(w2->data[5]) : w2->data[5] == bad[v]);
+            for (int i = 0; i < 5; i++) ck_assert(w2->data[i] == w->data[i]);
+            nd_checkpoint_destroy(ck);
+            fill(w2, 42);
+            ck_assert_int_eq(nd_load(ctx, path, into, 2, &allow), ND_OK);
+            ck_assert(v == 0 ? isnan(w2->data[5]) : w2->data[5] == bad[v]);
+            nd_tensor *all[] = {a, w, a2, w2};
+            for (int i = 0; i < 4; i++) nd_tensor_destroy(all[i]);
+        }
+    }
+}
+END_TEST
+
+/* Item 5: strict number parsing (metadata, flags): the whole string, finite, in range */
+START_TEST(test_parse_numbers_strictly)
+{
+    static const struct {
+        const char *s;
+        bool ok;
+        double want;
+    } dcases[] = {
+        {"0", true, 0},        {"-2.5", true, -2.5}, {"1e-3", true, 1e-3}, {"+7", true, 7},
+        {".5", true, 0.5},     {"0x1p3", true, 8},   {"", false, 0},       {" 1", false, 0},
+        {"1 ", false, 0},      {"abc", false, 0},    {"1.5x", false, 0},   {"nan", false, 0},
+        {"-nan", false, 0},    {"inf", false, 0},    {"-inf", false, 0},   {"1e999", false, 0},
+        {"-1e999", false, 0},  {"1e-400", false, 0}, {"--1", false, 0},    {"1,5", false, 0},
+    };
+    for (size_t i = 0; i < sizeof dcases / sizeof dcases[0]; i++) {
+        double d = 12345;
+        ck_assert_msg(nd_parse_double(dcases[i].s, &d) == dcases[i].ok, "\"%s\"", dcases[i].s);
+        ck_assert_msg(d == (dcases[i].ok ? dcases[i].want : 12345), "\"%s\" -> %g", dcases[i].s, d);
+    }
+    static const struct {
+        const char *s;
+        bool ok;
+        long want;
+    } lcases[] = {
+        {"0", true, 0},       {"42", true, 42},  {"-7", true, -7},         {"+3", true, 3},
+        {"", false, 0},       {"abc", false, 0}, {"1.5", false, 0},        {"1e3", false, 0},
+        {" 1", false, 0},     {"1 ", false, 0},  {"0x10", false, 0},       {".5", false, 0},
+        {"99999999999999999999", false, 0},      {"-99999999999999999999", false, 0},
+    };
+    for (size_t i = 0; i < sizeof lcases / sizeof lcases[0]; i++) {
+        long l = 12345;
+        ck_assert_msg(nd_parse_long(lcases[i].s, &l) == lcases[i].ok, "\"%s\"", lcases[i].s);
+        ck_assert_msg(l == (lcases[i].ok ? lcases[i].want : 12345), "\"%s\" -> %ld", lcases[i].s, l);
+    }
+    int n = 5;
+    ck_assert(nd_parse_int("2147483647", &n) && n == 2147483647);
+    ck_assert(nd_parse_int("-2147483648", &n) && n == -2147483647 - 1);
+    n = 5;
+    ck_assert(!nd_parse_int("4294967297", &n) && n == 5); /* --epochs 4294967297 is not 1 */
+    ck_assert(!nd_parse_int("2147483648", &n) && n == 5);
+    ck_assert(!nd_parse_int("abc", &n) && n == 5);
+    ck_assert(!nd_parse_double(NULL, &(double){0}) && !nd_parse_long("1", NULL));
 }
 END_TEST
 
@@ -322,25 +530,25 @@ START_TEST(test_save_rejects_bad_lists)
     nd_tensor *a = make(1, (int[]){2}, 1);
     const char *path = in_dir("bad.safetensors");
     nd_param dup[] = {{"a", a}, {"a", a}};
-    ck_assert_int_eq(nd_save(ctx, path, dup, 2), ND_ERR_ARG);
+    ck_assert_int_eq(nd_save(ctx, path, dup, 2, NULL), ND_ERR_ARG);
     ck_assert_msg_has("\"a\" appears twice");
     nd_ctx_clear_error(ctx);
     nd_param noname[] = {{NULL, a}};
-    ck_assert_int_eq(nd_save(ctx, path, noname, 1), ND_ERR_ARG);
+    ck_assert_int_eq(nd_save(ctx, path, noname, 1, NULL), ND_ERR_ARG);
     nd_ctx_clear_error(ctx);
     nd_param reserved[] = {{"__metadata__", a}};
-    ck_assert_int_eq(nd_save(ctx, path, reserved, 1), ND_ERR_ARG);
+    ck_assert_int_eq(nd_save(ctx, path, reserved, 1, NULL), ND_ERR_ARG);
     nd_ctx_clear_error(ctx);
     nd_param notutf8[] = {{"bad\xff", a}};
-    ck_assert_int_eq(nd_save(ctx, path, notutf8, 1), ND_ERR_ARG);
+    ck_assert_int_eq(nd_save(ctx, path, notutf8, 1, NULL), ND_ERR_ARG);
     nd_ctx_clear_error(ctx);
     nd_param notensor[] = {{"x", NULL}};
-    ck_assert_int_eq(nd_save(ctx, path, notensor, 1), ND_ERR_ARG);
+    ck_assert_int_eq(nd_save(ctx, path, notensor, 1, NULL), ND_ERR_ARG);
     ck_assert_int_eq(access(path, F_OK), -1); /* nothing written */
     ck_assert_int_eq(count_temp_files(dir), 0);
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_save(ctx, path, NULL, 0), ND_OK); /* an empty checkpoint is valid */
-    ck_assert_int_eq(nd_load(ctx, path, NULL, 0), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, NULL, 0, NULL), ND_OK); /* an empty checkpoint is valid */
+    ck_assert_int_eq(nd_load(ctx, path, NULL, 0, NULL), ND_OK);
     nd_tensor_destroy(a);
 }
 END_TEST
@@ -435,7 +643,7 @@ START_TEST(test_load_rejects_corrupt_header)
     nd_tensor *a = make(1, (int[]){2}, 0), *b = make(2, (int[]){2, 2}, 0);
     fill(a, 42), fill(b, 42);
     nd_param p[] = {{"a", a}, {"b", b}};
-    nd_status st = nd_load(ctx, path, p, 2);
+    nd_status st = nd_load(ctx, path, p, 2, NULL);
     ck_assert_msg(st == c->code, "%s: status %s, expected %s (%s)", c->what, nd_status_str(st),
                   nd_status_str(c->code), nd_ctx_errmsg(ctx));
     ck_assert_msg(strncmp(nd_ctx_errmsg(ctx), "nd_load: ", 9) == 0, "%s", nd_ctx_errmsg(ctx));
@@ -458,8 +666,8 @@ START_TEST(test_load_shape_mismatch_message)
     fill(w2, 42);
     nd_param p[] = {{"0.weight", w}}, p2[] = {{"0.weight", w2}};
     const char *path = in_dir("model.safetensors");
-    ck_assert_int_eq(nd_save(ctx, path, p, 1), ND_OK);
-    ck_assert_int_eq(nd_load(ctx, path, p2, 1), ND_ERR_SHAPE);
+    ck_assert_int_eq(nd_save(ctx, path, p, 1, NULL), ND_OK);
+    ck_assert_int_eq(nd_load(ctx, path, p2, 1, NULL), ND_ERR_SHAPE);
     char want[600];
     snprintf(want, sizeof want,
              "nd_load: %s: tensor \"0.weight\" has shape (4, 3), expected (4, 2)", path);
@@ -491,17 +699,17 @@ START_TEST(test_load_rejects_bad_header_length_and_short_files)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_bytes(path, cases[i].bytes, cases[i].len);
         nd_ctx_clear_error(ctx);
-        ck_assert_int_eq(nd_load(ctx, path, p, 1), ND_ERR_FORMAT);
+        ck_assert_int_eq(nd_load(ctx, path, p, 1, NULL), ND_ERR_FORMAT);
         ck_assert_msg_has(path);
         ck_assert_msg_has(cases[i].needle);
         ck_assert(all_equal(a, 42));
     }
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_load(ctx, in_dir("absent.safetensors"), p, 1), ND_ERR_IO);
+    ck_assert_int_eq(nd_load(ctx, in_dir("absent.safetensors"), p, 1, NULL), ND_ERR_IO);
     ck_assert_msg_has("absent.safetensors");
     ck_assert_msg_has("No such file");
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_load(ctx, dir, p, 1), ND_ERR_IO); /* a directory */
+    ck_assert_int_eq(nd_load(ctx, dir, p, 1, NULL), ND_ERR_IO); /* a directory */
     ck_assert(all_equal(a, 42));
     nd_tensor_destroy(a);
 }
@@ -513,7 +721,7 @@ START_TEST(test_load_every_truncation_fails_cleanly)
     nd_tensor *a = make(1, (int[]){3}, 1), *s = make(0, NULL, 2);
     nd_param p[] = {{"a", a}, {"s", s}};
     const char *path = in_dir("full.safetensors"), *cut = in_dir("cut.safetensors");
-    ck_assert_int_eq(nd_save(ctx, path, p, 2), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, p, 2, NULL), ND_OK);
     size_t len;
     uint8_t *buf = read_bytes(path, &len);
     nd_tensor *a2 = make(1, (int[]){3}, 0), *s2 = make(0, NULL, 0);
@@ -522,7 +730,7 @@ START_TEST(test_load_every_truncation_fails_cleanly)
         write_bytes(cut, buf, n);
         fill(a2, 42), fill(s2, 42);
         nd_ctx_clear_error(ctx);
-        nd_status st = nd_load(ctx, cut, p2, 2);
+        nd_status st = nd_load(ctx, cut, p2, 2, NULL);
         ck_assert_msg(st == ND_ERR_FORMAT, "prefix %zu of %zu: %s", n, len, nd_status_str(st));
         ck_assert_msg_has(cut);
         ck_assert(all_equal(a2, 42) && all_equal(s2, 42));
@@ -541,7 +749,7 @@ START_TEST(test_save_into_missing_directory_fails_cleanly)
     nd_tensor *a = make(1, (int[]){2}, 0);
     nd_param p[] = {{"a", a}};
     const char *path = in_dir("no/such/dir/model.safetensors");
-    ck_assert_int_eq(nd_save(ctx, path, p, 1), ND_ERR_IO);
+    ck_assert_int_eq(nd_save(ctx, path, p, 1, NULL), ND_ERR_IO);
     ck_assert_msg_has("nd_save: ");
     ck_assert_msg_has(path);
     ck_assert_int_eq(count_temp_files(dir), 0);
@@ -562,7 +770,7 @@ START_TEST(test_save_into_read_only_directory_fails_cleanly)
     ck_assert_int_eq(mkdir(ro, 0555), 0);
     char path[600];
     snprintf(path, sizeof path, "%s/model.safetensors", ro);
-    ck_assert_int_eq(nd_save(ctx, path, p, 1), ND_ERR_IO);
+    ck_assert_int_eq(nd_save(ctx, path, p, 1, NULL), ND_ERR_IO);
     ck_assert_msg_has(path);
     ck_assert_int_eq(count_temp_files(ro), 0);
     nd_tensor_destroy(a);
@@ -576,7 +784,7 @@ START_TEST(test_failed_save_leaves_existing_file_untouched)
     nd_tensor *small = make(1, (int[]){4}, 1), *big = make(2, (int[]){256, 256}, 2);
     nd_param ps[] = {{"w", small}}, pb[] = {{"w", big}};
     const char *path = in_dir("keep.safetensors");
-    ck_assert_int_eq(nd_save(ctx, path, ps, 1), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, ps, 1, NULL), ND_OK);
     size_t len0, len1;
     uint8_t *before = read_bytes(path, &len0);
 
@@ -586,7 +794,7 @@ START_TEST(test_failed_save_leaves_existing_file_untouched)
     lim.rlim_cur = 4096;
     void (*old_handler)(int) = signal(SIGXFSZ, SIG_IGN);
     ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
-    nd_status st = nd_save(ctx, path, pb, 1);
+    nd_status st = nd_save(ctx, path, pb, 1, NULL);
     setrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, old_handler);
 
@@ -602,10 +810,10 @@ START_TEST(test_failed_save_leaves_existing_file_untouched)
 
     /* and a successful save replaces it */
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_save(ctx, path, pb, 1), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, path, pb, 1, NULL), ND_OK);
     nd_tensor *back = make(2, (int[]){256, 256}, 0);
     nd_param pr[] = {{"w", back}};
-    ck_assert_int_eq(nd_load(ctx, path, pr, 1), ND_OK);
+    ck_assert_int_eq(nd_load(ctx, path, pr, 1, NULL), ND_OK);
     ck_assert(same_data(big, back));
     nd_tensor_destroy(small);
     nd_tensor_destroy(big);
@@ -619,7 +827,7 @@ START_TEST(test_save_over_a_directory_fails_and_cleans_up)
     nd_param p[] = {{"a", a}};
     const char *path = in_dir("adir");
     ck_assert_int_eq(mkdir(path, 0755), 0);
-    ck_assert_int_eq(nd_save(ctx, path, p, 1), ND_ERR_IO);
+    ck_assert_int_eq(nd_save(ctx, path, p, 1, NULL), ND_ERR_IO);
     ck_assert_msg_has("rename");
     struct stat sb;
     ck_assert_int_eq(stat(path, &sb), 0);
@@ -640,22 +848,23 @@ START_TEST(test_reference_file_loads)
     nd_tensor *w = make(2, (int[]){2, 3}, 0), *b = make(1, (int[]){3}, 0), *s = make(0, NULL, 0);
     nd_tensor *m = make(2, (int[]){2, 3}, 0);
     nd_param p[] = {{"weight", w}, {"bias", b}, {"scalar", s}, {"opt.exp_avg.weight", m}};
-    ck_assert_int_eq(nd_load(ctx, ref, p, 4), ND_OK);
+    ck_assert_int_eq(nd_load(ctx, ref, p, 4, NULL), ND_OK);
     for (int k = 0; k < 6; k++) {
         ck_assert(w->data[k] == (nd_real)(0.25 * k - 1.0));
         ck_assert(m->data[k] == (nd_real)ldexp(1.0, -k));
     }
     ck_assert(b->data[0] == (nd_real)0.5 && b->data[1] == (nd_real)-1.25 && b->data[2] == 2);
     ck_assert(nd_item(s) == (nd_real)3.5);
-    char fmt[16];
-    ck_assert_int_eq(nd_load_meta(ctx, ref, "format", fmt, sizeof fmt), ND_OK);
-    ck_assert_str_eq(fmt, "pt");
+    nd_checkpoint *ck = NULL;
+    ck_assert_int_eq(nd_checkpoint_read(ctx, ref, &ck), ND_OK);
+    ck_assert_str_eq(nd_checkpoint_meta(ck, "format"), "pt");
+    nd_checkpoint_destroy(ck);
 
     /* nodal writes the same bytes for the same tensors */
     nd_meta meta[] = {{"format", "pt"}, {"written_by", "safetensors_ref.py"}};
-    nd_save_opts o = {.dtype = ND_DTYPE_F64, .meta = meta, .n_meta = 2};
+    nd_save_options o = {.dtype = ND_DTYPE_F64, .meta = meta, .n_meta = 2};
     const char *mine = in_dir("mine.safetensors");
-    ck_assert_int_eq(nd_save_ex(ctx, mine, p, 4, &o), ND_OK);
+    ck_assert_int_eq(nd_save(ctx, mine, p, 4, &o), ND_OK);
     size_t l1, l2;
     uint8_t *x = read_bytes(ref, &l1), *y = read_bytes(mine, &l2);
     ck_assert_uint_eq(l1, l2);
@@ -673,7 +882,7 @@ START_TEST(test_mixed_dtype_file_loads_f32_f64_and_rejects_i64)
     ck_assert_msg(ref != NULL, "tests/data-io/mixed.safetensors not found");
     nd_tensor *f32 = make(1, (int[]){4}, 0), *f64 = make(2, (int[]){2, 2}, 0);
     nd_param p[] = {{"f32", f32}, {"f64", f64}};
-    ck_assert_int_eq(nd_load(ctx, ref, p, 2), ND_OK); /* the I64 tensor is not asked for */
+    ck_assert_int_eq(nd_load(ctx, ref, p, 2, NULL), ND_OK); /* the I64 tensor is not asked for */
     ck_assert(f32->data[0] == (nd_real)1.5 && f32->data[2] == (nd_real)0.125);
     ck_assert(f32->data[3] == (nd_real)1e-3f);
     ck_assert(f64->data[0] == (nd_real)(1.0 / 3.0) && f64->data[2] == (nd_real)1e30);
@@ -681,7 +890,7 @@ START_TEST(test_mixed_dtype_file_loads_f32_f64_and_rejects_i64)
     nd_tensor *ids = make(1, (int[]){3}, 0);
     fill(ids, 42);
     nd_param pi[] = {{"ids", ids}};
-    ck_assert_int_eq(nd_load(ctx, ref, pi, 1), ND_ERR_FORMAT);
+    ck_assert_int_eq(nd_load(ctx, ref, pi, 1, NULL), ND_ERR_FORMAT);
     ck_assert_msg_has("\"ids\" has dtype I64");
     ck_assert(all_equal(ids, 42));
     nd_tensor_destroy(f32);
@@ -706,8 +915,8 @@ START_TEST(test_torch_state_dict_loads)
                        make(2, (int[]){1, 2}, 0), make(0, NULL, 0)};
     nd_param p[] = {
         {"0.bias", t[0]}, {"0.weight", t[1]}, {"2.bias", t[2]}, {"2.weight", t[3]}, {"step", t[4]}};
-    nd_load_opts lo = {.strict = true, .reject_unused = true};
-    ck_assert_int_eq(nd_load_ex(ctx, ref, p, 5, &lo, NULL), ND_OK);
+    nd_load_options lo = {.strict = true, .reject_unused = true};
+    ck_assert_int_eq(nd_load(ctx, ref, p, 5, &lo), ND_OK);
     const double *want[] = {b0, w0, b2, w2};
     for (int i = 0; i < 4; i++)
         for (size_t k = 0; k < t[i]->size; k++) ck_assert(t[i]->data[k] == (nd_real)want[i][k]);
@@ -804,7 +1013,7 @@ START_TEST(test_idx_reads_plain_and_gzip)
         ck_assert_int_eq(nd_idx_read(ctx, ip, 0, &idx), ND_OK);
         ck_assert_int_eq(idx.ndim, 3);
         ck_assert_uint_eq(idx.size, 30);
-        nd_idx_free(&idx);
+        nd_idx_destroy(&idx);
     }
 }
 END_TEST
@@ -954,20 +1163,16 @@ static bool have_dir(const char *d)
 
 START_TEST(test_idx_real_mnist_digits)
 {
-    /* ../shared beside the repository: $REFERENCE_DIR is <repo>/tests/reference */
-    char beside[1024] = "";
-    const char *ref = getenv("REFERENCE_DIR");
-    if (ref) snprintf(beside, sizeof beside, "%s/../../../shared/data/mnist-digits-10k", ref);
-    const char *candidates[] = {getenv("ND_MNIST_DIR"), beside, "../shared/data/mnist-digits-10k",
-                                "../../shared/data/mnist-digits-10k"};
+    /* the repository's data/mnist-digits-10k: $ND_DATA_DIR (set by tests/meson.build) is
+     * <repo>/data; run by hand, the cwd is the repository or its build directory */
+    char in_data[1024] = "";
+    const char *data = getenv("ND_DATA_DIR");
+    if (data) snprintf(in_data, sizeof in_data, "%s/mnist-digits-10k", data);
+    const char *candidates[] = {in_data, "data/mnist-digits-10k", "../data/mnist-digits-10k"};
     const char *d = NULL;
-    for (size_t i = 0; i < 4 && !d; i++)
-        if (candidates[i] && candidates[i][0] && have_dir(candidates[i])) d = candidates[i];
-    if (!d) {
-        printf("test_idx_real_mnist_digits: ../shared/data/mnist-digits-10k not found; skipped "
-               "(the generated fixtures still run; set ND_MNIST_DIR to point at it)\n");
-        return;
-    }
+    for (size_t i = 0; i < 3 && !d; i++)
+        if (candidates[i][0] && have_dir(candidates[i])) d = candidates[i];
+    ck_assert_msg(d != NULL, "data/mnist-digits-10k not found (set ND_DATA_DIR to <repo>/data)");
     printf("test_idx_real_mnist_digits: reading %s\n", d);
     char ip[1024], lp[1024];
     const char *split[2][3] = {{"train", "train", "8000"}, {"t10k", "t10k", "2000"}};
@@ -1055,7 +1260,7 @@ START_TEST(test_loader_epochs_cover_every_example_once)
     int labels[B], first[N], order[N];
     for (int epoch = 0; epoch < 3; epoch++) {
         int seen[N] = {0}, got = 0, m, batches = 0;
-        while ((m = nd_loader_next(ctx, ld, x, y, labels)) > 0) {
+        while ((m = next_batch(ld, x, y, labels)) > 0) {
             ck_assert_int_eq(m, got + B <= N ? B : N - got);
             ck_assert_int_eq(x->shape[0], m);
             ck_assert_uint_eq(x->size, (size_t)m * 2);
@@ -1084,7 +1289,7 @@ START_TEST(test_loader_epochs_cover_every_example_once)
     /* the same seed gives the same first epoch */
     nd_loader *ld2 = NULL;
     ck_assert_int_eq(nd_loader_create(ctx, ds, B, true, false, 7, &ld2), ND_OK);
-    for (int got = 0, m; (m = nd_loader_next(ctx, ld2, x, NULL, labels)) > 0; got += m)
+    for (int got = 0, m; (m = next_batch(ld2, x, NULL, labels)) > 0; got += m)
         ck_assert_mem_eq(labels, first + got, (size_t)m * sizeof(int));
     nd_loader_destroy(ld2);
     nd_loader_destroy(ld);
@@ -1104,26 +1309,26 @@ START_TEST(test_loader_in_order_drop_last_and_one_hot)
     nd_tensor *y = nd_tensor_create(ctx, 2, (int[]){B, N}, false);
     int labels[B];
     for (int b = 0; b < 2; b++) {
-        ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), B);
+        ck_assert_int_eq(next_batch(ld, x, y, labels), B);
         for (int i = 0; i < B; i++) {
             ck_assert_int_eq(labels[i], b * B + i);
             for (int c = 0; c < N; c++) ck_assert(y->data[i * N + c] == (c == labels[i] ? 1 : 0));
         }
     }
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), 0); /* 2 left: dropped */
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), B); /* a new epoch */
+    ck_assert_int_eq(next_batch(ld, x, y, labels), 0); /* 2 left: dropped */
+    ck_assert_int_eq(next_batch(ld, x, y, labels), B); /* a new epoch */
     ck_assert_int_eq(labels[0], 0);
     nd_loader_destroy(ld);
 
     /* without drop_last the last batch shrinks the tensors, and the next restores them */
     ck_assert_int_eq(nd_loader_create(ctx, ds, B, false, false, 0, &ld), ND_OK);
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), B);
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), B);
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), 2);
+    ck_assert_int_eq(next_batch(ld, x, y, labels), B);
+    ck_assert_int_eq(next_batch(ld, x, y, labels), B);
+    ck_assert_int_eq(next_batch(ld, x, y, labels), 2);
     ck_assert_int_eq(x->shape[0], 2);
     ck_assert_uint_eq(y->size, 2 * N);
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), 0);
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, labels), B);
+    ck_assert_int_eq(next_batch(ld, x, y, labels), 0);
+    ck_assert_int_eq(next_batch(ld, x, y, labels), B);
     ck_assert_int_eq(x->shape[0], B);
     ck_assert_uint_eq(x->size, 2 * B);
     ck_assert_uint_eq(y->size, (size_t)B * N);
@@ -1143,18 +1348,28 @@ START_TEST(test_loader_and_gather_reject_bad_tensors)
     nd_tensor *xw = nd_tensor_create(ctx, 2, (int[]){4, 3}, false);
     nd_tensor *x = nd_tensor_create(ctx, 2, (int[]){4, 2}, false);
     nd_tensor *y = nd_tensor_create(ctx, 2, (int[]){4, 5}, false); /* one-hot too narrow */
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x3, NULL, NULL), -1);
+    ck_assert_int_eq(next_batch(ld, x3, NULL, NULL), -1);
     ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_SHAPE);
     ck_assert_msg_has("(3, 2)");
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_loader_next(ctx, ld, xw, NULL, NULL), -1);
+    ck_assert_int_eq(next_batch(ld, xw, NULL, NULL), -1);
     ck_assert_msg_has("(4, 3)");
     nd_ctx_clear_error(ctx);
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, y, NULL), -1);
+    ck_assert_int_eq(next_batch(ld, x, y, NULL), -1);
     ck_assert_msg_has("one-hot");
     nd_ctx_clear_error(ctx);
+    /* contract item 1: a status, the count through the last argument (0 on error) */
+    int count = -7;
+    ck_assert_int_eq(nd_loader_next(ctx, ld, x3, NULL, NULL, &count), ND_ERR_SHAPE);
+    ck_assert_int_eq(count, 0);
+    nd_ctx_clear_error(ctx);
+    ck_assert_int_eq(nd_loader_next(ctx, ld, x, NULL, NULL, NULL), ND_ERR_ARG);
+    ck_assert_msg_has("nd_loader_next: count is NULL");
+    nd_ctx_clear_error(ctx);
+    ck_assert_int_eq(nd_loader_next(ctx, NULL, x, NULL, NULL, &count), ND_ERR_ARG);
+    nd_ctx_clear_error(ctx);
     ck_assert_int_eq(nd_dataset_limit(ctx, ds, 5, NULL), ND_OK); /* shrunk under the loader */
-    ck_assert_int_eq(nd_loader_next(ctx, ld, x, NULL, NULL), -1);
+    ck_assert_int_eq(next_batch(ld, x, NULL, NULL), -1);
     ck_assert_msg_has("changed size");
     nd_ctx_clear_error(ctx);
     nd_loader_destroy(ld);
@@ -1225,14 +1440,15 @@ END_TEST
 
 /* ---------------------------------------------------------------------------------------------
  */
-static Suite *nn_io_suite(void)
+static Suite *io_suite(void)
 {
-    Suite *s = suite_create("nn_io");
+    Suite *s = suite_create("io");
     TCase *ck = tcase_create("checkpoint"), *bad = tcase_create("corrupt"),
           *atomic = tcase_create("atomic"), *interop = tcase_create("interop"),
           *idx = tcase_create("idx"), *batch = tcase_create("batch");
     TCase *all[] = {ck, bad, atomic, interop, idx, batch};
     for (int i = 0; i < 6; i++) {
+        tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
         tcase_add_checked_fixture(all[i], setup, teardown);
         tcase_set_timeout(all[i], 120);
     }
@@ -1243,6 +1459,10 @@ static Suite *nn_io_suite(void)
     tcase_add_test(ck, test_metadata_round_trip);
     tcase_add_test(ck, test_load_non_strict_allows_missing_and_strict_rejects_unused);
     tcase_add_test(ck, test_save_rejects_bad_lists);
+    tcase_add_test(ck, test_checkpoint_read_once_serves_tensors_and_metadata);
+    tcase_add_test(ck, test_checkpoint_parse_from_memory);
+    tcase_add_test(ck, test_load_rejects_nonfinite_unless_allowed);
+    tcase_add_test(ck, test_parse_numbers_strictly);
     tcase_add_loop_test(bad, test_load_rejects_corrupt_header, 0,
                         (int)(sizeof corrupt_cases / sizeof corrupt_cases[0]));
     tcase_add_test(bad, test_load_shape_mismatch_message);
@@ -1271,11 +1491,4 @@ static Suite *nn_io_suite(void)
     return s;
 }
 
-int main(void)
-{
-    SRunner *sr = srunner_create(nn_io_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+ND_TEST_MAIN(io_suite)

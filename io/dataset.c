@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT
- * nn/dataset.c: image-classification datasets from IDX files, subsets and seeded splits, and the
+ * io/dataset.c: image-classification datasets from IDX files, subsets and seeded splits, and the
  * minibatch loader. Pixels are kept as bytes and scaled to [0, 1] when a batch is gathered into
  * the caller's tensors, so a training loop allocates nothing per batch.
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/idx_internal.h"
-#include "nn/io.h"
+#include "io/idx_internal.h"
+#include "io/io.h"
 
 static nd_dataset *dataset_alloc(nd_ctx *ctx, const char *fn, int n, int rows, int cols)
 {
@@ -52,7 +52,7 @@ nd_status nd_dataset_load_idx(nd_ctx *ctx, const char *images_path, const char *
     if (st) return st;
     st = nd_idx_read_as(ctx, fn, labels_path, 1, &lab);
     if (st) {
-        nd_idx_free(&img);
+        nd_idx_destroy(&img);
         return st;
     }
     if (img.dims[0] != lab.dims[0]) {
@@ -74,8 +74,8 @@ nd_status nd_dataset_load_idx(nd_ctx *ctx, const char *images_path, const char *
             *out = ds;
         }
     }
-    nd_idx_free(&img);
-    nd_idx_free(&lab);
+    nd_idx_destroy(&img);
+    nd_idx_destroy(&lab);
     return st;
 }
 
@@ -138,7 +138,7 @@ static nd_status subset(nd_ctx *ctx, const char *fn, const nd_dataset *ds, const
                         nd_dataset **out)
 {
     nd_dataset *s = dataset_alloc(ctx, fn, n, ds->rows, ds->cols);
-    if (!s) return nd_ctx_error(ctx) ? nd_ctx_error(ctx) : ND_ERR_NOMEM;
+    if (!s) return nd_fail(ctx, ND_ERR_NOMEM, "%s: cannot allocate %d examples", fn, n);
     for (int i = 0; i < n; i++) copy_example(s, i, ds, idx[i]);
     count_classes(s);
     *out = s;
@@ -287,19 +287,21 @@ static void set_rows(nd_tensor *t, int m)
     t->size = row * (size_t)m;
 }
 
-int nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *labels)
+nd_status nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *labels,
+                         int *count)
 {
     const char *fn = "nd_loader_next";
-    if (!ld) return nd_fail(ctx, ND_ERR_ARG, "%s: loader is NULL", fn), -1;
+    if (!count) return nd_fail(ctx, ND_ERR_ARG, "%s: count is NULL", fn);
+    *count = 0;
+    if (!ld) return nd_fail(ctx, ND_ERR_ARG, "%s: loader is NULL", fn);
     if (ld->ds->n != ld->n)
         return nd_fail(ctx, ND_ERR_ARG, "%s: the dataset changed size (%d, was %d) under it", fn,
-                       ld->ds->n, ld->n),
-               -1;
+                       ld->ds->n, ld->n);
     int B = ld->batch, left = ld->n - ld->pos;
     if (left == 0 || (ld->drop_last && left < B)) { /* end of the epoch */
         ld->epoch++;
         new_epoch(ld);
-        return 0;
+        return ND_OK;
     }
     int m = left < B ? left : B;
     /* x and y hold B rows, or they are the tensors this loader shrank for a last batch */
@@ -309,13 +311,13 @@ int nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *
     if (!x_ok || !y_ok) {
         char sb[64];
         const nd_tensor *bad = !x_ok ? x : y;
-        nd_fail(ctx, ND_ERR_SHAPE, "%s: %s %s must have first dim %d (the batch size)", fn,
-                !x_ok ? "x" : "y", nd_shape_str(bad, sb), B);
-        return -1;
+        return nd_fail(ctx, ND_ERR_SHAPE, "%s: %s %s must have first dim %d (the batch size)", fn,
+                       !x_ok ? "x" : "y", nd_shape_str(bad, sb), B);
     }
     if (x->shape[0] != B) set_rows(x, B);
     if (y && y->shape[0] != B) set_rows(y, B);
-    if (check_batch_tensors(ctx, fn, ld->ds, B, x, y)) return -1;
+    nd_status st = check_batch_tensors(ctx, fn, ld->ds, B, x, y);
+    if (st) return st;
     if (m < B) {
         set_rows(x, m);
         ld->shrunk = x;
@@ -323,5 +325,6 @@ int nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *
     }
     gather(ld->ds, ld->perm + ld->pos, m, x, y, labels);
     ld->pos += m;
-    return m;
+    *count = m;
+    return ND_OK;
 }

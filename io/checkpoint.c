@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: MIT
- * nn/checkpoint.c: safetensors save and load of named tensor lists. Saving writes a temporary
+ * io/checkpoint.c: safetensors save and load of named tensor lists. Saving writes a temporary
  * file beside the target and renames it (fsync first), so a crash never leaves half a checkpoint.
- * Loading reads the whole file, checks all of it (header, JSON via cJSON, dtypes, shapes, offsets)
- * and only then copies, so a bad file leaves every tensor untouched.
+ * Loading reads the whole file once into an nd_checkpoint, checks all of it (header, JSON via
+ * cJSON, dtypes, offsets, metadata) when it is read, checks the list against it (shapes, names,
+ * finite values) and only then copies, so a bad file leaves every tensor untouched.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +18,7 @@
 
 #include <cjson/cJSON.h>
 
-#include "nn/io.h"
+#include "io/io.h"
 
 #define ST_MAX_HEADER ((uint64_t)100 << 20) /* the reference implementation's limit */
 #define ST_MAX_RANK 16
@@ -122,7 +125,6 @@ typedef struct {
     uint64_t dims[ST_MAX_RANK];
     uint64_t numel;
     uint64_t begin, end; /* data_offsets, relative to the data section */
-    bool used;           /* matched by a listed tensor */
 } st_entry;
 
 typedef struct {
@@ -418,6 +420,150 @@ static nd_status read_file(nd_ctx *ctx, const char *fn, const char *path, uint8_
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The checkpoint: a file's bytes, read once, and its parse.
+ */
+struct nd_checkpoint {
+    char *name;     /* the path, or the buffer's name, for messages (owned) */
+    uint8_t *bytes; /* (len,) the whole file (owned) */
+    size_t len;
+    st_file f;    /* entries and data point into bytes and f.root */
+    nd_meta *meta; /* (n_meta,) "__metadata__" entries, pointing into f.root */
+    int n_meta;
+};
+
+void nd_checkpoint_destroy(nd_checkpoint *ck)
+{
+    if (!ck) return;
+    st_file_free(&ck->f);
+    free(ck->meta);
+    free(ck->bytes);
+    free(ck->name);
+    free(ck);
+}
+
+/* Takes ownership of bytes (freed on failure too), parses them and lists the metadata. */
+static nd_status checkpoint_from_bytes(nd_ctx *ctx, const char *fn, const char *name,
+                                       uint8_t *bytes, size_t len, nd_checkpoint **out)
+{
+    *out = NULL;
+    nd_checkpoint *ck = calloc(1, sizeof *ck);
+    char *copy = ck ? malloc(strlen(name) + 1) : NULL;
+    if (!copy) {
+        free(ck);
+        free(bytes);
+        return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: checkpoint", fn, name);
+    }
+    ck->name = strcpy(copy, name);
+    ck->bytes = bytes, ck->len = len;
+    nd_status st = st_parse(ctx, fn, name, bytes, len, &ck->f);
+    if (!st && ck->f.meta) {
+        int n = cJSON_GetArraySize(ck->f.meta);
+        ck->meta = calloc(n > 0 ? (size_t)n : 1, sizeof *ck->meta);
+        if (!ck->meta) st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d metadata entries", fn, name, n);
+        const cJSON *m;
+        if (!st) cJSON_ArrayForEach(m, ck->f.meta)
+        {
+            ck->meta[ck->n_meta++] = (nd_meta){.key = m->string ? m->string : "",
+                                               .value = m->valuestring};
+        }
+    }
+    if (st) {
+        nd_checkpoint_destroy(ck);
+        return st;
+    }
+    *out = ck;
+    return ND_OK;
+}
+
+static nd_status checkpoint_read(nd_ctx *ctx, const char *fn, const char *path,
+                                 nd_checkpoint **out)
+{
+    *out = NULL;
+    uint8_t *buf;
+    size_t len;
+    nd_status st = read_file(ctx, fn, path, &buf, &len);
+    if (st) return st;
+    return checkpoint_from_bytes(ctx, fn, path, buf, len, out);
+}
+
+nd_status nd_checkpoint_read(nd_ctx *ctx, const char *path, nd_checkpoint **out)
+{
+    if (!out) return nd_fail(ctx, ND_ERR_ARG, "nd_checkpoint_read: out is NULL");
+    *out = NULL;
+    if (!path) return nd_fail(ctx, ND_ERR_ARG, "nd_checkpoint_read: path is NULL");
+    return checkpoint_read(ctx, "nd_checkpoint_read", path, out);
+}
+
+nd_status nd_checkpoint_parse(nd_ctx *ctx, const char *name, const void *buf, size_t len,
+                              nd_checkpoint **out)
+{
+    const char *fn = "nd_checkpoint_parse";
+    if (!out) return nd_fail(ctx, ND_ERR_ARG, "%s: out is NULL", fn);
+    *out = NULL;
+    if (!name) name = "(buffer)";
+    if (!buf && len) return nd_fail(ctx, ND_ERR_ARG, "%s: %s: NULL buffer", fn, name);
+    uint8_t *copy = malloc(len ? len : 1);
+    if (!copy) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: cannot copy its %zu bytes", fn, name, len);
+    if (len) memcpy(copy, buf, len);
+    return checkpoint_from_bytes(ctx, fn, name, copy, len, out);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Metadata.
+ */
+const nd_meta *nd_checkpoint_meta_list(const nd_checkpoint *ck, int *n)
+{
+    if (n) *n = ck ? ck->n_meta : 0;
+    return ck ? ck->meta : NULL;
+}
+
+const char *nd_checkpoint_meta(const nd_checkpoint *ck, const char *key)
+{
+    for (int i = 0; ck && key && i < ck->n_meta; i++)
+        if (strcmp(ck->meta[i].key, key) == 0) return ck->meta[i].value;
+    return NULL;
+}
+
+/* The value of key for the parsers below; NULL (error recorded) when it is absent. */
+static const char *meta_value(nd_ctx *ctx, const char *fn, const nd_checkpoint *ck,
+                              const char *key, const void *out)
+{
+    if (!ck || !key || !out) {
+        nd_fail(ctx, ND_ERR_ARG, "%s: NULL checkpoint, key or output", fn);
+        return NULL;
+    }
+    const char *v = nd_checkpoint_meta(ck, key);
+    if (!v) nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: no metadata key \"%s\"", fn, ck->name, key);
+    return v;
+}
+
+nd_status nd_checkpoint_meta_double(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
+                                    double *out)
+{
+    const char *fn = "nd_checkpoint_meta_double";
+    const char *v = meta_value(ctx, fn, ck, key, out);
+    if (!v) return nd_ctx_error(ctx);
+    if (!nd_parse_double(v, out))
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: metadata \"%s\" is \"%.64s\", not a finite number", fn, ck->name,
+                       key, v);
+    return ND_OK;
+}
+
+nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
+                                  long *out)
+{
+    const char *fn = "nd_checkpoint_meta_long";
+    const char *v = meta_value(ctx, fn, ck, key, out);
+    if (!v) return nd_ctx_error(ctx);
+    if (!nd_parse_long(v, out))
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: metadata \"%s\" is \"%.64s\", not an integer in [%ld, %ld]", fn,
+                       ck->name, key, v, LONG_MIN, LONG_MAX);
+    return ND_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
  * Load.
  */
 static nd_status check_list(nd_ctx *ctx, const char *fn, const char *file, const nd_param *params,
@@ -448,147 +594,157 @@ static bool native_layout(int dtype)
 #endif
 }
 
+static double get_f64(const uint8_t *p)
+{
+    uint64_t bits = get_le64(p);
+    double v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+static float get_f32(const uint8_t *p)
+{
+    uint32_t bits = get_le32(p);
+    float v;
+    memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
 static void copy_in(nd_tensor *t, const st_entry *e, const uint8_t *data)
 {
     const uint8_t *p = data + e->begin;
-    if (native_layout(e->dtype)) {
+    if (native_layout(e->dtype))
         memcpy(t->data, p, t->size * sizeof *t->data);
-    } else if (e->dtype == ST_F64) {
-        for (size_t i = 0; i < t->size; i++, p += 8) {
-            uint64_t bits = get_le64(p);
-            double v;
-            memcpy(&v, &bits, sizeof v);
-            t->data[i] = (nd_real)v;
-        }
-    } else {
-        for (size_t i = 0; i < t->size; i++, p += 4) {
-            uint32_t bits = get_le32(p);
-            float v;
-            memcpy(&v, &bits, sizeof v);
-            t->data[i] = (nd_real)v;
-        }
-    }
+    else if (e->dtype == ST_F64)
+        for (size_t i = 0; i < t->size; i++) t->data[i] = (nd_real)get_f64(p + 8 * i);
+    else
+        for (size_t i = 0; i < t->size; i++) t->data[i] = (nd_real)get_f32(p + 4 * i);
 }
 
-static nd_status load_parsed(nd_ctx *ctx, const char *fn, const char *file, st_file *f,
-                             const nd_param *params, int n, const nd_load_opts *opts, int *n_loaded)
+/* The first element of e that is not finite as an nd_real (NaN, an infinity, or an F64 beyond
+ * the range of a float build's nd_real): true with its flat index and value, else false. */
+static bool find_nonfinite(const st_entry *e, const uint8_t *data, uint64_t *at, double *value)
 {
-    nd_load_opts o = opts ? *opts : ND_LOAD_DEFAULT;
+    const uint8_t *p = data + e->begin;
+    const double max = sizeof(nd_real) == sizeof(float) ? FLT_MAX : DBL_MAX;
+    for (uint64_t i = 0; i < e->numel; i++) {
+        double v = e->dtype == ST_F64 ? get_f64(p + 8 * i) : (double)get_f32(p + 4 * i);
+        if (!(fabs(v) <= max)) {
+            *at = i, *value = v;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* "[1, 2]": the index of flat element at in a tensor of the entry's shape. */
+static const char *index_str(const st_entry *e, uint64_t at, char *buf, size_t cap)
+{
+    uint64_t idx[ST_MAX_RANK];
+    for (int d = e->rank - 1; d >= 0; d--) {
+        idx[d] = e->dims[d] ? at % e->dims[d] : 0;
+        at = e->dims[d] ? at / e->dims[d] : 0;
+    }
+    size_t n = (size_t)snprintf(buf, cap, "[");
+    for (int d = 0; d < e->rank && n < cap; d++)
+        n += (size_t)snprintf(buf + n, cap - n, d ? ", %llu" : "%llu", (unsigned long long)idx[d]);
+    if (n < cap) snprintf(buf + n, cap - n, "]");
+    return buf;
+}
+
+/* The entry for params[i] (NULL when absent and allowed), after its checks. */
+static nd_status match_param(nd_ctx *ctx, const char *fn, const nd_checkpoint *ck,
+                             const nd_param *p, const nd_load_options *o, const st_entry **match)
+{
+    const st_file *f = &ck->f;
+    const char *file = ck->name, *name = p->name;
+    const nd_tensor *t = p->tensor;
+    st_entry key = {.name = name};
+    const st_entry *e =
+        bsearch(&key, f->entries, (size_t)f->n, sizeof *f->entries, cmp_entry_name);
+    *match = NULL;
+    if (!e)
+        return o->strict ? nd_fail(ctx, ND_ERR_FORMAT,
+                                   "%s: %s: tensor \"%s\" is missing (strict load)", fn, file, name)
+                         : ND_OK;
+    if (!st_dtypes[e->dtype].loadable)
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: tensor \"%s\" has dtype %s; nodal loads F32 and F64 only", fn, file,
+                       name, st_dtypes[e->dtype].name);
+    bool same = e->rank == t->ndim;
+    for (int d = 0; same && d < t->ndim; d++) same = e->dims[d] == (uint64_t)t->shape[d];
+    if (!same) {
+        char have[160], want[64];
+        return nd_fail(ctx, ND_ERR_SHAPE, "%s: %s: tensor \"%s\" has shape %s, expected %s", fn,
+                       file, name, dims_str(e->dims, e->rank, have, sizeof have),
+                       nd_shape_str(t, want));
+    }
+    uint64_t at;
+    double v;
+    if (!o->allow_nonfinite && find_nonfinite(e, f->data, &at, &v)) {
+        char ib[ST_MAX_RANK * 22 + 4];
+        return nd_fail(ctx, ND_ERR_NONFINITE,
+                       "%s: %s: tensor \"%s\" has a non-finite value %g at element %llu %s; "
+                       "nothing was loaded (nd_load_options.allow_nonfinite loads it)",
+                       fn, file, name, v, (unsigned long long)at, index_str(e, at, ib, sizeof ib));
+    }
+    *match = e;
+    return ND_OK;
+}
+
+static nd_status load_parsed(nd_ctx *ctx, const char *fn, const nd_checkpoint *ck,
+                             const nd_param *params, int n, const nd_load_options *opts,
+                             int *n_loaded)
+{
+    nd_load_options o = opts ? *opts : ND_LOAD_DEFAULT;
+    const st_file *f = &ck->f;
     const st_entry **match = calloc(n > 0 ? (size_t)n : 1, sizeof *match);
-    if (!match) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d parameters", fn, file, n);
+    bool *used = calloc(f->n > 0 ? (size_t)f->n : 1, sizeof *used);
     nd_status st = ND_OK;
+    if (!match || !used) st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d parameters", fn, ck->name, n);
     int found = 0;
     for (int i = 0; i < n && !st; i++) {
-        const char *name = params[i].name;
-        const nd_tensor *t = params[i].tensor;
-        st_entry key = {.name = name};
-        st_entry *e = bsearch(&key, f->entries, (size_t)f->n, sizeof *f->entries, cmp_entry_name);
-        if (!e) {
-            if (o.strict)
-                st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" is missing (strict load)",
-                             fn, file, name);
-            continue;
-        }
-        if (!st_dtypes[e->dtype].loadable) {
+        st = match_param(ctx, fn, ck, &params[i], &o, &match[i]);
+        if (match[i]) used[match[i] - f->entries] = true, found++;
+    }
+    for (int i = 0; i < f->n && !st && o.reject_unused; i++)
+        if (!used[i])
             st = nd_fail(ctx, ND_ERR_FORMAT,
-                         "%s: %s: tensor \"%s\" has dtype %s; nodal loads F32 and F64 only", fn,
-                         file, name, st_dtypes[e->dtype].name);
-            break;
-        }
-        bool same = e->rank == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = e->dims[d] == (uint64_t)t->shape[d];
-        if (!same) {
-            char have[160], want[64];
-            st = nd_fail(ctx, ND_ERR_SHAPE, "%s: %s: tensor \"%s\" has shape %s, expected %s", fn,
-                         file, name, dims_str(e->dims, e->rank, have, sizeof have),
-                         nd_shape_str(t, want));
-            break;
-        }
-        e->used = true;
-        match[i] = e;
-        found++;
-    }
-    if (!st && o.reject_unused) {
-        for (int i = 0; i < f->n; i++) {
-            if (!f->entries[i].used) {
-                st = nd_fail(ctx, ND_ERR_FORMAT,
-                             "%s: %s: tensor \"%s\" is in the file but not in the list", fn, file,
-                             f->entries[i].name);
-                break;
-            }
-        }
-    }
+                         "%s: %s: tensor \"%s\" is in the file but not in the list", fn, ck->name,
+                         f->entries[i].name);
     /* everything checked: now, and only now, write into the tensors */
     if (!st)
         for (int i = 0; i < n; i++)
             if (match[i]) copy_in(params[i].tensor, match[i], f->data);
     free(match);
+    free(used);
     if (n_loaded) *n_loaded = st ? 0 : found;
     return st;
 }
 
-nd_status nd_load_buffer(nd_ctx *ctx, const char *name, const void *buf, size_t len,
-                         const nd_param *params, int n, const nd_load_opts *opts, int *n_loaded)
+nd_status nd_checkpoint_load(nd_ctx *ctx, const nd_checkpoint *ck, const nd_param *params, int n,
+                             const nd_load_options *opts, int *n_loaded)
+{
+    const char *fn = "nd_checkpoint_load";
+    if (n_loaded) *n_loaded = 0;
+    if (!ck) return nd_fail(ctx, ND_ERR_ARG, "%s: checkpoint is NULL", fn);
+    nd_status st = check_list(ctx, fn, ck->name, params, n);
+    if (st) return st;
+    return load_parsed(ctx, fn, ck, params, n, opts, n_loaded);
+}
+
+nd_status nd_load(nd_ctx *ctx, const char *path, const nd_param *params, int n,
+                  const nd_load_options *opts)
 {
     const char *fn = "nd_load";
-    if (n_loaded) *n_loaded = 0;
-    if (!name) name = "(buffer)";
-    if (!buf && len) return nd_fail(ctx, ND_ERR_ARG, "%s: %s: NULL buffer", fn, name);
-    nd_status st = check_list(ctx, fn, name, params, n);
+    if (!path) return nd_fail(ctx, ND_ERR_ARG, "%s: path is NULL", fn);
+    nd_status st = check_list(ctx, fn, path, params, n);
     if (st) return st;
-    st_file f;
-    st = st_parse(ctx, fn, name, buf ? buf : (const void *)"", len, &f);
+    nd_checkpoint *ck;
+    st = checkpoint_read(ctx, fn, path, &ck);
     if (st) return st;
-    st = load_parsed(ctx, fn, name, &f, params, n, opts, n_loaded);
-    st_file_free(&f);
-    return st;
-}
-
-nd_status nd_load_ex(nd_ctx *ctx, const char *path, const nd_param *params, int n,
-                     const nd_load_opts *opts, int *n_loaded)
-{
-    if (n_loaded) *n_loaded = 0;
-    if (!path) return nd_fail(ctx, ND_ERR_ARG, "nd_load: path is NULL");
-    nd_status st = check_list(ctx, "nd_load", path, params, n);
-    if (st) return st;
-    uint8_t *buf;
-    size_t len;
-    st = read_file(ctx, "nd_load", path, &buf, &len);
-    if (st) return st;
-    st = nd_load_buffer(ctx, path, buf, len, params, n, opts, n_loaded);
-    free(buf);
-    return st;
-}
-
-nd_status nd_load(nd_ctx *ctx, const char *path, const nd_param *params, int n)
-{
-    return nd_load_ex(ctx, path, params, n, NULL, NULL);
-}
-
-nd_status nd_load_meta(nd_ctx *ctx, const char *path, const char *key, char *out, size_t cap)
-{
-    const char *fn = "nd_load_meta";
-    if (!path || !key || !out || !cap)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: NULL path, key or output buffer", fn);
-    out[0] = '\0';
-    uint8_t *buf;
-    size_t len;
-    nd_status st = read_file(ctx, fn, path, &buf, &len);
-    if (st) return st;
-    st_file f;
-    st = st_parse(ctx, fn, path, buf, len, &f);
-    if (!st) {
-        const cJSON *v = f.meta ? cJSON_GetObjectItemCaseSensitive(f.meta, key) : NULL;
-        if (!v)
-            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: no metadata key \"%s\"", fn, path, key);
-        else if (strlen(v->valuestring) >= cap)
-            st = nd_fail(ctx, ND_ERR_ARG, "%s: %s: metadata \"%s\" has %zu bytes, buffer holds %zu",
-                         fn, path, key, strlen(v->valuestring), cap - 1);
-        else
-            strcpy(out, v->valuestring);
-        st_file_free(&f);
-    }
-    free(buf);
+    st = load_parsed(ctx, fn, ck, params, n, opts, NULL);
+    nd_checkpoint_destroy(ck);
     return st;
 }
 
@@ -601,7 +757,7 @@ static int cmp_param_ptr_name(const void *a, const void *b)
 }
 
 /* The JSON header for the sorted list, padded with spaces to a multiple of 8. */
-static char *build_header(const nd_param *const *sorted, int n, const nd_save_opts *o, int dtype,
+static char *build_header(const nd_param *const *sorted, int n, const nd_save_options *o, int dtype,
                           size_t *hlen)
 {
     cJSON *root = cJSON_CreateObject();
@@ -713,12 +869,12 @@ static void sync_dir(const char *path)
     }
 }
 
-nd_status nd_save_ex(nd_ctx *ctx, const char *path, const nd_param *params, int n,
-                     const nd_save_opts *opts)
+nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n,
+                  const nd_save_options *opts)
 {
     const char *fn = "nd_save";
     if (!path || !path[0]) return nd_fail(ctx, ND_ERR_ARG, "%s: empty path", fn);
-    nd_save_opts o = opts ? *opts : ND_SAVE_DEFAULT;
+    nd_save_options o = opts ? *opts : ND_SAVE_DEFAULT;
     int dtype = o.dtype == ND_DTYPE_F32   ? ST_F32
                 : o.dtype == ND_DTYPE_F64 ? ST_F64
                 : sizeof(nd_real) == 4    ? ST_F32
@@ -807,9 +963,4 @@ nd_status nd_save_ex(nd_ctx *ctx, const char *path, const nd_param *params, int 
     }
     sync_dir(path);
     return ND_OK;
-}
-
-nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n)
-{
-    return nd_save_ex(ctx, path, params, n, NULL);
 }
