@@ -74,11 +74,6 @@ static double neighbour(double s, perturb p)
 static int eval(solver *sv, double s, perturb p, nd_tensor *y, nd_tensor **dy)
 {
     if (p != PERTURB_NONE) s = neighbour(s, p);
-    if (!isfinite(s)) { /* never hand f a time that is not a number */
-        nd_fail(sv->ctx, ND_ERR_NONFINITE, "%s: the time reached %g: the step size overflowed",
-                sv->sys->what, sv->dir * s);
-        return -1;
-    }
     sv->stats->nfe++;
     nd_tensor *d = NULL;
     int rc = sv->sys->eval(sv->sys, sv->ctx, sv->dir * s, y, &d);
@@ -150,12 +145,14 @@ static double next_step_size(solver *sv, double dt, double r, bool accepted)
     return dt * factor;
 }
 
-static nd_status bad_initial_step(solver *sv, double s0, double h)
+/* records why the initial step is unusable; returns -1 (the callers' failure code) */
+static int bad_initial_step(solver *sv, double s0, double h)
 {
-    return nd_fail(sv->ctx, ND_ERR_NONFINITE,
-                   "%s: the initial step size estimate is %g at t = %.17g (rtol %g, atol %g): the "
-                   "tolerances may be too small for the state's scale; set first_step",
-                   sv->sys->what, h, sv->dir * s0, sv->opt->rtol, sv->opt->atol);
+    nd_fail(sv->ctx, ND_ERR_NONFINITE,
+            "%s: the initial step size estimate is %g at t = %.17g (rtol %g, atol %g): the "
+            "tolerances may be too small for the state's scale; set first_step",
+            sv->sys->what, h, sv->dir * s0, sv->opt->rtol, sv->opt->atol);
+    return -1;
 }
 
 /* Hairer, Norsett & Wanner, Solving ODEs I, II.4: two evaluations (f0 is given). The estimate is
@@ -169,7 +166,7 @@ static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, dou
     double d1 = norm_of(sv, f0->data, y0->data, NULL);
     double h0 = d0 < INIT_TINY_NORM || d1 < INIT_TINY_NORM ? INIT_FALLBACK
                                                            : INIT_FRACTION * d0 / d1;
-    if (!(h0 > 0 && isfinite(h0))) return bad_initial_step(sv, s0, h0), -1;
+    if (!(h0 > 0 && isfinite(h0))) return bad_initial_step(sv, s0, h0);
 
     nd_mark m = nd_ctx_mark(sv->ctx);
     bool prev = nd_ctx_set_grad(sv->ctx, false);
@@ -193,7 +190,7 @@ static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, dou
     }
     nd_ctx_set_grad(sv->ctx, prev);
     nd_ctx_rewind(sv->ctx, m);
-    if (rc == 0 && !(*h > 0 && isfinite(*h))) return bad_initial_step(sv, s0, *h), -1;
+    if (rc == 0 && !(*h > 0 && isfinite(*h))) return bad_initial_step(sv, s0, *h);
     return rc;
 }
 

@@ -4,6 +4,7 @@
  * runs on them, and dydt is packed again. The forward solve, the adjoint (with a differentiable
  * t) and the gradient with respect to the output times (f . g) all come through nd_user_call.
  */
+#include <math.h>
 #include <string.h>
 
 #include "odeint/odeint_internal.h"
@@ -83,6 +84,11 @@ static int check_dydt(nd_ctx *ctx, const nd_user_system *us, const char *what, d
 int nd_user_call(nd_ctx *ctx, const nd_user_system *us, const char *what, double t,
                  nd_tensor *t_tensor, nd_tensor *y, nd_tensor **dy)
 {
+    if (!isfinite(t) || !nd_all_finite(y)) { /* f never sees a NaN time or state */
+        nd_fail(ctx, ND_ERR_NONFINITE, "%s: the %s is not finite at t = %g", what,
+                isfinite(t) ? "state" : "time", t);
+        return -1;
+    }
     if (!t_tensor) t_tensor = nd_scalar(ctx, (nd_real)t);
     nd_tensor **blocks = nd_ctx_alloc(ctx, 2 * (size_t)us->n_y * sizeof *blocks);
     if (!t_tensor || !blocks || !unpack(ctx, us, y, blocks)) return -1;
