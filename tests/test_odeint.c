@@ -1418,13 +1418,18 @@ START_TEST(test_hostile_tiny_tolerances_never_give_f_a_nan_time)
         ck_assert_msg(!strstr(nd_ctx_errmsg(ctx), "f returned"), "%s", nd_ctx_errmsg(ctx));
         nd_ctx_clear_error(ctx);
     }
+    /* a first step so large that a stage's state overflows: an error, not an infinite y for f */
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.first_step = 1e300;
+    ck_assert_ptr_null(hostile_solve(&o, 1e308, false)); /* checked_decay asserts finite y */
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "not finite"), "%s", nd_ctx_errmsg(ctx));
 }
 END_TEST
 
 START_TEST(test_hostile_default_max_num_steps)
 {
     /* stiffness-limited steps over an interval no solve can cover: ends, with the limit named */
-    ck_assert_ptr_null(hostile_solve(NULL, 1e300, false));
+    ck_assert_ptr_null(hostile_solve(NULL, BY_PRECISION(1e300, 1e30), false));
     ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_MAX_STEPS);
     char want[64];
     snprintf(want, sizeof want, "max_num_steps (%ld attempted steps", ND_DEFAULT_MAX_NUM_STEPS);
