@@ -56,7 +56,11 @@ nd_tensor *nd_record(nd_ctx *ctx, nd_tensor *out, nd_op op, int n_src, nd_tensor
 nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op, int n_src,
                             nd_tensor *const *src)
 {
-    if (!out) return NULL;
+    if (!ND_CHECK1(ctx, "nd_record_custom", out)) return NULL;
+    if (!op || !op->backward || n_src < 0 || (n_src > 0 && !src))
+        return nd_fail_null(ctx, ND_ERR_ARG, "nd_record_custom: op, its backward or src is NULL");
+    if (!nd_check_inputs(ctx, "nd_record_custom", n_src, (const nd_tensor *const *)src, NULL))
+        return NULL;
     nd_custom_op *saved = nd_ctx_alloc(ctx, sizeof *saved);
     if (!saved) return NULL;
     *saved = *op;
@@ -64,7 +68,7 @@ nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op,
     return nd_record(ctx, out, ND_OP_CUSTOM, n_src, src);
 }
 
-void custom_backward(nd_ctx *ctx, nd_tensor *out)
+void nd_custom_backward(nd_ctx *ctx, nd_tensor *out)
 {
     const nd_custom_op *op = out->aux;
     op->backward(ctx, out, op->state);
@@ -374,9 +378,9 @@ static bool check_list(nd_ctx *ctx, const char *fn, const char *what, nd_tensor 
 nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out,
                   nd_tensor **inputs, int n_in, nd_tensor **grads_out, unsigned flags)
 {
+    for (int j = 0; grads_out && j < n_in; j++) grads_out[j] = NULL;
     if (!ctx) return ND_ERR_ARG;
     if (n_in > 0 && !grads_out) return nd_fail(ctx, ND_ERR_ARG, "nd_grad: grads_out is NULL");
-    for (int j = 0; grads_out && j < n_in; j++) grads_out[j] = NULL;
     if (!check_list(ctx, "nd_grad", "outputs", outputs, n_out) ||
         !check_list(ctx, "nd_grad", "inputs", inputs, n_in))
         return nd_ctx_error(ctx);
