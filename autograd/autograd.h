@@ -93,8 +93,8 @@ enum {
 
 /* Accumulates dloss/dx into .grad of every leaf x that requires grad and is reached from loss
  * (persistent tensors own .grad; an arena leaf gets an arena .grad). loss must have size 1
- * (ND_ERR_SHAPE otherwise). flags: 0 or ND_RETAIN_GRAPH (ND_CREATE_GRAPH is ND_ERR_ARG: .grad
- * holds values; use nd_grad for a differentiable gradient).
+ * (ND_ERR_SHAPE otherwise). flags: 0 or ND_RETAIN_GRAPH (ND_ALLOW_UNUSED has no effect here;
+ * ND_CREATE_GRAPH is ND_ERR_ARG: .grad holds values; use nd_grad for a differentiable gradient).
  * The graph is consumed: a second nd_backward (or nd_grad) through any of its op nodes is
  * ND_ERR_GRAPH, as in PyTorch, unless the earlier call passed ND_RETAIN_GRAPH. Leaves
  * (parameters) are shared between graphs and are never consumed.

@@ -374,9 +374,9 @@ static bool check_list(nd_ctx *ctx, const char *fn, const char *what, nd_tensor 
 nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out,
                   nd_tensor **inputs, int n_in, nd_tensor **grads_out, unsigned flags)
 {
+    for (int j = 0; grads_out && j < n_in; j++) grads_out[j] = NULL;
     if (!ctx) return ND_ERR_ARG;
     if (n_in > 0 && !grads_out) return nd_fail(ctx, ND_ERR_ARG, "nd_grad: grads_out is NULL");
-    for (int j = 0; grads_out && j < n_in; j++) grads_out[j] = NULL;
     if (!check_list(ctx, "nd_grad", "outputs", outputs, n_out) ||
         !check_list(ctx, "nd_grad", "inputs", inputs, n_in))
         return nd_ctx_error(ctx);

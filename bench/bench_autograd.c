@@ -28,7 +28,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flags.h"
 #include "interpose.h"
+#include "json.h"
 #include "nodal.h"
 
 
@@ -205,15 +207,25 @@ static void bench_mlp_step(int threads, int n_steps)
     replay_buffers_destroy(bufs, n_calls);
 
     double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
-    printf("{\"case\":\"mlp_step\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,"
-           "\"dims\":[64,512,512,64],\"steps\":%d,\"step_ms\":%.3f,\"forward_ms\":%.3f,"
-           "\"backward_ms\":%.3f,\"update_ms\":%.3f,\"gemm_ms\":%.3f,\"gemm_calls\":%d,"
-           "\"gemm_gflops\":%.1f,\"gemm_inside_step_ms\":%.3f,\"ratio\":%.3f,"
-           "\"ratio_with_update\":%.3f,\"goal_ratio\":1.15}\n",
-           ND_REAL_NAME, threads, batch, n_steps, step_ms, median(fwd, n_steps) / 1e6,
-           median(bwd, n_steps) / 1e6, median(upd, n_steps) / 1e6, gemm_ms, n_calls,
-           flops / (gemm_ms * 1e6), median(inside, n_steps) / 1e6, median(ratio, n_steps),
-           median(ratio_upd, n_steps));
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", "mlp_step");
+    json_str(&w, "real", ND_REAL_NAME);
+    json_int(&w, "threads", threads);
+    json_int(&w, "batch", batch);
+    json_int_array(&w, "dims", (int[]){64, 512, 512, 64}, 4);
+    json_int(&w, "steps", n_steps);
+    json_num(&w, "step_ms", step_ms);
+    json_num(&w, "forward_ms", median(fwd, n_steps) / 1e6);
+    json_num(&w, "backward_ms", median(bwd, n_steps) / 1e6);
+    json_num(&w, "update_ms", median(upd, n_steps) / 1e6);
+    json_num(&w, "gemm_ms", gemm_ms);
+    json_int(&w, "gemm_calls", n_calls);
+    json_num(&w, "gemm_gflops", flops / (gemm_ms * 1e6));
+    json_num(&w, "gemm_inside_step_ms", median(inside, n_steps) / 1e6);
+    json_num(&w, "ratio", median(ratio, n_steps));
+    json_num(&w, "ratio_with_update", median(ratio_upd, n_steps));
+    json_num(&w, "goal_ratio", 1.15);
+    json_end(&w);
     fflush(stdout);
     free(step);
     mlp_destroy(&m);
@@ -290,10 +302,17 @@ static void bench_tiny_graph(void)
         per_step[k] = (now_ns() - t0) / block;
     }
     double step_ns = median(per_step, n_blocks);
-    printf("{\"case\":\"tiny_graph\",\"real\":\"%s\",\"batch\":20,\"dims\":[2,50,2],"
-           "\"forward_ops\":%d,\"backward_ops\":%d,\"step_us\":%.3f,\"ns_per_op\":%.1f,"
-           "\"goal_ns_per_op\":1000}\n",
-           ND_REAL_NAME, fwd_ops, bwd_ops, step_ns / 1e3, step_ns / (fwd_ops + bwd_ops));
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", "tiny_graph");
+    json_str(&w, "real", ND_REAL_NAME);
+    json_int(&w, "batch", 20);
+    json_int_array(&w, "dims", (int[]){2, 50, 2}, 3);
+    json_int(&w, "forward_ops", fwd_ops);
+    json_int(&w, "backward_ops", bwd_ops);
+    json_num(&w, "step_us", step_ns / 1e3);
+    json_num(&w, "ns_per_op", step_ns / (fwd_ops + bwd_ops));
+    json_int(&w, "goal_ns_per_op", 1000);
+    json_end(&w);
     fflush(stdout);
     mlp_destroy(&m);
     nd_ctx_destroy(ctx);
@@ -335,14 +354,24 @@ static void bench_steady_state(void)
     atomic_store(&g_count_allocs, false);
     double secs = (now_ns() - t0) / 1e9;
     long rss_end = rss_bytes(), anon_end = rss_anon_kib();
-    printf("{\"case\":\"steady_state_memory\",\"real\":\"%s\",\"dims\":[16,128,128,16],"
-           "\"batch\":64,\"cycles\":%d,\"warmup_cycles\":%d,\"mallocs_after_warmup\":%ld,"
-           "\"rss_kib_at_100\":%ld,\"rss_kib_at_10000\":%ld,\"rss_anon_kib_at_100\":%ld,"
-           "\"rss_anon_kib_at_10000\":%ld,\"arena_bytes_used_per_step\":%zu,"
-           "\"arena_capacity_at_100\":%zu,\"arena_capacity_at_10000\":%zu,\"seconds\":%.2f,"
-           "\"goal_mallocs\":0}\n",
-           ND_REAL_NAME, cycles, warmup, atomic_load(&g_allocs) + atomic_load(&g_blas_allocs), rss_warm / 1024, rss_end / 1024, anon_warm, anon_end,
-           used, cap_warm, nd_ctx_capacity(ctx), secs);
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", "steady_state_memory");
+    json_str(&w, "real", ND_REAL_NAME);
+    json_int_array(&w, "dims", (int[]){16, 128, 128, 16}, 4);
+    json_int(&w, "batch", 64);
+    json_int(&w, "cycles", cycles);
+    json_int(&w, "warmup_cycles", warmup);
+    json_int(&w, "mallocs_after_warmup", atomic_load(&g_allocs) + atomic_load(&g_blas_allocs));
+    json_int(&w, "rss_kib_at_100", rss_warm / 1024);
+    json_int(&w, "rss_kib_at_10000", rss_end / 1024);
+    json_int(&w, "rss_anon_kib_at_100", anon_warm);
+    json_int(&w, "rss_anon_kib_at_10000", anon_end);
+    json_int(&w, "arena_bytes_used_per_step", (long long)used);
+    json_int(&w, "arena_capacity_at_100", (long long)cap_warm);
+    json_int(&w, "arena_capacity_at_10000", (long long)nd_ctx_capacity(ctx));
+    json_num(&w, "seconds", secs);
+    json_int(&w, "goal_mallocs", 0);
+    json_end(&w);
     fflush(stdout);
     mlp_destroy(&m);
     nd_ctx_destroy(ctx);
@@ -350,21 +379,20 @@ static void bench_steady_state(void)
 
 /* --------------------------------------------------------------------------------------------- */
 
+static const char *const case_names[] = {"all", "mlp_step", "tiny_graph", "steady_state_memory",
+                                         NULL};
+
 int main(int argc, char **argv)
 {
-    int n_steps = 40;
-    const char *only = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-            n_steps = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--case") && i + 1 < argc) {
-            only = argv[++i];
-        } else {
-            fprintf(stderr, "usage: %s [--steps N] [--case NAME]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (n_steps < 1) n_steps = 1;
+    int n_steps = 40, which = 0;
+    const flag_spec flags[] = {
+        FLAG_INT("steps", &n_steps, 1, 1000000, "timed steps per case (medians)"),
+        FLAG_CHOICE("case", &which, case_names, "the case to run"),
+    };
+    int rc = flags_parse("bench_autograd", "The autograd engine: speed, GEMM share, memory.", flags,
+                         FLAGS_N(flags), argc, argv);
+    if (rc != FLAGS_OK) return flags_exit_status(rc);
+    const char *only = which ? case_names[which] : NULL;
     fprintf(stderr, "bench_autograd: nd_real = %s, %s\n", ND_REAL_NAME, OPENBLAS_VERSION);
     if (!only || !strcmp(only, "mlp_step")) {
         fprintf(stderr, "mlp_step, 1 thread...\n");

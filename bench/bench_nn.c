@@ -26,7 +26,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "flags.h"
 #include "interpose.h"
+#include "json.h"
 #include "nodal.h"
 
 #define BATCH 128
@@ -161,17 +163,28 @@ static void bench_conv_step(int threads, int n_steps)
     replay_buffers_destroy(bufs, n_calls);
 
     double step_ms = median(step, n_steps) / 1e6, gemm_ms = median(gemm, n_steps) / 1e6;
-    printf("{\"case\":\"conv_step\",\"real\":\"%s\",\"threads\":%d,\"batch\":%d,"
-           "\"model\":\"" MODEL_NAME "\",\"params\":%zu,\"steps\":%d,"
-           "\"step_ms\":%.2f,\"forward_ms\":%.2f,\"backward_ms\":%.2f,\"update_ms\":%.3f,"
-           "\"images_per_s\":%.0f,\"gemm_ms\":%.2f,\"gemm_calls\":%d,\"gemm_gflops\":%.1f,"
-           "\"gemm_inside_step_ms\":%.2f,\"gemm_images_per_s\":%.0f,\"ratio\":%.2f,"
-           "\"mallocs_per_step\":%.1f,\"openblas_mallocs_per_step\":%.1f}\n",
-           ND_REAL_NAME, threads, BATCH, nd_param_list_numel(&c.params), n_steps, step_ms,
-           median(fwd, n_steps) / 1e6, median(bwd, n_steps) / 1e6, median(upd, n_steps) / 1e6,
-           BATCH / (step_ms / 1e3), gemm_ms, n_calls, flops / (gemm_ms * 1e6),
-           median(inside, n_steps) / 1e6, BATCH / (gemm_ms / 1e3), median(ratio, n_steps),
-           (double)g_allocs / n_steps, (double)g_blas_allocs / n_steps);
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", "conv_step");
+    json_str(&w, "real", ND_REAL_NAME);
+    json_int(&w, "threads", threads);
+    json_int(&w, "batch", BATCH);
+    json_str(&w, "model", MODEL_NAME);
+    json_int(&w, "params", (long long)nd_param_list_numel(&c.params));
+    json_int(&w, "steps", n_steps);
+    json_num(&w, "step_ms", step_ms);
+    json_num(&w, "forward_ms", median(fwd, n_steps) / 1e6);
+    json_num(&w, "backward_ms", median(bwd, n_steps) / 1e6);
+    json_num(&w, "update_ms", median(upd, n_steps) / 1e6);
+    json_num(&w, "images_per_s", BATCH / (step_ms / 1e3));
+    json_num(&w, "gemm_ms", gemm_ms);
+    json_int(&w, "gemm_calls", n_calls);
+    json_num(&w, "gemm_gflops", flops / (gemm_ms * 1e6));
+    json_num(&w, "gemm_inside_step_ms", median(inside, n_steps) / 1e6);
+    json_num(&w, "gemm_images_per_s", BATCH / (gemm_ms / 1e3));
+    json_num(&w, "ratio", median(ratio, n_steps));
+    json_num(&w, "mallocs_per_step", (double)g_allocs / n_steps);
+    json_num(&w, "openblas_mallocs_per_step", (double)g_blas_allocs / n_steps);
+    json_end(&w);
     fflush(stdout);
     free(v);
     convnet_destroy(&c);
@@ -199,10 +212,16 @@ static void bench_conv_eval(int threads, int n_steps)
         if (s >= 0) t[s] = now_ns() - t0;
     }
     double ms = median(t, n_steps) / 1e6;
-    printf("{\"case\":\"conv_eval\",\"real\":\"%s\",\"model\":\"" MODEL_NAME "\",\"threads\":%d,"
-           "\"batch\":%d,\"steps\":%d,"
-           "\"forward_ms\":%.2f,\"images_per_s\":%.0f}\n",
-           ND_REAL_NAME, threads, BATCH, n_steps, ms, BATCH / (ms / 1e3));
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", "conv_eval");
+    json_str(&w, "real", ND_REAL_NAME);
+    json_str(&w, "model", MODEL_NAME);
+    json_int(&w, "threads", threads);
+    json_int(&w, "batch", BATCH);
+    json_int(&w, "steps", n_steps);
+    json_num(&w, "forward_ms", ms);
+    json_num(&w, "images_per_s", BATCH / (ms / 1e3));
+    json_end(&w);
     fflush(stdout);
     free(t);
     convnet_destroy(&c);
@@ -211,21 +230,19 @@ static void bench_conv_eval(int threads, int n_steps)
 
 /* --------------------------------------------------------------------------------------------- */
 
+static const char *const case_names[] = {"all", "conv_step", "conv_eval", NULL};
+
 int main(int argc, char **argv)
 {
-    int n_steps = 20;
-    const char *only = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--steps") && i + 1 < argc) {
-            n_steps = atoi(argv[++i]);
-        } else if (!strcmp(argv[i], "--case") && i + 1 < argc) {
-            only = argv[++i];
-        } else {
-            fprintf(stderr, "usage: %s [--steps N] [--case conv_step|conv_eval]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (n_steps < 1) n_steps = 1;
+    int n_steps = 20, which = 0;
+    const flag_spec flags[] = {
+        FLAG_INT("steps", &n_steps, 1, 1000000, "timed steps per case (medians)"),
+        FLAG_CHOICE("case", &which, case_names, "the case to run"),
+    };
+    int rc = flags_parse("bench_nn", "examples/mnist.c's conv-net step: speed and GEMM share.",
+                         flags, FLAGS_N(flags), argc, argv);
+    if (rc != FLAGS_OK) return flags_exit_status(rc);
+    const char *only = which ? case_names[which] : NULL;
     fprintf(stderr, "bench_nn: nd_real = %s, %s\n", ND_REAL_NAME, OPENBLAS_VERSION);
     if (!only || !strcmp(only, "conv_step")) {
         fprintf(stderr, "conv_step, 1 thread...\n");

@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flags.h"
+#include "json.h"
 #include "nodal.h"
 
 #if defined(ND_HAVE_SLEEF) && !defined(ND_REAL_FLOAT)
@@ -114,6 +116,20 @@ static void bare_vjp(const model *m, const nd_real *y, const nd_real *g, bare_wo
 
 /* ---- cases ------------------------------------------------------------------------------------ */
 
+/* one case of bench_evals: the best time per evaluation, nodal's and the bare arithmetic's */
+static void print_eval(const char *name, double best_nodal, double best_bare)
+{
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", name);
+    json_int(&w, "batch", B);
+    json_int(&w, "hidden", H);
+    json_str(&w, "real", ND_REAL_NAME);
+    json_num(&w, "ns_per_eval", 1e9 * best_nodal);
+    json_num(&w, "bare_ns_per_eval", 1e9 * best_bare);
+    json_num(&w, "ratio", best_nodal / best_bare);
+    json_end(&w);
+}
+
 static void bench_evals(nd_ctx *ctx, model *m, int n)
 {
     nd_rng rng = nd_rng_seed(1);
@@ -141,9 +157,7 @@ static void bench_evals(nd_ctx *ctx, model *m, int n)
         for (int i = 0; i < n; i++) bare_forward(m, y->data, w);
         best_bare = fmin(best_bare, (now() - t0) / n);
     }
-    printf("{\"case\": \"f_eval\", \"batch\": %d, \"hidden\": %d, \"real\": \"%s\", "
-           "\"ns_per_eval\": %.0f, \"bare_ns_per_eval\": %.0f, \"ratio\": %.2f}\n",
-           B, H, ND_REAL_NAME, 1e9 * best_nodal, 1e9 * best_bare, best_nodal / best_bare);
+    print_eval("f_eval", best_nodal, best_bare);
 
     /* f and its VJP, as the adjoint's augmented dynamics evaluates them */
     best_nodal = best_bare = INFINITY;
@@ -167,9 +181,7 @@ static void bench_evals(nd_ctx *ctx, model *m, int n)
         best_bare = fmin(best_bare, (now() - t0) / n);
     }
     if (nd_ctx_error(ctx)) fprintf(stderr, "bench_odeint: %s\n", nd_ctx_errmsg(ctx));
-    printf("{\"case\": \"aug_eval\", \"batch\": %d, \"hidden\": %d, \"real\": \"%s\", "
-           "\"ns_per_eval\": %.0f, \"bare_ns_per_eval\": %.0f, \"ratio\": %.2f}\n",
-           B, H, ND_REAL_NAME, 1e9 * best_nodal, 1e9 * best_bare, best_nodal / best_bare);
+    print_eval("aug_eval", best_nodal, best_bare);
     free(w);
     nd_tensor_destroy(y);
     nd_tensor_destroy(g);
@@ -196,11 +208,15 @@ static void bench_memory(model *m)
             nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, f_model, m, y0, t, params, 4, &o, &st));
             nd_status s = L ? nd_backward(ctx, L, 0) : nd_ctx_error(ctx);
             if (s != ND_OK) fprintf(stderr, "bench_odeint: %s\n", nd_ctx_errmsg(ctx));
-            printf("{\"case\": \"adjoint_memory\", \"grad\": \"%s\", \"T\": %g, "
-                   "\"accepted_forward\": %ld, \"nfe_backward\": %ld, \"arena_bytes\": %zu, "
-                   "\"rss_growth_kib\": %ld}\n",
-                   mode ? "backprop" : "adjoint", T, st.forward.accepted, st.backward.nfe,
-                   nd_ctx_capacity(ctx), resident_kib() - rss0);
+            json_writer w = json_begin(stdout);
+            json_str(&w, "case", "adjoint_memory");
+            json_str(&w, "grad", mode ? "backprop" : "adjoint");
+            json_num(&w, "T", T);
+            json_int(&w, "accepted_forward", st.forward.accepted);
+            json_int(&w, "nfe_backward", st.backward.nfe);
+            json_int(&w, "arena_bytes", (long long)nd_ctx_capacity(ctx));
+            json_int(&w, "rss_growth_kib", resident_kib() - rss0);
+            json_end(&w);
             nd_ctx_destroy(ctx);
         }
     }
@@ -209,8 +225,11 @@ static void bench_memory(model *m)
 int main(int argc, char **argv)
 {
     int n = 20000;
-    for (int i = 1; i + 1 < argc; i++)
-        if (!strcmp(argv[i], "--evals")) n = atoi(argv[++i]);
+    const flag_spec flags[] = {FLAG_INT("evals", &n, 1, 100000000, "evaluations per timed case")};
+    int rc = flags_parse("bench_odeint", "An evaluation of f and of the adjoint's augmented "
+                         "dynamics vs the bare arithmetic; the adjoint's memory.", flags,
+                         FLAGS_N(flags), argc, argv);
+    if (rc != FLAGS_OK) return flags_exit_status(rc);
     openblas_set_num_threads(1);
     nd_ctx *ctx = nd_ctx_create(0);
     nd_rng rng = nd_rng_seed(0);

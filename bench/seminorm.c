@@ -1,14 +1,14 @@
 /* SPDX-License-Identifier: MIT
  * bench/seminorm.c: where the seminorm saves work in the adjoint, and where it cannot: the
- * workloads of shared/reference/WORKLOADS.md, paired (the same weights, batch and forward solve
+ * workloads of docs/WORKLOADS.md, paired (the same weights, batch and forward solve
  * for every norm), at (rtol, atol) = (1e-3, 1e-6), (1e-4, 1e-7), (1e-5, 1e-8).
  *
  *   A        torchdiffeq's seminorm test, exact weights (tests/reference/test_seminorm.json),
  *            every adaptive method; also at its test tolerance (1e-8, 1e-8)
  *   B        a continuous normalising flow on 8 gaussians, trained with the seminorm and
- *            measured at checkpoints (examples/cnf2d.c's paired measurement)
+ *            measured at checkpoints (examples/cnf2d.c's model: examples/models/cnf.c)
  *   C        a neural CDE on the spirals task, cubic path ("C") and piecewise-linear path with a
- *            jump at every knot ("C-linear") (examples/ncde.c's)
+ *            jump at every knot ("C-linear") (examples/ncde.c's: examples/models/ncde.c)
  *   spiral   control: torchdiffeq's ode_demo at initialisation, 10 batches
  *   wide     control: an MLP 64-512-512-64, batch 256, 5 output times on [0, 1]
  *
@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "flags.h"
+#include "json.h"
 #include "nodal.h"
 #include "seminorm_workloads.h"
 #ifdef HAVE_PLOT
@@ -44,18 +46,24 @@ static int n_rows;
 void sn_report(const sn_result *r)
 {
     if (n_rows < MAX_ROWS) rows[n_rows++] = *r;
-    printf("{\"workload\": \"%s\", \"method\": \"%s\", \"norm\": \"%s\", \"rtol\": %g, "
-           "\"atol\": %g, \"nfe_forward\": %ld, \"nfe_backward\": %ld, \"accepted_backward\": %ld, "
-           "\"rejected_backward\": %ld, \"ms_backward\": %.3f, \"max_rel_grad_diff\": %.3g",
-           r->workload, r->method, r->norm, r->rtol, r->atol, r->nfe_forward, r->nfe_backward,
-           r->accepted_backward, r->rejected_backward, r->ms_backward, r->max_rel_grad_diff);
-    if (!isnan(r->rel_grad_diff_norm)) /* JSON has no NaN: an unmeasured value is left out */
-        printf(", \"rel_grad_diff_norm\": %.3g", r->rel_grad_diff_norm);
+    json_writer w = json_begin(stdout);
+    json_str(&w, "workload", r->workload);
+    json_str(&w, "method", r->method);
+    json_str(&w, "norm", r->norm);
+    json_num(&w, "rtol", r->rtol);
+    json_num(&w, "atol", r->atol);
+    json_int(&w, "nfe_forward", r->nfe_forward);
+    json_int(&w, "nfe_backward", r->nfe_backward);
+    json_int(&w, "accepted_backward", r->accepted_backward);
+    json_int(&w, "rejected_backward", r->rejected_backward);
+    json_num(&w, "ms_backward", r->ms_backward);
+    json_num_prec(&w, "max_rel_grad_diff", r->max_rel_grad_diff, 3);
+    if (!isnan(r->rel_grad_diff_norm)) /* an unmeasured value is left out */
+        json_num_prec(&w, "rel_grad_diff_norm", r->rel_grad_diff_norm, 3);
     if (r->torchdiffeq_nfe_backward >= 0)
-        printf(", \"torchdiffeq_nfe_backward\": %ld", r->torchdiffeq_nfe_backward);
-    if (r->note[0]) printf(", \"note\": \"%s\"", r->note);
-    printf("}\n");
-    fflush(stdout);
+        json_int(&w, "torchdiffeq_nfe_backward", r->torchdiffeq_nfe_backward);
+    if (r->note[0]) json_str(&w, "note", r->note);
+    json_end(&w);
 }
 
 double sn_now(void)
@@ -97,13 +105,13 @@ static const sn_result *find(const char *workload, const char *method, double rt
 }
 
 /* Field k of a JSON line: a copy of its string (NULL if absent), its number (d if absent). */
-static char *json_str(const cJSON *j, const char *k)
+static char *field_str(const cJSON *j, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
     return cJSON_IsString(v) ? strdup(v->valuestring) : NULL;
 }
 
-static double json_num(const cJSON *j, const char *k, double d)
+static double field_num(const cJSON *j, const char *k, double d)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, k);
     return cJSON_IsNumber(v) ? v->valuedouble : d;
@@ -119,8 +127,8 @@ static int read_jsonl(const char *path)
         cJSON *j = cJSON_Parse(line);
         if (!j) continue;
         sn_result *r = &rows[n_rows];
-#define STR(k) json_str(j, k)
-#define NUM(k, d) json_num(j, k, d)
+#define STR(k) field_str(j, k)
+#define NUM(k, d) field_num(j, k, d)
         *r = (sn_result){.workload = STR("workload"), .method = STR("method"), .norm = STR("norm"),
                          .rtol = NUM("rtol", 0), .atol = NUM("atol", 0),
                          .nfe_forward = (long)NUM("nfe_forward", 0),
@@ -160,7 +168,8 @@ static int write_markdown(const char *path)
         if (r->torchdiffeq_nfe_backward >= 0) {
             /* torchdiffeq's "default without a_t" where it was measured, else its default */
             long tb = d0 && d0->torchdiffeq_nfe_backward >= 0 ? d0->torchdiffeq_nfe_backward
-                      : d ? d->torchdiffeq_nfe_backward : -1;
+                      : d                                     ? d->torchdiffeq_nfe_backward
+                                                              : -1;
             if (tb > 0)
                 snprintf(td, sizeof td, "%ld vs %ld (%.0f%%)", r->torchdiffeq_nfe_backward, tb,
                          100.0 * (1 - (double)r->torchdiffeq_nfe_backward / tb));
@@ -195,7 +204,8 @@ static int write_chart(const char *path)
         if (strcmp(r->norm, "seminorm") || strcmp(r->method, "dopri5")) continue;
         bool seen = false;
         for (int k = 0; k < n; k++) seen |= !strcmp(names[k], r->workload);
-        if (seen || (r->rtol != 1e-4 && find(r->workload, "dopri5", 1e-4, 1e-7, "seminorm"))) continue;
+        if (seen || (r->rtol != 1e-4 && find(r->workload, "dopri5", 1e-4, 1e-7, "seminorm")))
+            continue;
         const sn_result *d = find(r->workload, r->method, r->rtol, r->atol, "default");
         const sn_result *d0 = find(r->workload, r->method, r->rtol, r->atol, "default_no_t");
         if (!d || !d->nfe_backward) continue;
@@ -227,36 +237,58 @@ static int write_chart(const char *path)
 }
 #endif
 
+/* --workloads: a comma-separated list of A, B, C, spiral, wide; each into run[] (by the order of
+ * names). false with a message when a name is unknown or empty. */
+static bool parse_workloads(const char *list, bool run[5])
+{
+    static const char *const names[5] = {"A", "B", "C", "spiral", "wide"};
+    for (const char *p = list;; p++) {
+        size_t len = strcspn(p, ",");
+        int k = 0;
+        while (k < 5 && (strlen(names[k]) != len || strncmp(p, names[k], len) != 0)) k++;
+        if (k == 5) {
+            fprintf(stderr, "seminorm: --workloads: '%.*s' is not one of A, B, C, spiral, wide\n",
+                    (int)len, p);
+            return false;
+        }
+        run[k] = true;
+        p += len;
+        if (!*p) return true;
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *which = "A,B,C,spiral,wide", *md = NULL, *chart = NULL, *from = NULL;
-    bool quick = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = true;
-        else if (i + 1 < argc && !strcmp(argv[i], "--workloads")) which = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--markdown")) md = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--chart")) chart = argv[++i];
-        else if (i + 1 < argc && !strcmp(argv[i], "--from")) from = argv[++i];
-        else {
-            fprintf(stderr, "usage: %s [--workloads A,B,C,spiral,wide] [--quick] [--markdown F] "
-                            "[--chart F.png] [--from RESULTS.jsonl]\n", argv[0]);
-            return 2;
-        }
-    }
+    bool quick = false, run[5] = {false};
+    const flag_spec flags[] = {
+        FLAG_STRING("workloads", &which, "LIST", "comma-separated: A, B, C, spiral, wide"),
+        FLAG_BOOL("quick", &quick, "fewer settings per workload (CI)"),
+        FLAG_STRING("markdown", &md, "FILE", "write the table of backward NFE and savings"),
+        FLAG_STRING("chart", &chart, "FILE.png", "draw the bar chart (needs cairo)"),
+        FLAG_STRING("from", &from, "RESULTS.jsonl", "redraw the table and chart from a run"),
+    };
+    int rc = flags_parse("seminorm",
+                         "The adjoint's backward NFE under each norm, paired, on the "
+                         "workloads of docs/WORKLOADS.md.",
+                         flags, FLAGS_N(flags), argc, argv);
+    if (rc != FLAGS_OK) return flags_exit_status(rc);
+    if (!parse_workloads(which, run)) return 2;
     double t0 = sn_now();
     int failed = 0;
     if (from) {
         if (read_jsonl(from) != 0) return fprintf(stderr, "seminorm: cannot read %s\n", from), 1;
-        which = ""; /* only redraw */
+        memset(run, 0, sizeof run); /* only redraw */
     }
-    if (strstr(which, "A")) failed |= sn_workload_a(quick) != 0;
-    if (strstr(which, "B")) failed |= sn_workload_b(quick) != 0;
-    if (strstr(which, "C")) failed |= sn_workload_c(quick) != 0;
-    if (strstr(which, "spiral")) failed |= sn_workload_spiral(quick) != 0;
-    if (strstr(which, "wide")) failed |= sn_workload_wide(quick) != 0;
-    if (md && write_markdown(md) != 0) fprintf(stderr, "seminorm: cannot write %s\n", md), failed = 1;
+    int (*const workloads[5])(bool) = {sn_workload_a, sn_workload_b, sn_workload_c,
+                                       sn_workload_spiral, sn_workload_wide};
+    for (int k = 0; k < 5; k++)
+        if (run[k]) failed |= workloads[k](quick) != 0;
+    if (md && write_markdown(md) != 0)
+        fprintf(stderr, "seminorm: cannot write %s\n", md), failed = 1;
 #ifdef HAVE_PLOT
-    if (chart && write_chart(chart) != 0) fprintf(stderr, "seminorm: cannot write %s\n", chart), failed = 1;
+    if (chart && write_chart(chart) != 0)
+        fprintf(stderr, "seminorm: cannot write %s\n", chart), failed = 1;
 #else
     if (chart) fprintf(stderr, "seminorm: built without cairo, no chart\n"), failed = 1;
 #endif

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * bench/seminorm_controls.c: the two controls of WORKLOADS.md, where no norm can help.
+ * bench/seminorm_controls.c: the two controls of docs/WORKLOADS.md, where no norm can help.
  *   spiral  torchdiffeq's ode_demo model at initialisation (weights N(0, 0.1), biases 0) on 10
  *           batches of 20 windows of 10 points: 9 short output intervals of 2 steps each
  *   wide    an MLP 64-512-512-64 (tanh, PyTorch's default init), batch 256, 5 output times on

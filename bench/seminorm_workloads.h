@@ -13,9 +13,9 @@ typedef struct {
     double rtol, atol;
     long nfe_forward, nfe_backward, accepted_backward, rejected_backward;
     double ms_backward;
-    double max_rel_grad_diff;       /* against the default norm's gradient, same weights */
-    double rel_grad_diff_norm;      /* |g - g_default| / |g_default| over all parameters */
-    long torchdiffeq_nfe_backward;  /* torchdiffeq's count for the same setting, -1 if none */
+    double max_rel_grad_diff;      /* against the default norm's gradient, same weights */
+    double rel_grad_diff_norm;     /* |g - g_default| / |g_default| over all parameters */
+    long torchdiffeq_nfe_backward; /* torchdiffeq's count for the same setting, -1 if none */
     char note[96];
 } sn_result;
 

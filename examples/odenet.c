@@ -9,45 +9,27 @@
  * 33% test accuracy after 94 steps on the MNIST digits, against 86-90% pooled to 3x3.)
  * dopri5 with the adjoint; the adjoint's error test uses --norm (rms or seminorm). Adam (lr 2e-3
  * falling to 0 along a cosine), batch 64, cross-entropy, pixels standardised as in
- * examples/mnist.c (examples/mnist_data.c holds what the two share). Per epoch it prints the
- * accuracy and the mean function evaluations per batch of the forward pass (NFE-F) and of the
- * adjoint (NFE-B): the seminorm's saving.
+ * examples/mnist.c: the two share one driver (examples/classify/driver.c: flags, data, loaders,
+ * the epoch loop, --save / --resume, the summary), and this file holds only the model. Per epoch it
+ * prints the accuracy and the mean function evaluations per batch of the forward pass (NFE-F) and
+ * of the adjoint (NFE-B): the seminorm's saving.
  *
  * Good looks like (2-core Xeon, double): Fashion-MNIST (Debian's dataset-fashion-mnist) >= 89%
- * test accuracy in 2 epochs; the 10k real MNIST digits (../shared/data/mnist-digits-10k) >= 97%.
+ * test accuracy in 2 epochs; the 10k real MNIST digits (data/mnist-digits-10k) >= 97%.
  * Each epoch of Fashion-MNIST takes a few minutes here.
  * Run:
  *   ./build/examples/odenet --norm seminorm                           # Fashion-MNIST, 2 epochs
- *   ./build/examples/odenet --data ../shared/data/mnist-digits-10k --epochs 8
+ *   ./build/examples/odenet --data data/mnist-digits-10k --epochs 8
  *   ./build/examples/odenet --limit 256 --epochs 1                    # CI smoke test
- * Flags: --data DIR --epochs N --batch B --lr X --seed S --norm rms|seminorm --rtol R --atol A
- * --save FILE --resume FILE --limit N --json. Exit status: 0 when it ran, 1 on a library error or
- * missing data, 2 on bad flags.
+ * Flags (--help lists them): --data DIR --epochs N --batch B --lr X --seed S --norm rms|seminorm
+ * --rtol R --atol A --save FILE --resume FILE --limit N --json. Exit status: 0 when it ran, 1 on a
+ * library error, missing data or a bad checkpoint, 2 on bad flags.
  */
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-#include <unistd.h>
 
-#include "mnist_data.h"
+#include "data.h"
+#include "driver.h"
 #include "nodal.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Any failing library call lands here: print the ctx's first error. */
-static int fail(nd_ctx *ctx, const char *where)
-{
-    fprintf(stderr, "odenet: %s: %s (%s)\n", where, nd_ctx_errmsg(ctx),
-            nd_status_str(nd_ctx_error(ctx)));
-    return 1;
-}
 
 // ------------------------------------------------------------------------------------------------
 // model: downsampling, the ODE block, the head; one Sequential (state names "0.weight", ...,
@@ -68,8 +50,21 @@ static nd_module *dynamics_create(nd_ctx *ctx, nd_rng *rng)
     return nd_sequential_create(ctx, (int)(sizeof layers / sizeof *layers), layers);
 }
 
-static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, const nd_ode_options *ode)
+/* the solver of the ODE block, from the flags */
+typedef struct {
+    int norm; // nd_norm_kind of the adjoint's error test
+    double rtol, atol;
+    nd_ode_options ode;
+} solver_flags;
+
+static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, void *user)
 {
+    solver_flags *s = user; // dopri5 both ways; the adjoint's error test under the chosen norm
+    nd_ode_options *ode = &s->ode;
+    *ode = ND_ODE_DEFAULT;
+    ode->solver.rtol = ode->adjoint.rtol = s->rtol;
+    ode->solver.atol = ode->adjoint.atol = s->atol;
+    ode->adjoint.norm = (nd_norm_kind)s->norm;
     nd_module *layers[] = {
         nd_conv2d_create(ctx, 1, WIDTH, 3, 1, 1, true, rng),     // 0: -> (B, 16, 28, 28)
         nd_group_norm_create(ctx, 4, WIDTH, 1e-5),               // 1
@@ -79,261 +74,61 @@ static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, const nd_ode_options *o
         nd_activation_create(ctx, ND_ACT_RELU),                  // 5
         nd_conv2d_create(ctx, WIDTH, WIDTH, 4, 2, 1, true, rng), // 6: -> (B, 16, 7, 7)
         nd_odeblock_create(ctx, dynamics_create(ctx, rng), ND_TIME_CONCAT, 0.0, 1.0, ode), // 7
-        nd_group_norm_create(ctx, 4, WIDTH, 1e-5),               // 8
-        nd_activation_create(ctx, ND_ACT_RELU),                  // 9
-        nd_avg_pool2d_create(ctx, 2, 2),                         // 10: -> (B, 16, 3, 3)
-        nd_flatten_create(ctx),                                  // 11: -> (B, 144)
-        nd_linear_create(ctx, WIDTH * 9, N_CLASSES, true, rng),  // 12: -> (B, 10) logits
+        nd_group_norm_create(ctx, 4, WIDTH, 1e-5),                                         // 8
+        nd_activation_create(ctx, ND_ACT_RELU),                                            // 9
+        nd_avg_pool2d_create(ctx, 2, 2),                        // 10: -> (B, 16, 3, 3)
+        nd_flatten_create(ctx),                                 // 11: -> (B, 144)
+        nd_linear_create(ctx, WIDTH * 9, N_CLASSES, true, rng), // 12: -> (B, 10) logits
     };
     return nd_sequential_create(ctx, (int)(sizeof layers / sizeof *layers), layers);
 }
 #define ODE_LAYER 7
 
-// ------------------------------------------------------------------------------------------------
-
-static int usage(const char *argv0)
+/* the ODE block's function evaluations of the last training step, forward and adjoint */
+static void nfe_metrics(const nd_module *model, double *values, void *user)
 {
-    fprintf(stderr,
-            "usage: %s [--data DIR] [--epochs N] [--batch B] [--lr X] [--seed S] [--limit N]\n"
-            "          [--norm rms|seminorm] [--rtol R] [--atol A] [--save FILE] [--resume FILE]\n"
-            "          [--json]\n"
-            "  defaults: --data " DEFAULT_DATA " --epochs 2 --batch 64 --lr 2e-3 --seed 1\n"
-            "            --norm seminorm --rtol 1e-3 --atol 1e-3\n",
-            argv0);
-    return 2;
+    (void)user;
+    const nd_module *block = model->children[ODE_LAYER].module;
+    values[0] = (double)nd_odeblock_stats(block)->forward.nfe; // read after the backward pass
+    values[1] = (double)nd_odeblock_stats(block)->backward.nfe;
+}
+
+static void describe(FILE *out, void *user)
+{
+    const solver_flags *s = user;
+    fprintf(out, "; dopri5 rtol %g atol %g, adjoint norm %s", s->rtol, s->atol,
+            flags_norm_names[s->norm]);
+}
+
+static void json_members(json_writer *w, void *user)
+{
+    const solver_flags *s = user;
+    json_str(w, "norm", flags_norm_names[s->norm]);
+    json_num(w, "rtol", s->rtol);
+    json_num(w, "atol", s->atol);
 }
 
 int main(int argc, char **argv)
 {
-    const char *data_dir = DEFAULT_DATA, *save_path = NULL, *resume_path = NULL;
-    int epochs = 2, batch = 64, limit = 0, json = 0;
-    double lr = 2e-3, rtol = 1e-3, atol = 1e-3;
-    nd_norm_kind norm = ND_NORM_SEMINORM;
-    unsigned long long seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        char *end = NULL;
-        if (!strcmp(a, "--json")) {
-            json = 1;
-            continue;
-        }
-        if (!v) return usage(argv[0]);
-        i++;
-        if (!strcmp(a, "--data")) data_dir = v;
-        else if (!strcmp(a, "--save")) save_path = v;
-        else if (!strcmp(a, "--resume")) resume_path = v;
-        else if (!strcmp(a, "--epochs")) epochs = (int)strtol(v, &end, 10);
-        else if (!strcmp(a, "--batch")) batch = (int)strtol(v, &end, 10);
-        else if (!strcmp(a, "--limit")) limit = (int)strtol(v, &end, 10);
-        else if (!strcmp(a, "--lr")) lr = strtod(v, &end);
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, &end, 10);
-        else if (!strcmp(a, "--rtol")) rtol = strtod(v, &end);
-        else if (!strcmp(a, "--atol")) atol = strtod(v, &end);
-        else if (!strcmp(a, "--norm") && (!strcmp(v, "rms") || !strcmp(v, "seminorm")))
-            norm = strcmp(v, "rms") ? ND_NORM_SEMINORM : ND_NORM_RMS;
-        else return usage(argv[0]);
-        if (end && (*end || end == v)) return usage(argv[0]);
-    }
-    if (epochs < 0 || batch < 1 || limit < 0 || !(lr > 0) || !(rtol > 0) || !(atol > 0)) {
-        fprintf(stderr, "odenet: need --epochs >= 0, --batch >= 1, --limit >= 0, --lr, --rtol, "
-                        "--atol > 0\n");
-        return 2;
-    }
-    if (epochs == 0 && !resume_path) {
-        fprintf(stderr, "odenet: --epochs 0 only evaluates, so it needs --resume FILE\n");
-        return 2;
-    }
-
-    nd_ctx *ctx = nd_ctx_create(0);
-    if (!ctx) {
-        fprintf(stderr, "odenet: out of memory\n");
-        return 1;
-    }
-    int status = 0;
-    nd_dataset *train = NULL, *test = NULL;
-    nd_loader *train_ld = NULL, *test_ld = NULL;
-    nd_module *model = NULL;
-    nd_param_list params = {0}, state = {0};
-    nd_optimizer *opt = NULL;
-    mnist_ckpt ckpt = {0};
-    // the batch's images in [0, 1], persistent; one per loader, since a loader shrinks its own
-    // tensor's first dim for a last, smaller batch
-    nd_tensor *x = NULL;      // (B, 1, 28, 28) training batch
-    nd_tensor *x_test = NULL; // (B, 1, 28, 28) test batch
-    int *labels = NULL;       // (B,) the batch's classes
-    nd_rng rng = nd_rng_seed(seed);
-    bool tty = isatty(STDERR_FILENO);
-    int epochs_before = 0; // epochs already trained by the checkpoint we resumed from
-    double train_seconds = 0, test_acc = NAN, last_loss = NAN, last_train_acc = NAN;
-    long train_images = 0;
-
-    // --- data
-    if ((status = mnist_load_split(ctx, "odenet", data_dir, "train", &train)) != 0 ||
-        (status = mnist_load_split(ctx, "odenet", data_dir, "t10k", &test)) != 0)
-        goto cleanup;
-    if (limit > 0 && (nd_dataset_limit(ctx, train, limit, NULL) != ND_OK ||
-                      nd_dataset_limit(ctx, test, limit, NULL) != ND_OK)) {
-        status = fail(ctx, "--limit");
-        goto cleanup;
-    }
-    double mean, std; // of the training pixels: inputs are standardised with these
-    mnist_pixel_stats(train, &mean, &std);
-    if (nd_loader_create(ctx, train, batch, true, false, seed, &train_ld) != ND_OK ||
-        nd_loader_create(ctx, test, batch, false, false, 0, &test_ld) != ND_OK) {
-        status = fail(ctx, "loaders");
-        goto cleanup;
-    }
-    x = nd_tensor_create(ctx, 4, (int[]){batch, 1, 28, 28}, false);
-    x_test = nd_tensor_create(ctx, 4, (int[]){batch, 1, 28, 28}, false);
-    labels = malloc((size_t)batch * sizeof *labels);
-    if (!x || !x_test || !labels) {
-        status = x && x_test ? (fprintf(stderr, "odenet: out of memory\n"), 1)
-                             : fail(ctx, "batch buffers");
-        goto cleanup;
-    }
-
-    // --- model, optimizer, and the checkpoint list over both
-    /* dopri5 both ways; the adjoint's error test under the chosen norm */
-    nd_ode_options ode = ND_ODE_DEFAULT;
-    ode.solver.rtol = ode.adjoint.rtol = rtol;
-    ode.solver.atol = ode.adjoint.atol = atol;
-    ode.adjoint.norm = norm;
-    model = model_create(ctx, &rng, &ode);
-    if (!model || nd_module_params(ctx, model, &params) != ND_OK ||
-        nd_module_state(ctx, model, &state) != ND_OK) {
-        status = fail(ctx, "model");
-        goto cleanup;
-    }
-    nd_adam_options adam = ND_ADAM_DEFAULT;
-    adam.lr = lr;
-    opt = nd_adam_create(ctx, params.items, params.n, &adam);
-    if (!opt || mnist_ckpt_make(ctx, &state, opt, &ckpt) != 0) {
-        status = fail(ctx, "optimizer");
-        goto cleanup;
-    }
-    if (resume_path) {
-        // one read: the tensors and the metadata ("epochs", the pixel standardisation)
-        if ((status = mnist_resume(ctx, "odenet", resume_path, &ckpt, &epochs_before, &mean, &std)) != 0)
-            goto cleanup;
-        fprintf(stderr, "resumed %s: %d epochs, %ld steps trained\n", resume_path, epochs_before,
-                nd_optimizer_steps(opt));
-    }
-    const nd_module *block = model->children[ODE_LAYER].module;
-    const char *norm_name = norm == ND_NORM_SEMINORM ? "seminorm" : "rms";
-    fprintf(stderr, "%s: %d train / %d test images; %zu parameters; batch %d, lr %g, %s; dopri5 "
-            "rtol %g atol %g, adjoint norm %s\n", data_dir, train->n, test->n,
-            nd_param_list_numel(&params), batch, lr, ND_REAL_NAME, rtol, atol, norm_name);
-    double nfe_f_epoch = 0, nfe_b_epoch = 0; // mean per batch over the last epoch
-
-    // --- training loop: forward, one check, backward, Adam, reset the arena
-    int steps_per_epoch = (train->n + batch - 1) / batch;
-    // the learning rate falls from --lr to 0 along a cosine over this run's steps
-    nd_lr_schedule schedule = nd_lr_cosine(lr, epochs * steps_per_epoch, 0);
-    long run_step = 0;
-    for (int epoch = 1; epoch <= epochs; epoch++) {
-        double t0 = now_s(), loss_sum = 0, t_print = 0;
-        long right = 0, seen = 0, nfe_f = 0, nfe_b = 0;
-        int m, step = 0;
-        while (nd_loader_next(ctx, train_ld, x, NULL, labels, &m) == ND_OK && m > 0) {
-            mnist_standardise(x, mean, std);
-            nd_tensor *logits = nd_module_forward(ctx, model, x);                  // (m, 10)
-            nd_tensor *loss = nd_cross_entropy(ctx, logits, labels, ND_REDUCE_MEAN); // scalar
-            if (!loss) {
-                status = fail(ctx, "forward");
-                goto cleanup;
-            }
-            nd_optimizer_zero_grad(opt);
-            nd_optimizer_set_lr(opt, nd_lr_at(&schedule, (int)run_step++));
-            if (nd_backward(ctx, loss, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK) {
-                status = fail(ctx, "backward/update");
-                goto cleanup;
-            }
-            nfe_f += nd_odeblock_stats(block)->forward.nfe; // read after the backward pass
-            nfe_b += nd_odeblock_stats(block)->backward.nfe;
-            loss_sum += nd_item(loss) * m;
-            right += lround(nd_accuracy(logits, labels) * m);
-            seen += m, step++;
-            nd_ctx_reset(ctx); // frees this step's graph, keeps the memory: no malloc from here
-            double t = now_s();
-            if (tty && (t - t_print > 0.2 || step == steps_per_epoch)) {
-                t_print = t;
-                fprintf(stderr, "\repoch %d/%d  batch %4d/%d  loss %.4f  acc %5.2f%%  NFE-F %4.1f "
-                        "NFE-B %5.1f  %5.0f img/s ", epochs_before + epoch, epochs_before + epochs,
-                        step, steps_per_epoch, loss_sum / seen, 100.0 * right / seen,
-                        (double)nfe_f / step, (double)nfe_b / step, seen / (t - t0));
-            }
-        }
-        if (nd_ctx_error(ctx) != ND_OK) {
-            status = fail(ctx, "next batch");
-            goto cleanup;
-        }
-        double secs = now_s() - t0;
-        train_seconds += secs, train_images += seen;
-        last_loss = loss_sum / seen, last_train_acc = (double)right / seen;
-        nfe_f_epoch = (double)nfe_f / step, nfe_b_epoch = (double)nfe_b / step;
-        if ((status = mnist_evaluate(ctx, "odenet", model, test, test_ld, x_test, labels, mean, std, &test_acc)) != 0) goto cleanup;
-        fprintf(stderr,
-                "%sepoch %d/%d  loss %.4f  train acc %.2f%%  NFE-F %.1f  NFE-B %.1f (%s)  "
-                "%.0f img/s  %.1f s  test acc %.2f%%\n",
-                tty ? "\r" : "", epochs_before + epoch, epochs_before + epochs, last_loss,
-                100 * last_train_acc, nfe_f_epoch, nfe_b_epoch, norm_name, seen / secs, secs,
-                100 * test_acc);
-    }
-
-    // --- evaluation only (--epochs 0 --resume FILE)
-    if (epochs == 0) {
-        if ((status = mnist_evaluate(ctx, "odenet", model, test, test_ld, x_test, labels, mean, std, &test_acc)) != 0) goto cleanup;
-        fprintf(stderr, "test accuracy %.2f%% (%d images)\n", 100 * test_acc, test->n);
-    }
-
-    // --- checkpoint: model + optimizer state, written atomically
-    if (save_path) {
-        char n_epochs[32];
-        snprintf(n_epochs, sizeof n_epochs, "%d", epochs_before + epochs);
-        char m_str[32], s_str[32];
-        snprintf(m_str, sizeof m_str, "%.17g", mean);
-        snprintf(s_str, sizeof s_str, "%.17g", std);
-        nd_meta meta[] = {{"example", "odenet"}, {"epochs", n_epochs}, {"pixel_mean", m_str},
-                          {"pixel_std", s_str}};
-        nd_save_options so = ND_SAVE_DEFAULT;
-        so.meta = meta, so.n_meta = 4;
-        if (nd_save(ctx, save_path, ckpt.items, ckpt.n, &so) != ND_OK) {
-            status = fail(ctx, "--save");
-            goto cleanup;
-        }
-        fprintf(stderr, "saved %s\n", save_path);
-    }
-
-    if (json) { // training figures are 0 when --epochs 0 only evaluated
-        double spe = epochs > 0 ? train_seconds / epochs : 0;
-        double ips = train_seconds > 0 ? train_images / train_seconds : 0;
-        printf("{\"example\":\"odenet\",\"real\":\"%s\",\"norm\":\"%s\",\"rtol\":%g,"
-               "\"atol\":%g,\"nfe_forward_per_batch\":%.2f,\"nfe_backward_per_batch\":%.2f,"
-               "\"data\":\"", ND_REAL_NAME, norm_name, rtol, atol, nfe_f_epoch, nfe_b_epoch);
-        for (const char *c = data_dir; *c; c++) { // the path as a JSON string
-            if (*c == '"' || *c == '\\') putchar('\\');
-            putchar((unsigned char)*c < 0x20 ? '?' : *c);
-        }
-        printf("\",\"n_train\":%d,\"n_test\":%d,\"epochs\":%d,\"epochs_total\":%d,\"batch\":%d,"
-               "\"lr\":%g,\"seed\":%llu,\"train_loss\":%.6f,\"train_accuracy\":%.4f,"
-               "\"test_accuracy\":%.4f,\"seconds_per_epoch\":%.3f,\"images_per_second\":%.1f}\n",
-               train->n, test->n, epochs, epochs_before + epochs, batch, lr, seed,
-               epochs > 0 ? last_loss : 0, epochs > 0 ? last_train_acc : 0, test_acc, spe, ips);
-    }
-
-cleanup:
-    mnist_ckpt_free(&ckpt);
-    nd_optimizer_destroy(opt);
-    nd_param_list_destroy(&params);
-    nd_param_list_destroy(&state);
-    nd_module_destroy(model);
-    nd_tensor_destroy(x);
-    nd_tensor_destroy(x_test);
-    free(labels);
-    nd_loader_destroy(train_ld);
-    nd_loader_destroy(test_ld);
-    nd_dataset_destroy(train);
-    nd_dataset_destroy(test);
-    nd_ctx_destroy(ctx);
-    return status;
+    solver_flags s = {.norm = ND_NORM_SEMINORM, .rtol = 1e-3, .atol = 1e-3};
+    const flag_spec flags[] = {
+        FLAG_NORM(&s.norm, "the adjoint's norm"),
+        FLAG_POSITIVE("rtol", &s.rtol, "relative tolerance of both solves"),
+        FLAG_POSITIVE("atol", &s.atol, "absolute tolerance of both solves"),
+    };
+    const classify_program prog = {
+        .name = "odenet",
+        .summary = "An ODE-Net classifies MNIST-family images (Fashion-MNIST by default).",
+        .model_create = model_create,
+        .flags = flags,
+        .n_flags = FLAGS_N(flags),
+        .n_metrics = 2,
+        .metric_labels = {"NFE-F", "NFE-B"},
+        .metric_keys = {"nfe_forward_per_batch", "nfe_backward_per_batch"},
+        .metrics = nfe_metrics,
+        .describe = describe,
+        .json_members = json_members,
+        .user = &s,
+    };
+    return classify_main(&prog, argc, argv);
 }

@@ -61,9 +61,10 @@ static void check_untouched(nd_status st)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!ctx) init();
-    const nd_load_options modes[3] = {{.strict = false, .allow_nonfinite = true},
-                                      {.strict = true},
-                                      {.strict = true, .reject_unused = true, .allow_nonfinite = true}};
+    const nd_load_options modes[3] = {
+        {.strict = false, .allow_nonfinite = true},
+        {.strict = true},
+        {.strict = true, .reject_unused = true, .allow_nonfinite = true}};
     nd_ctx_clear_error(ctx);
     nd_checkpoint *ck = NULL;
     nd_status parsed = nd_checkpoint_parse(ctx, "fuzz", data, size, &ck);

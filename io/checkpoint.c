@@ -426,7 +426,7 @@ struct nd_checkpoint {
     char *name;     /* the path, or the buffer's name, for messages (owned) */
     uint8_t *bytes; /* (len,) the whole file (owned) */
     size_t len;
-    st_file f;    /* entries and data point into bytes and f.root */
+    st_file f;     /* entries and data point into bytes and f.root */
     nd_meta *meta; /* (n_meta,) "__metadata__" entries, pointing into f.root */
     int n_meta;
 };
@@ -439,6 +439,23 @@ void nd_checkpoint_destroy(nd_checkpoint *ck)
     free(ck->bytes);
     free(ck->name);
     free(ck);
+}
+
+/* ck->meta: the "__metadata__" entries of the parsed file, in file order. */
+static nd_status list_meta(nd_ctx *ctx, const char *fn, nd_checkpoint *ck)
+{
+    if (!ck->f.meta) return ND_OK;
+    int n = cJSON_GetArraySize(ck->f.meta);
+    ck->meta = calloc(n > 0 ? (size_t)n : 1, sizeof *ck->meta);
+    if (!ck->meta)
+        return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d metadata entries", fn, ck->name, n);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, ck->f.meta)
+    {
+        const char *key = m->string ? m->string : "";
+        ck->meta[ck->n_meta++] = (nd_meta){.key = key, .value = m->valuestring};
+    }
+    return ND_OK;
 }
 
 /* Takes ownership of bytes (freed on failure too), parses them and lists the metadata. */
@@ -456,17 +473,7 @@ static nd_status checkpoint_from_bytes(nd_ctx *ctx, const char *fn, const char *
     ck->name = strcpy(copy, name);
     ck->bytes = bytes, ck->len = len;
     nd_status st = st_parse(ctx, fn, name, bytes, len, &ck->f);
-    if (!st && ck->f.meta) {
-        int n = cJSON_GetArraySize(ck->f.meta);
-        ck->meta = calloc(n > 0 ? (size_t)n : 1, sizeof *ck->meta);
-        if (!ck->meta) st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d metadata entries", fn, name, n);
-        const cJSON *m;
-        if (!st) cJSON_ArrayForEach(m, ck->f.meta)
-        {
-            ck->meta[ck->n_meta++] = (nd_meta){.key = m->string ? m->string : "",
-                                               .value = m->valuestring};
-        }
-    }
+    if (!st) st = list_meta(ctx, fn, ck);
     if (st) {
         nd_checkpoint_destroy(ck);
         return st;
@@ -475,8 +482,7 @@ static nd_status checkpoint_from_bytes(nd_ctx *ctx, const char *fn, const char *
     return ND_OK;
 }
 
-static nd_status checkpoint_read(nd_ctx *ctx, const char *fn, const char *path,
-                                 nd_checkpoint **out)
+static nd_status checkpoint_read(nd_ctx *ctx, const char *fn, const char *path, nd_checkpoint **out)
 {
     *out = NULL;
     uint8_t *buf;
@@ -503,7 +509,8 @@ nd_status nd_checkpoint_parse(nd_ctx *ctx, const char *name, const void *buf, si
     if (!name) name = "(buffer)";
     if (!buf && len) return nd_fail(ctx, ND_ERR_ARG, "%s: %s: NULL buffer", fn, name);
     uint8_t *copy = malloc(len ? len : 1);
-    if (!copy) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: cannot copy its %zu bytes", fn, name, len);
+    if (!copy)
+        return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: cannot copy its %zu bytes", fn, name, len);
     if (len) memcpy(copy, buf, len);
     return checkpoint_from_bytes(ctx, fn, name, copy, len, out);
 }
@@ -525,8 +532,8 @@ const char *nd_checkpoint_meta(const nd_checkpoint *ck, const char *key)
 }
 
 /* The value of key for the parsers below; NULL (error recorded) when it is absent. */
-static const char *meta_value(nd_ctx *ctx, const char *fn, const nd_checkpoint *ck,
-                              const char *key, const void *out)
+static const char *meta_value(nd_ctx *ctx, const char *fn, const nd_checkpoint *ck, const char *key,
+                              const void *out)
 {
     if (!ck || !key || !out) {
         nd_fail(ctx, ND_ERR_ARG, "%s: NULL checkpoint, key or output", fn);
@@ -550,8 +557,7 @@ nd_status nd_checkpoint_meta_double(nd_ctx *ctx, const nd_checkpoint *ck, const 
     return ND_OK;
 }
 
-nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
-                                  long *out)
+nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const char *key, long *out)
 {
     const char *fn = "nd_checkpoint_meta_long";
     const char *v = meta_value(ctx, fn, ck, key, out);
@@ -660,8 +666,7 @@ static nd_status match_param(nd_ctx *ctx, const char *fn, const nd_checkpoint *c
     const char *file = ck->name, *name = p->name;
     const nd_tensor *t = p->tensor;
     st_entry key = {.name = name};
-    const st_entry *e =
-        bsearch(&key, f->entries, (size_t)f->n, sizeof *f->entries, cmp_entry_name);
+    const st_entry *e = bsearch(&key, f->entries, (size_t)f->n, sizeof *f->entries, cmp_entry_name);
     *match = NULL;
     if (!e)
         return o->strict ? nd_fail(ctx, ND_ERR_FORMAT,

@@ -127,8 +127,7 @@ const nd_meta *nd_checkpoint_meta_list(const nd_checkpoint *ck, int *n);
  * standard deviation, say) are the caller's. */
 nd_status nd_checkpoint_meta_double(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
                                     double *out);
-nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
-                                  long *out);
+nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const char *key, long *out);
 
 /* ---------------------------------------------------------------------------------------------
  * Strict number parsing, for checkpoint metadata and command-line flags. The whole string must be

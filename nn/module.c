@@ -110,9 +110,7 @@ static nd_status add_named(nd_ctx *ctx, nd_module *m, const char *fn, nd_param *
 {
     if (!m || !t) {
         nd_tensor_destroy(t);
-        if (nd_ctx_error(ctx) == ND_OK)
-            nd_fail(ctx, ND_ERR_ARG, "%s: module or tensor is NULL", fn);
-        return nd_ctx_error(ctx);
+        return nd_fail(ctx, ND_ERR_ARG, "%s: module or tensor is NULL", fn);
     }
     if (!t->persistent) {
         /* arena tensors die at the next reset; the module would keep a dangling pointer */
@@ -161,9 +159,7 @@ nd_status nd_module_add_child(nd_ctx *ctx, nd_module *m, const char *name, nd_mo
 {
     if (!m || !child) {
         nd_module_destroy(child);
-        if (nd_ctx_error(ctx) == ND_OK)
-            nd_fail(ctx, ND_ERR_ARG, "nd_module_add_child: module or child is NULL");
-        return nd_ctx_error(ctx);
+        return nd_fail(ctx, ND_ERR_ARG, "nd_module_add_child: module or child is NULL");
     }
     if (!name_ok(ctx, m, "nd_module_add_child", name)) {
         nd_module_destroy(child);
@@ -185,9 +181,7 @@ nd_status nd_module_add_child(nd_ctx *ctx, nd_module *m, const char *name, nd_mo
 nd_tensor *nd_module_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x)
 {
     if (!m || !m->forward) {
-        if (nd_ctx_error(ctx) == ND_OK)
-            nd_fail(ctx, ND_ERR_ARG, "nd_module_forward: module is NULL or has no forward");
-        return NULL;
+        return nd_fail_null(ctx, ND_ERR_ARG, "nd_module_forward: module is NULL or has no forward");
     }
     if (!x) return NULL; /* the error that made x NULL is already in the ctx */
     return m->forward(ctx, m, x);
@@ -282,9 +276,8 @@ nd_module *nd_sequential_create(nd_ctx *ctx, int n, nd_module *const *modules)
         ok ? nd_module_create(ctx, "Sequential", sequential_forward, sizeof *seq) : NULL;
     if (!seq) {
         for (int i = 0; modules && i < n; i++) nd_module_destroy(modules[i]);
-        if (nd_ctx_error(ctx) == ND_OK)
-            nd_fail(ctx, ND_ERR_ARG, "nd_sequential_create: %d modules, or a NULL module", n);
-        return NULL;
+        return nd_fail_null(ctx, ND_ERR_ARG, "nd_sequential_create: %d modules, or a NULL module",
+                            n);
     }
     for (int i = 0; i < n; i++) {
         if (nd_sequential_append(ctx, seq, modules[i]) != ND_OK) {

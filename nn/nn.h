@@ -40,7 +40,8 @@ typedef struct {
     nd_param *items; /* (n,) */
 } nd_param_list;
 
-/* Frees the names and the items array (not the tensors); the list becomes empty. NULL is a no-op. */
+/* Frees the names and the items array (not the tensors); the list becomes empty. NULL is a no-op.
+ */
 void nd_param_list_destroy(nd_param_list *list);
 /* The tensor named name, or NULL. */
 nd_tensor *nd_param_list_find(const nd_param_list *list, const char *name);
@@ -246,8 +247,7 @@ typedef struct nd_optimizer nd_optimizer;
 /* The optimizer keeps the tensors of params (not owned) and copies their names. opts NULL means
  * the defaults (ND_SGD_DEFAULT, ND_ADAM_DEFAULT, ND_ADAMW_DEFAULT for nd_adamw_create,
  * ND_RMSPROP_DEFAULT); the options are copied. NULL with ND_ERR_ARG for a bad option. */
-nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n,
-                            const nd_sgd_options *opts);
+nd_optimizer *nd_sgd_create(nd_ctx *ctx, const nd_param *params, int n, const nd_sgd_options *opts);
 nd_optimizer *nd_adam_create(nd_ctx *ctx, const nd_param *params, int n,
                              const nd_adam_options *opts);
 nd_optimizer *nd_adamw_create(nd_ctx *ctx, const nd_param *params, int n,

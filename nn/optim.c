@@ -98,8 +98,7 @@ static nd_optimizer *optimizer_new(nd_ctx *ctx, const char *fn, opt_kind kind,
     }
     if (!ok) {
         nd_optimizer_destroy(o);
-        if (nd_ctx_error(ctx) == ND_OK) nd_fail(ctx, ND_ERR_NOMEM, "%s: state buffers", fn);
-        return NULL;
+        return nd_fail_null(ctx, ND_ERR_NOMEM, "%s: state buffers", fn);
     }
     return o;
 }

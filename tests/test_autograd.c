@@ -2139,6 +2139,305 @@ END_TEST
 
 /* --------------------------------------------------------------------------------------------- */
 
+/* ---------------------------------------------------------------------------------------------
+ * issue 15: API misuse and hostile input (NULL ctx and inputs, NaN, gradient flags, a failing
+ * backward leaves .grad as it was)
+ */
+
+/* Each op given a NULL input, with no earlier error, names itself and the argument (item 8). */
+#define EXPECT_NULL_NAMED(call, text)                                                              \
+    do {                                                                                           \
+        nd_ctx_clear_error(ctx);                                                                   \
+        ck_assert_ptr_null(call);                                                                  \
+        ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);                                           \
+        ck_assert_str_eq(nd_ctx_errmsg(ctx), text);                                                \
+    } while (0)
+
+START_TEST(test_null_input_names_the_op_and_argument)
+{
+    nd_tensor *x = leaf(2, S(2, 2), V(1, 2, 3, 4)), *n = NULL;
+    EXPECT_NULL_NAMED(nd_add(ctx, x, n), "nd_add: input b is NULL");
+    EXPECT_NULL_NAMED(nd_sub(ctx, n, x), "nd_sub: input a is NULL");
+    EXPECT_NULL_NAMED(nd_mul(ctx, n, n), "nd_mul: input a is NULL");
+    EXPECT_NULL_NAMED(nd_div(ctx, x, n), "nd_div: input b is NULL");
+    EXPECT_NULL_NAMED(nd_expand(ctx, n, 2, S(2, 2)), "nd_expand: input x is NULL");
+    EXPECT_NULL_NAMED(nd_sum_to(ctx, n, 1, S(2)), "nd_sum_to: input x is NULL");
+    EXPECT_NULL_NAMED(nd_neg(ctx, n), "nd_neg: input x is NULL");
+    EXPECT_NULL_NAMED(nd_add_scalar(ctx, n, 1), "nd_add_scalar: input x is NULL");
+    EXPECT_NULL_NAMED(nd_mul_scalar(ctx, n, 1), "nd_mul_scalar: input x is NULL");
+    EXPECT_NULL_NAMED(nd_pow_scalar(ctx, n, 2), "nd_pow_scalar: input x is NULL");
+    EXPECT_NULL_NAMED(nd_exp(ctx, n), "nd_exp: input x is NULL");
+    EXPECT_NULL_NAMED(nd_log(ctx, n), "nd_log: input x is NULL");
+    EXPECT_NULL_NAMED(nd_sqrt(ctx, n), "nd_sqrt: input x is NULL");
+    EXPECT_NULL_NAMED(nd_abs(ctx, n), "nd_abs: input x is NULL");
+    EXPECT_NULL_NAMED(nd_sin(ctx, n), "nd_sin: input x is NULL");
+    EXPECT_NULL_NAMED(nd_cos(ctx, n), "nd_cos: input x is NULL");
+    EXPECT_NULL_NAMED(nd_tanh(ctx, n), "nd_tanh: input x is NULL");
+    EXPECT_NULL_NAMED(nd_tanh_backward(ctx, x, n), "nd_tanh_backward: input dout is NULL");
+    EXPECT_NULL_NAMED(nd_sigmoid(ctx, n), "nd_sigmoid: input x is NULL");
+    EXPECT_NULL_NAMED(nd_relu(ctx, n), "nd_relu: input x is NULL");
+    EXPECT_NULL_NAMED(nd_softplus(ctx, n), "nd_softplus: input x is NULL");
+    EXPECT_NULL_NAMED(nd_matmul(ctx, x, n), "nd_matmul: input b is NULL");
+    EXPECT_NULL_NAMED(nd_matmul_t(ctx, n, x, true, false), "nd_matmul: input a is NULL");
+    EXPECT_NULL_NAMED(nd_transpose(ctx, n), "nd_transpose: input x is NULL");
+    EXPECT_NULL_NAMED(nd_reshape(ctx, n, 1, S(4)), "nd_reshape: input x is NULL");
+    EXPECT_NULL_NAMED(nd_concat(ctx, (nd_tensor *[]){x, n}, 2, 0), "nd_concat: input xs[1] is NULL");
+    EXPECT_NULL_NAMED(nd_lincomb(ctx, (nd_tensor *[]){x, n}, (nd_real[]){1, 1}, 2),
+                      "nd_lincomb: input xs[1] is NULL");
+    EXPECT_NULL_NAMED(nd_slice(ctx, n, 0, 0, 1), "nd_slice: input x is NULL");
+    EXPECT_NULL_NAMED(nd_pad(ctx, n, 0, 0, 3), "nd_pad: input x is NULL");
+    EXPECT_NULL_NAMED(nd_sum(ctx, n), "nd_sum: input x is NULL");
+    EXPECT_NULL_NAMED(nd_mean(ctx, n), "nd_mean: input x is NULL");
+    EXPECT_NULL_NAMED(nd_sum_axis(ctx, n, 0, false), "nd_sum_axis: input x is NULL");
+    EXPECT_NULL_NAMED(nd_mean_axis(ctx, n, 0, false), "nd_mean_axis: input x is NULL");
+    EXPECT_NULL_NAMED(nd_max_axis(ctx, n, 0, false), "nd_max_axis: input x is NULL");
+    EXPECT_NULL_NAMED(nd_log_softmax(ctx, n, 0), "nd_log_softmax: input x is NULL");
+    EXPECT_NULL_NAMED(nd_im2col(ctx, n, (nd_window2d){1, 1, 1, 1, 0, 0}),
+                      "nd_im2col: input x is NULL");
+    EXPECT_NULL_NAMED(nd_col2im(ctx, n, S(1, 1, 2, 2), (nd_window2d){1, 1, 1, 1, 0, 0}),
+                      "nd_col2im: input rows is NULL");
+    EXPECT_NULL_NAMED(nd_copy(ctx, n), "nd_copy: input x is NULL");
+    EXPECT_NULL_NAMED(nd_detach(ctx, n), "nd_detach: input x is NULL");
+    /* the one-check pattern: a whole forward pass, checked once, prints the root cause */
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_sum(ctx, nd_tanh(ctx, nd_matmul(ctx, x, n))));
+    ck_assert_str_eq(nd_ctx_errmsg(ctx), "nd_matmul: input b is NULL");
+}
+END_TEST
+
+/* A NULL ctx is no crash: the ctx functions answer an error code, ops NULL (item 8). */
+START_TEST(test_null_ctx_ops_and_gradients_fail_cleanly)
+{
+    nd_tensor *x = leaf(1, S(2), V(1, 2)), *g = x;
+    ck_assert_ptr_null(nd_add(NULL, x, x));
+    ck_assert_ptr_null(nd_tanh(NULL, x));
+    ck_assert_ptr_null(nd_matmul(NULL, x, x));
+    ck_assert_ptr_null(nd_concat(NULL, (nd_tensor *[]){x, x}, 2, 0));
+    ck_assert_ptr_null(nd_sum(NULL, NULL));
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, x, x));
+    ck_assert_int_eq(nd_backward(NULL, loss, 0), ND_ERR_ARG);
+    ck_assert_int_eq(nd_grad(NULL, &loss, NULL, 1, &x, 1, &g, 0), ND_ERR_ARG);
+    ck_assert_ptr_null(g);
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_OK); /* nothing leaked into another ctx */
+    ck_assert_ptr_null(x->grad);
+}
+END_TEST
+
+/* relu(NaN) = NaN as torch.relu; the gradient passes at NaN as torch's threshold_backward
+ * (item 2: relu mapped NaN to 0 and zeroed its gradient, hiding it from the non-finite checks) */
+START_TEST(test_relu_propagates_nan)
+{
+    nd_tensor *x = leaf(1, S(4), V(NAN, -1, 0, 2));
+    nd_tensor *y = nd_relu(ctx, x);
+    ck_assert(isnan(y->data[0]));
+    ck_assert(y->data[1] == 0 && y->data[2] == 0 && y->data[3] == 2);
+    ck_assert(!nd_all_finite(y));
+    nd_tensor *g;
+    ck_assert_int_eq(nd_grad(ctx, &y, NULL, 1, &x, 1, &g, 0), ND_OK);
+    expect_values(g, 1, 0, 0, 1);
+    /* and the NaN reaches a loss built on it */
+    nd_tensor *loss = nd_sum(ctx, nd_relu(ctx, x));
+    ck_assert(isnan(nd_item(loss)));
+}
+END_TEST
+
+/* max(1, NaN, 2) = NaN wherever the NaN sits, and the gradient goes to the first NaN, as
+ * torch.max(x, dim) (item 2: the NaN was dropped unless it came first) */
+START_TEST(test_max_axis_propagates_nan)
+{
+    nd_tensor *x = leaf(2, S(4, 3), V(1, NAN, 2, /* */ NAN, 5, 1, /* */ 3, 1, NAN, /* */ 1, 4, 2));
+    nd_tensor *m = nd_max_axis(ctx, x, 1, false);
+    ck_assert(isnan(m->data[0]) && isnan(m->data[1]) && isnan(m->data[2]));
+    ck_assert(m->data[3] == 4);
+    nd_tensor *g;
+    ck_assert_int_eq(nd_grad(ctx, &m, NULL, 1, &x, 1, &g, 0), ND_OK);
+    expect_values(g, 0, 1, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0);
+    /* along axis 0 (strided lines), and two NaNs: the first takes the gradient */
+    nd_tensor *c = leaf(2, S(3, 2), V(1, NAN, NAN, 7, 2, NAN));
+    nd_tensor *mc = nd_max_axis(ctx, c, 0, true);
+    ck_assert(isnan(mc->data[0]) && isnan(mc->data[1]));
+    ck_assert_int_eq(nd_grad(ctx, &mc, NULL, 1, &c, 1, &g, 0), ND_OK);
+    expect_values(g, 0, 1, 1, 0, 0, 0);
+    /* max-pooling is im2col + max_axis: a NaN pixel makes its windows NaN */
+    nd_tensor *img = tensor(4, S(1, 1, 2, 2), V(1, NAN, 3, 2));
+    nd_tensor *rows = nd_im2col(ctx, img, (nd_window2d){2, 2, 2, 2, 0, 0});
+    nd_tensor *pool = nd_max_axis(ctx, rows, 1, false);
+    ck_assert(pool && isnan(pool->data[0]));
+}
+END_TEST
+
+/* The vectorised tanh and exp (SLEEF on AVX2, else libm) keep NaN, in full vectors and tails */
+START_TEST(test_simd_kernels_propagate_nan)
+{
+    nd_tensor *x = tensor(1, S(7), V(0.5, NAN, -1, 2, 3, NAN, 1));
+    nd_tensor *t = nd_tanh(ctx, x), *e = nd_exp(ctx, x);
+    for (int i = 0; i < 7; i++) {
+        bool nan_in = i == 1 || i == 5;
+        ck_assert_msg(isnan(t->data[i]) == nan_in, "tanh element %d", i);
+        ck_assert_msg(isnan(e->data[i]) == nan_in, "exp element %d", i);
+    }
+    ck_assert_double_eq_tol(t->data[0], tanh(0.5), 1e-6);
+    ck_assert_double_eq_tol(e->data[6], exp(1.0), 1e-6);
+}
+END_TEST
+
+/* A second backward through a consumed graph is an error, as PyTorch (item 8: it accumulated
+ * again); ND_RETAIN_GRAPH allows it; leaves are shared between graphs and are never consumed. */
+START_TEST(test_second_backward_needs_retain_graph)
+{
+    nd_tensor *w = nd_tensor_create(ctx, 1, S(2), true);
+    w->data[0] = 1, w->data[1] = 2;
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, w, w));
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
+    ck_assert(w->grad[0] == 2 && w->grad[1] == 4);
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_ERR_GRAPH);
+    expect_error(ND_ERR_GRAPH, "nd_backward", "already backpropagated", "ND_RETAIN_GRAPH");
+    ck_assert(w->grad[0] == 2 && w->grad[1] == 4); /* not accumulated again */
+    nd_ctx_clear_error(ctx);
+    /* nd_grad through the consumed graph is refused too */
+    nd_tensor *g = NULL;
+    ck_assert_int_eq(nd_grad(ctx, &loss, NULL, 1, &w, 1, &g, 0), ND_ERR_GRAPH);
+    nd_ctx_clear_error(ctx);
+    /* a new graph over the same parameter is fine */
+    nd_tensor *loss2 = nd_sum(ctx, nd_mul_scalar(ctx, w, 3));
+    ck_assert_int_eq(nd_backward(ctx, loss2, ND_RETAIN_GRAPH), ND_OK);
+    ck_assert(w->grad[0] == 5 && w->grad[1] == 7);
+    ck_assert_int_eq(nd_backward(ctx, loss2, ND_RETAIN_GRAPH), ND_OK);
+    ck_assert(w->grad[0] == 8 && w->grad[1] == 10);
+    /* nd_grad never consumes: a backward after it still works */
+    ck_assert_int_eq(nd_grad(ctx, &loss2, NULL, 1, &w, 1, &g, 0), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, loss2, 0), ND_OK); /* this one consumes */
+    ck_assert(w->grad[0] == 11 && w->grad[1] == 13);
+    ck_assert_int_eq(nd_backward(ctx, loss2, ND_RETAIN_GRAPH), ND_ERR_GRAPH);
+    nd_ctx_clear_error(ctx);
+    /* a loss built on a consumed intermediate is refused as well */
+    nd_tensor *h = nd_mul(ctx, w, w);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, h), 0), ND_OK);
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_exp(ctx, h)), 0), ND_ERR_GRAPH);
+    nd_tensor_destroy(w);
+}
+END_TEST
+
+START_TEST(test_backward_rejects_bad_flags)
+{
+    nd_tensor *x = leaf(1, S(2), V(1, 2));
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, x, x));
+    ck_assert_int_eq(nd_backward(ctx, loss, ND_CREATE_GRAPH), ND_ERR_ARG);
+    expect_error(ND_ERR_ARG, "nd_backward", "nd_grad", NULL);
+    nd_ctx_clear_error(ctx);
+    nd_tensor *g;
+    ck_assert_int_eq(nd_grad(ctx, &loss, NULL, 1, &x, 1, &g, 64), ND_ERR_ARG);
+    ck_assert_ptr_null(x->grad);
+}
+END_TEST
+
+/* An input the outputs do not reach is an error naming it unless ND_ALLOW_UNUSED (item 1 of
+ * issue 9: a silent zero gradient, e.g. a CNF trace computed with grad mode off). */
+START_TEST(test_grad_unreached_input_is_an_error)
+{
+    nd_tensor *x = leaf(1, S(2), V(1, 2)), *z = leaf(1, S(2), V(3, 4));
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, x, x));
+    nd_tensor *g[2] = {x, x};
+    ck_assert_int_eq(nd_grad(ctx, &loss, NULL, 1, (nd_tensor *[]){x, z}, 2, g, 0), ND_ERR_GRAPH);
+    expect_error(ND_ERR_GRAPH, "nd_grad: inputs[1] is not reached by the outputs",
+                 "ND_ALLOW_UNUSED", NULL);
+    ck_assert(g[0] == NULL && g[1] == NULL);
+    nd_ctx_clear_error(ctx);
+    /* the CNF trap: the output was computed with grad mode off */
+    bool prev = nd_ctx_set_grad(ctx, false);
+    nd_tensor *y = nd_mul(ctx, x, x);
+    nd_ctx_set_grad(ctx, prev);
+    ck_assert_int_eq(nd_grad(ctx, &y, NULL, 1, &x, 1, g, ND_CREATE_GRAPH), ND_ERR_GRAPH);
+    expect_error(ND_ERR_GRAPH, "inputs[0]", "grad mode", NULL);
+    nd_ctx_clear_error(ctx);
+    /* an input that does not require grad */
+    nd_tensor *c = tensor(1, S(2), V(1, 1));
+    loss = nd_sum(ctx, nd_mul(ctx, x, c));
+    ck_assert_int_eq(nd_grad(ctx, &loss, NULL, 1, &c, 1, g, 0), ND_ERR_GRAPH);
+    expect_error(ND_ERR_GRAPH, "inputs[0] does not require grad", NULL, NULL);
+}
+END_TEST
+
+/* A custom op whose backward fails (as odeint's adjoint can). */
+static void failing_backward(nd_ctx *c, nd_tensor *out, void *state)
+{
+    (void)out, (void)state;
+    nd_fail(c, ND_ERR_CALLBACK, "failing_op: backward failed on purpose");
+}
+
+static nd_tensor *failing_op(nd_ctx *c, nd_tensor *x)
+{
+    nd_tensor *y = nd_copy(c, x);
+    nd_custom_op op = {"failing", failing_backward, NULL};
+    return nd_record_custom(c, y, &op, 1, &x);
+}
+
+/* item 3 of issue 15: a failed backward leaves every .grad bit-identical, makes no .grad
+ * buffer, and does not consume the graph; the rules before the failing one (the head's matmul,
+ * which writes straight into .grad on the direct path) must not have touched .grad. */
+START_TEST(test_failed_backward_leaves_grad_untouched)
+{
+    nd_tensor *W = nd_tensor_create(ctx, 2, S(2, 3), true), *h = nd_tensor_create(ctx, 1, S(2), true);
+    nd_tensor *enc = nd_tensor_create(ctx, 1, S(3), true);
+    nd_rng rng = nd_rng_seed(5);
+    nd_tensor *all[3] = {W, h, enc};
+    for (int p = 0; p < 3; p++) {
+        nd_fill_normal(all[p], &rng, 0, 1);
+        for (size_t k = 0; k < all[p]->size; k++) all[p]->grad[k] = (nd_real)(0.1 * k - 0.3);
+    }
+    nd_real before[3][6];
+    for (int p = 0; p < 3; p++) memcpy(before[p], all[p]->grad, all[p]->size * sizeof(nd_real));
+    nd_tensor *x = leaf(2, S(4, 3), V(1, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2, 3)); /* arena leaf */
+    /* loss = sum(h * (failing(x * enc) @ W^T)) : W, h are reached before the failing rule */
+    nd_tensor *z = failing_op(ctx, nd_mul(ctx, x, enc));
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, h, nd_matmul_t(ctx, z, W, false, true)));
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_ERR_CALLBACK);
+    expect_error(ND_ERR_CALLBACK, "failing_op", NULL, NULL);
+    for (int p = 0; p < 3; p++)
+        ck_assert_msg(!memcmp(before[p], all[p]->grad, all[p]->size * sizeof(nd_real)),
+                      "param %d: .grad changed by a failed backward", p);
+    ck_assert_ptr_null(x->grad);
+    ck_assert_ptr_null(x->gnode);
+    nd_tensor_destroy(W), nd_tensor_destroy(h), nd_tensor_destroy(enc);
+}
+END_TEST
+
+/* The direct path stays where nothing can fail after it: a graph without custom ops, or the
+ * part of the sweep after the last custom rule, adds into .grad as before (values checked). */
+START_TEST(test_backward_with_custom_op_still_accumulates_correctly)
+{
+    nd_tensor *W = nd_tensor_create(ctx, 2, S(2, 2), true), *h = nd_tensor_create(ctx, 1, S(2), true);
+    W->data[0] = 1, W->data[1] = 2, W->data[2] = 3, W->data[3] = 4;
+    h->data[0] = 1, h->data[1] = -1;
+    W->grad[0] = 10, h->grad[1] = 10;
+    nd_tensor *x = tensor(2, S(1, 2), V(1, 2));
+    /* loss = sum(h * cube(x @ W^T)): h before the custom rule (deferred), W after (direct) */
+    nd_tensor *u = nd_matmul_t(ctx, x, W, false, true); /* (1, 2) = [5, 11] */
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, h, cube(ctx, u, NULL)));
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_OK);
+    expect_values(nd_tensor_from(ctx, 1, S(2), h->grad), 125, 1331 + 10);
+    /* dL/du = h * 3u^2 = [75, -363]; dL/dW = dL/du^T x */
+    expect_values(nd_tensor_from(ctx, 2, S(2, 2), W->grad), 75 + 10, 150, -363, -726);
+    nd_tensor_destroy(W), nd_tensor_destroy(h);
+}
+END_TEST
+
+/* A parameter made without a grad buffer that later requires grad gets its own .grad (it used to
+ * get an arena buffer, which nd_tensor_destroy then freed). */
+START_TEST(test_parameter_without_grad_buffer_gets_its_own)
+{
+    nd_tensor *w = nd_tensor_create(ctx, 1, S(2), false);
+    w->data[0] = 3, w->data[1] = 4;
+    w->requires_grad = true;
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, w, w)), 0), ND_OK);
+    ck_assert(w->grad[0] == 6 && w->grad[1] == 8);
+    nd_ctx_reset(ctx);
+    nd_zeros(ctx, 1, S(64)); /* reuse the arena */
+    ck_assert(w->grad[0] == 6 && w->grad[1] == 8);
+    nd_tensor_destroy(w);
+}
+END_TEST
+
 static Suite *autograd_suite(void)
 {
     Suite *s = suite_create("autograd");
@@ -2225,6 +2524,17 @@ static Suite *autograd_suite(void)
     tcase_add_test(err, test_grad_rejects_null_lists);
     tcase_add_test(err, test_backward_on_loss_without_grad_is_graph_error);
     tcase_add_test(err, test_wrong_gradient_shape_is_graph_error);
+    tcase_add_test(err, test_null_input_names_the_op_and_argument);
+    tcase_add_test(err, test_null_ctx_ops_and_gradients_fail_cleanly);
+    tcase_add_test(fwd, test_relu_propagates_nan);
+    tcase_add_test(fwd, test_max_axis_propagates_nan);
+    tcase_add_test(fwd, test_simd_kernels_propagate_nan);
+    tcase_add_test(err, test_second_backward_needs_retain_graph);
+    tcase_add_test(err, test_backward_rejects_bad_flags);
+    tcase_add_test(err, test_grad_unreached_input_is_an_error);
+    tcase_add_test(err, test_failed_backward_leaves_grad_untouched);
+    tcase_add_test(bwd, test_backward_with_custom_op_still_accumulates_correctly);
+    tcase_add_test(bwd, test_parameter_without_grad_buffer_gets_its_own);
 
     suite_add_tcase(s, fwd);
     suite_add_tcase(s, bwd);

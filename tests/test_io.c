@@ -480,6 +480,40 @@ START_TEST(test_load_rejects_nonfinite_unless_allowed)
 }
 END_TEST
 
+/* An F64 value beyond float's range is not finite as a float build's nd_real: rejected there
+ * (instead of an undefined conversion to inf), loaded in a double build */
+START_TEST(test_load_f64_beyond_float_range)
+{
+    const char header[] = "{\"w\":{\"dtype\":\"F64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
+    size_t h = sizeof header - 1, hp = (h + 7) / 8 * 8;
+    uint8_t b[8 + 64 + 8];
+    ck_assert_uint_le(hp, 64);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hp >> (8 * i));
+    memcpy(b + 8, header, h);
+    memset(b + 8 + h, ' ', hp - h);
+    double big = 1e300;
+    uint64_t bits;
+    memcpy(&bits, &big, 8);
+    for (int i = 0; i < 8; i++) b[8 + hp + i] = (uint8_t)(bits >> (8 * i));
+    nd_checkpoint *ck = NULL;
+    ck_assert_int_eq(nd_checkpoint_parse(ctx, "big", b, 8 + hp + 8, &ck), ND_OK);
+    nd_tensor *w = make(1, (int[]){1}, 0);
+    fill(w, 42);
+    nd_param p[] = {{"w", w}};
+    nd_status st = nd_checkpoint_load(ctx, ck, p, 1, NULL, NULL);
+    if (sizeof(nd_real) == sizeof(float)) {
+        ck_assert_int_eq(st, ND_ERR_NONFINITE);
+        ck_assert_msg_has("tensor \"w\" has a non-finite value 1e+300 at element 0 [0]");
+        ck_assert(all_equal(w, 42));
+    } else {
+        ck_assert_int_eq(st, ND_OK);
+        ck_assert(w->data[0] == (nd_real)1e300);
+    }
+    nd_checkpoint_destroy(ck);
+    nd_tensor_destroy(w);
+}
+END_TEST
+
 /* Item 5: strict number parsing (metadata, flags): the whole string, finite, in range */
 START_TEST(test_parse_numbers_strictly)
 {
@@ -488,11 +522,11 @@ START_TEST(test_parse_numbers_strictly)
         bool ok;
         double want;
     } dcases[] = {
-        {"0", true, 0},        {"-2.5", true, -2.5}, {"1e-3", true, 1e-3}, {"+7", true, 7},
-        {".5", true, 0.5},     {"0x1p3", true, 8},   {"", false, 0},       {" 1", false, 0},
-        {"1 ", false, 0},      {"abc", false, 0},    {"1.5x", false, 0},   {"nan", false, 0},
-        {"-nan", false, 0},    {"inf", false, 0},    {"-inf", false, 0},   {"1e999", false, 0},
-        {"-1e999", false, 0},  {"1e-400", false, 0}, {"--1", false, 0},    {"1,5", false, 0},
+        {"0", true, 0},       {"-2.5", true, -2.5}, {"1e-3", true, 1e-3}, {"+7", true, 7},
+        {".5", true, 0.5},    {"0x1p3", true, 8},   {"", false, 0},       {" 1", false, 0},
+        {"1 ", false, 0},     {"abc", false, 0},    {"1.5x", false, 0},   {"nan", false, 0},
+        {"-nan", false, 0},   {"inf", false, 0},    {"-inf", false, 0},   {"1e999", false, 0},
+        {"-1e999", false, 0}, {"1e-400", false, 0}, {"--1", false, 0},    {"1,5", false, 0},
     };
     for (size_t i = 0; i < sizeof dcases / sizeof dcases[0]; i++) {
         double d = 12345;
@@ -504,15 +538,26 @@ START_TEST(test_parse_numbers_strictly)
         bool ok;
         long want;
     } lcases[] = {
-        {"0", true, 0},       {"42", true, 42},  {"-7", true, -7},         {"+3", true, 3},
-        {"", false, 0},       {"abc", false, 0}, {"1.5", false, 0},        {"1e3", false, 0},
-        {" 1", false, 0},     {"1 ", false, 0},  {"0x10", false, 0},       {".5", false, 0},
-        {"99999999999999999999", false, 0},      {"-99999999999999999999", false, 0},
+        {"0", true, 0},
+        {"42", true, 42},
+        {"-7", true, -7},
+        {"+3", true, 3},
+        {"", false, 0},
+        {"abc", false, 0},
+        {"1.5", false, 0},
+        {"1e3", false, 0},
+        {" 1", false, 0},
+        {"1 ", false, 0},
+        {"0x10", false, 0},
+        {".5", false, 0},
+        {"99999999999999999999", false, 0},
+        {"-99999999999999999999", false, 0},
     };
     for (size_t i = 0; i < sizeof lcases / sizeof lcases[0]; i++) {
         long l = 12345;
         ck_assert_msg(nd_parse_long(lcases[i].s, &l) == lcases[i].ok, "\"%s\"", lcases[i].s);
-        ck_assert_msg(l == (lcases[i].ok ? lcases[i].want : 12345), "\"%s\" -> %ld", lcases[i].s, l);
+        ck_assert_msg(l == (lcases[i].ok ? lcases[i].want : 12345), "\"%s\" -> %ld", lcases[i].s,
+                      l);
     }
     int n = 5;
     ck_assert(nd_parse_int("2147483647", &n) && n == 2147483647);
@@ -1462,6 +1507,7 @@ static Suite *io_suite(void)
     tcase_add_test(ck, test_checkpoint_read_once_serves_tensors_and_metadata);
     tcase_add_test(ck, test_checkpoint_parse_from_memory);
     tcase_add_test(ck, test_load_rejects_nonfinite_unless_allowed);
+    tcase_add_test(ck, test_load_f64_beyond_float_range);
     tcase_add_test(ck, test_parse_numbers_strictly);
     tcase_add_loop_test(bad, test_load_rejects_corrupt_header, 0,
                         (int)(sizeof corrupt_cases / sizeof corrupt_cases[0]));

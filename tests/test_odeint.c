@@ -1183,6 +1183,60 @@ START_TEST(test_error_no_double_backward_through_adjoint)
 }
 END_TEST
 
+/* y' = k y, failing (fatal) once the test says so: during the adjoint's backward solve */
+typedef struct {
+    nd_tensor *k;
+    bool fail;
+} failing_decay;
+
+static int failing_decay_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t;
+    failing_decay *d = u;
+    if (d->fail) return -1;
+    *dy = nd_mul(c, y, d->k);
+    return 0;
+}
+
+/* issue 15 item 3: loss = sum(head * odeint(...)[-1]) with an adjoint that fails: the error comes
+ * back and every .grad (head's, reached before the adjoint; k's and y0's) is bit-identical to
+ * before; the graph is not consumed, so the backward can be run again once f works. */
+START_TEST(test_failed_adjoint_leaves_grad_untouched)
+{
+    nd_tensor *head = nd_tensor_create(ctx, 1, (int[]){2}, true);
+    nd_tensor *k = nd_tensor_create(ctx, 0, NULL, true);
+    nd_tensor *y0 = nd_tensor_create(ctx, 1, (int[]){2}, true);
+    head->data[0] = 0.5, head->data[1] = -2;
+    k->data[0] = -0.7;
+    y0->data[0] = 1, y0->data[1] = 3;
+    nd_tensor *ps[3] = {head, k, y0};
+    for (int p = 0; p < 3; p++)
+        for (size_t i = 0; i < ps[p]->size; i++) ps[p]->grad[i] = (nd_real)(0.25 + p - 0.5 * i);
+    nd_real before[3][2];
+    for (int p = 0; p < 3; p++) memcpy(before[p], ps[p]->grad, ps[p]->size * sizeof(nd_real));
+
+    failing_decay fd = {k, false};
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.grad = ND_GRAD_ADJOINT;
+    nd_tensor *ys = nd_odeint(ctx, failing_decay_f, &fd, y0, linspace(0, 1, 3), &k, 1, &o, NULL);
+    nd_tensor *last = nd_reshape(ctx, nd_slice(ctx, ys, 0, 2, 1), 1, (int[]){2});
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, head, last));
+    ck_assert_msg(loss != NULL, "%s", nd_ctx_errmsg(ctx));
+    fd.fail = true;
+    ck_assert_int_eq(nd_backward(ctx, loss, 0), ND_ERR_CALLBACK);
+    for (int p = 0; p < 3; p++)
+        ck_assert_msg(!memcmp(before[p], ps[p]->grad, ps[p]->size * sizeof(nd_real)),
+                      "tensor %d: .grad changed by a failed backward", p);
+    /* once f works again the same graph backpropagates: head.grad gains y(1) */
+    fd.fail = false;
+    nd_ctx_clear_error(ctx);
+    ck_assert_msg(nd_backward(ctx, loss, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_double_eq_tol(head->grad[0] - before[0][0], last->data[0], BY_PRECISION(1e-12, 1e-6));
+    ck_assert_double_eq_tol(y0->grad[0] - before[2][0], 0.5 * exp(-0.7), BY_PRECISION(1e-5, 1e-4));
+    nd_tensor_destroy(head), nd_tensor_destroy(k), nd_tensor_destroy(y0);
+}
+END_TEST
+
 Suite *odeint_suite(void)
 {
     Suite *s = suite_create("odeint");
@@ -1219,6 +1273,7 @@ Suite *odeint_suite(void)
     tcase_add_test(err, test_callback_positive_rejects_step);
     tcase_add_test(err, test_error_bad_inputs);
     tcase_add_test(err, test_error_no_double_backward_through_adjoint);
+    tcase_add_test(err, test_failed_adjoint_leaves_grad_untouched);
     return s;
 }
 

@@ -725,6 +725,39 @@ END_TEST
 
 /* --------------------------------------------------------------------------------------------- */
 
+/* A NULL ctx is no crash (issue 15 item 8): every ctx function answers an error code, NULL or 0,
+ * and the tensor functions fail cleanly. */
+START_TEST(test_null_ctx_functions_answer_errors)
+{
+    ck_assert_int_eq(nd_ctx_error(NULL), ND_ERR_ARG);
+    ck_assert_str_eq(nd_ctx_errmsg(NULL), "ctx is NULL");
+    nd_ctx_reset(NULL);
+    nd_ctx_clear_error(NULL);
+    nd_ctx_rewind(NULL, nd_ctx_mark(NULL));
+    nd_ctx_destroy(NULL);
+    ck_assert_ptr_null(nd_ctx_alloc(NULL, 16));
+    ck_assert_uint_eq(nd_ctx_capacity(NULL), 0);
+    ck_assert_uint_eq(nd_ctx_used(NULL), 0);
+    ck_assert(!nd_ctx_set_grad(NULL, true));
+    ck_assert(!nd_ctx_grad_enabled(NULL));
+    ck_assert_int_eq(nd_fail(NULL, ND_ERR_IO, "x"), ND_ERR_IO);
+    ck_assert_ptr_null(nd_fail_null(NULL, ND_ERR_IO, "x"));
+    ck_assert_ptr_null(nd_zeros(NULL, 1, (int[]){3}));
+    ck_assert_ptr_null(nd_full(NULL, 1, (int[]){3}, 1));
+    ck_assert_ptr_null(nd_scalar(NULL, 1));
+    ck_assert_ptr_null(nd_tensor_new(NULL, 1, (int[]){3}));
+    ck_assert_ptr_null(nd_tensor_from(NULL, 1, (int[]){1}, (nd_real[]){1}));
+    nd_tensor *x = nd_zeros(ctx, 1, (int[]){3});
+    ck_assert_ptr_null(nd_zeros_like(NULL, x));
+    ck_assert_ptr_null(nd_ones_like(NULL, x));
+    ck_assert_ptr_null(nd_copy(NULL, x));
+    ck_assert_ptr_null(nd_detach(NULL, x));
+    ck_assert(!nd_same_shape(NULL, x));
+    ck_assert(!nd_all_finite(NULL));
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_OK);
+}
+END_TEST
+
 static Suite *tensor_suite(void)
 {
     Suite *s = suite_create("tensor");
@@ -762,6 +795,7 @@ static Suite *tensor_suite(void)
     tcase_add_test(fwd, test_fill_uniform_and_normal);
 
     tcase_add_test(err, test_first_error_is_sticky);
+    tcase_add_test(err, test_null_ctx_functions_answer_errors);
     tcase_add_test(err, test_reset_clears_the_error);
     tcase_add_test(err, test_long_error_message_is_truncated);
     tcase_add_test(err, test_fail_without_ctx_does_not_crash);

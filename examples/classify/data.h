@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
- * examples/mnist_data.h: the data, checkpoint and evaluation helpers that examples/mnist.c and
- * examples/odenet.c share (examples only; not part of the library).
+ * examples/classify/data.h: the data, checkpoint and evaluation helpers of the MNIST-family
+ * classifiers (examples/mnist.c, examples/odenet.c), under their shared driver (driver.h).
+ * Not part of the library.
  */
-#ifndef MNIST_DATA_H
-#define MNIST_DATA_H
+#ifndef EXAMPLES_CLASSIFY_DATA_H
+#define EXAMPLES_CLASSIFY_DATA_H
 
 #include "nodal.h"
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT
- * examples/mnist_data.c: what examples/mnist.c and examples/odenet.c share around their models:
+ * examples/classify/data.c: what examples/mnist.c and examples/odenet.c share around their models:
  * loading an MNIST-family split from IDX files (with a hint when it is missing), standardising
  * pixels, the checkpoint list over a model's and an optimizer's state, and test accuracy.
  */
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "mnist_data.h"
+#include "data.h"
 
 /* prints the ctx's first error for prog; 1 */
 static int report(nd_ctx *ctx, const char *prog, const char *where)
@@ -28,7 +28,8 @@ static bool find_file(const char *dir, const char *name, char *path, size_t cap)
     return access(path, R_OK) == 0;
 }
 
-int mnist_load_split(nd_ctx *ctx, const char *prog, const char *dir, const char *prefix, nd_dataset **out)
+int mnist_load_split(nd_ctx *ctx, const char *prog, const char *dir, const char *prefix,
+                     nd_dataset **out)
 {
     char images[4096], labels[4096], name[64];
     snprintf(name, sizeof name, "%s-images-idx3-ubyte", prefix);
@@ -39,11 +40,13 @@ int mnist_load_split(nd_ctx *ctx, const char *prog, const char *dir, const char 
         fprintf(stderr,
                 "%s: cannot read %s (looked for %s-{images-idx3,labels-idx1}-ubyte[.gz] in %s)\n"
                 "HINT: for Fashion-MNIST run `sudo apt-get install dataset-fashion-mnist`\n"
-                "      (installs " DEFAULT_DATA "), or pass --data DIR with MNIST-style IDX files\n",
+                "      (installs " DEFAULT_DATA
+                "), or pass --data DIR with MNIST-style IDX files\n",
                 prog, have_images ? labels : images, prefix, dir);
         return 1;
     }
-    if (nd_dataset_load_idx(ctx, images, labels, out) != ND_OK) return report(ctx, prog, "loading data");
+    if (nd_dataset_load_idx(ctx, images, labels, out) != ND_OK)
+        return report(ctx, prog, "loading data");
     if ((*out)->n_classes > N_CLASSES || (*out)->rows != 28 || (*out)->cols != 28) {
         fprintf(stderr, "%s: %s: expected 28x28 images and labels 0..9, got %dx%d and %d classes\n",
                 prog, images, (*out)->rows, (*out)->cols, (*out)->n_classes);
@@ -71,7 +74,7 @@ void mnist_standardise(nd_tensor *x /* (m, 1, 28, 28) */, double mean, double st
 }
 
 int mnist_ckpt_make(nd_ctx *ctx, const nd_param_list *model_state, const nd_optimizer *opt,
-                          mnist_ckpt *out)
+                    mnist_ckpt *out)
 {
     int n_opt = 0;
     const nd_param *opt_state = nd_optimizer_state(opt, &n_opt);
@@ -79,8 +82,8 @@ int mnist_ckpt_make(nd_ctx *ctx, const nd_param_list *model_state, const nd_opti
     out->items = calloc((size_t)(model_state->n + n_opt), sizeof *out->items);
     if (!out->items) return nd_fail(ctx, ND_ERR_NOMEM, "checkpoint list"), 1;
     for (int i = 0; i < model_state->n + n_opt; i++) {
-        const nd_param *p = i < model_state->n ? &model_state->items[i]
-                                               : &opt_state[i - model_state->n];
+        const nd_param *p =
+            i < model_state->n ? &model_state->items[i] : &opt_state[i - model_state->n];
         const char *prefix = i < model_state->n ? "" : "optim.";
         size_t len = strlen(prefix) + strlen(p->name) + 1;
         char *name = malloc(len);
@@ -116,8 +119,8 @@ int mnist_resume(nd_ctx *ctx, const char *prog, const char *path, const mnist_ck
         st = nd_checkpoint_meta_double(ctx, ck, "pixel_mean", &m);
         if (!st) st = nd_checkpoint_meta_double(ctx, ck, "pixel_std", &s);
         if (!st && !(s > 0))
-            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: metadata \"pixel_std\" is %g, not positive",
-                         path, s);
+            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: metadata \"pixel_std\" is %g, not positive", path,
+                         s);
     }
     nd_checkpoint_destroy(ck);
     if (st) return report(ctx, prog, "--resume");
@@ -125,9 +128,9 @@ int mnist_resume(nd_ctx *ctx, const char *prog, const char *path, const mnist_ck
     return 0;
 }
 
-int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dataset *ds, nd_loader *ld,
-                    nd_tensor *x /* (B, 1, 28, 28) */, int *labels /* (B,) */, double mean,
-                    double std, double *accuracy)
+int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dataset *ds,
+                   nd_loader *ld, nd_tensor *x /* (B, 1, 28, 28) */, int *labels /* (B,) */,
+                   double mean, double std, double *accuracy)
 {
     bool was_grad = nd_ctx_set_grad(ctx, false);
     nd_module_eval(model);

@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * examples/plot.c: see plot.h. Each panel maps its data range into a plotting box inside the
- * panel, leaving margins for the title, ticks and labels. */
+ * examples/common/plot.c: see plot.h. Each panel maps its data range into a plotting box inside
+ * the panel, leaving margins for the title, ticks and labels. Destroying a figure also frees
+ * cairo's and fontconfig's static caches, so that a leak checker finds nothing at exit. */
 #include <cairo.h>
+#ifdef PLOT_HAVE_FONTCONFIG
+#include <fontconfig/fontconfig.h>
+#endif
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,8 +15,8 @@
 #define MAX_PANELS 8
 
 typedef struct {
-    double x0, y0, w, h;                 /* plotting box in pixels */
-    double xmin, xmax, ymin, ymax;       /* data range */
+    double x0, y0, w, h;           /* plotting box in pixels */
+    double xmin, xmax, ymin, ymax; /* data range */
 } panel;
 
 struct plot_figure {
@@ -28,13 +32,14 @@ plot_figure *plot_create(int n_panels, int panel_w, int panel_h, const char *sup
     plot_figure *fig = calloc(1, sizeof *fig);
     if (!fig) return NULL;
     fig->top = suptitle ? 36 : 0;
-    fig->surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, n_panels * panel_w,
-                                              panel_h + fig->top);
+    fig->surface =
+        cairo_image_surface_create(CAIRO_FORMAT_RGB24, n_panels * panel_w, panel_h + fig->top);
     fig->cr = cairo_create(fig->surface);
     fig->n_panels = n_panels, fig->panel_w = panel_w, fig->panel_h = panel_h;
     cairo_set_source_rgb(fig->cr, 1, 1, 1);
     cairo_paint(fig->cr);
-    cairo_select_font_face(fig->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL, CAIRO_FONT_WEIGHT_NORMAL);
+    cairo_select_font_face(fig->cr, "sans-serif", CAIRO_FONT_SLANT_NORMAL,
+                           CAIRO_FONT_WEIGHT_NORMAL);
     if (suptitle) {
         cairo_set_source_rgb(fig->cr, 0, 0, 0);
         cairo_set_font_size(fig->cr, 17);
@@ -52,6 +57,11 @@ void plot_destroy(plot_figure *fig)
     cairo_destroy(fig->cr);
     cairo_surface_destroy(fig->surface);
     free(fig);
+    // with no cairo object left, the font caches go too (the next figure builds them again)
+    cairo_debug_reset_static_data();
+#ifdef PLOT_HAVE_FONTCONFIG
+    FcFini();
+#endif
 }
 
 static double px(const panel *p, double x)
@@ -109,8 +119,8 @@ void plot_axes(plot_figure *fig, int i, const char *title, const char *xlabel, c
     panel *p = &fig->panels[i];
     cairo_t *cr = fig->cr;
     double left = i * fig->panel_w;
-    *p = (panel){left + 70, fig->top + 40, fig->panel_w - 95, fig->panel_h - 100,
-                 xmin, xmax, ymin, ymax};
+    *p = (panel){left + 70, fig->top + 40, fig->panel_w - 95, fig->panel_h - 100, xmin, xmax,
+                 ymin,      ymax};
     cairo_set_source_rgb(cr, 0, 0, 0);
     text_centered(cr, title, p->x0 + p->w / 2, fig->top + 18, 15, false);
     if (xlabel) text_centered(cr, xlabel, p->x0 + p->w / 2, p->y0 + p->h + 45, 13, false);
@@ -144,7 +154,8 @@ void plot_axes_categories(plot_figure *fig, int i, const char *title, const char
     cairo_set_line_width(cr, 1);
     cairo_rectangle(cr, p->x0, p->y0, p->w, p->h);
     cairo_stroke(cr);
-    for (int k = 0; k < n; k++) text_centered(cr, names[k], px(p, k + 0.5), p->y0 + p->h + 17, 12, false);
+    for (int k = 0; k < n; k++)
+        text_centered(cr, names[k], px(p, k + 0.5), p->y0 + p->h + 17, 12, false);
     y_ticks(cr, p);
 }
 
@@ -229,18 +240,19 @@ void plot_points(plot_figure *fig, int i, const double *x, const double *y, int 
     cairo_restore(cr);
 }
 
-/* a viridis-like map: piecewise linear through five of its colours */
-static plot_rgb colormap(double v)
+/* viridis (matplotlib's), piecewise linear through 11 of its colours */
+plot_rgb plot_colormap(double v)
 {
-    static const double stops[5][3] = {{0.267, 0.005, 0.329}, {0.229, 0.322, 0.546},
-                                       {0.128, 0.567, 0.551}, {0.369, 0.789, 0.383},
-                                       {0.993, 0.906, 0.144}};
-    v = fmin(fmax(v, 0), 1) * 4;
-    int k = v >= 4 ? 3 : (int)v;
+    static const unsigned char cm[11][3] = {{68, 1, 84},    {72, 36, 117},  {65, 68, 135},
+                                            {53, 95, 141},  {42, 120, 142}, {33, 145, 140},
+                                            {34, 168, 132}, {68, 191, 112}, {122, 209, 81},
+                                            {189, 223, 38}, {253, 231, 37}};
+    v = isnan(v) ? 0 : fmin(fmax(v, 0), 1) * 10;
+    int k = v >= 10 ? 9 : (int)v;
     double f = v - k;
-    return (plot_rgb){stops[k][0] + f * (stops[k + 1][0] - stops[k][0]),
-                      stops[k][1] + f * (stops[k + 1][1] - stops[k][1]),
-                      stops[k][2] + f * (stops[k + 1][2] - stops[k][2])};
+    return (plot_rgb){((1 - f) * cm[k][0] + f * cm[k + 1][0]) / 255,
+                      ((1 - f) * cm[k][1] + f * cm[k + 1][1]) / 255,
+                      ((1 - f) * cm[k][2] + f * cm[k + 1][2]) / 255};
 }
 
 void plot_image(plot_figure *fig, int i, const double *values, int rows, int cols, double vmin,
@@ -251,7 +263,7 @@ void plot_image(plot_figure *fig, int i, const double *values, int rows, int col
     double cw = p->w / cols, ch = p->h / rows;
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) {
-            plot_rgb col = colormap((values[(size_t)r * cols + c] - vmin) / (vmax - vmin));
+            plot_rgb col = plot_colormap((values[(size_t)r * cols + c] - vmin) / (vmax - vmin));
             cairo_set_source_rgb(cr, col.r, col.g, col.b);
             cairo_rectangle(cr, p->x0 + c * cw, p->y0 + r * ch, cw + 0.5, ch + 0.5);
             cairo_fill(cr);

@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * examples/plot.h: just enough plotting for the examples' pictures, on cairo: a figure of side by
- * side panels, each with a title, axis labels, ticks, lines (solid or dashed), arrows, points,
- * an image (a heat map) and a legend, saved atomically as PNG. Not part of the library.
+ * examples/common/plot.h: the one plotting helper of every program that draws (examples/ and
+ * bench/), on cairo: a figure of side by side panels, each with a title, axis labels, ticks,
+ * lines (solid or dashed), arrows, points, an image (a heat map) and a legend, saved atomically
+ * as PNG. plot_destroy also frees cairo's and fontconfig's caches (a program under LeakSanitizer
+ * exits clean). Built only when cairo is found: programs test HAVE_PLOT. Not part of the library.
  */
 #ifndef PLOT_H
 #define PLOT_H
@@ -42,8 +44,10 @@ void plot_points(plot_figure *fig, int panel, const double *x, const double *y, 
                  plot_rgb color, double radius, double alpha);
 /* values (rows, cols) over the panel's full data range, row 0 at the top, mapped through a
  * perceptual (viridis-like) colour map from vmin to vmax. */
-void plot_image(plot_figure *fig, int panel, const double *values, int rows, int cols,
-                double vmin, double vmax);
+void plot_image(plot_figure *fig, int panel, const double *values, int rows, int cols, double vmin,
+                double vmax);
+/* The image's colour for v in [0, 1] (viridis). */
+plot_rgb plot_colormap(double v);
 void plot_legend(plot_figure *fig, int panel, int slot, const char *label, plot_rgb color,
                  bool dashed);
 /* Writes the PNG to path through a temporary file and a rename; 0 on success. */
