@@ -1560,8 +1560,8 @@ START_TEST(test_grad_unreached_input_gets_zeros_when_allowed)
     nd_tensor *c = tensor(1, S(2), V(5, 5));              /* used, does not require grad */
     nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, x, c));
     nd_tensor *g[3];
-    ck_assert_int_eq(
-        nd_grad(ctx, &loss, NULL, 1, (nd_tensor *[]){x, z, c}, 3, g, ND_ALLOW_UNUSED), ND_OK);
+    ck_assert_int_eq(nd_grad(ctx, &loss, NULL, 1, (nd_tensor *[]){x, z, c}, 3, g, ND_ALLOW_UNUSED),
+                     ND_OK);
     expect_values(g[0], 5, 5);
     expect_shape(g[1], 2, 3);
     expect_values(g[1], 0, 0, 0, 0, 0, 0);
@@ -1584,8 +1584,7 @@ START_TEST(test_grad_with_seeds_and_several_outputs)
     expect_values(g, 2, -4, 3);
     /* two outputs, the second seeded by ones (NULL entry) */
     ck_assert_int_eq(
-        nd_grad(ctx, (nd_tensor *[]){y1, y2}, (nd_tensor *[]){v, NULL}, 2, &x, 1, &g, 0),
-        ND_OK);
+        nd_grad(ctx, (nd_tensor *[]){y1, y2}, (nd_tensor *[]){v, NULL}, 2, &x, 1, &g, 0), ND_OK);
     expect_values(g, 2 + cos(1.0), -4 + cos(2.0), 3 + cos(3.0));
     /* seeds NULL altogether: ones for every output */
     ck_assert_int_eq(nd_grad(ctx, (nd_tensor *[]){y1, y2}, NULL, 2, &x, 1, &g, 0), ND_OK);
@@ -2181,7 +2180,8 @@ START_TEST(test_null_input_names_the_op_and_argument)
     EXPECT_NULL_NAMED(nd_matmul_t(ctx, n, x, true, false), "nd_matmul: input a is NULL");
     EXPECT_NULL_NAMED(nd_transpose(ctx, n), "nd_transpose: input x is NULL");
     EXPECT_NULL_NAMED(nd_reshape(ctx, n, 1, S(4)), "nd_reshape: input x is NULL");
-    EXPECT_NULL_NAMED(nd_concat(ctx, (nd_tensor *[]){x, n}, 2, 0), "nd_concat: input xs[1] is NULL");
+    EXPECT_NULL_NAMED(nd_concat(ctx, (nd_tensor *[]){x, n}, 2, 0),
+                      "nd_concat: input xs[1] is NULL");
     EXPECT_NULL_NAMED(nd_lincomb(ctx, (nd_tensor *[]){x, n}, (nd_real[]){1, 1}, 2),
                       "nd_lincomb: input xs[1] is NULL");
     EXPECT_NULL_NAMED(nd_slice(ctx, n, 0, 0, 1), "nd_slice: input x is NULL");
@@ -2377,7 +2377,8 @@ static nd_tensor *failing_op(nd_ctx *c, nd_tensor *x)
  * which writes straight into .grad on the direct path) must not have touched .grad. */
 START_TEST(test_failed_backward_leaves_grad_untouched)
 {
-    nd_tensor *W = nd_tensor_create(ctx, 2, S(2, 3), true), *h = nd_tensor_create(ctx, 1, S(2), true);
+    nd_tensor *W = nd_tensor_create(ctx, 2, S(2, 3), true),
+              *h = nd_tensor_create(ctx, 1, S(2), true);
     nd_tensor *enc = nd_tensor_create(ctx, 1, S(3), true);
     nd_rng rng = nd_rng_seed(5);
     nd_tensor *all[3] = {W, h, enc};
@@ -2406,7 +2407,8 @@ END_TEST
  * part of the sweep after the last custom rule, adds into .grad as before (values checked). */
 START_TEST(test_backward_with_custom_op_still_accumulates_correctly)
 {
-    nd_tensor *W = nd_tensor_create(ctx, 2, S(2, 2), true), *h = nd_tensor_create(ctx, 1, S(2), true);
+    nd_tensor *W = nd_tensor_create(ctx, 2, S(2, 2), true),
+              *h = nd_tensor_create(ctx, 1, S(2), true);
     W->data[0] = 1, W->data[1] = 2, W->data[2] = 3, W->data[3] = 4;
     h->data[0] = 1, h->data[1] = -1;
     W->grad[0] = 10, h->grad[1] = 10;
