@@ -56,7 +56,11 @@ nd_tensor *nd_record(nd_ctx *ctx, nd_tensor *out, nd_op op, int n_src, nd_tensor
 nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op, int n_src,
                             nd_tensor *const *src)
 {
-    if (!out) return NULL;
+    if (!ND_CHECK1(ctx, "nd_record_custom", out)) return NULL;
+    if (!op || !op->backward || n_src < 0 || (n_src > 0 && !src))
+        return nd_fail_null(ctx, ND_ERR_ARG, "nd_record_custom: op, its backward or src is NULL");
+    if (!nd_check_inputs(ctx, "nd_record_custom", n_src, (const nd_tensor *const *)src, NULL))
+        return NULL;
     nd_custom_op *saved = nd_ctx_alloc(ctx, sizeof *saved);
     if (!saved) return NULL;
     *saved = *op;
@@ -64,7 +68,7 @@ nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op,
     return nd_record(ctx, out, ND_OP_CUSTOM, n_src, src);
 }
 
-void custom_backward(nd_ctx *ctx, nd_tensor *out)
+void nd_custom_backward(nd_ctx *ctx, nd_tensor *out)
 {
     const nd_custom_op *op = out->aux;
     op->backward(ctx, out, op->state);

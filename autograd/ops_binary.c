@@ -123,7 +123,7 @@ nd_tensor *nd_add(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
 }
 
 /* d(a+b): g to each, summed over the dims each was stretched along */
-void ADD_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_ADD_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     if (nd_needs_grad(ctx, a)) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
@@ -135,7 +135,7 @@ nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
     return binary(ctx, "nd_sub", BIN_SUB, ND_OP_SUB, a, b);
 }
 
-void SUB_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SUB_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     if (nd_needs_grad(ctx, a)) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g, a->ndim, a->shape));
@@ -149,7 +149,7 @@ nd_tensor *nd_mul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
 }
 
 /* d(a*b) = g*b, g*a */
-void MUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_MUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     if (nd_needs_grad(ctx, a))
@@ -164,7 +164,7 @@ nd_tensor *nd_div(nd_ctx *ctx, nd_tensor *a, nd_tensor *b)
 }
 
 /* d(a/b) = g/b, -g*(a/b)/b */
-void DIV_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_DIV_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     nd_tensor *g_over_b = nd_div(ctx, g, b);
@@ -228,7 +228,7 @@ nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
     return record1(ctx, out, ND_OP_EXPAND, x);
 }
 
-void EXPAND_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_EXPAND_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_sum_to(ctx, out->gnode, x->ndim, x->shape));
@@ -262,7 +262,7 @@ nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
     return record1(ctx, out, ND_OP_SUM_TO, x);
 }
 
-void SUM_TO_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SUM_TO_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_expand(ctx, out->gnode, x->ndim, x->shape));

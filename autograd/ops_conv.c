@@ -83,7 +83,7 @@ nd_tensor *nd_im2col(nd_ctx *ctx, nd_tensor *x, nd_window2d w)
 }
 
 /* d im2col = col2im(g): each input pixel receives the sum over the windows that copied it */
-void IM2COL_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_IM2COL_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_col2im(ctx, out->gnode, x->shape, *(nd_window2d *)out->aux));
@@ -119,7 +119,7 @@ nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_window2d
 }
 
 /* d col2im = im2col(g): each row entry came from one image pixel (or from padding: zero) */
-void COL2IM_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_COL2IM_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_im2col(ctx, out->gnode, *(nd_window2d *)out->aux));
 }

@@ -7,10 +7,10 @@
 #include "autograd/autograd.h"
 #include "tensor/ctx_internal.h"
 
-#define ND_X_OP(id, name, n_src) void id##_backward_rule(nd_ctx *ctx, nd_tensor *out);
+#define ND_X_OP(id, name, n_src) void nd_##id##_backward_rule(nd_ctx *ctx, nd_tensor *out);
 ND_OP_LIST(ND_X_OP)
 #undef ND_X_OP
-void custom_backward(nd_ctx *ctx, nd_tensor *out);
+void nd_custom_backward(nd_ctx *ctx, nd_tensor *out);
 
 /* Records a one- or two-input op. */
 static inline nd_tensor *record1(nd_ctx *ctx, nd_tensor *out, nd_op op, nd_tensor *x)

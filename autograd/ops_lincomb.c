@@ -40,7 +40,7 @@ nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, in
     return nd_record(ctx, out, ND_OP_LINCOMB, n, xs);
 }
 
-void LINCOMB_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_LINCOMB_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     const nd_real *coef = out->aux;
     for (int i = 0; i < out->n_src; i++)

@@ -66,7 +66,7 @@ static void weight_grad_into(const nd_tensor *a, const nd_tensor *g, bool ta, bo
         nd_gemm(true, ta, N, K, M, 1, g->data, N, a->data, lda, 1, dst, K);
 }
 
-void MATMUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_MATMUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     bool ta = out->arg[0] != 0, tb = out->arg[1] != 0;

@@ -17,7 +17,7 @@ nd_tensor *nd_sum(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_SUM, x);
 }
 
-void SUM_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SUM_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_expand(ctx, out->gnode, x->ndim, x->shape));
@@ -54,7 +54,7 @@ nd_tensor *nd_sum_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim)
     return record1(ctx, out, ND_OP_SUM_AXIS, x);
 }
 
-void SUM_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SUM_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     int shape[ND_MAX_DIMS];
@@ -110,7 +110,7 @@ nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim)
 }
 
 /* the gradient goes to the first maximal element (or first NaN) of each reduced line */
-void MAX_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_MAX_AXIS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     int ax = (int)out->arg[0];
@@ -154,7 +154,7 @@ nd_tensor *nd_log_softmax(nd_ctx *ctx, nd_tensor *x, int axis)
 }
 
 /* dx = g - softmax(x) * sum(g, axis) */
-void LOG_SOFTMAX_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_LOG_SOFTMAX_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *g = out->gnode;
     int ax = (int)out->arg[0];

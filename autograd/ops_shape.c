@@ -55,7 +55,7 @@ nd_tensor *nd_reshape(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape)
     return record1(ctx, out, ND_OP_RESHAPE, x);
 }
 
-void RESHAPE_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_RESHAPE_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_reshape(ctx, out->gnode, x->ndim, x->shape));
@@ -85,7 +85,7 @@ nd_tensor *nd_transpose(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_TRANSPOSE, x);
 }
 
-void TRANSPOSE_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_TRANSPOSE_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_transpose(ctx, out->gnode));
 }
@@ -127,7 +127,7 @@ nd_tensor *nd_concat(nd_ctx *ctx, nd_tensor *const *xs, int n, int axis)
     return nd_record(ctx, out, ND_OP_CONCAT, n, xs);
 }
 
-void CONCAT_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_CONCAT_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     int ax = (int)out->arg[0], start = 0;
     for (int i = 0; i < out->n_src; i++) {
@@ -174,7 +174,7 @@ nd_tensor *nd_slice(nd_ctx *ctx, nd_tensor *x, int axis, int start, int len)
     return record1(ctx, out, ND_OP_SLICE, x);
 }
 
-void SLICE_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SLICE_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     int ax = (int)out->arg[0];
@@ -201,7 +201,7 @@ nd_tensor *nd_pad(nd_ctx *ctx, nd_tensor *x, int axis, int start, int full)
     return record1(ctx, out, ND_OP_PAD, x);
 }
 
-void PAD_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_PAD_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     int ax = (int)out->arg[0];

@@ -22,7 +22,7 @@ nd_tensor *nd_neg(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_NEG, x);
 }
 
-void NEG_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_NEG_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_neg(ctx, out->gnode));
 }
@@ -35,7 +35,7 @@ nd_tensor *nd_add_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c)
     return record1(ctx, out, ND_OP_ADD_SCALAR, x);
 }
 
-void ADD_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_ADD_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], out->gnode);
 }
@@ -48,7 +48,7 @@ nd_tensor *nd_mul_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c)
     return record1(ctx, out, ND_OP_MUL_SCALAR, x);
 }
 
-void MUL_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_MUL_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_mul_scalar(ctx, out->gnode, (nd_real)out->arg[0]));
 }
@@ -69,7 +69,7 @@ nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p)
 }
 
 /* d x^p = p x^(p-1) g */
-void POW_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_POW_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_real p = (nd_real)out->arg[0];
@@ -85,7 +85,7 @@ nd_tensor *nd_exp(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_EXP, x);
 }
 
-void EXP_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_EXP_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_mul(ctx, out->gnode, out));
 }
@@ -97,7 +97,7 @@ nd_tensor *nd_log(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_LOG, x);
 }
 
-void LOG_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_LOG_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_div(ctx, out->gnode, out->src[0]));
 }
@@ -110,7 +110,7 @@ nd_tensor *nd_sqrt(nd_ctx *ctx, nd_tensor *x)
 }
 
 /* d sqrt(x) = g / (2 sqrt(x)) */
-void SQRT_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SQRT_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_div(ctx, nd_mul_scalar(ctx, out->gnode, 0.5), out));
 }
@@ -123,7 +123,7 @@ nd_tensor *nd_abs(nd_ctx *ctx, nd_tensor *x)
 }
 
 /* d|x| = sign(x) g; the sign is a constant (its derivative is 0 almost everywhere) */
-void ABS_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_ABS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_tensor *sign = nd_tensor_alloc(ctx, x->ndim, x->shape);
@@ -140,7 +140,7 @@ nd_tensor *nd_sin(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_SIN, x);
 }
 
-void SIN_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SIN_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_mul(ctx, out->gnode, nd_cos(ctx, x)));
@@ -153,7 +153,7 @@ nd_tensor *nd_cos(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_COS, x);
 }
 
-void COS_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_COS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_neg(ctx, nd_mul(ctx, out->gnode, nd_sin(ctx, x))));
@@ -166,7 +166,7 @@ nd_tensor *nd_tanh(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_TANH, x);
 }
 
-void TANH_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_TANH_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_accumulate_grad(ctx, out->src[0], nd_tanh_backward(ctx, out, out->gnode));
 }
@@ -187,7 +187,7 @@ nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout)
 }
 
 /* out = dout (1 - y^2): d/d dout = h (1 - y^2), d/dy = -2 y dout h */
-void TANH_BACKWARD_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_TANH_BACKWARD_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *y = out->src[0], *dout = out->src[1], *h = out->gnode;
     if (nd_needs_grad(ctx, dout)) nd_accumulate_grad(ctx, dout, nd_tanh_backward(ctx, y, h));
@@ -207,7 +207,7 @@ nd_tensor *nd_sigmoid(nd_ctx *ctx, nd_tensor *x)
 }
 
 /* d sigmoid = g s (1 - s) */
-void SIGMOID_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SIGMOID_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *one_minus = nd_add_scalar(ctx, nd_neg(ctx, out), 1);
     nd_accumulate_grad(ctx, out->src[0], nd_mul(ctx, out->gnode, nd_mul(ctx, out, one_minus)));
@@ -224,7 +224,7 @@ nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x)
 
 /* PyTorch's threshold_backward: g where !(x <= 0), so g also passes at a NaN input (whose output
  * is NaN and carries the NaN onwards) */
-void RELU_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_RELU_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_tensor *mask = nd_tensor_alloc(ctx, x->ndim, x->shape);
@@ -240,7 +240,7 @@ nd_tensor *nd_softplus(nd_ctx *ctx, nd_tensor *x)
     return record1(ctx, out, ND_OP_SOFTPLUS, x);
 }
 
-void SOFTPLUS_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_SOFTPLUS_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_accumulate_grad(ctx, x, nd_mul(ctx, out->gnode, nd_sigmoid(ctx, x)));

@@ -5,12 +5,12 @@
 
 const nd_op_info nd_ops[ND_OP_COUNT] = {
     [ND_OP_NONE] = {"leaf", 0, NULL},
-#define ND_X_OP(id, op_name, n) [ND_OP_##id] = {op_name, n, id##_backward_rule},
+#define ND_X_OP(id, op_name, n) [ND_OP_##id] = {op_name, n, nd_##id##_backward_rule},
     ND_OP_LIST(ND_X_OP)
 #undef ND_X_OP
 };
 
-void CUSTOM_backward_rule(nd_ctx *ctx, nd_tensor *out)
+void nd_CUSTOM_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
-    custom_backward(ctx, out);
+    nd_custom_backward(ctx, out);
 }

@@ -2198,6 +2198,9 @@ START_TEST(test_null_input_names_the_op_and_argument)
                       "nd_col2im: input rows is NULL");
     EXPECT_NULL_NAMED(nd_copy(ctx, n), "nd_copy: input x is NULL");
     EXPECT_NULL_NAMED(nd_detach(ctx, n), "nd_detach: input x is NULL");
+    nd_custom_op op = {"noop", noop_backward, NULL};
+    EXPECT_NULL_NAMED(nd_record_custom(ctx, nd_copy(ctx, x), &op, 2, (nd_tensor *[]){x, n}),
+                      "nd_record_custom: input xs[1] is NULL");
     /* the one-check pattern: a whole forward pass, checked once, prints the root cause */
     nd_ctx_clear_error(ctx);
     ck_assert_ptr_null(nd_sum(ctx, nd_tanh(ctx, nd_matmul(ctx, x, n))));
