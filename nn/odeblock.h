@@ -5,7 +5,7 @@
  *   nd_module *block = nd_odeblock_create(ctx, f, ND_TIME_CONCAT, 0.0, 1.0, &opts);
  *   nd_sequential_append(ctx, model, block);     // x -> x(1), composes with any layer
  *   ...
- *   const nd_ode_stats *st = nd_odeblock_stats(block);  // NFE-F after forward, NFE-B after backward
+ *   const nd_ode_stats *st = nd_odeblock_stats(ctx, block); // NFE-F after forward, NFE-B after backward
  *
  * The block owns the dynamics module (its parameters are listed as "func.*", so they reach the
  * optimizer and checkpoints like any other) and solves dx/dt = func(x) (or func([x, t])) from t0
@@ -35,9 +35,12 @@ nd_module *nd_odeblock_create(nd_ctx *ctx, nd_module *func, nd_time_input time, 
 nd_tensor *nd_odeblock_trajectory(nd_ctx *ctx, nd_module *block, nd_tensor *x, nd_tensor *t);
 
 /* The block's options (change them between steps, e.g. the adjoint's norm) and the statistics
- * of its last solve: forward after each forward, backward after the backward pass. */
-nd_ode_options *nd_odeblock_options(nd_module *block);
-const nd_ode_stats *nd_odeblock_stats(const nd_module *block);
+ * of its last solve (nd_odeint_stats of its trajectory): forward after each forward, backward
+ * after the backward pass; zeros before the first solve or after a failed one. The statistics
+ * live in the ctx's arena like the trajectory: read them before nd_ctx_reset. Both return NULL
+ * with an error in ctx (which may be NULL) when block is not an ODE block. */
+nd_ode_options *nd_odeblock_options(nd_ctx *ctx, nd_module *block);
+const nd_ode_stats *nd_odeblock_stats(nd_ctx *ctx, const nd_module *block);
 
 #ifdef __cplusplus
 }
