@@ -35,10 +35,9 @@ static unsigned byte(reader *r)
 
 /* values users get wrong: signs, zeros, extremes, NaN, infinities, and ordinary ones */
 static const double interesting[] = {
-    0,     -0.0,   1,      -1,     0.5,     2,      10,    0.1,   1e-3,   1e-6,
-    1e-9,  1e-12,  1e-160, 1e-300, 5e-324,  1e300,  1e308, -1e-3, 100,    0.25,
-    NAN,   INFINITY, -INFINITY, 3,  -2,     1e-5,   0.9,   0.2,   0.7,    0.4,
-    1e-15, 1e-100,
+    0,         -0.0,   1,      -1,     0.5,   2,     10,    0.1, 1e-3,  1e-6,   1e-9,
+    1e-12,     1e-160, 1e-300, 5e-324, 1e300, 1e308, -1e-3, 100, 0.25,  NAN,    INFINITY,
+    -INFINITY, 3,      -2,     1e-5,   0.9,   0.2,   0.7,   0.4, 1e-15, 1e-100,
 };
 
 #define N_INTERESTING ((unsigned)(sizeof interesting / sizeof interesting[0]))
@@ -101,10 +100,14 @@ static nd_tensor *hamiltonian(nd_ctx *c, nd_tensor *y)
 static nd_tensor *one_block(nd_ctx *c, const problem *pb, nd_tensor *t, nd_tensor *y)
 {
     switch (pb->kind) {
-    case DYN_LINEAR: return nd_add(c, nd_matmul_t(c, y, A, false, true), t);
-    case DYN_MLP: return mlp(c, y);
-    case DYN_STIFF: return nd_mul_scalar(c, nd_sub(c, nd_sin(c, t), y), 1e4);
-    default: return hamiltonian(c, y);
+    case DYN_LINEAR:
+        return nd_add(c, nd_matmul_t(c, y, A, false, true), t);
+    case DYN_MLP:
+        return mlp(c, y);
+    case DYN_STIFF:
+        return nd_mul_scalar(c, nd_sub(c, nd_sin(c, t), y), 1e4);
+    default:
+        return hamiltonian(c, y);
     }
 }
 
@@ -249,7 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * cost grows with the square of the steps; keep that case's tape short */
     if (pb.kind == DYN_HAMILTONIAN && o.grad == ND_GRAD_BACKPROP && o.solver.max_num_steps > 8)
         o.solver.max_num_steps = 8;
-    bool grad_on = byte(&r) < 200, tuple = n_y > 1 || byte(&r) & 1;
+    bool grad_on = byte(&r)<200, tuple = n_y> 1 || byte(&r) & 1;
     nd_tensor *params[4] = {A, W1, b1, W2};
     for (int i = 0; i < 4; i++) nd_zero_grad(&params[i], 1);
 

@@ -9,10 +9,14 @@
 #include "odeint/odeint_internal.h"
 
 static const char *const method_names[ND_METHOD_COUNT] = {
-    [ND_EULER] = "euler",        [ND_MIDPOINT] = "midpoint",
-    [ND_RK4] = "rk4",            [ND_HEUN_EULER] = "adaptive_heun",
-    [ND_FEHLBERG2] = "fehlberg2", [ND_BOSH3] = "bosh3",
-    [ND_DOPRI5] = "dopri5",      [ND_TSIT5] = "tsit5",
+    [ND_EULER] = "euler",
+    [ND_MIDPOINT] = "midpoint",
+    [ND_RK4] = "rk4",
+    [ND_HEUN_EULER] = "adaptive_heun",
+    [ND_FEHLBERG2] = "fehlberg2",
+    [ND_BOSH3] = "bosh3",
+    [ND_DOPRI5] = "dopri5",
+    [ND_TSIT5] = "tsit5",
     [ND_DOPRI8] = "dopri8",
 };
 
@@ -94,8 +98,9 @@ static nd_status check_tolerances(nd_ctx *ctx, const char *what, const nd_solver
 {
     if (!(o->rtol >= 0) || !(o->atol >= 0) || (o->rtol == 0 && o->atol == 0) ||
         !isfinite(o->rtol) || !isfinite(o->atol))
-        return nd_fail(ctx, ND_ERR_ARG, "%s: rtol %g and atol %g must be finite and >= 0, not both 0",
-                       what, o->rtol, o->atol);
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: rtol %g and atol %g must be finite and >= 0, not both 0", what, o->rtol,
+                       o->atol);
     for (int b = 0; b < n_blocks; b++) {
         double r = o->rtol_blocks ? o->rtol_blocks[b] : o->rtol;
         double a = o->atol_blocks ? o->atol_blocks[b] : o->atol;
@@ -119,15 +124,20 @@ static nd_status check_steps(nd_ctx *ctx, const char *what, const nd_solver_opti
                        o->max_num_steps);
     if (!(o->first_step >= 0) || !isfinite(o->first_step) || !(o->step_size >= 0) ||
         !isfinite(o->step_size))
-        return nd_fail(ctx, ND_ERR_ARG, "%s: first_step (%g) and step_size (%g) must be finite and "
-                                        ">= 0", what, o->first_step, o->step_size);
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: first_step (%g) and step_size (%g) must be finite and "
+                       ">= 0",
+                       what, o->first_step, o->step_size);
     if (o->n_grid < 0 || (o->n_grid > 0 && !o->grid))
-        return nd_fail(ctx, ND_ERR_ARG, "%s: grid is NULL or n_grid (%d) negative", what, o->n_grid);
+        return nd_fail(ctx, ND_ERR_ARG, "%s: grid is NULL or n_grid (%d) negative", what,
+                       o->n_grid);
     for (int i = 0; i < o->n_grid; i++) {
         bool ordered = i < 2 || (o->grid[i] - o->grid[i - 1]) * (o->grid[1] - o->grid[0]) > 0;
         if (!isfinite(o->grid[i]) || !ordered || (i == 1 && o->grid[1] == o->grid[0]))
-            return nd_fail(ctx, ND_ERR_ARG, "%s: grid must be finite and strictly monotone "
-                                            "(grid[%d] = %g)", what, i, o->grid[i]);
+            return nd_fail(ctx, ND_ERR_ARG,
+                           "%s: grid must be finite and strictly monotone "
+                           "(grid[%d] = %g)",
+                           what, i, o->grid[i]);
     }
     return ND_OK;
 }
@@ -138,9 +148,10 @@ static nd_status check_controller(nd_ctx *ctx, const char *what, const nd_solver
         return nd_fail(ctx, ND_ERR_ARG, "%s: unknown controller %d", what, (int)o->controller);
     if (!(o->safety > 0) || !(o->ifactor >= 1) || !(o->dfactor > 0 && o->dfactor <= 1) ||
         !isfinite(o->safety) || !isfinite(o->ifactor))
-        return nd_fail(ctx, ND_ERR_ARG,
-                       "%s: need finite safety > 0, ifactor >= 1, 0 < dfactor <= 1 (got %g, %g, %g)",
-                       what, o->safety, o->ifactor, o->dfactor);
+        return nd_fail(
+            ctx, ND_ERR_ARG,
+            "%s: need finite safety > 0, ifactor >= 1, 0 < dfactor <= 1 (got %g, %g, %g)", what,
+            o->safety, o->ifactor, o->dfactor);
     if (o->controller == ND_CONTROLLER_PI && (!isfinite(o->pi_beta1) || !isfinite(o->pi_beta2)))
         return nd_fail(ctx, ND_ERR_ARG, "%s: pi_beta1 (%g) and pi_beta2 (%g) must be finite", what,
                        o->pi_beta1, o->pi_beta2);
@@ -151,8 +162,10 @@ nd_status nd_ode_check_options(nd_ctx *ctx, const char *what, const nd_solver_op
                                int n_blocks)
 {
     if (o->method == ND_METHOD_INHERIT)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: method is unset (ND_METHOD_INHERIT is for "
-                                        "opts.adjoint only)", what);
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: method is unset (ND_METHOD_INHERIT is for "
+                       "opts.adjoint only)",
+                       what);
     if ((int)o->method < 0 || o->method >= ND_METHOD_COUNT)
         return nd_fail(ctx, ND_ERR_ARG, "%s: unknown method %d", what, (int)o->method);
     nd_status st = check_tolerances(ctx, what, o, n_blocks);

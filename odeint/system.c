@@ -66,15 +66,15 @@ static int check_dydt(nd_ctx *ctx, const nd_user_system *us, const char *what, d
     for (int b = 0; b < us->n_y; b++) {
         if (!d[b]) {
             if (nd_ctx_error(ctx) == ND_OK)
-                nd_fail(ctx, ND_ERR_CALLBACK, "%s: f returned 0 but left dydt[%d] NULL at t = %.17g",
-                        what, b, t);
+                nd_fail(ctx, ND_ERR_CALLBACK,
+                        "%s: f returned 0 but left dydt[%d] NULL at t = %.17g", what, b, t);
             return -1;
         }
         if (!nd_same_shape(d[b], us->y0s[b])) {
             char sd[64], sy[64];
             nd_fail(ctx, ND_ERR_SHAPE,
-                    "%s: f returned dydt[%d] of shape %s for a state of shape %s at t = %.17g", what,
-                    b, nd_shape_str(d[b], sd), nd_shape_str(us->y0s[b], sy), t);
+                    "%s: f returned dydt[%d] of shape %s for a state of shape %s at t = %.17g",
+                    what, b, nd_shape_str(d[b], sd), nd_shape_str(us->y0s[b], sy), t);
             return -1;
         }
     }

@@ -173,8 +173,9 @@ nd_tensor *nd_view(nd_ctx *ctx, nd_tensor *x, size_t offset, int ndim, const int
     if (!size) return NULL;
     if (offset > x->size || size > x->size - offset) {
         char sx[64];
-        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_view: %zu elements at offset %zu do not fit in %s",
-                            size, offset, nd_shape_str(x, sx));
+        return nd_fail_null(ctx, ND_ERR_SHAPE,
+                            "nd_view: %zu elements at offset %zu do not fit in %s", size, offset,
+                            nd_shape_str(x, sx));
     }
     nd_tensor *t = nd_ctx_alloc(ctx, sizeof *t);
     if (!t) return NULL;
