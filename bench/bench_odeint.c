@@ -203,10 +203,12 @@ static void bench_memory(model *m)
             o.grad = mode ? ND_GRAD_BACKPROP : ND_GRAD_ADJOINT;
             o.solver.rtol = o.adjoint.rtol = 1e-6;
             o.solver.atol = o.adjoint.atol = 1e-8;
-            nd_ode_stats st;
             long rss0 = resident_kib();
-            nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, f_model, m, y0, t, params, 4, &o, &st));
+            nd_tensor *ys = nd_odeint(ctx, f_model, m, y0, t, params, 4, &o);
+            nd_tensor *L = nd_sum(ctx, ys);
             nd_status s = L ? nd_backward(ctx, L, 0) : nd_ctx_error(ctx);
+            nd_ode_stats st = {{0}, {0}};
+            if (s == ND_OK) st = *nd_odeint_stats(ys);
             if (s != ND_OK) fprintf(stderr, "bench_odeint: %s\n", nd_ctx_errmsg(ctx));
             json_writer w = json_begin(stdout);
             json_str(&w, "case", "adjoint_memory");

@@ -15,7 +15,7 @@
 
 /* The backward NFE of each norm at one tolerance, on the same loss: paired. Sums over n_rep
  * repetitions produced by make_loss(rep). */
-typedef nd_tensor *(*loss_fn)(nd_ctx *ctx, int rep, const nd_ode_options *o, nd_ode_stats *st,
+typedef nd_tensor *(*loss_fn)(nd_ctx *ctx, int rep, const nd_ode_options *o, const nd_ode_stats **st,
                               void *data);
 
 static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *data, int n_rep,
@@ -34,8 +34,8 @@ static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *d
                        .torchdiffeq_nfe_backward = k ? td_semi : td_default};
         nd_zero_grad(params, n_params);
         for (int rep = 0; rep < n_rep; rep++) {
-            nd_ode_stats st;
-            nd_tensor *L = make_loss(ctx, rep, &o, &st, data);
+            const nd_ode_stats *stp = NULL; /* the op's, valid until the reset below */
+            nd_tensor *L = make_loss(ctx, rep, &o, &stp, data);
             double t0 = sn_now();
             if (!L || nd_backward(ctx, L, 0) != ND_OK) {
                 fprintf(stderr, "seminorm %s: %s\n", workload, nd_ctx_errmsg(ctx));
@@ -43,6 +43,7 @@ static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *d
                 return 1;
             }
             r.ms_backward += 1e3 * (sn_now() - t0) / n_rep;
+            nd_ode_stats st = *stp;
             r.nfe_forward += st.forward.nfe, r.nfe_backward += st.backward.nfe;
             r.accepted_backward += st.backward.accepted, r.rejected_backward += st.backward.rejected;
             nd_ctx_reset(ctx);
@@ -84,7 +85,7 @@ static int spiral_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void 
     return *dy ? 0 : -1;
 }
 
-static nd_tensor *spiral_loss(nd_ctx *ctx, int rep, const nd_ode_options *o, nd_ode_stats *st,
+static nd_tensor *spiral_loss(nd_ctx *ctx, int rep, const nd_ode_options *o, const nd_ode_stats **st,
                               void *data)
 {
     spiral *s = data;
@@ -98,7 +99,8 @@ static nd_tensor *spiral_loss(nd_ctx *ctx, int rep, const nd_ode_options *o, nd_
             for (int i = 0; i < 10; i++) yb->data[(i * 20 + b) * 2 + k] = s->true_y->data[2 * (start + i) + k];
         }
     }
-    nd_tensor *pred = nd_odeint(ctx, spiral_f, s->net, y0, bt, s->params, s->n_params, o, st);
+    nd_tensor *pred = nd_odeint(ctx, spiral_f, s->net, y0, bt, s->params, s->n_params, o);
+    *st = nd_odeint_stats(pred);
     return nd_l1_loss(ctx, pred, yb, ND_REDUCE_MEAN);
 }
 
@@ -112,7 +114,7 @@ int sn_workload_spiral(bool quick)
     for (int i = 0; i < 1000; i++) s.t->data[i] = 25.0 * i / 999;
     nd_ode_options truth = ND_ODE_DEFAULT;
     nd_tensor *sol = nd_odeint(ctx, true_f, A, nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){2, 0}),
-                               s.t, NULL, 0, &truth, NULL);
+                               s.t, NULL, 0, &truth);
     if (!sol) return fprintf(stderr, "seminorm spiral: %s\n", nd_ctx_errmsg(ctx)), 1;
     memcpy(s.true_y->data, sol->data, s.true_y->size * sizeof(nd_real));
     nd_ctx_reset(ctx);
@@ -158,13 +160,14 @@ static int wide_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u
     return *dy ? 0 : -1;
 }
 
-static nd_tensor *wide_loss(nd_ctx *ctx, int rep, const nd_ode_options *o, nd_ode_stats *st,
+static nd_tensor *wide_loss(nd_ctx *ctx, int rep, const nd_ode_options *o, const nd_ode_stats **st,
                             void *data)
 {
     (void)rep;
     wide *w = data;
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){5}, (nd_real[]){0, 0.25, 0.5, 0.75, 1});
-    nd_tensor *y = nd_odeint(ctx, wide_f, w->net, w->y0, t, w->params, w->n_params, o, st);
+    nd_tensor *y = nd_odeint(ctx, wide_f, w->net, w->y0, t, w->params, w->n_params, o);
+    *st = nd_odeint_stats(y);
     return nd_mean(ctx, nd_mul(ctx, y, y));
 }
 

@@ -185,12 +185,15 @@ static nd_status train_step(nd_ctx *ctx, const cnf_model *m, nd_optimizer *opt, 
                             const nd_ode_options *o, double *loss, nd_ode_stats *stats)
 {
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, 1}); // (2,)
-    nd_tensor *L = NULL; // stats: filled by the forward solve, then by the backward
-    if (!t || !cnf_neg_log_likelihood(ctx, m, x, t, o, stats, &L) || !L) return nd_ctx_error(ctx);
+    nd_tensor *L = NULL;
+    const nd_ode_stats *op_stats = NULL; // the op's: forward now, backward after the backward
+    if (!t || !cnf_neg_log_likelihood(ctx, m, x, t, o, &op_stats, &L) || !L)
+        return nd_ctx_error(ctx);
     nd_optimizer_zero_grad(opt);
     if (nd_backward(ctx, L, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK)
         return nd_ctx_error(ctx);
     *loss = nd_item(L);
+    *stats = *op_stats; // copied before the reset frees them
     nd_ctx_reset(ctx); // frees this step's graph, keeps the memory
     return ND_OK;
 }

@@ -196,7 +196,7 @@ static int train(nd_ctx *ctx, const options *op, ncde_problem *P, const ncde_sol
             return fail(ctx, "paired measurement");
         if (it == op->iters) break;
         double t0 = clock_wall_ms(), c0 = clock_cpu_ms();
-        nd_ode_stats stats;
+        nd_ode_stats stats = {{0}, {0}};
         if (ncde_train_step(ctx, P, cfg, &r->loss, &r->acc, &stats) != ND_OK)
             return fail(ctx, "training step");
         double ms = clock_wall_ms() - t0;
@@ -214,13 +214,13 @@ static int train(nd_ctx *ctx, const options *op, ncde_problem *P, const ncde_sol
 static int evaluate(nd_ctx *ctx, ncde_problem *P, const ncde_solve_cfg *cfg, results *r)
 {
     bool prev = nd_ctx_set_grad(ctx, false);
-    nd_ode_stats est = {0};
+    const nd_ode_stats *est = NULL;
     nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xte, cfg, &est); // (B, 2)
     nd_tensor *L = nd_cross_entropy(ctx, logits, P->test.labels, ND_REDUCE_MEAN);
     nd_ctx_set_grad(ctx, prev);
     if (!L) return fail(ctx, "test");
     r->test_acc = nd_accuracy(logits, P->test.labels), r->test_loss = nd_item(L);
-    r->test_nfe_f = est.forward.nfe;
+    r->test_nfe_f = est->forward.nfe; // before the reset frees the op's statistics
     nd_ctx_reset(ctx);
     return 0;
 }

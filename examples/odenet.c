@@ -89,8 +89,8 @@ static void nfe_metrics(const nd_module *model, double *values, void *user)
 {
     (void)user;
     const nd_module *block = model->children[ODE_LAYER].module;
-    values[0] = (double)nd_odeblock_stats(block)->forward.nfe; // read after the backward pass
-    values[1] = (double)nd_odeblock_stats(block)->backward.nfe;
+    values[0] = (double)nd_odeblock_stats(NULL, block)->forward.nfe; // after the backward, before the reset
+    values[1] = (double)nd_odeblock_stats(NULL, block)->backward.nfe;
 }
 
 static void describe(FILE *out, void *user)

@@ -176,7 +176,7 @@ static int make_data(nd_ctx *ctx, problem *p)
     p->true_y0->data[0] = 2, p->true_y0->data[1] = 0;
     memcpy(p->A->data, (nd_real[]){-0.1, 2.0, -2.0, -0.1}, sizeof(nd_real[4]));
     nd_ode_options truth = ND_ODE_DEFAULT;
-    nd_tensor *sol = nd_odeint(ctx, true_dynamics, p->A, p->true_y0, p->t, NULL, 0, &truth, NULL);
+    nd_tensor *sol = nd_odeint(ctx, true_dynamics, p->A, p->true_y0, p->t, NULL, 0, &truth);
     if (!sol) return fail(ctx, "solving the true system");
     memcpy(p->true_y->data, sol->data, p->true_y->size * sizeof(nd_real));
     nd_ctx_reset(ctx);
@@ -259,7 +259,7 @@ static double test_loss(nd_ctx *ctx, problem *p)
 {
     bool prev = nd_ctx_set_grad(ctx, false);
     nd_tensor *full =
-        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode, NULL);
+        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode);
     nd_tensor *tl = nd_l1_loss(ctx, full, p->true_y, ND_REDUCE_MEAN);
     nd_ctx_set_grad(ctx, prev);
     double v = tl ? nd_item(tl) : NAN;
@@ -280,15 +280,15 @@ static int train(nd_ctx *ctx, problem *p, const options *opt, nd_rng *rng, resul
     for (int itr = 1; itr <= opt->iters; itr++) {
         draw_batch(p, rng);
         double t0 = clock_wall_ms(), c0 = clock_cpu_ms();
-        nd_ode_stats stats;
         nd_tensor *pred = nd_odeint(ctx, model_dynamics, p->net, p->batch_y0, p->batch_t,
-                                    p->weights, p->params.n, &p->ode, &stats); /* (10, 20, 2) */
+                                    p->weights, p->params.n, &p->ode); /* (10, 20, 2) */
         nd_tensor *loss = nd_l1_loss(ctx, pred, p->batch_y, ND_REDUCE_MEAN);
         nd_optimizer_zero_grad(p->optim);
         if (!loss || nd_backward(ctx, loss, 0) != ND_OK ||
             nd_optimizer_step(ctx, p->optim) != ND_OK)
             return fail(ctx, "training step");
         double batch_loss = nd_item(loss);
+        nd_ode_stats stats = *nd_odeint_stats(pred); /* op-owned: read before the reset */
         nd_ctx_reset(ctx);
         double dt = clock_wall_ms() - t0;
         r->train_cpu_ms += clock_cpu_ms() - c0;
@@ -318,7 +318,7 @@ static int picture(nd_ctx *ctx, problem *p, const options *opt)
     int status = 0;
     bool prev = nd_ctx_set_grad(ctx, false);
     nd_tensor *full =
-        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode, NULL);
+        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode);
     if (!full || write_plot(opt->plot, ctx, p->net, p->t, p->true_y, full) != 0) {
         fprintf(stderr, "spiral: cannot write %s%s%s\n", opt->plot, full ? "" : ": ",
                 full ? "" : nd_ctx_errmsg(ctx));

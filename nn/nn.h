@@ -190,6 +190,61 @@ nd_module *nd_mlp_create(nd_ctx *ctx, int n_sizes, const int *sizes, nd_activati
                          nd_rng *rng);
 
 /* ---------------------------------------------------------------------------------------------
+ * Recurrent cells (nn/rnn.c): torch.nn.GRUCell and LSTMCell's equations, initialisation and
+ * parameter names, composed from autograd ops (first- and second-order gradients come for free).
+ * Inputs are batched: x (B, D), states h, c (B, H); weight_ih (G*H, D), weight_hh (G*H, H),
+ * bias_ih, bias_hh (G*H,) or NULL, with the gates stacked in PyTorch's order: G = 3 for the GRU
+ * (r, z, n), G = 4 for the LSTM (i, f, g, o).
+ */
+/* GRU: r = s(W_ir x + b_ir + W_hr h + b_hr), z likewise, n = tanh(W_in x + b_in + r (W_hn h +
+ * b_hn)), h' = (1 - z) n + z h. Returns h' (B, H). */
+nd_tensor *nd_gru_cell(nd_ctx *ctx, nd_tensor *x, nd_tensor *h, nd_tensor *w_ih, nd_tensor *w_hh,
+                       nd_tensor *b_ih, nd_tensor *b_hh);
+/* LSTM: (i, f, g, o) = (s, s, tanh, s)(W_ih x + b_ih + W_hh h + b_hh), c' = f c + i g,
+ * h' = o tanh(c'). Two outputs: returns h' (B, H) and writes c' (B, H) to *c_out (as
+ * nd_odeint_tuple: the first output returned, all through the out-parameter placed last). On
+ * failure returns NULL and sets *c_out to NULL; c_out must not be NULL. */
+nd_tensor *nd_lstm_cell(nd_ctx *ctx, nd_tensor *x, nd_tensor *h, nd_tensor *c, nd_tensor *w_ih,
+                        nd_tensor *w_hh, nd_tensor *b_ih, nd_tensor *b_hh, nd_tensor **c_out);
+
+/* The cells as modules: parameters "weight_ih" (G*H, D), "weight_hh" (G*H, H), and with bias
+ * "bias_ih", "bias_hh" (G*H,), in that (state_dict) order, each U(-1/sqrt(H), 1/sqrt(H)) as
+ * PyTorch's reset_parameters. Kinds "GRUCell" and "LSTMCell".
+ * A cell carries a state besides its input, so it is stepped with nd_gru_cell_step /
+ * nd_lstm_cell_step (which check that the module is of that kind: ND_ERR_ARG otherwise).
+ * nd_module_forward(ctx, cell, x) runs one step from the zero state (PyTorch's cell(x) with the
+ * state omitted) and returns h', so a cell also sits in a Sequential as an encoder of x. */
+nd_module *nd_gru_cell_create(nd_ctx *ctx, int input_size, int hidden_size, bool bias, nd_rng *rng);
+nd_module *nd_lstm_cell_create(nd_ctx *ctx, int input_size, int hidden_size, bool bias,
+                               nd_rng *rng);
+/* h' = cell(x, h) with the module's parameters; m must be a GRUCell. */
+nd_tensor *nd_gru_cell_step(nd_ctx *ctx, nd_module *m, nd_tensor *x, nd_tensor *h);
+/* h' = cell(x, (h, c)), writing c' to *c_out (as nd_lstm_cell); m must be an LSTMCell. */
+nd_tensor *nd_lstm_cell_step(nd_ctx *ctx, nd_module *m, nd_tensor *x, nd_tensor *h, nd_tensor *c,
+                             nd_tensor **c_out);
+/* H of a GRUCell or LSTMCell module; 0 for any other module (or NULL). */
+int nd_rnn_cell_hidden_size(const nd_module *m);
+
+/* One masked step of a GRUCell or LSTMCell, what nd_rnn_sequence does at each step (and an
+ * ODE-RNN at each observation): x (B, D), mask (B,) or (B, D) or NULL (all observed), h (B, H);
+ * samples with a nonzero mask entry get cell(x, h), the others keep h bit for bit. Returns h'.
+ * For an LSTMCell, c (B, H) is required and c' is written to *c_out (as nd_lstm_cell); for a
+ * GRUCell, c must be NULL and c_out may be NULL (it is set to NULL). */
+nd_tensor *nd_rnn_masked_step(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_tensor *mask,
+                              nd_tensor *h, nd_tensor *c, nd_tensor **c_out);
+/* Runs a GRUCell or LSTMCell over x (T, B, D) and returns the hidden states (T, B, H), row t
+ * being the state after step t. mask (T, B) or (T, B, D), optional (NULL: all observed), tells
+ * which values were observed: a sample counts as observed at step t when any of its mask entries
+ * at t is nonzero. Observed samples take the cell's update; unobserved samples keep their state
+ * (h, and c for an LSTM) unchanged, bit for bit: h_t = m cell(x_t, h_{t-1}) + (1 - m) h_{t-1}
+ * per sample, as an exact selection (gradients flow to the selected branch only). x goes to the
+ * cell as it is: to let the cell see the mask too, feed it as input channels (x, mask) as the
+ * ODE-RNN does. h0 (B, H) and, for an LSTM only, c0 (B, H) are the initial state; NULL means
+ * zeros. A step where no sample is observed costs no cell evaluation. */
+nd_tensor *nd_rnn_sequence(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_tensor *mask,
+                           nd_tensor *h0, nd_tensor *c0);
+
+/* ---------------------------------------------------------------------------------------------
  * Losses (scalar results) and metrics.
  */
 typedef enum { ND_REDUCE_MEAN, ND_REDUCE_SUM } nd_reduction;
@@ -199,6 +254,17 @@ nd_tensor *nd_mse_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduc
 nd_tensor *nd_l1_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r);
 /* -log_softmax(logits)[i, labels[i]] for logits (N, K) and labels (N,) in [0, K), reduced. */
 nd_tensor *nd_cross_entropy(nd_ctx *ctx, nd_tensor *logits, const int *labels, nd_reduction r);
+/* Variational losses (a VAE such as the latent ODE):
+ * nd_gaussian_log_likelihood: the sum of mask * log N(target; mean, std^2) over all entries,
+ * log N = -((target - mean) / std)^2 / 2 - log(std) - log(2 pi) / 2, with a fixed std > 0; mask
+ * (same shape, constant, 0 or 1; NULL: all entries) leaves out unobserved entries. ND_REDUCE_MEAN
+ * divides by the number of entries counted (sum of the mask; an error when it is 0).
+ * nd_kl_std_normal: KL(N(mu, exp(logvar)) || N(0, I)) = sum (exp(logvar) + mu^2 - 1 - logvar) / 2
+ * over mu, logvar (B, L); ND_REDUCE_SUM sums over everything, ND_REDUCE_MEAN averages the
+ * per-sample KL (summed over L) over the B samples. */
+nd_tensor *nd_gaussian_log_likelihood(nd_ctx *ctx, nd_tensor *mean, nd_tensor *target,
+                                      const nd_tensor *mask, double std, nd_reduction r);
+nd_tensor *nd_kl_std_normal(nd_ctx *ctx, nd_tensor *mu, nd_tensor *logvar, nd_reduction r);
 /* Fraction of rows of logits (N, K) whose first maximal entry is at labels[i]; -1 on bad input. */
 double nd_accuracy(const nd_tensor *logits, const int *labels);
 

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * nn/odeblock.c: the ODE block module (see odeblock.h). Its forward calls nd_odeint with the
  * dynamics module's parameters as the op's parameters, so gradients reach them by either
- * gradient mode; its statistics live in the module, where the op's backward writes them. */
+ * gradient mode. The op owns its statistics; the block remembers where those of its last solve
+ * are. Every public function checks that it was given an ODE block. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,7 +14,7 @@ typedef struct {
     nd_time_input time;
     double t0, t1;
     nd_ode_options opts;
-    nd_ode_stats stats;
+    const nd_ode_stats *last; /* the op-owned statistics of the last solve (arena), or NULL */
     nd_tensor **params; /* (n_params,) func's parameters, gathered once at create */
     int n_params;
 } odeblock;
@@ -35,17 +36,36 @@ static int block_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *x, nd_tensor **d
     return *dx ? 0 : -1;
 }
 
+static const char ODEBLOCK_KIND[] = "ODEBlock";
+
+static nd_tensor *odeblock_forward(nd_ctx *ctx, nd_module *self, nd_tensor *x);
+
+/* block as an ODE block, or NULL with an error naming fn and the module's kind */
+static odeblock *as_odeblock(nd_ctx *ctx, const char *fn, const nd_module *block)
+{
+    if (block && block->forward == odeblock_forward) return (odeblock *)block;
+    if (ctx)
+        nd_fail(ctx, ND_ERR_ARG, "%s: module is %s%s, not an ODEBlock", fn, block ? "a " : "",
+                block ? block->kind : "NULL");
+    return NULL;
+}
+
 nd_tensor *nd_odeblock_trajectory(nd_ctx *ctx, nd_module *block, nd_tensor *x, nd_tensor *t)
 {
-    if (!x || !t) return NULL;
-    odeblock *b = (odeblock *)block;
+    if (nd_ctx_error(ctx)) return NULL;
+    odeblock *b = as_odeblock(ctx, "nd_odeblock_trajectory", block);
+    if (!b) return NULL;
+    if (!x || !t) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeblock_trajectory: x or t is NULL");
     if (b->time == ND_TIME_CONCAT && x->ndim < 2) {
         char sx[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE,
                             "nd_odeblock: ND_TIME_CONCAT needs x with a feature or channel axis "
                             "(at least 2-D), got %s", nd_shape_str(x, sx));
     }
-    return nd_odeint(ctx, block_dynamics, b, x, t, b->params, b->n_params, &b->opts, &b->stats);
+    b->last = NULL;
+    nd_tensor *ys = nd_odeint(ctx, block_dynamics, b, x, t, b->params, b->n_params, &b->opts);
+    b->last = nd_odeint_stats(ys);
+    return ys;
 }
 
 static nd_tensor *odeblock_forward(nd_ctx *ctx, nd_module *self, nd_tensor *x)
@@ -74,7 +94,7 @@ nd_module *nd_odeblock_create(nd_ctx *ctx, nd_module *func, nd_time_input time, 
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeblock_create: need t1 != t0 (got %g, %g) "
                                              "and a known time input", t0, t1);
     }
-    odeblock *b = (odeblock *)nd_module_create(ctx, "ODEBlock", odeblock_forward, sizeof *b);
+    odeblock *b = (odeblock *)nd_module_create(ctx, ODEBLOCK_KIND, odeblock_forward, sizeof *b);
     if (!b) {
         nd_module_destroy(func);
         return NULL;
@@ -104,12 +124,15 @@ nd_module *nd_odeblock_create(nd_ctx *ctx, nd_module *func, nd_time_input time, 
     return &b->base;
 }
 
-nd_ode_options *nd_odeblock_options(nd_module *block)
+nd_ode_options *nd_odeblock_options(nd_ctx *ctx, nd_module *block)
 {
-    return &((odeblock *)block)->opts;
+    odeblock *b = as_odeblock(ctx, "nd_odeblock_options", block);
+    return b ? &b->opts : NULL;
 }
 
-const nd_ode_stats *nd_odeblock_stats(const nd_module *block)
+const nd_ode_stats *nd_odeblock_stats(nd_ctx *ctx, const nd_module *block)
 {
-    return &((const odeblock *)block)->stats;
+    static const nd_ode_stats none;
+    const odeblock *b = as_odeblock(ctx, "nd_odeblock_stats", block);
+    return !b ? NULL : b->last ? b->last : &none;
 }

@@ -41,10 +41,8 @@ static int aug_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *aug, n
     t_leaf->requires_grad = sv->t_grad;
 
     bool prev = nd_ctx_set_grad(ctx, true);
-    sv->us.t_leaf = t_leaf;
     nd_tensor *f = NULL;
-    int rc = nd_user_eval(&sv->us.sys, ctx, t, z, &f);
-    sv->us.t_leaf = NULL;
+    int rc = nd_user_call(ctx, &sv->us, ND_WHAT_ADJOINT, t, t_leaf, z, &f);
     nd_tensor **vjp = in + as->n_in;
     if (rc == 0) {
         int k = 0;
@@ -108,34 +106,12 @@ static bool build_aug_system(nd_ctx *ctx, aug_system *as, nd_odeint_saved *sv)
             rtol[i] = ao->rtol, atol[i] = ao->atol;
     }
     as->sv = sv;
-    as->n = us->sys.n;
+    as->n = us->n;
     as->n_in = 1 + sv->n_params + (sv->t_grad ? 1 : 0);
     as->sys = (nd_ode_system){.eval = aug_eval, .n = total, .n_blocks = n_blocks,
                               .block_size = size, .role = role, .rtol = rtol, .atol = atol,
-                              .what = "nd_odeint (adjoint)"};
+                              .what = ND_WHAT_ADJOINT};
     return true;
-}
-
-/* dL/dt_i = f(t_i, y_i) . dL/dy_i: the effect of moving one output time */
-static bool time_vjp(nd_ctx *ctx, nd_odeint_saved *sv, double t, const nd_real *y,
-                     const nd_real *g, double *out)
-{
-    size_t n = sv->us.sys.n;
-    nd_mark m = nd_ctx_mark(ctx);
-    nd_tensor *yt = nd_tensor_from(ctx, 1, (int[]){(int)n}, y);
-    nd_tensor *f = NULL;
-    sv->stats->backward.nfe++;
-    bool ok = yt && nd_user_eval(&sv->us.sys, ctx, t, yt, &f) == 0;
-    if (ok) {
-        double dot = 0;
-        for (size_t i = 0; i < n; i++) dot += (double)f->data[i] * g[i];
-        *out = dot;
-    } else if (nd_ctx_error(ctx) == ND_OK) {
-        nd_fail(ctx, ND_ERR_CALLBACK, "nd_odeint (adjoint): f rejected the state at output time "
-                                      "t = %.17g", t);
-    }
-    nd_ctx_rewind(ctx, m);
-    return ok;
 }
 
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)
@@ -149,6 +125,7 @@ void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)
     }
     aug_system as;
     if (!build_aug_system(ctx, &as, sv)) return;
+    const nd_user_system *us = &sv->us;
     const nd_tensor *traj = out, *g = out->gnode; /* (n_t, n) each */
     size_t n = as.n, N = as.sys.n;
     int n_t = sv->n_t;
@@ -160,13 +137,14 @@ void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)
     memcpy(aug->data + as.off_az, g->data + (size_t)(n_t - 1) * n, n * sizeof(nd_real));
 
     nd_breakpoints bp = {sv->opts.step_t, sv->opts.jump_t, sv->opts.n_step_t, sv->opts.n_jump_t};
-    nd_solve_stats *bst = &sv->stats->backward;
+    nd_solve_stats *bst = &sv->stats.backward;
     memset(bst, 0, sizeof *bst);
     nd_mark m = nd_ctx_mark(ctx);
     for (int i = n_t - 1; i > 0; i--) {
         if (sv->t_grad) {
-            if (!time_vjp(ctx, sv, sv->tv[i], traj->data + (size_t)i * n, g->data + (size_t)i * n,
-                          &t_vjp[i]))
+            /* dL/dt_i = f(t_i, y_i) . dL/dy_i: the effect of moving one output time */
+            if (!nd_user_f_dot(ctx, us, ND_WHAT_ADJOINT, sv->tv[i], traj->data + (size_t)i * n,
+                               g->data + (size_t)i * n, &bst->nfe, &t_vjp[i]))
                 return;
             aug->data[0] -= (nd_real)t_vjp[i];
         }
@@ -182,7 +160,6 @@ void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)
     }
 
     /* hand the gradients to the op's inputs */
-    const nd_user_system *us = &sv->us;
     size_t off = as.off_az;
     for (int b = 0; b < us->n_y; off += us->block_size[b], b++) {
         nd_tensor *y0 = us->y0s[b];

@@ -24,6 +24,28 @@ static double scaled(double num, double ya, const nd_real *yb, size_t i, double 
     return num / (atol + rtol * m);
 }
 
+/* The RMS of block b's scaled errors. When the sum of squares overflows (tiny tolerances make
+ * each term huge) it is summed again scaled by the largest term, so a finite error never
+ * becomes infinite; the plain sum stays the default, as torchdiffeq computes it. */
+static double block_rms(const nd_ode_system *sys, int b, size_t off, const nd_real *num,
+                        const nd_real *ya, const nd_real *yb)
+{
+    size_t n = sys->block_size[b];
+    double sum_sq = 0, big = 0;
+    for (size_t i = off; i < off + n; i++) {
+        double e = scaled(num[i], ya[i], yb, i, sys->rtol[b], sys->atol[b]);
+        sum_sq += e * e;
+        if (fabs(e) > big || isnan(e)) big = fabs(e);
+    }
+    if (isfinite(sum_sq) || !isfinite(big)) return sqrt(sum_sq / (double)n);
+    double sum_scaled = 0;
+    for (size_t i = off; i < off + n; i++) {
+        double e = scaled(num[i], ya[i], yb, i, sys->rtol[b], sys->atol[b]) / big;
+        sum_scaled += e * e;
+    }
+    return big * sqrt(sum_scaled / (double)n);
+}
+
 double nd_ode_norm(const nd_ode_system *sys, const nd_solver_options *opt, const nd_real *num,
                    const nd_real *ya, const nd_real *yb, nd_real *scratch,
                    const nd_real **blocks)
@@ -41,12 +63,7 @@ double nd_ode_norm(const nd_ode_system *sys, const nd_solver_options *opt, const
     double worst = 0;
     for (int b = 0; b < sys->n_blocks; off += sys->block_size[b], b++) {
         if (!counts(opt->norm, sys->role[b]) || sys->block_size[b] == 0) continue;
-        double sum_sq = 0;
-        for (size_t i = off; i < off + sys->block_size[b]; i++) {
-            double e = scaled(num[i], ya[i], yb, i, sys->rtol[b], sys->atol[b]);
-            sum_sq += e * e;
-        }
-        double rms = sqrt(sum_sq / (double)sys->block_size[b]);
+        double rms = block_rms(sys, b, off, num, ya, yb);
         if (!(rms <= worst)) worst = rms; /* keeps a NaN, so the caller sees it */
     }
     return worst;

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * odeint/odeint.h: ODE solves as differentiable ops.
  *
- *   ys = nd_odeint(ctx, f, user_data, y0, t, params, n_params, &opts, &stats);
+ *   ys = nd_odeint(ctx, f, user_data, y0, t, params, n_params, &opts);
+ *   const nd_ode_stats *st = nd_odeint_stats(ys);   // evaluations, steps; backward after backward
  *
  * returns the solution at every time of t, shape (n_t, *y0.shape), differentiable with respect to
  * y0, the listed params, and t when t requires grad. Its backward is either backprop through the
@@ -14,6 +15,8 @@
  */
 #ifndef ND_ODEINT_H
 #define ND_ODEINT_H
+
+#include <math.h>
 
 #include "autograd/autograd.h"
 
@@ -31,6 +34,7 @@ typedef int (*nd_ode_tuple_fn)(nd_ctx *ctx, nd_tensor *t, nd_tensor *const *y, i
                                nd_tensor **dydt, void *user_data);
 
 typedef enum {
+    ND_METHOD_INHERIT = -1, /* adjoint options only: the forward solver's method */
     ND_EULER,      /* fixed step, order 1 */
     ND_MIDPOINT,   /* fixed step, order 2 */
     ND_RK4,        /* fixed step, order 4 (the classic tableau) */
@@ -42,11 +46,6 @@ typedef enum {
     ND_DOPRI8,     /* adaptive 8(7) Prince-Dormand */
     ND_METHOD_COUNT
 } nd_ode_method;
-
-/* "dopri5" -> ND_DOPRI5 (names as torchdiffeq: euler midpoint rk4 adaptive_heun heun_euler
- * fehlberg2 bosh3 dopri5 tsit5 dopri8); -1 if unknown. */
-int nd_ode_method_from_name(const char *name);
-const char *nd_ode_method_name(nd_ode_method m);
 
 /* What each block of a solve's state is, for norms. The forward state's blocks are
  * ND_ROLE_STATE; the adjoint's are the state z, its adjoint a_z, the parameter adjoints a_theta
@@ -65,7 +64,27 @@ typedef enum {
     ND_NORM_USER      /* norm_fn */
 } nd_norm_kind;
 
-typedef enum { ND_CONTROLLER_I, ND_CONTROLLER_PI } nd_controller;
+/* Names, one table each: methods as torchdiffeq ("euler" "midpoint" "rk4" "adaptive_heun" (also
+ * "heun_euler") "fehlberg2" "bosh3" "dopri5" "tsit5" "dopri8"); norms "rms" "seminorm"
+ * "seminorm_keep_t". from_name returns false (and leaves *out alone) for an unknown name. */
+bool nd_ode_method_from_name(const char *name, nd_ode_method *out);
+const char *nd_ode_method_name(nd_ode_method m);
+bool nd_ode_norm_from_name(const char *name, nd_norm_kind *out);
+const char *nd_ode_norm_name(nd_norm_kind k);
+
+typedef enum {
+    ND_CONTROLLER_INHERIT = -1, /* adjoint options only: the forward solver's controller */
+    ND_CONTROLLER_I,
+    ND_CONTROLLER_PI
+} nd_controller;
+
+/* The default step budget per output interval (max_num_steps): a solve that is far from
+ * finishing after this many attempted steps between two output times stops with
+ * ND_ERR_MAX_STEPS instead of running on for minutes (dy/dt = -y over [0, 1e300] does). Every
+ * workload nodal's tests and benchmarks measure takes at most a few hundred steps per interval,
+ * so the limit never changes a step count; diffrax stops at 4096 steps per solve by default, this
+ * is 4x that per interval. Raise it with opts.solver.max_num_steps. */
+#define ND_DEFAULT_MAX_NUM_STEPS 16384L
 
 /* One solver's settings. The forward solve and the adjoint solve each have one. */
 typedef struct {
@@ -76,7 +95,7 @@ typedef struct {
     double first_step;          /* 0: chosen by Hairer-Norsett-Wanner II.4 (2 evaluations) */
     double min_step;            /* steps never shrink below it; a step this small is accepted */
     double max_step;            /* INFINITY: no limit */
-    long max_num_steps;         /* attempts per output interval before ND_ERR_MAX_STEPS */
+    long max_num_steps;         /* attempted steps per output interval before ND_ERR_MAX_STEPS */
     double step_size;           /* fixed-step methods: 0 steps from output time to output time */
     const double *grid;         /* fixed-step methods: the times to step through instead, (n_grid,)
                                    monotone like t; only those inside a solve's interval count */
@@ -94,9 +113,28 @@ typedef enum {
     ND_GRAD_BACKPROP /* discretise-then-optimise: backprop through the solver's operations */
 } nd_grad_mode;
 
+/* The adjoint inherits. opts.adjoint starts as ND_SOLVER_INHERIT: every field unset, so the
+ * adjoint solve uses the forward solver's settings (as torchdiffeq's adjoint_rtol / adjoint_atol
+ * / adjoint_method / adjoint_options default to the forward ones). Set a field to override just
+ * that one; the rest keep following opts.solver:
+ *
+ *   nd_ode_options o = ND_ODE_DEFAULT;
+ *   o.solver.method = ND_BOSH3, o.solver.rtol = o.solver.atol = 1e-3; // the adjoint too
+ *   o.adjoint.norm = ND_NORM_SEMINORM;                                // only the adjoint's norm
+ *
+ * The norm (norm, norm_fn, norm_data) is the adjoint's own choice and is never inherited
+ * (ND_NORM_RMS unless set). Unset is, per field: method ND_METHOD_INHERIT, controller
+ * ND_CONTROLLER_INHERIT, max_num_steps and n_grid ND_INHERIT_COUNT, every double ND_INHERIT (a
+ * NaN). rtol_blocks / atol_blocks follow their scalar: inherited while rtol (atol) is unset;
+ * step_size and grid are inherited together while both are unset. opts.adjoint =
+ * ND_SOLVER_DEFAULT sets every field explicitly (dopri5 at 1e-7 / 1e-9). The forward solver's own
+ * options must all be set: an unset value there is an error. */
+#define ND_INHERIT NAN
+#define ND_INHERIT_COUNT (-1)
+
 typedef struct {
     nd_solver_options solver;  /* the forward solve */
-    nd_solver_options adjoint; /* the adjoint solve (ND_GRAD_ADJOINT) */
+    nd_solver_options adjoint; /* the adjoint solve (ND_GRAD_ADJOINT): unset fields inherit */
     nd_grad_mode grad;
     /* Times the solver must step onto (kinks in f) and discontinuities (f is evaluated again just
      * after them); sorted the same way as t; used by the forward and the adjoint solve. */
@@ -110,8 +148,8 @@ typedef struct {
     ((nd_solver_options){.method = ND_DOPRI5,                                                      \
                          .rtol = 1e-7,                                                             \
                          .atol = 1e-9,                                                             \
-                         .max_step = __builtin_inf(),                                              \
-                         .max_num_steps = 2147483647L,                                             \
+                         .max_step = INFINITY,                                                     \
+                         .max_num_steps = ND_DEFAULT_MAX_NUM_STEPS,                                \
                          .norm = ND_NORM_RMS,                                                      \
                          .controller = ND_CONTROLLER_I,                                            \
                          .safety = 0.9,                                                            \
@@ -120,8 +158,26 @@ typedef struct {
                          .pi_beta1 = 0.7,                                                          \
                          .pi_beta2 = 0.4})
 
+#define ND_SOLVER_INHERIT                                                                          \
+    ((nd_solver_options){.method = ND_METHOD_INHERIT,                                              \
+                         .rtol = ND_INHERIT,                                                       \
+                         .atol = ND_INHERIT,                                                       \
+                         .first_step = ND_INHERIT,                                                 \
+                         .min_step = ND_INHERIT,                                                   \
+                         .max_step = ND_INHERIT,                                                   \
+                         .max_num_steps = ND_INHERIT_COUNT,                                        \
+                         .step_size = ND_INHERIT,                                                  \
+                         .n_grid = ND_INHERIT_COUNT,                                               \
+                         .norm = ND_NORM_RMS,                                                      \
+                         .controller = ND_CONTROLLER_INHERIT,                                      \
+                         .safety = ND_INHERIT,                                                     \
+                         .ifactor = ND_INHERIT,                                                    \
+                         .dfactor = ND_INHERIT,                                                    \
+                         .pi_beta1 = ND_INHERIT,                                                   \
+                         .pi_beta2 = ND_INHERIT})
+
 #define ND_ODE_DEFAULT                                                                             \
-    ((nd_ode_options){.solver = ND_SOLVER_DEFAULT, .adjoint = ND_SOLVER_DEFAULT,                   \
+    ((nd_ode_options){.solver = ND_SOLVER_DEFAULT, .adjoint = ND_SOLVER_INHERIT,                   \
                       .grad = ND_GRAD_ADJOINT})
 
 typedef struct {
@@ -130,25 +186,59 @@ typedef struct {
     long rejected; /* rejected steps */
 } nd_solve_stats;
 
-/* Filled after the forward solve, and backward after the backward pass (0 for backprop through
- * the solver, whose backward replays the graph instead of calling f). The op keeps the pointer
- * until its backward has run: it must stay valid until then. */
 typedef struct {
     nd_solve_stats forward, backward;
 } nd_ode_stats;
 
-/* y0: the initial state, any shape. t: (n_t,) strictly increasing or decreasing, n_t >= 2.
- * params: what f depends on (tensors requiring grad get gradients). opts and stats may be NULL.
- * Returns (n_t, *y0.shape), arena-owned, or NULL with the error in ctx. */
+/* y0: the initial state, any shape up to ND_MAX_DIMS - 1 dims. t: (n_t,) strictly increasing or
+ * decreasing, n_t >= 2. params: what f depends on (tensors requiring grad get gradients). opts
+ * may be NULL (ND_ODE_DEFAULT). Returns (n_t, *y0.shape), arena-owned, or NULL with the error in
+ * ctx. */
 nd_tensor *nd_odeint(nd_ctx *ctx, nd_ode_fn f, void *user_data, nd_tensor *y0, nd_tensor *t,
-                     nd_tensor *const *params, int n_params, const nd_ode_options *opts,
-                     nd_ode_stats *stats);
+                     nd_tensor *const *params, int n_params, const nd_ode_options *opts);
 
 /* A state of n_y tensors: ys_out[i] is the trajectory of block i, (n_t, *y0s[i].shape). Each
- * block is one block of the norm. */
-nd_status nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data, nd_tensor *const *y0s,
-                          int n_y, nd_tensor *t, nd_tensor *const *params, int n_params,
-                          const nd_ode_options *opts, nd_ode_stats *stats, nd_tensor **ys_out);
+ * block is one block of the norm. Returns ys_out[0], or NULL (every ys_out[i] NULL) on failure. */
+nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data,
+                           nd_tensor *const *y0s, int n_y, nd_tensor *t, nd_tensor *const *params,
+                           int n_params, const nd_ode_options *opts, nd_tensor **ys_out);
+
+/* The statistics of the solve that returned ys (any trajectory nd_odeint or nd_odeint_tuple
+ * returned, in any grad mode): forward after the solve, backward after the backward pass (0 until
+ * then, and for backprop through the solver, whose backward replays the graph instead of calling
+ * f). The op owns them in the arena: valid until the ctx is reset, like ys. NULL when ys is not
+ * an odeint result. */
+const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
+
+/* ---------------------------------------------------------------------------------------------
+ * Derivatives of f's own output inside f: a continuous normalising flow's trace of df/dz, a
+ * Hamiltonian system's gradient of its energy. During the forward solve f runs with grad mode
+ * off and y is plain numbers, so a bare nd_grad inside f sees no graph; in the adjoint and under
+ * backprop the result must itself be a graph, so the solve can differentiate it again. The
+ * pattern, one call each:
+ *
+ *   nd_ode_diff d;
+ *   if (nd_ode_diff_begin(ctx, &d, &y, 1) != ND_OK) return -1;  // y: differentiable from here
+ *   nd_tensor *H = energy(ctx, y), *dH;
+ *   nd_status st = nd_ode_vjp(ctx, &d, &H, NULL, 1, &y, 1, &dH); // dH/dy
+ *   *dydt = ...dH...;
+ *   return nd_ode_diff_end(ctx, &d, dydt, 1) == ND_OK && st == ND_OK ? 0 : -1;
+ */
+typedef struct {
+    bool prev_grad; /* the grad mode to restore */
+    bool graph;     /* the solve needs a graph of dydt (the adjoint, backprop): create_graph */
+} nd_ode_diff;
+
+/* Turns grad mode on and replaces each ys[i] that the solve does not track by a differentiable
+ * copy (a leaf), so outputs computed from ys can be differentiated with nd_ode_vjp. */
+nd_status nd_ode_diff_begin(nd_ctx *ctx, nd_ode_diff *d, nd_tensor **ys, int n);
+/* nd_grad with create_graph exactly when the solve needs a graph of dydt; an input the outputs do
+ * not reach is an error (the zero trace it would silently give is the bug this guards). */
+nd_status nd_ode_vjp(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **outputs, nd_tensor **seeds,
+                     int n_out, nd_tensor **inputs, int n_in, nd_tensor **grads_out);
+/* Restores grad mode; when the solve needs no graph, replaces each dydt[i] by its plain values.
+ * Returns the ctx's error if a dydt[i] is NULL. */
+nd_status nd_ode_diff_end(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **dydt, int n);
 
 #ifdef __cplusplus
 }

@@ -1,46 +1,63 @@
 /* SPDX-License-Identifier: MIT
- * odeint/odeint_internal.h: what the odeint op (odeint.c) saves for its adjoint backward
- * (adjoint.c), and the user system both of them evaluate. Module-private.
+ * odeint/odeint_internal.h: the user's system (system.c) that the forward solve, the adjoint
+ * (adjoint.c) and dL/dt (time_grad.c) all evaluate, and what the odeint op (odeint.c) saves for
+ * its backward. Module-private.
  */
 #ifndef ND_ODEINT_INTERNAL_H
 #define ND_ODEINT_INTERNAL_H
 
 #include "odeint/solver.h"
 
-/* The user's problem: f over a state of n_y blocks packed into one vector. */
+/* Messages name the solve: the forward solve and dL/dt say ND_WHAT_FORWARD, the adjoint solve
+ * ND_WHAT_ADJOINT. */
+#define ND_WHAT_FORWARD "nd_odeint"
+#define ND_WHAT_ADJOINT "adjoint of nd_odeint"
+
+/* The user's problem: f over a state of n_y blocks packed into one vector (n,). */
 typedef struct {
-    nd_ode_system sys;     /* first: the solver sees this */
-    nd_ode_fn f1;          /* single-tensor form, or */
-    nd_ode_tuple_fn fn;    /* tuple form */
+    nd_ode_fn f1;       /* single-tensor form, or */
+    nd_ode_tuple_fn fn; /* tuple form */
     void *user_data;
     int n_y;
-    nd_tensor **y0s;       /* (n_y,) the initial blocks, for their shapes */
-    size_t *block_size;    /* (n_y,) */
-    nd_block_role *role;   /* (n_y,) all ND_ROLE_STATE */
-    double *rtol, *atol;   /* (n_y,) */
-    nd_tensor *t_leaf;     /* when set, f receives this tensor as t (adjoint: a leaf) */
+    nd_tensor **y0s;    /* (n_y,) the initial blocks, for their shapes */
+    size_t *block_size; /* (n_y,) */
+    size_t n;           /* sum of block_size */
 } nd_user_system;
 
-/* Calls f at t on the blocks of the packed y (n,) and packs dydt. With grad mode on the
- * unpacking and packing are recorded, so the result is differentiable in y. */
-int nd_user_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *y, nd_tensor **dy);
+/* Builds us over the blocks y0s (arena copies of the arrays); false with the error in ctx. */
+bool nd_user_system_init(nd_ctx *ctx, nd_user_system *us, nd_ode_fn f1, nd_ode_tuple_fn fn,
+                         void *user_data, nd_tensor *const *y0s, int n_y);
 
-/* Views the blocks of a packed vector as tensors of the blocks' shapes. Recorded (slices and
- * reshapes) when grad mode is on; aliases of y's memory otherwise. */
-bool nd_user_unpack(nd_ctx *ctx, const nd_user_system *us, nd_tensor *y, nd_tensor **blocks);
+/* Calls f at time t on the blocks of the packed y (n,) and packs *dy (n,). f receives t_tensor
+ * as its time (the adjoint's differentiable leaf) or, when NULL, a new scalar holding t. With
+ * grad mode on the unpacking and packing are recorded, so *dy is differentiable in y. Returns f's
+ * code (> 0: reject the step); -1 with an error in ctx that names `what` and t. */
+int nd_user_call(nd_ctx *ctx, const nd_user_system *us, const char *what, double t,
+                 nd_tensor *t_tensor, nd_tensor *y, nd_tensor **dy);
+
+/* f(t, y) . g over the packed state (n,), grad mode off, memory released: dL/dt at an output time
+ * for the adjoint and for backprop (time_grad.c). Counts one evaluation in nfe. */
+bool nd_user_f_dot(nd_ctx *ctx, const nd_user_system *us, const char *what, double t,
+                   const nd_real *y, const nd_real *g, long *nfe, double *out);
+
+/* The blocks (n_y tensors of the blocks' shapes) as one (n,) vector; recorded when any block
+ * requires grad. */
+nd_tensor *nd_user_pack(nd_ctx *ctx, const nd_user_system *us, nd_tensor *const *blocks);
 
 typedef struct {
+    uint32_t magic;      /* ND_ODEINT_MAGIC: lets nd_odeint_stats recognise its trajectories */
+    nd_ode_stats stats;  /* forward after the solve, backward after the backward pass */
     nd_user_system us;
-    nd_tensor **params; /* (n_params,) those that require grad */
+    nd_tensor **params;  /* (n_params,) those that require grad */
     int n_params;
-    nd_tensor *t;       /* the times (n_t,), a src when it requires grad */
-    double *tv;         /* (n_t,) its values */
+    nd_tensor *t;        /* the times (n_t,), a src when it requires grad */
+    double *tv;          /* (n_t,) its values */
     int n_t;
     bool t_grad;
-    nd_ode_options opts; /* breakpoints copied into the arena */
-    nd_ode_stats *stats;    /* the caller's, or own_stats */
-    nd_ode_stats own_stats;
+    nd_ode_options opts; /* the adjoint's inheritance resolved, breakpoints copied into the arena */
 } nd_odeint_saved;
+
+#define ND_ODEINT_MAGIC 0x6f64656eu /* "oden" */
 
 /* Backprop through the solver with t requiring grad (time_grad.c): an identity op on the taped
  * trajectory packed (n_t, n) from the packed initial state y0 whose backward adds dL/dt. */
@@ -48,5 +65,9 @@ nd_tensor *nd_odeint_time_op(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packed
 
 /* The backward of the odeint op in adjoint mode (adjoint.c). */
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
+
+/* The adjoint's solver options: every unset field of adjoint taken from forward (options.c). */
+nd_solver_options nd_ode_resolve_adjoint(const nd_solver_options *forward,
+                                         const nd_solver_options *adjoint);
 
 #endif

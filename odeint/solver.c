@@ -16,6 +16,16 @@
 #include "odeint/solver.h"
 #include "odeint/tableau.h"
 
+/* torchdiffeq 0.2.5's constants (_select_initial_step, _optimal_step_size), kept so step counts
+ * match it one for one. */
+#define INIT_TINY_NORM 1e-5   /* below this |y0| or |f0| is "zero": start from INIT_FALLBACK */
+#define INIT_FALLBACK 1e-6    /* h0 when the norms say nothing */
+#define INIT_FRACTION 0.01    /* h0 = INIT_FRACTION |y0| / |f0|, h1 = (INIT_FRACTION / d)^(1/p) */
+#define INIT_FLAT 1e-15       /* |f0| and |f'| below this: h1 = max(INIT_FALLBACK, h0 INIT_SHRINK) */
+#define INIT_SHRINK 1e-3
+#define INIT_GROWTH 100       /* the first step is at most INIT_GROWTH h0 */
+#define PI_MIN_RATIO 1e-4     /* the PI controller remembers error ratios of at least this */
+
 typedef enum { PERTURB_NONE, PERTURB_NEXT, PERTURB_PREV } perturb;
 
 typedef struct {
@@ -127,7 +137,7 @@ static double next_step_size(solver *sv, double dt, double r, bool accepted)
     double order = sv->tab->order, factor;
     if (o->controller == ND_CONTROLLER_PI) {
         factor = o->safety * pow(r, -o->pi_beta1 / order) * pow(sv->r_prev, o->pi_beta2 / order);
-        if (accepted) sv->r_prev = r > 1e-4 ? r : 1e-4;
+        if (accepted) sv->r_prev = r > PI_MIN_RATIO ? r : PI_MIN_RATIO;
     } else {
         factor = o->safety / pow(r, 1.0 / order);
     }
@@ -135,14 +145,28 @@ static double next_step_size(solver *sv, double dt, double r, bool accepted)
     return dt * factor;
 }
 
-/* Hairer, Norsett & Wanner, Solving ODEs I, II.4: two evaluations (f0 is given). */
+/* records why the initial step is unusable; returns -1 (the callers' failure code) */
+static int bad_initial_step(solver *sv, double s0, double h)
+{
+    nd_fail(sv->ctx, ND_ERR_NONFINITE,
+            "%s: the initial step size estimate is %g at t = %.17g (rtol %g, atol %g): the "
+            "tolerances may be too small for the state's scale; set first_step",
+            sv->sys->what, h, sv->dir * s0, sv->opt->rtol, sv->opt->atol);
+    return -1;
+}
+
+/* Hairer, Norsett & Wanner, Solving ODEs I, II.4: two evaluations (f0 is given). The estimate is
+ * checked before f sees it: with tiny tolerances the norms are huge, and their ratio must never
+ * become a NaN time. */
 static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, double *h)
 {
     size_t n = sv->sys->n;
     int order = sv->tab->order - 1;
     double d0 = norm_of(sv, y0->data, y0->data, NULL);
     double d1 = norm_of(sv, f0->data, y0->data, NULL);
-    double h0 = d0 < 1e-5 || d1 < 1e-5 ? 1e-6 : 0.01 * d0 / d1;
+    double h0 = d0 < INIT_TINY_NORM || d1 < INIT_TINY_NORM ? INIT_FALLBACK
+                                                           : INIT_FRACTION * d0 / d1;
+    if (!(h0 > 0 && isfinite(h0))) return bad_initial_step(sv, s0, h0);
 
     nd_mark m = nd_ctx_mark(sv->ctx);
     bool prev = nd_ctx_set_grad(sv->ctx, false);
@@ -156,15 +180,17 @@ static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, dou
     if (rc == 0) {
         for (size_t i = 0; i < n; i++) y1->data[i] = f1->data[i] - f0->data[i];
         double d2 = norm_of(sv, y1->data, y0->data, NULL) / h0;
-        double h1 = d1 <= 1e-15 && d2 <= 1e-15 ? fmax(1e-6, h0 * 1e-3)
-                                               : pow(0.01 / fmax(d1, d2), 1.0 / (order + 1));
-        *h = fmin(100 * h0, h1);
+        double h1 = d1 <= INIT_FLAT && d2 <= INIT_FLAT
+                        ? fmax(INIT_FALLBACK, h0 * INIT_SHRINK)
+                        : pow(INIT_FRACTION / fmax(d1, d2), 1.0 / (order + 1));
+        *h = fmin(INIT_GROWTH * h0, h1);
     } else if (rc > 0) {
         *h = h0; /* f rejected the probe: start from the cautious guess */
         rc = 0;
     }
     nd_ctx_set_grad(sv->ctx, prev);
     nd_ctx_rewind(sv->ctx, m);
+    if (rc == 0 && !(*h > 0 && isfinite(*h))) return bad_initial_step(sv, s0, *h);
     return rc;
 }
 
@@ -188,85 +214,115 @@ static bool fit_interpolant(solver *sv, nd_tensor *y1, nd_tensor *f1, double dt,
     return true;
 }
 
-static nd_status adaptive_step(solver *sv)
+/* The step about to be tried: [t0, t1] of size dt, cut at the next breakpoint. */
+typedef struct {
+    double t0, t1, dt;
+    bool on_step, on_jump; /* t1 is the next step_t / jump_t */
+} step_plan;
+
+static nd_status plan_step(solver *sv, step_plan *p)
 {
-    const nd_tableau *tab = sv->tab;
     const nd_solver_options *o = sv->opt;
-    nd_ctx *ctx = sv->ctx;
     double t0 = sv->s1, dt = fmax(fmin(sv->dt, o->max_step), o->min_step);
-    double t1 = t0 + dt;
-    if (!(t1 > t0)) {
-        return nd_fail(ctx, ND_ERR_STEP_UNDERFLOW,
+    *p = (step_plan){.t0 = t0, .t1 = t0 + dt, .dt = dt};
+    if (!isfinite(dt) || !isfinite(p->t1))
+        return nd_fail(sv->ctx, ND_ERR_NONFINITE,
+                       "%s: the step size overflowed at t = %.17g (dt = %g); set max_step",
+                       sv->sys->what, sv->dir * t0, dt);
+    if (!(p->t1 > t0))
+        return nd_fail(sv->ctx, ND_ERR_STEP_UNDERFLOW,
                        "%s: step size underflow at t = %.17g (dt = %.3g): the problem may be "
                        "stiff or the solution may blow up; try looser tolerances or min_step",
                        sv->sys->what, sv->dir * t0, dt);
-    }
     if (!nd_all_finite(sv->y)) return fail_at(sv, ND_ERR_NONFINITE, t0, "the state is not finite");
-
-    bool on_step = false, on_jump = false;
     if (sv->n_step) {
         double next = sv->step_s[sv->next_step];
-        on_step = t0 < next && next < t0 + dt;
-        if (on_step) t1 = next, dt = t1 - t0;
+        p->on_step = t0 < next && next < p->t1;
+        if (p->on_step) p->t1 = next, p->dt = next - t0;
     }
     if (sv->n_jump) {
         double next = sv->jump_s[sv->next_jump];
-        on_jump = t0 < next && next < t0 + dt;
-        if (on_jump) on_step = false, t1 = next, dt = t1 - t0;
+        p->on_jump = t0 < next && next < p->t1;
+        if (p->on_jump) p->on_step = false, p->t1 = next, p->dt = next - t0;
     }
+    return ND_OK;
+}
 
-    nd_mark m = nd_ctx_mark(ctx);
-    sv->k[0] = sv->f;
+/* The stages of one step; *y1 is the new state and *r the error ratio (INFINITY when f
+ * rejected a stage: shrink as far as allowed). Returns f's code. */
+static int try_step(solver *sv, const step_plan *p, nd_tensor **y1, double *r)
+{
+    const nd_tableau *tab = sv->tab;
     nd_tensor *yi = NULL;
     int rc = 0;
+    sv->k[0] = sv->f;
+    *r = INFINITY;
     for (int i = 0; i < tab->n_stages && rc == 0; i++) {
-        yi = combine(sv, sv->y, tab->beta + (size_t)i * ND_MAX_STAGES, i + 1, dt);
-        if (!yi) return nd_ctx_error(ctx);
+        yi = combine(sv, sv->y, tab->beta + (size_t)i * ND_MAX_STAGES, i + 1, p->dt);
+        if (!yi) return -1;
         bool at_end = tab->alpha[i] == 1.0;
-        double ti = at_end ? t1 : t0 + tab->alpha[i] * dt;
+        double ti = at_end ? p->t1 : p->t0 + tab->alpha[i] * p->dt;
         rc = eval_into(sv, ti, at_end ? PERTURB_PREV : PERTURB_NONE, yi, &sv->k[i + 1]);
     }
-    if (rc < 0) return fail_at(sv, ND_ERR_CALLBACK, t0, "f failed");
-
+    if (rc != 0) return rc;
     int n_k = tab->n_stages + 1;
-    double r = INFINITY; /* a stage f rejected: shrink as far as allowed */
+    *y1 = tab->fsal ? yi : combine(sv, sv->y, tab->c_sol, n_k, p->dt);
+    bool prev = nd_ctx_set_grad(sv->ctx, false); /* the error estimate only steers */
+    nd_tensor *err = combine(sv, NULL, tab->c_error, n_k, p->dt);
+    nd_ctx_set_grad(sv->ctx, prev);
+    if (!*y1 || !err) return -1;
+    *r = norm_of(sv, err->data, sv->y->data, (*y1)->data);
+    if (!isfinite(*r)) {
+        nd_fail(sv->ctx, ND_ERR_NONFINITE,
+                "%s: the error estimate is not finite at t = %.17g (dt = %.3g)", sv->sys->what,
+                sv->dir * p->t0, p->dt);
+        return -1;
+    }
+    return 0;
+}
+
+/* Moves the solver onto t1: the interpolant of the step, y1, f(t1) (again just past a jump). */
+static int accept_step(solver *sv, const step_plan *p, nd_tensor *y1)
+{
+    nd_tensor *coeff[5], *f1 = sv->k[sv->tab->n_stages];
+    if (!fit_interpolant(sv, y1, f1, p->dt, coeff)) return -1;
+    if (p->on_jump) {
+        /* past a discontinuity f changes: evaluate it again on the far side */
+        int rc = eval(sv, p->t1, PERTURB_NEXT, y1, &f1);
+        if (rc != 0) return rc < 0 ? rc : -1; /* no step to shrink any more: fatal */
+        if (sv->next_jump < sv->n_jump - 1) sv->next_jump++;
+    }
+    if (p->on_step && sv->next_step < sv->n_step - 1) sv->next_step++;
+    for (int i = 0; i < 4; i++) keep(sv, &sv->coeff[i], coeff[i]);
+    keep(sv, &sv->coeff[4], sv->y); /* e = y0, before y moves on */
+    keep(sv, &sv->y, y1);
+    keep(sv, &sv->f, f1);
+    sv->s0 = p->t0, sv->s1 = p->t1;
+    sv->stats->accepted++;
+    return 0;
+}
+
+/* The one failure path of a step: the error f or an op recorded first, else f's fatal code. */
+static nd_status step_failed(solver *sv, double s)
+{
+    return fail_at(sv, ND_ERR_CALLBACK, s, "f failed");
+}
+
+static nd_status adaptive_step(solver *sv)
+{
+    step_plan p;
+    nd_status st = plan_step(sv, &p);
+    if (st != ND_OK) return st;
+    nd_mark m = nd_ctx_mark(sv->ctx);
     nd_tensor *y1 = NULL;
-    if (rc == 0) {
-        y1 = tab->fsal ? yi : combine(sv, sv->y, tab->c_sol, n_k, dt);
-        bool prev = nd_ctx_set_grad(ctx, false); /* the error estimate only steers */
-        nd_tensor *err = combine(sv, NULL, tab->c_error, n_k, dt);
-        nd_ctx_set_grad(ctx, prev);
-        if (!y1 || !err) return nd_ctx_error(ctx);
-        r = norm_of(sv, err->data, sv->y->data, y1->data);
-        if (!isfinite(r))
-            return nd_fail(ctx, ND_ERR_NONFINITE,
-                           "%s: the error estimate is not finite at t = %.17g (dt = %.3g)",
-                           sv->sys->what, sv->dir * t0, dt);
-    }
-    bool accept = rc == 0 && (r <= 1 || dt <= o->min_step);
-    if (accept) {
-        nd_tensor *coeff[5], *f1 = sv->k[n_k - 1];
-        if (!fit_interpolant(sv, y1, f1, dt, coeff)) return nd_ctx_error(ctx);
-        if (on_jump) {
-            /* past a discontinuity f changes: evaluate it again on the far side */
-            nd_tensor *fj = NULL;
-            rc = eval(sv, t1, PERTURB_NEXT, y1, &fj);
-            if (rc != 0) return fail_at(sv, ND_ERR_CALLBACK, t1, "f failed");
-            f1 = fj;
-            if (sv->next_jump < sv->n_jump - 1) sv->next_jump++;
-        }
-        if (on_step && sv->next_step < sv->n_step - 1) sv->next_step++;
-        for (int i = 0; i < 4; i++) keep(sv, &sv->coeff[i], coeff[i]);
-        keep(sv, &sv->coeff[4], sv->y); /* e = y0, before y moves on */
-        keep(sv, &sv->y, y1);
-        keep(sv, &sv->f, f1);
-        sv->s0 = t0, sv->s1 = t1;
-        sv->stats->accepted++;
-    } else {
-        sv->stats->rejected++;
-    }
-    sv->dt = next_step_size(sv, dt, r, accept);
-    if (!sv->taped) nd_ctx_rewind(ctx, m);
+    double r;
+    int rc = try_step(sv, &p, &y1, &r);
+    if (rc < 0) return step_failed(sv, p.t0);
+    bool accept = rc == 0 && (r <= 1 || p.dt <= sv->opt->min_step);
+    if (accept && accept_step(sv, &p, y1) != 0) return step_failed(sv, p.t1);
+    if (!accept) sv->stats->rejected++;
+    sv->dt = next_step_size(sv, p.dt, r, accept);
+    if (!sv->taped) nd_ctx_rewind(sv->ctx, m);
     return ND_OK;
 }
 
@@ -315,10 +371,12 @@ static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *o
         while (s[i] > sv->s1) {
             if (n_steps >= sv->opt->max_num_steps)
                 return nd_fail(ctx, ND_ERR_MAX_STEPS,
-                               "%s: max_num_steps (%ld) exceeded between t = %.17g and t = %.17g, "
-                               "reached t = %.17g",
+                               "%s: max_num_steps (%ld attempted steps per output interval) "
+                               "exceeded between t = %.17g and t = %.17g, reached t = %.17g "
+                               "(dt = %.3g); raise max_num_steps in the solver options (default "
+                               "%ld) or check the problem for stiffness",
                                sv->sys->what, sv->opt->max_num_steps, sv->dir * s[i - 1],
-                               sv->dir * s[i], sv->dir * sv->s1);
+                               sv->dir * s[i], sv->dir * sv->s1, sv->dt, ND_DEFAULT_MAX_NUM_STEPS);
             nd_status st = adaptive_step(sv);
             if (st != ND_OK) return st;
             n_steps++;
@@ -330,6 +388,25 @@ static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *o
     return ND_OK;
 }
 
+/* How many points the fixed-step grid needs: checked in double before any size is computed
+ * from it, so a tiny step_size is an error, not an overflowing allocation. The limit is the
+ * solve's step budget, max_num_steps per output interval. */
+static nd_status grid_points(solver *sv, const double *s, int n_t, long *cap)
+{
+    const nd_solver_options *o = sv->opt;
+    double start = s[0], end = s[n_t - 1], h = o->step_size;
+    if (o->n_grid > 0) return *cap = (long)o->n_grid + 2, ND_OK;
+    if (!(h > 0)) return *cap = n_t, ND_OK;
+    double steps = ceil((end - start) / h), budget = (double)o->max_num_steps * (n_t - 1);
+    if (!(steps <= budget) || !(steps < 1e15))
+        return nd_fail(sv->ctx, ND_ERR_MAX_STEPS,
+                       "%s: step_size %g over [%.17g, %.17g] needs %.3g steps, more than "
+                       "max_num_steps (%ld per output interval) allows; use a larger step_size",
+                       sv->sys->what, h, sv->dir * start, sv->dir * end, steps, o->max_num_steps);
+    *cap = (long)steps + 2;
+    return ND_OK;
+}
+
 /* The fixed-step grid in internal time from s[0] to s[n_t - 1]: the user's grid points inside
  * the interval, or steps of step_size from the start (the last one cut at the end, as
  * torchdiffeq), or the output times themselves. */
@@ -337,7 +414,8 @@ static double *fixed_grid(solver *sv, const double *s, int n_t, long *n_grid)
 {
     const nd_solver_options *o = sv->opt;
     double start = s[0], end = s[n_t - 1], h = o->step_size;
-    long cap = o->n_grid > 0 ? o->n_grid + 2 : h > 0 ? (long)ceil((end - start) / h + 1) + 1 : n_t;
+    long cap = 0;
+    if (grid_points(sv, s, n_t, &cap) != ND_OK) return NULL;
     double *g = nd_ctx_alloc(sv->ctx, (size_t)cap * sizeof *g);
     if (!g) return NULL;
     long n = 0;
@@ -348,7 +426,7 @@ static double *fixed_grid(solver *sv, const double *s, int n_t, long *n_grid)
         for (int i = 0; i < o->n_grid; i++)
             if (inner[i] > start && inner[i] < end) g[n++] = inner[i];
     } else if (h > 0) {
-        for (long k = 1; k * h + start < end; k++) g[n++] = k * h + start;
+        for (long k = 1; k * h + start < end && n < cap - 1; k++) g[n++] = k * h + start;
     } else {
         for (int i = 1; i < n_t - 1; i++) g[n++] = s[i];
     }
@@ -486,37 +564,4 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
         return fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed");
     }
     return solve_adaptive(&sv, s, n_t, out, rows);
-}
-
-nd_status nd_ode_check_options(nd_ctx *ctx, const char *what, const nd_solver_options *o)
-{
-    if ((int)o->method < 0 || o->method >= ND_METHOD_COUNT)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: unknown method %d", what, (int)o->method);
-    if (!(o->rtol >= 0) || !(o->atol >= 0) || (o->rtol == 0 && o->atol == 0))
-        return nd_fail(ctx, ND_ERR_ARG, "%s: rtol %g and atol %g must be >= 0, not both 0", what,
-                       o->rtol, o->atol);
-    if (!(o->min_step >= 0) || !(o->max_step > 0) || o->min_step > o->max_step)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: need 0 <= min_step (%g) <= max_step (%g)", what,
-                       o->min_step, o->max_step);
-    if (o->max_num_steps <= 0)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: max_num_steps must be positive", what);
-    if (!(o->first_step >= 0) || !(o->step_size >= 0) || !isfinite(o->step_size))
-        return nd_fail(ctx, ND_ERR_ARG, "%s: first_step and step_size must be >= 0", what);
-    if (!(o->safety > 0) || !(o->ifactor >= 1) || !(o->dfactor > 0 && o->dfactor <= 1))
-        return nd_fail(ctx, ND_ERR_ARG,
-                       "%s: need safety > 0, ifactor >= 1, 0 < dfactor <= 1 (got %g, %g, %g)",
-                       what, o->safety, o->ifactor, o->dfactor);
-    if (o->n_grid < 0 || (o->n_grid > 0 && !o->grid))
-        return nd_fail(ctx, ND_ERR_ARG, "%s: grid is NULL or n_grid negative", what);
-    for (int i = 0; i < o->n_grid; i++) {
-        bool ordered = i < 2 || (o->grid[i] - o->grid[i - 1]) * (o->grid[1] - o->grid[0]) > 0;
-        if (!isfinite(o->grid[i]) || !ordered || (i == 1 && o->grid[1] == o->grid[0]))
-            return nd_fail(ctx, ND_ERR_ARG, "%s: grid must be finite and strictly monotone "
-                                            "(grid[%d] = %g)", what, i, o->grid[i]);
-    }
-    if (o->norm == ND_NORM_USER && !o->norm_fn)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: ND_NORM_USER needs norm_fn", what);
-    if ((int)o->norm < 0 || o->norm > ND_NORM_USER)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: unknown norm %d", what, (int)o->norm);
-    return ND_OK;
 }

@@ -24,7 +24,7 @@ struct nd_ode_system {
     const nd_block_role *role; /* (n_blocks,) */
     const double *rtol;        /* (n_blocks,) */
     const double *atol;        /* (n_blocks,) */
-    const char *what;          /* "nd_odeint" or "nd_odeint (adjoint)", for messages */
+    const char *what;          /* "nd_odeint" or "adjoint of nd_odeint", for messages */
 };
 
 typedef struct {
@@ -44,7 +44,9 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
 double nd_ode_norm(const nd_ode_system *sys, const nd_solver_options *opt, const nd_real *num,
                    const nd_real *ya, const nd_real *yb, nd_real *scratch, const nd_real **blocks);
 
-/* Checks a solver's options; ND_OK or an error naming what (e.g. "nd_odeint") and the field. */
-nd_status nd_ode_check_options(nd_ctx *ctx, const char *what, const nd_solver_options *opt);
+/* Checks a solver's options (per-block tolerances over n_blocks blocks); ND_OK or an error naming
+ * what (e.g. "nd_odeint") and the field (options.c). */
+nd_status nd_ode_check_options(nd_ctx *ctx, const char *what, const nd_solver_options *opt,
+                               int n_blocks);
 
 #endif

@@ -18,26 +18,11 @@ typedef struct {
     nd_tensor *y0;     /* (n,) the packed initial state it starts from */
 } time_state;
 
-/* f(t, y) . g over the packed state, grad off */
+/* f(t_i, y_i) . g: one output time's share of dL/dt */
 static bool f_dot(nd_ctx *ctx, nd_odeint_saved *sv, double t, const nd_real *y, const nd_real *g,
                   double *out)
 {
-    size_t n = sv->us.sys.n;
-    nd_mark m = nd_ctx_mark(ctx);
-    bool prev = nd_ctx_set_grad(ctx, false);
-    nd_tensor *yt = nd_tensor_from(ctx, 1, (int[]){(int)n}, y), *f = NULL;
-    sv->stats->backward.nfe++;
-    bool ok = yt && nd_user_eval(&sv->us.sys, ctx, t, yt, &f) == 0;
-    if (ok) {
-        double dot = 0;
-        for (size_t i = 0; i < n; i++) dot += (double)f->data[i] * g[i];
-        *out = dot;
-    } else if (nd_ctx_error(ctx) == ND_OK) {
-        nd_fail(ctx, ND_ERR_CALLBACK, "nd_odeint: f rejected the state at output time t = %.17g", t);
-    }
-    nd_ctx_set_grad(ctx, prev);
-    nd_ctx_rewind(ctx, m);
-    return ok;
+    return nd_user_f_dot(ctx, &sv->us, ND_WHAT_FORWARD, t, y, g, &sv->stats.backward.nfe, out);
 }
 
 static void time_backward(nd_ctx *ctx, nd_tensor *out, void *state)
@@ -52,7 +37,7 @@ static void time_backward(nd_ctx *ctx, nd_tensor *out, void *state)
                                    "differentiated again (create_graph)");
         return;
     }
-    size_t n = sv->us.sys.n;
+    size_t n = sv->us.n;
     int n_t = sv->n_t;
     nd_tensor *dt = nd_tensor_new(ctx, 1, (int[]){n_t});
     nd_tensor *seed = nd_copy(ctx, g); /* dL/dy without the start's own term */

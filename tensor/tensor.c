@@ -166,6 +166,24 @@ nd_tensor *nd_detach(nd_ctx *ctx, nd_tensor *x)
     return t;
 }
 
+nd_tensor *nd_view(nd_ctx *ctx, nd_tensor *x, size_t offset, int ndim, const int *shape)
+{
+    if (!x) return NULL;
+    size_t size = checked_size(ctx, "nd_view", ndim, shape);
+    if (!size) return NULL;
+    if (offset > x->size || size > x->size - offset) {
+        char sx[64];
+        return nd_fail_null(ctx, ND_ERR_SHAPE,
+                            "nd_view: %zu elements at offset %zu do not fit in %s", size, offset,
+                            nd_shape_str(x, sx));
+    }
+    nd_tensor *t = nd_ctx_alloc(ctx, sizeof *t);
+    if (!t) return NULL;
+    set_shape(t, ndim, shape, size);
+    t->data = x->data + offset;
+    return t;
+}
+
 nd_real nd_item(const nd_tensor *x)
 {
     return x ? x->data[0] : (nd_real)NAN;

@@ -91,7 +91,8 @@ struct nd_tensor {
     nd_tensor **src;          /* (n_src,) inputs of the op that made this tensor */
     nd_tensor *src_inline[3]; /* storage for src when n_src <= 3 */
     double arg[4];            /* op-specific saved scalars (exponent, axis, flags) */
-    void *aux;                /* op-specific saved data in the arena (custom ops) */
+    void *aux;                /* op-specific saved data in the arena (custom ops; odeint's
+                                 statistics on its trajectories, see nd_odeint_stats) */
     nd_tensor *gnode;         /* engine-owned: gradient being accumulated during a backward */
     uint64_t visit;           /* engine-owned: traversal mark */
     uint64_t needed;          /* engine-owned: mark of the sweep that needs this gradient */
@@ -117,6 +118,9 @@ nd_tensor *nd_tensor_from(nd_ctx *ctx, int ndim, const int *shape, const nd_real
 nd_tensor *nd_copy(nd_ctx *ctx, const nd_tensor *x);
 /* x's data under the same shape, as a leaf that does not require grad (no copy). */
 nd_tensor *nd_detach(nd_ctx *ctx, nd_tensor *x);
+/* x's elements [offset, offset + size of shape) under shape, as a leaf that does not require grad
+ * (no copy, no graph): a block of a packed vector. ND_ERR_SHAPE if they do not fit in x. */
+nd_tensor *nd_view(nd_ctx *ctx, nd_tensor *x, size_t offset, int ndim, const int *shape);
 
 nd_real nd_item(const nd_tensor *x); /* x->data[0] */
 bool nd_same_shape(const nd_tensor *a, const nd_tensor *b);

@@ -910,7 +910,8 @@ START_TEST(test_optimizer_state_names)
     ck_assert_str_eq(s[6].name, "b.max_exp_avg_sq");
     nd_optimizer_destroy(o);
     o = nd_rmsprop_create(
-        ctx, p, 2, &(nd_rmsprop_options){.lr = 1e-2, .alpha = 0.99, .momentum = 0.9, .centered = true});
+        ctx, p, 2,
+        &(nd_rmsprop_options){.lr = 1e-2, .alpha = 0.99, .momentum = 0.9, .centered = true});
     s = nd_optimizer_state(o, &n);
     ck_assert_int_eq(n, 7);
     ck_assert_str_eq(s[1].name, "a.square_avg");

@@ -55,7 +55,7 @@ START_TEST(test_block_in_sequential)
             g += fabs(params.items[i].tensor->grad[k]);
         ck_assert_msg(g > 0, "%s got no gradient", params.items[i].name);
     }
-    const nd_ode_stats *st = nd_odeblock_stats(model->children[1].module);
+    const nd_ode_stats *st = nd_odeblock_stats(ctx, model->children[1].module);
     ck_assert_int_gt(st->forward.nfe, 0);
     ck_assert_int_gt(st->backward.nfe, 0);
     nd_param_list_destroy(&params);
@@ -90,7 +90,7 @@ START_TEST(test_block_gradients)
 
 #ifndef ND_REAL_FLOAT
     /* adaptive, tight: adjoint (both norms) against backprop */
-    nd_ode_options *bo = nd_odeblock_options(model->children[1].module);
+    nd_ode_options *bo = nd_odeblock_options(ctx, model->children[1].module);
     *bo = ND_ODE_DEFAULT;
     bo->solver.rtol = bo->adjoint.rtol = 1e-10;
     bo->solver.atol = bo->adjoint.atol = 1e-12;
@@ -133,6 +133,27 @@ START_TEST(test_block_errors)
     /* the dynamics' own shape error surfaces with its layer's name */
     ck_assert_ptr_null(nd_module_forward(ctx, block, nd_zeros(ctx, 2, (int[]){4, 3})));
     ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "nd_linear"));
+    nd_ctx_clear_error(ctx);
+    /* zeros before a successful solve */
+    ck_assert_int_eq(nd_odeblock_stats(ctx, block)->forward.nfe, 0);
+
+    /* the block functions check the module's kind (they used to cast any module) */
+    nd_module *lin = nd_mlp_create(ctx, 2, (int[]){2, 2}, ND_ACT_NONE, &rng);
+    ck_assert_ptr_null(nd_odeblock_options(ctx, lin));
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "nd_odeblock_options: module is a Sequential, not an "
+                                             "ODEBlock"), "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_odeblock_stats(ctx, lin));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "nd_odeblock_stats"));
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_odeblock_trajectory(ctx, lin, nd_zeros(ctx, 2, (int[]){1, 2}),
+                                              nd_zeros(ctx, 1, (int[]){2})));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "nd_odeblock_trajectory"));
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_odeblock_stats(ctx, NULL));
+    ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "module is NULL"));
+    nd_module_destroy(lin);
     nd_module_destroy(block);
 }
 END_TEST

@@ -78,41 +78,32 @@ static nd_tensor *velocity(nd_ctx *ctx, const cnf_model *m, nd_tensor *t /* () *
 /* The CNF's dynamics on the state (z (B, 2), logp (B, 1)):
  *   dz/dt = f(z, t),   d logp/dt = -trace(df/dz) = -(e0^T J e0 + e1^T J e1)
  * with J (B, 2, 2) the per-row Jacobian: one VJP per column (seed e_i, the same for every row),
- * each taken with create_graph so that the adjoint can differentiate the trace again.
- * When z does not require grad (the forward solve, which records nothing, or evaluation with
- * grad mode off) it differentiates a leaf copy of z all the same, and hands back plain values. */
+ * through nd_ode_diff (odeint.h): z is differentiable in the forward solve too (where f runs with
+ * grad mode off), and the VJPs are taken with create_graph exactly when the adjoint needs to
+ * differentiate the trace again. */
 static int cnf_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *const *y, int n, nd_tensor **dy,
                         void *user_data)
 {
     (void)n;
     const cnf_model *m = user_data;
     nd_tensor *z = y[0]; // (B, 2)
-    bool made_leaf = false;
-    if (!z->requires_grad) {
-        z = nd_copy(ctx, z);
-        if (!z) return -1;
-        z->requires_grad = made_leaf = true;
-    }
-    bool prev = nd_ctx_set_grad(ctx, true);
+    nd_ode_diff d;
+    if (nd_ode_diff_begin(ctx, &d, &z, 1) != ND_OK) return -1;
     int B = z->shape[0];
     nd_tensor *dz = velocity(ctx, m, t, z); // (B, 2)
     nd_tensor *e0 = nd_zeros(ctx, 2, (int[]){B, 2}), *e1 = nd_zeros(ctx, 2, (int[]){B, 2});
     nd_tensor *g0 = NULL, *g1 = NULL; // (B, 2) each: row b is e_i^T J_b
-    int rc = -1;
-    if (dz && e0 && e1) {
+    nd_status st = dz && e0 && e1 ? ND_OK : nd_ctx_error(ctx);
+    if (st == ND_OK) {
         for (int b = 0; b < B; b++) e0->data[2 * b] = 1, e1->data[2 * b + 1] = 1;
-        if (nd_grad(ctx, &dz, &e0, 1, &z, 1, &g0, ND_CREATE_GRAPH) == ND_OK &&
-            nd_grad(ctx, &dz, &e1, 1, &z, 1, &g1, ND_CREATE_GRAPH) == ND_OK) {
-            nd_tensor *trace =
-                nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1), nd_slice(ctx, g1, 1, 1, 1)); // (B, 1)
-            dy[0] = dz;
-            dy[1] = nd_neg(ctx, trace); // (B, 1)
-            if (made_leaf && !prev) dy[0] = nd_detach(ctx, dy[0]), dy[1] = nd_detach(ctx, dy[1]);
-            rc = dy[0] && dy[1] ? 0 : -1;
-        }
+        st = nd_ode_vjp(ctx, &d, &dz, &e0, 1, &z, 1, &g0);
+        if (st == ND_OK) st = nd_ode_vjp(ctx, &d, &dz, &e1, 1, &z, 1, &g1);
     }
-    nd_ctx_set_grad(ctx, prev);
-    return rc;
+    dy[0] = dz;
+    dy[1] = st == ND_OK ? nd_neg(ctx, nd_add(ctx, nd_slice(ctx, g0, 1, 0, 1),
+                                             nd_slice(ctx, g1, 1, 1, 1))) // (B, 1)
+                        : NULL;
+    return nd_ode_diff_end(ctx, &d, dy, 2) == ND_OK && st == ND_OK ? 0 : -1;
 }
 
 /* The flow alone, dz/dt = f(z, t): for sampling, z(1) ~ N(0, I) solved back to t = 0. */
@@ -123,17 +114,20 @@ static int flow_dynamics(nd_ctx *ctx, nd_tensor *t, nd_tensor *z, nd_tensor **dz
 }
 
 /* Solves (x, 0) from t[0] to t[1] and returns -log p(x) per row (B, 1), differentiable in the
- * parameters when grad mode is on; *loss (a scalar, its mean) when loss is not NULL. */
+ * parameters when grad mode is on; *loss (a scalar, its mean) when loss is not NULL; *stats the
+ * solve's statistics when stats is not NULL (op-owned: backward after the backward pass, valid
+ * until the ctx reset). */
 nd_tensor *cnf_neg_log_likelihood(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 2) */,
                                   nd_tensor *t /* (2,) */, const nd_ode_options *o,
-                                  nd_ode_stats *stats, nd_tensor **loss)
+                                  const nd_ode_stats **stats, nd_tensor **loss)
 {
     int B = x->shape[0];
     nd_tensor *logp0 = nd_zeros(ctx, 2, (int[]){B, 1}); // (B, 1)
     nd_tensor *ys[2] = {NULL, NULL};                    // (2, B, 2) and (2, B, 1)
-    if (!logp0 || nd_odeint_tuple(ctx, cnf_dynamics, (void *)m, (nd_tensor *[]){x, logp0}, 2, t,
-                                  m->params, m->plist.n, o, stats, ys) != ND_OK)
+    if (!logp0 || !nd_odeint_tuple(ctx, cnf_dynamics, (void *)m, (nd_tensor *[]){x, logp0}, 2, t,
+                                   m->params, m->plist.n, o, ys))
         return NULL;
+    if (stats) *stats = nd_odeint_stats(ys[0]);
     nd_tensor *z1 = nd_reshape(ctx, nd_slice(ctx, ys[0], 0, 1, 1), 2, (int[]){B, 2});    // (B, 2)
     nd_tensor *logp1 = nd_reshape(ctx, nd_slice(ctx, ys[1], 0, 1, 1), 2, (int[]){B, 1}); // (B, 1)
     nd_tensor *sq = nd_sum_axis(ctx, nd_mul(ctx, z1, z1), 1, true);                      // (B, 1)
@@ -172,7 +166,7 @@ nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 
         o.adjoint.norm = cases[c].norm;
         nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, 1}); // (2,)
         if (t) t->requires_grad = cases[c].t_grad;
-        nd_ode_stats stats = {0};
+        const nd_ode_stats *stats = NULL;
         nd_tensor *loss = NULL;
         nd_zero_grad(m->params, m->plist.n);
         if (!t || !cnf_neg_log_likelihood(ctx, m, x, t, &o, &stats, &loss) || !loss) {
@@ -182,10 +176,10 @@ nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 
         double t0 = clock_wall_ms();
         if ((st = nd_backward(ctx, loss, 0)) != ND_OK) break;
         out[c] = (cnf_norm_result){.loss = nd_item(loss),
-                                   .nfe_forward = stats.forward.nfe,
-                                   .nfe_backward = stats.backward.nfe,
-                                   .accepted_backward = stats.backward.accepted,
-                                   .rejected_backward = stats.backward.rejected,
+                                   .nfe_forward = stats->forward.nfe,
+                                   .nfe_backward = stats->backward.nfe,
+                                   .accepted_backward = stats->backward.accepted,
+                                   .rejected_backward = stats->backward.rejected,
                                    .ms_backward = clock_wall_ms() - t0};
         double diff = 0, scale = 0;
         size_t k = 0;
@@ -250,7 +244,7 @@ nd_status cnf_flow_samples(nd_ctx *ctx, const cnf_model *m, const nd_ode_options
     nd_tensor *z1 = nd_tensor_new(ctx, 2, (int[]){n, 2});                 // (n, 2)
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){1, 0}); // (2,)
     if (z1) nd_fill_normal(z1, rng, 0, 1);
-    nd_tensor *zs = nd_odeint(ctx, flow_dynamics, (void *)m, z1, t, NULL, 0, o, NULL); // (2, n, 2)
+    nd_tensor *zs = nd_odeint(ctx, flow_dynamics, (void *)m, z1, t, NULL, 0, o); // (2, n, 2)
     nd_status st = zs ? ND_OK : nd_ctx_error(ctx);
     if (zs)
         for (int i = 0; i < 2 * n; i++) xy[i] = (double)zs->data[2 * n + i]; // the row at t = 0

@@ -35,11 +35,12 @@ void cnf_model_destroy(cnf_model *m);
 
 /* Solves (x, logp = 0) under dz/dt = f, d logp/dt = -trace(df/dz) from t[0] to t[1] and returns
  * -log p(x) per row (B, 1) under a standard normal base, differentiable in the parameters when
- * grad mode is on; *loss (its mean, a scalar) when loss is not NULL; the solve's counts in stats
- * (which must outlive the backward pass) when not NULL. NULL on error (in ctx). */
+ * grad mode is on; *loss (its mean, a scalar) when loss is not NULL; *stats the solve's counts
+ * when stats is not NULL (op-owned: backward after the backward pass, valid until the ctx reset).
+ * NULL on error (in ctx). */
 nd_tensor *cnf_neg_log_likelihood(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 2) */,
                                   nd_tensor *t /* (2,) */, const nd_ode_options *o,
-                                  nd_ode_stats *stats, nd_tensor **loss);
+                                  const nd_ode_stats **stats, nd_tensor **loss);
 
 /* ---- the paired norm measurement (docs/WORKLOADS.md, B) -------------------------------------- */
 

@@ -128,10 +128,10 @@ static int cde_f(nd_ctx *ctx, nd_tensor *t, nd_tensor *z /* (B, 16) */, nd_tenso
     return *dzdt ? 0 : -1;
 }
 
-/* logits (B, 2) of the series of X, or NULL with the error in ctx; stats must outlive the
- * backward pass. */
+/* logits (B, 2) of the series of X, or NULL with the error in ctx; *stats: the solve's
+ * statistics (op-owned: backward after the backward pass, valid until the ctx reset). */
 nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const spline_path *X, const ncde_solve_cfg *cfg,
-                       nd_ode_stats *stats)
+                       const nd_ode_stats **stats)
 {
     nd_ode_options o = ND_ODE_DEFAULT;
     o.solver.method = o.adjoint.method = cfg->method;
@@ -150,7 +150,8 @@ nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const spline_path *X, const n
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, (nd_real)T_END}); // (2,)
     if (!t) return NULL;
     t->requires_grad = cfg->t_grad;
-    nd_tensor *zs = nd_odeint(ctx, cde_f, cf, z0, t, m->ftensors, 6, &o, stats); // (2, B, 16)
+    nd_tensor *zs = nd_odeint(ctx, cde_f, cf, z0, t, m->ftensors, 6, &o); // (2, B, 16)
+    *stats = nd_odeint_stats(zs);
     nd_tensor *zT =
         nd_reshape(ctx, nd_slice(ctx, zs, 0, 1, 1), 2, (int[]){X->n, HIDDEN}); // (B, 16)
     return nd_module_forward(ctx, m->readout, zT);                             // (B, 2)
@@ -184,7 +185,7 @@ nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const spline_path *X, c
     for (int k = 0; k < NCDE_N_NORMS && st == ND_OK; k++) {
         ncde_solve_cfg cfg = ncde_norm_cfg((ncde_norm)k, method, rtol, atol);
         nd_mark mark = nd_ctx_mark(ctx);
-        nd_ode_stats stats = {0};
+        const nd_ode_stats *stats = NULL;
         nd_module_zero_grad(&m->base);
         double t0 = clock_wall_ms();
         nd_tensor *logits = ncde_logits(ctx, m, X, &cfg, &stats);
@@ -194,10 +195,10 @@ nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const spline_path *X, c
         double t2 = clock_wall_ms();
         if (st == ND_OK) {
             out[k] = (ncde_measure){.loss = nd_item(loss),
-                                    .nfe_forward = stats.forward.nfe,
-                                    .nfe_backward = stats.backward.nfe,
-                                    .accepted_backward = stats.backward.accepted,
-                                    .rejected_backward = stats.backward.rejected,
+                                    .nfe_forward = stats->forward.nfe,
+                                    .nfe_backward = stats->backward.nfe,
+                                    .accepted_backward = stats->backward.accepted,
+                                    .rejected_backward = stats->backward.rejected,
                                     .ms_forward = t1 - t0,
                                     .ms_backward = t2 - t1};
             size_t off = 0;
@@ -269,8 +270,8 @@ int ncde_problem_init(nd_ctx *ctx, ncde_problem *P, spline_kind kind, uint64_t s
 nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const ncde_solve_cfg *cfg, double *loss,
                           double *acc, nd_ode_stats *stats)
 {
-    *stats = (nd_ode_stats){0}; // read by the backward pass: must live across it
-    nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xtr, cfg, stats);               // (B, 2)
+    const nd_ode_stats *op_stats = NULL;
+    nd_tensor *logits = ncde_logits(ctx, P->m, &P->Xtr, cfg, &op_stats);           // (B, 2)
     nd_tensor *L = nd_cross_entropy(ctx, logits, P->train.labels, ND_REDUCE_MEAN); // scalar
     if (!L) return nd_ctx_error(ctx);
     *loss = nd_item(L);
@@ -278,6 +279,7 @@ nd_status ncde_train_step(nd_ctx *ctx, ncde_problem *P, const ncde_solve_cfg *cf
     nd_optimizer_zero_grad(P->opt);
     nd_status st = nd_backward(ctx, L, 0);
     if (st == ND_OK) st = nd_optimizer_step(ctx, P->opt);
+    if (st == ND_OK) *stats = *op_stats; // the op's, in the arena: copied before the reset
     if (st == ND_OK) nd_ctx_reset(ctx);
     return st;
 }

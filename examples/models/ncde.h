@@ -51,10 +51,10 @@ typedef struct {
     bool t_grad;
 } ncde_solve_cfg;
 
-/* logits (B, 2) of the series of X, or NULL with the error in ctx; stats must outlive the
- * backward pass. */
+/* logits (B, 2) of the series of X, or NULL with the error in ctx; *stats: the solve's
+ * statistics (op-owned: backward after the backward pass, valid until the ctx reset). */
 nd_tensor *ncde_logits(nd_ctx *ctx, ncde_model *m, const spline_path *X, const ncde_solve_cfg *cfg,
-                       nd_ode_stats *stats);
+                       const nd_ode_stats **stats);
 
 /* ---- the whole problem, seeded: data, paths, model, optimizer; and one training step -------- */
 
