@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT
  * nn/loss.c: MSE, L1 and cross-entropy from logits (a stable log-softmax, then the negative
  * log-likelihood picked by a constant one-hot mask), with mean or sum reduction; and accuracy.
+ * The variational terms of a VAE: a masked Gaussian log-likelihood with a fixed standard
+ * deviation and the KL divergence of a diagonal Gaussian from the standard normal.
  */
+#include <math.h>
+
 #include "nn/nn.h"
 
 static nd_tensor *reduce(nd_ctx *ctx, nd_tensor *x, nd_reduction r)
@@ -61,6 +65,50 @@ nd_tensor *nd_cross_entropy(nd_ctx *ctx, nd_tensor *logits, const int *labels, n
     nd_tensor *nll = nd_neg(ctx, nd_mul(ctx, nd_log_softmax(ctx, logits, 1), onehot));
     nd_tensor *total = nd_sum(ctx, nll);
     return r == ND_REDUCE_SUM ? total : nd_mul_scalar(ctx, total, (nd_real)(1.0 / N));
+}
+
+nd_tensor *nd_gaussian_log_likelihood(nd_ctx *ctx, nd_tensor *mean, nd_tensor *target,
+                                      const nd_tensor *mask, double std, nd_reduction r)
+{
+    const char *fn = "nd_gaussian_log_likelihood";
+    if (!mean || !target || !check_pair(ctx, fn, mean, target, r)) return NULL;
+    char sm[64], sp[64];
+    if (mask && !nd_same_shape(mask, mean))
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "%s: mask %s and mean %s differ in shape", fn,
+                            nd_shape_str(mask, sm), nd_shape_str(mean, sp));
+    if (!(std > 0) || !isfinite(std))
+        return nd_fail_null(ctx, ND_ERR_ARG, "%s: std %g is not finite and > 0", fn, std);
+    double count = 0;
+    nd_tensor *m = NULL; /* constant copy of the mask */
+    if (mask) {
+        if (!(m = nd_copy(ctx, mask))) return NULL;
+        for (size_t i = 0; i < m->size; i++) count += m->data[i];
+    } else {
+        count = (double)mean->size;
+    }
+    if (r == ND_REDUCE_MEAN && !(count > 0))
+        return nd_fail_null(ctx, ND_ERR_ARG, "%s: the mask selects no entry of %s", fn,
+                            nd_shape_str(mean, sp));
+    /* -z^2 / 2 per entry, z = (target - mean) / std; the constant once per counted entry */
+    nd_tensor *z = nd_mul_scalar(ctx, nd_sub(ctx, target, mean), (nd_real)(1.0 / std));
+    nd_tensor *quad = nd_mul_scalar(ctx, nd_mul(ctx, z, z), (nd_real)-0.5);
+    if (m) quad = nd_mul(ctx, quad, m);
+    nd_tensor *ll =
+        nd_add_scalar(ctx, nd_sum(ctx, quad), (nd_real)(-count * (log(std) + 0.5 * log(2 * M_PI))));
+    return r == ND_REDUCE_MEAN ? nd_mul_scalar(ctx, ll, (nd_real)(1.0 / count)) : ll;
+}
+
+nd_tensor *nd_kl_std_normal(nd_ctx *ctx, nd_tensor *mu, nd_tensor *logvar, nd_reduction r)
+{
+    const char *fn = "nd_kl_std_normal";
+    if (!mu || !logvar || !check_pair(ctx, fn, mu, logvar, r)) return NULL;
+    char sm[64];
+    if (mu->ndim != 2 || mu->shape[0] < 1)
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "%s: mu %s is not (B, L)", fn, nd_shape_str(mu, sm));
+    nd_tensor *terms = nd_sub(ctx, nd_add(ctx, nd_exp(ctx, logvar), nd_mul(ctx, mu, mu)),
+                              nd_add_scalar(ctx, logvar, 1)); /* (B, L) */
+    nd_real scale = (nd_real)(r == ND_REDUCE_MEAN ? 0.5 / mu->shape[0] : 0.5);
+    return nd_mul_scalar(ctx, nd_sum(ctx, terms), scale);
 }
 
 double nd_accuracy(const nd_tensor *logits, const int *labels)

@@ -256,6 +256,17 @@ nd_tensor *nd_mse_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduc
 nd_tensor *nd_l1_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r);
 /* -log_softmax(logits)[i, labels[i]] for logits (N, K) and labels (N,) in [0, K), reduced. */
 nd_tensor *nd_cross_entropy(nd_ctx *ctx, nd_tensor *logits, const int *labels, nd_reduction r);
+/* Variational losses (a VAE such as the latent ODE):
+ * nd_gaussian_log_likelihood: the sum of mask * log N(target; mean, std^2) over all entries,
+ * log N = -((target - mean) / std)^2 / 2 - log(std) - log(2 pi) / 2, with a fixed std > 0; mask
+ * (same shape, constant, 0 or 1; NULL: all entries) leaves out unobserved entries. ND_REDUCE_MEAN
+ * divides by the number of entries counted (sum of the mask; an error when it is 0).
+ * nd_kl_std_normal: KL(N(mu, exp(logvar)) || N(0, I)) = sum (exp(logvar) + mu^2 - 1 - logvar) / 2
+ * over mu, logvar (B, L); ND_REDUCE_SUM sums over everything, ND_REDUCE_MEAN averages the
+ * per-sample KL (summed over L) over the B samples. */
+nd_tensor *nd_gaussian_log_likelihood(nd_ctx *ctx, nd_tensor *mean, nd_tensor *target,
+                                      const nd_tensor *mask, double std, nd_reduction r);
+nd_tensor *nd_kl_std_normal(nd_ctx *ctx, nd_tensor *mu, nd_tensor *logvar, nd_reduction r);
 /* Fraction of rows of logits (N, K) whose first maximal entry is at labels[i]; -1 on bad input. */
 double nd_accuracy(const nd_tensor *logits, const int *labels);
 
