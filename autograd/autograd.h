@@ -81,7 +81,7 @@ typedef struct {
     nd_backward_fn backward;
 } nd_op_info;
 
-extern const nd_op_info nd_ops[ND_OP_COUNT];
+ND_API extern const nd_op_info nd_ops[ND_OP_COUNT];
 
 /* ---------------------------------------------------------------------------------------------
  * Gradients.
@@ -103,7 +103,7 @@ enum {
  * before the call and the graph is not consumed. (One exception: the arena failing to grow in
  * the built-in rules after the last custom op's rule, ND_ERR_NOMEM, can leave .grad partial.)
  * Returns ND_OK or the error (also in the ctx). */
-nd_status nd_backward(nd_ctx *ctx, nd_tensor *loss, unsigned flags);
+ND_API nd_status nd_backward(nd_ctx *ctx, nd_tensor *loss, unsigned flags);
 
 /* Vector-Jacobian products: grads_out[j] = sum_i seeds[i]^T d outputs[i] / d inputs[j], without
  * touching .grad (torch.autograd.grad). seeds may be NULL (ones) or hold NULL entries.
@@ -111,22 +111,23 @@ nd_status nd_backward(nd_ctx *ctx, nd_tensor *loss, unsigned flags);
  * index, unless flags has ND_ALLOW_UNUSED: then it gets zeros. With ND_CREATE_GRAPH the results
  * are recorded and differentiable. nd_grad never consumes the graph (ND_RETAIN_GRAPH is implied).
  * On failure every grads_out[j] is NULL. */
-nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out,
-                  nd_tensor **inputs, int n_in, nd_tensor **grads_out, unsigned flags);
+ND_API nd_status nd_grad(nd_ctx *ctx, nd_tensor **outputs, nd_tensor **seeds, int n_out,
+                         nd_tensor **inputs, int n_in, nd_tensor **grads_out, unsigned flags);
 
 /* For backward rules: whether the running sweep needs x's gradient (x leads to an input asked
  * for); rules test it before computing a gradient. */
-bool nd_needs_grad(const nd_ctx *ctx, const nd_tensor *x);
+ND_API bool nd_needs_grad(const nd_ctx *ctx, const nd_tensor *x);
 /* For backward rules: x's .grad when the running rule may add x's gradient straight into it (a
  * parameter under nd_backward, once no custom rule that could still fail remains), so a rule
  * may accumulate there itself; NULL otherwise. */
-nd_real *nd_direct_grad(const nd_ctx *ctx, const nd_tensor *x);
+ND_API nd_real *nd_direct_grad(const nd_ctx *ctx, const nd_tensor *x);
 /* For backward rules: adds g to x's pending gradient when the sweep needs it. */
-void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g);
+ND_API void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g);
 
 /* For op implementations: records op on out with the given inputs when grad mode is on and an
  * input requires grad; returns out. */
-nd_tensor *nd_record(nd_ctx *ctx, nd_tensor *out, nd_op op, int n_src, nd_tensor *const *src);
+ND_API nd_tensor *nd_record(nd_ctx *ctx, nd_tensor *out, nd_op op, int n_src,
+                            nd_tensor *const *src);
 
 /* A custom op (nodal's odeint is one): backward(ctx, out, state) must accumulate into the srcs
  * like any rule, and reports a failure by recording it in ctx (nd_fail). It may fail: the engine
@@ -137,61 +138,61 @@ typedef struct {
     void (*backward)(nd_ctx *ctx, nd_tensor *out, void *state);
     void *state;
 } nd_custom_op;
-nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op, int n_src,
-                            nd_tensor *const *src);
+ND_API nd_tensor *nd_record_custom(nd_ctx *ctx, nd_tensor *out, const nd_custom_op *op, int n_src,
+                                   nd_tensor *const *src);
 
 /* ---------------------------------------------------------------------------------------------
  * Elementwise with NumPy broadcasting (shapes aligned on the right; a dim of 1 stretches).
  */
-nd_tensor *nd_add(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
-nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
-nd_tensor *nd_mul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
-nd_tensor *nd_div(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+ND_API nd_tensor *nd_add(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+ND_API nd_tensor *nd_sub(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+ND_API nd_tensor *nd_mul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+ND_API nd_tensor *nd_div(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
 /* sum_i coef[i] * xs[i] over n tensors of one shape (no broadcasting): one pass, one op. */
-nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, int n);
+ND_API nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, int n);
 /* x broadcast to shape (x's dims must be 1 or equal, aligned on the right). */
-nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
+ND_API nd_tensor *nd_expand(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
 /* The sum of x over the dims that broadcasting stretched, so the result has shape (the inverse
  * of nd_expand). */
-nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
+ND_API nd_tensor *nd_sum_to(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
 
 /* Elementwise, one input. */
-nd_tensor *nd_neg(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_add_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c);
-nd_tensor *nd_mul_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c);
-nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p);
-nd_tensor *nd_exp(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_log(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_sqrt(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_abs(nd_ctx *ctx, nd_tensor *x); /* gradient 0 at 0, as PyTorch */
-nd_tensor *nd_sin(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_cos(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_tanh(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_neg(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_add_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c);
+ND_API nd_tensor *nd_mul_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c);
+ND_API nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p);
+ND_API nd_tensor *nd_exp(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_log(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_sqrt(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_abs(nd_ctx *ctx, nd_tensor *x); /* gradient 0 at 0, as PyTorch */
+ND_API nd_tensor *nd_sin(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_cos(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_tanh(nd_ctx *ctx, nd_tensor *x);
 /* dout * (1 - y^2) for y = tanh(x): tanh's backward as one fused, differentiable op. */
-nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout);
-nd_tensor *nd_sigmoid(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout);
+ND_API nd_tensor *nd_sigmoid(nd_ctx *ctx, nd_tensor *x);
 /* relu(NaN) = NaN and the gradient passes at NaN, as PyTorch; gradient 0 at 0 */
-nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x);
-nd_tensor *nd_softplus(nd_ctx *ctx, nd_tensor *x); /* log(1 + e^x), computed stably */
+ND_API nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_softplus(nd_ctx *ctx, nd_tensor *x); /* log(1 + e^x), computed stably */
 
 /* ---------------------------------------------------------------------------------------------
  * Linear algebra and shapes.
  */
 /* a (M, K) @ b (K, N) -> (M, N); batched: a (B, M, K) @ b (B, K, N) -> (B, M, N); and
  * a (B, M, K) @ b (K, N) -> (B, M, N) with b shared. Through cblas GEMM. */
-nd_tensor *nd_matmul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
+ND_API nd_tensor *nd_matmul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
 /* op(a) @ op(b) where op transposes the last two dims when its flag is set (no copy). */
-nd_tensor *nd_matmul_t(nd_ctx *ctx, nd_tensor *a, nd_tensor *b, bool trans_a, bool trans_b);
+ND_API nd_tensor *nd_matmul_t(nd_ctx *ctx, nd_tensor *a, nd_tensor *b, bool trans_a, bool trans_b);
 /* Swaps the last two dims (a 2-D transpose; batched for 3-D and 4-D). */
-nd_tensor *nd_transpose(nd_ctx *ctx, nd_tensor *x);
+ND_API nd_tensor *nd_transpose(nd_ctx *ctx, nd_tensor *x);
 /* Same data, new shape of the same size; one dim may be -1 (inferred). */
-nd_tensor *nd_reshape(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
+ND_API nd_tensor *nd_reshape(nd_ctx *ctx, nd_tensor *x, int ndim, const int *shape);
 /* Joins n tensors along axis; the other dims must agree. */
-nd_tensor *nd_concat(nd_ctx *ctx, nd_tensor *const *xs, int n, int axis);
+ND_API nd_tensor *nd_concat(nd_ctx *ctx, nd_tensor *const *xs, int n, int axis);
 /* x[..., start:start+len, ...] along axis. */
-nd_tensor *nd_slice(nd_ctx *ctx, nd_tensor *x, int axis, int start, int len);
+ND_API nd_tensor *nd_slice(nd_ctx *ctx, nd_tensor *x, int axis, int start, int len);
 /* Zeros of size full along axis with x placed at start (slice's inverse, its backward). */
-nd_tensor *nd_pad(nd_ctx *ctx, nd_tensor *x, int axis, int start, int full);
+ND_API nd_tensor *nd_pad(nd_ctx *ctx, nd_tensor *x, int axis, int start, int full);
 
 /* ---------------------------------------------------------------------------------------------
  * Sliding windows over images (autograd/ops_conv.c): the pair under convolution and pooling.
@@ -205,28 +206,29 @@ typedef struct {
 /* x (N, C, H, W) -> rows (N*OH*OW, C*kh*kw): one row per output position (n, oh, ow), holding the
  * zero-padded receptive field in (c, i, j) order, so a conv weight (OC, C, kh, kw) viewed as
  * (OC, C*kh*kw) multiplies it directly. OH = (H + 2 ph - kh) / sh + 1, likewise OW. */
-nd_tensor *nd_im2col(nd_ctx *ctx, nd_tensor *x, nd_window2d w);
+ND_API nd_tensor *nd_im2col(nd_ctx *ctx, nd_tensor *x, nd_window2d w);
 /* The adjoint of nd_im2col: rows (N*OH*OW, C*kh*kw) summed back into an (N, C, H, W) image given
  * by shape (4 ints); overlapping windows add, padding is dropped. Each is the other's backward. */
-nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_window2d w);
+ND_API nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_window2d w);
 /* Convolution (autograd/ops_conv2d.c): x (N, C, H, W) * w (OC, C, kh, kw) + b (OC,) ->
  * (N, OC, OH, OW), OH = (H + 2 pad - kh) / stride + 1, likewise OW; b may be NULL. One op (inputs
  * x, w and b when given) whose im2col stays in cache, tile by tile, feeding GEMM directly. */
-nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad);
+ND_API nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride,
+                            int pad);
 
 /* ---------------------------------------------------------------------------------------------
  * Reductions. Negative axes count from the end.
  */
-nd_tensor *nd_sum(nd_ctx *ctx, nd_tensor *x);  /* all elements -> scalar */
-nd_tensor *nd_mean(nd_ctx *ctx, nd_tensor *x); /* all elements -> scalar */
-nd_tensor *nd_sum_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
-nd_tensor *nd_mean_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
+ND_API nd_tensor *nd_sum(nd_ctx *ctx, nd_tensor *x);  /* all elements -> scalar */
+ND_API nd_tensor *nd_mean(nd_ctx *ctx, nd_tensor *x); /* all elements -> scalar */
+ND_API nd_tensor *nd_sum_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
+ND_API nd_tensor *nd_mean_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
 /* The maximum along axis; the gradient goes to the first maximal element, as PyTorch. A NaN in
  * a reduced line makes its maximum NaN (max(1, NaN, 2) = NaN) and takes the gradient (the first
  * NaN), as torch.max(x, dim). */
-nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
+ND_API nd_tensor *nd_max_axis(nd_ctx *ctx, nd_tensor *x, int axis, bool keepdim);
 /* x - logsumexp(x) along axis, computed stably. */
-nd_tensor *nd_log_softmax(nd_ctx *ctx, nd_tensor *x, int axis);
+ND_API nd_tensor *nd_log_softmax(nd_ctx *ctx, nd_tensor *x, int axis);
 
 #ifdef __cplusplus
 }

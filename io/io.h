@@ -83,14 +83,14 @@ typedef struct {
  * a temporary file in the same directory, written, flushed, fsynced and renamed over path. On any
  * failure the temporary file is removed and an existing file at path is left untouched.
  * opts NULL means ND_SAVE_DEFAULT. ND_ERR_ARG for a bad list, ND_ERR_IO for a failed write. */
-nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n,
-                  const nd_save_options *opts);
+ND_API nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n,
+                         const nd_save_options *opts);
 
 /* Reads path and loads its tensors into the listed persistent tensors, by name: nd_checkpoint_read
  * then nd_checkpoint_load, for when the metadata is not needed. opts NULL means ND_LOAD_DEFAULT
  * (strict, non-finite values rejected). On any error every tensor is untouched. */
-nd_status nd_load(nd_ctx *ctx, const char *path, const nd_param *params, int n,
-                  const nd_load_options *opts);
+ND_API nd_status nd_load(nd_ctx *ctx, const char *path, const nd_param *params, int n,
+                         const nd_load_options *opts);
 
 /* A checkpoint read into memory and validated whole: header length against the file size, JSON,
  * dtypes, shapes, offsets in range, contiguous and non-overlapping, byte counts, metadata values
@@ -99,12 +99,12 @@ typedef struct nd_checkpoint nd_checkpoint;
 
 /* Reads and validates path. *out is NULL on failure: ND_ERR_IO (cannot read), ND_ERR_FORMAT
  * (corrupt file), ND_ERR_NOMEM. Free with nd_checkpoint_destroy. */
-nd_status nd_checkpoint_read(nd_ctx *ctx, const char *path, nd_checkpoint **out);
+ND_API nd_status nd_checkpoint_read(nd_ctx *ctx, const char *path, nd_checkpoint **out);
 /* The same from memory: buf[0..len) holds a whole safetensors file (copied); name is used in
  * messages in place of a path. */
-nd_status nd_checkpoint_parse(nd_ctx *ctx, const char *name, const void *buf, size_t len,
-                              nd_checkpoint **out);
-void nd_checkpoint_destroy(nd_checkpoint *ck);
+ND_API nd_status nd_checkpoint_parse(nd_ctx *ctx, const char *name, const void *buf, size_t len,
+                                     nd_checkpoint **out);
+ND_API void nd_checkpoint_destroy(nd_checkpoint *ck);
 
 /* Loads the checkpoint's tensors into the listed persistent tensors, by name. Everything is
  * checked first (each dtype loadable, each shape equal to its target's, strict / reject_unused,
@@ -114,20 +114,21 @@ void nd_checkpoint_destroy(nd_checkpoint *ck);
  * reject_unused), ND_ERR_SHAPE (shape differs from the target), ND_ERR_NONFINITE, ND_ERR_ARG
  * (bad list). opts NULL means ND_LOAD_DEFAULT. n_loaded (may be NULL) receives how many tensors
  * were loaded (0 on failure). The checkpoint is not changed: it can be loaded again. */
-nd_status nd_checkpoint_load(nd_ctx *ctx, const nd_checkpoint *ck, const nd_param *params, int n,
-                             const nd_load_options *opts, int *n_loaded);
+ND_API nd_status nd_checkpoint_load(nd_ctx *ctx, const nd_checkpoint *ck, const nd_param *params,
+                                    int n, const nd_load_options *opts, int *n_loaded);
 
 /* The "__metadata__" value of key, or NULL when the file has no such key. Owned by ck. */
-const char *nd_checkpoint_meta(const nd_checkpoint *ck, const char *key);
+ND_API const char *nd_checkpoint_meta(const nd_checkpoint *ck, const char *key);
 /* Every "__metadata__" entry, in file order; *n receives the count. Owned by ck. */
-const nd_meta *nd_checkpoint_meta_list(const nd_checkpoint *ck, int *n);
+ND_API const nd_meta *nd_checkpoint_meta_list(const nd_checkpoint *ck, int *n);
 /* The value of key parsed strictly (nd_parse_double / nd_parse_long below). ND_ERR_FORMAT naming
  * the checkpoint, the key and the value when the key is absent or its value is not a finite
  * number (an integer in range, for _long); *out is untouched on failure. Range checks (a positive
  * standard deviation, say) are the caller's. */
-nd_status nd_checkpoint_meta_double(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
-                                    double *out);
-nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const char *key, long *out);
+ND_API nd_status nd_checkpoint_meta_double(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
+                                           double *out);
+ND_API nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const char *key,
+                                         long *out);
 
 /* ---------------------------------------------------------------------------------------------
  * Strict number parsing, for checkpoint metadata and command-line flags. The whole string must be
@@ -138,9 +139,9 @@ nd_status nd_checkpoint_meta_long(nd_ctx *ctx, const nd_checkpoint *ck, const ch
  *                    and "inf" are rejected.
  *   nd_parse_long, nd_parse_int: a base-10 integer with an optional sign that fits the type.
  */
-bool nd_parse_double(const char *s, double *out);
-bool nd_parse_long(const char *s, long *out);
-bool nd_parse_int(const char *s, int *out);
+ND_API bool nd_parse_double(const char *s, double *out);
+ND_API bool nd_parse_long(const char *s, long *out);
+ND_API bool nd_parse_int(const char *s, int *out);
 
 /* ---------------------------------------------------------------------------------------------
  * IDX files (http://yann.lecun.com/exdb/mnist/): a big-endian magic 0x0000TTDD (TT item type,
@@ -160,9 +161,9 @@ typedef struct {
 /* Reads an IDX file of unsigned bytes. ndim_expected 0 accepts 1 to 4 dims. On failure *out is
  * zeroed: ND_ERR_IO (cannot open or read), ND_ERR_FORMAT (bad magic, item type, dims, truncated or
  * trailing data, corrupt gzip), ND_ERR_NOMEM. */
-nd_status nd_idx_read(nd_ctx *ctx, const char *path, int ndim_expected, nd_idx *out);
+ND_API nd_status nd_idx_read(nd_ctx *ctx, const char *path, int ndim_expected, nd_idx *out);
 /* Frees idx->data and zeroes *idx. NULL is a no-op. */
-void nd_idx_destroy(nd_idx *idx);
+ND_API void nd_idx_destroy(nd_idx *idx);
 
 /* ---------------------------------------------------------------------------------------------
  * Datasets: n images of rows x cols bytes with an integer label each, caller-owned. Pixels stay
@@ -178,29 +179,29 @@ typedef struct {
 
 /* Images (magic 0x00000803: n x rows x cols bytes) and labels (0x00000801: n bytes); the two
  * counts must agree. *out is NULL on failure. Free with nd_dataset_destroy. */
-nd_status nd_dataset_load_idx(nd_ctx *ctx, const char *images_path, const char *labels_path,
-                              nd_dataset **out);
-void nd_dataset_destroy(nd_dataset *ds);
+ND_API nd_status nd_dataset_load_idx(nd_ctx *ctx, const char *images_path, const char *labels_path,
+                                     nd_dataset **out);
+ND_API void nd_dataset_destroy(nd_dataset *ds);
 
 /* Keeps only the first n examples (a --limit N helper); n >= ds->n keeps all. With rng, a seeded
  * random n examples instead (order preserved). ND_ERR_ARG if n < 1. */
-nd_status nd_dataset_limit(nd_ctx *ctx, nd_dataset *ds, int n, nd_rng *rng);
+ND_API nd_status nd_dataset_limit(nd_ctx *ctx, nd_dataset *ds, int n, nd_rng *rng);
 /* A new dataset holding the examples idx[0..n) of ds (copied). */
-nd_status nd_dataset_subset(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int n,
-                            nd_dataset **out);
+ND_API nd_status nd_dataset_subset(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int n,
+                                   nd_dataset **out);
 /* Splits ds by a seeded permutation into n - n_val training and n_val validation examples
  * (0 < n_val < n), both new datasets; ds is unchanged. */
-nd_status nd_dataset_split(nd_ctx *ctx, const nd_dataset *ds, int n_val, nd_rng *rng,
-                           nd_dataset **train, nd_dataset **val);
+ND_API nd_status nd_dataset_split(nd_ctx *ctx, const nd_dataset *ds, int n_val, nd_rng *rng,
+                                  nd_dataset **train, nd_dataset **val);
 
 /* A random permutation of 0..n-1 by Fisher-Yates with nd_rng_below. */
-void nd_permutation(int *perm, int n, nd_rng *rng);
+ND_API void nd_permutation(int *perm, int n, nd_rng *rng);
 
 /* Writes examples idx[0..m) of ds into x and, if given, y and labels. x: m rows of rows*cols
  * values, any shape whose first dim is m, e.g. (m, 1, H, W) or (m, H*W). y (optional): (m,)
  * class indices as nd_real, or (m, C) one-hot with C >= n_classes. labels (optional): (m,) ints. */
-nd_status nd_dataset_gather(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int m, nd_tensor *x,
-                            nd_tensor *y, int *labels);
+ND_API nd_status nd_dataset_gather(nd_ctx *ctx, const nd_dataset *ds, const int *idx, int m,
+                                   nd_tensor *x, nd_tensor *y, int *labels);
 
 /* Minibatches over epochs. Shuffled by a seeded permutation per epoch, or in order. */
 typedef struct {
@@ -219,9 +220,9 @@ typedef struct {
 
 /* A loader of batches of B examples. seed drives the shuffle. ds must outlive the loader and
  * keep its size (limit a dataset before making its loader). */
-nd_status nd_loader_create(nd_ctx *ctx, const nd_dataset *ds, int batch, bool shuffle,
-                           bool drop_last, uint64_t seed, nd_loader **out);
-void nd_loader_destroy(nd_loader *ld);
+ND_API nd_status nd_loader_create(nd_ctx *ctx, const nd_dataset *ds, int batch, bool shuffle,
+                                  bool drop_last, uint64_t seed, nd_loader **out);
+ND_API void nd_loader_destroy(nd_loader *ld);
 /* Fills the next batch and sets *count to how many examples it holds (B, or fewer for the last
  * batch of an epoch when drop_last is false); *count is 0 at the end of an epoch (the next call
  * starts a new one, with a new permutation). On error *count is 0 and the status (message in the
@@ -233,8 +234,8 @@ void nd_loader_destroy(nd_loader *ld);
  *   while (nd_loader_next(ctx, ld, x, NULL, labels, &m) == ND_OK && m > 0) { ... }
  *   if (nd_ctx_error(ctx)) ...
  */
-nd_status nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *labels,
-                         int *count);
+ND_API nd_status nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *labels,
+                                int *count);
 
 #ifdef __cplusplus
 }

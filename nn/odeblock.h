@@ -30,20 +30,20 @@ typedef enum {
 } nd_time_input;
 
 /* Takes ownership of func (also on failure). opts may be NULL (ND_ODE_DEFAULT). t1 != t0. */
-nd_module *nd_odeblock_create(nd_ctx *ctx, nd_module *func, nd_time_input time, double t0,
-                              double t1, const nd_ode_options *opts);
+ND_API nd_module *nd_odeblock_create(nd_ctx *ctx, nd_module *func, nd_time_input time, double t0,
+                                     double t1, const nd_ode_options *opts);
 
 /* The solution at every time of t (n_t,) from x: (n_t, *x.shape); the block's forward is the
  * last of these for t = [t0, t1]. */
-nd_tensor *nd_odeblock_trajectory(nd_ctx *ctx, nd_module *block, nd_tensor *x, nd_tensor *t);
+ND_API nd_tensor *nd_odeblock_trajectory(nd_ctx *ctx, nd_module *block, nd_tensor *x, nd_tensor *t);
 
 /* The block's options (change them between steps, e.g. the adjoint's norm) and the statistics
  * of its last solve (nd_odeint_stats of its trajectory): forward after each forward, backward
  * after the backward pass; zeros before the first solve or after a failed one. The statistics
  * live in the ctx's arena like the trajectory: read them before nd_ctx_reset. Both return NULL
  * with an error in ctx (which may be NULL) when block is not an ODE block. */
-nd_ode_options *nd_odeblock_options(nd_ctx *ctx, nd_module *block);
-const nd_ode_stats *nd_odeblock_stats(nd_ctx *ctx, const nd_module *block);
+ND_API nd_ode_options *nd_odeblock_options(nd_ctx *ctx, nd_module *block);
+ND_API const nd_ode_stats *nd_odeblock_stats(nd_ctx *ctx, const nd_module *block);
 
 /* ---------------------------------------------------------------------------------------------
  * The ODE-RNN (Rubanova, Chen and Duvenaud, NeurIPS 2019): an RNN whose hidden state follows a
@@ -77,23 +77,24 @@ typedef struct {
  * the values and the mask of D channels). Takes ownership of both (also on failure): children
  * "func" and "cell". Kind "ODERNN"; nd_module_forward on it is an error (it needs times and a
  * mask: use nd_odernn_run). */
-nd_module *nd_odernn_create(nd_ctx *ctx, nd_module *func, nd_module *cell,
-                            const nd_odernn_options *opts);
+ND_API nd_module *nd_odernn_create(nd_ctx *ctx, nd_module *func, nd_module *cell,
+                                   const nd_odernn_options *opts);
 
 /* x (T, B, D) values; mask (T, B, D) or (T, B), constant, nonzero where observed (NULL: all
  * observed; values where the mask is 0 are ignored); t (T,) strictly increasing; h0 (B, H) the
  * state at the first time processed (t[0], or t[T-1] with reverse), NULL for zeros. Returns the
  * states (T, B, H), row i being the state just after the jump at t[i]; the run ends at row T - 1
  * (row 0 with reverse). */
-nd_tensor *nd_odernn_run(nd_ctx *ctx, nd_module *odernn, nd_tensor *x, nd_tensor *mask,
-                         nd_tensor *t, nd_tensor *h0);
+ND_API nd_tensor *nd_odernn_run(nd_ctx *ctx, nd_module *odernn, nd_tensor *x, nd_tensor *mask,
+                                nd_tensor *t, nd_tensor *h0);
 
 /* The ODE-RNN's options (change them between runs) and the statistics of its last run, summed
  * over its solves: forward after the run, backward after the backward pass (valid until the ctx
  * reset, like the run's tensors); *n_solves (may be NULL) gets the number of solves. Errors
  * (ND_ERR_ARG) when the module is not an ODE-RNN. */
-nd_odernn_options *nd_odernn_options_of(nd_ctx *ctx, nd_module *odernn);
-nd_status nd_odernn_stats(nd_ctx *ctx, const nd_module *odernn, nd_ode_stats *out, int *n_solves);
+ND_API nd_odernn_options *nd_odernn_options_of(nd_ctx *ctx, nd_module *odernn);
+ND_API nd_status nd_odernn_stats(nd_ctx *ctx, const nd_module *odernn, nd_ode_stats *out,
+                                 int *n_solves);
 
 #ifdef __cplusplus
 }

@@ -67,10 +67,10 @@ typedef enum {
 /* Names, one table each: methods as torchdiffeq ("euler" "midpoint" "rk4" "adaptive_heun" (also
  * "heun_euler") "fehlberg2" "bosh3" "dopri5" "tsit5" "dopri8"); norms "rms" "seminorm"
  * "seminorm_keep_t". from_name returns false (and leaves *out alone) for an unknown name. */
-bool nd_ode_method_from_name(const char *name, nd_ode_method *out);
-const char *nd_ode_method_name(nd_ode_method m);
-bool nd_ode_norm_from_name(const char *name, nd_norm_kind *out);
-const char *nd_ode_norm_name(nd_norm_kind k);
+ND_API bool nd_ode_method_from_name(const char *name, nd_ode_method *out);
+ND_API const char *nd_ode_method_name(nd_ode_method m);
+ND_API bool nd_ode_norm_from_name(const char *name, nd_norm_kind *out);
+ND_API const char *nd_ode_norm_name(nd_norm_kind k);
 
 typedef enum {
     ND_CONTROLLER_INHERIT = -1, /* adjoint options only: the forward solver's controller */
@@ -194,21 +194,22 @@ typedef struct {
  * decreasing, n_t >= 2. params: what f depends on (tensors requiring grad get gradients). opts
  * may be NULL (ND_ODE_DEFAULT). Returns (n_t, *y0.shape), arena-owned, or NULL with the error in
  * ctx. */
-nd_tensor *nd_odeint(nd_ctx *ctx, nd_ode_fn f, void *user_data, nd_tensor *y0, nd_tensor *t,
-                     nd_tensor *const *params, int n_params, const nd_ode_options *opts);
+ND_API nd_tensor *nd_odeint(nd_ctx *ctx, nd_ode_fn f, void *user_data, nd_tensor *y0, nd_tensor *t,
+                            nd_tensor *const *params, int n_params, const nd_ode_options *opts);
 
 /* A state of n_y tensors: ys_out[i] is the trajectory of block i, (n_t, *y0s[i].shape). Each
  * block is one block of the norm. Returns ys_out[0], or NULL (every ys_out[i] NULL) on failure. */
-nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data,
-                           nd_tensor *const *y0s, int n_y, nd_tensor *t, nd_tensor *const *params,
-                           int n_params, const nd_ode_options *opts, nd_tensor **ys_out);
+ND_API nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data,
+                                  nd_tensor *const *y0s, int n_y, nd_tensor *t,
+                                  nd_tensor *const *params, int n_params,
+                                  const nd_ode_options *opts, nd_tensor **ys_out);
 
 /* The statistics of the solve that returned ys (any trajectory nd_odeint or nd_odeint_tuple
  * returned, in any grad mode): forward after the solve, backward after the backward pass (0 until
  * then, and for backprop through the solver, whose backward replays the graph instead of calling
  * f). The op owns them in the arena: valid until the ctx is reset, like ys. NULL when ys is not
  * an odeint result. */
-const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
+ND_API const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
 
 /* ---------------------------------------------------------------------------------------------
  * Derivatives of f's own output inside f: a continuous normalising flow's trace of df/dz, a
@@ -231,14 +232,15 @@ typedef struct {
 
 /* Turns grad mode on and replaces each ys[i] that the solve does not track by a differentiable
  * copy (a leaf), so outputs computed from ys can be differentiated with nd_ode_vjp. */
-nd_status nd_ode_diff_begin(nd_ctx *ctx, nd_ode_diff *d, nd_tensor **ys, int n);
+ND_API nd_status nd_ode_diff_begin(nd_ctx *ctx, nd_ode_diff *d, nd_tensor **ys, int n);
 /* nd_grad with create_graph exactly when the solve needs a graph of dydt; an input the outputs do
  * not reach is an error (the zero trace it would silently give is the bug this guards). */
-nd_status nd_ode_vjp(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **outputs, nd_tensor **seeds,
-                     int n_out, nd_tensor **inputs, int n_in, nd_tensor **grads_out);
+ND_API nd_status nd_ode_vjp(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **outputs,
+                            nd_tensor **seeds, int n_out, nd_tensor **inputs, int n_in,
+                            nd_tensor **grads_out);
 /* Restores grad mode; when the solve needs no graph, replaces each dydt[i] by its plain values.
  * Returns the ctx's error if a dydt[i] is NULL. */
-nd_status nd_ode_diff_end(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **dydt, int n);
+ND_API nd_status nd_ode_diff_end(nd_ctx *ctx, const nd_ode_diff *d, nd_tensor **dydt, int n);
 
 #ifdef __cplusplus
 }

@@ -34,7 +34,7 @@ static int parse(int n_args, const char *const *args)
 {
     const flag_spec flags[] = {
         FLAG_INT("iters", &iters, 0, 10000000, "iterations"),
-        FLAG_LONG("big", &big, -10, LONG_MAX, "a long"),
+        FLAG_LONG("big", &big, -10, (double)LONG_MAX, "a long"),
         FLAG_POSITIVE("lr", &lr, "learning rate"),
         FLAG_DOUBLE("rtol", &rtol, 0, 1, "relative tolerance"),
         FLAG_U64("seed", &seed, "seed"),
