@@ -7,13 +7,14 @@
 #include <math.h>
 
 #include "nn/nn.h"
+#include "tensor/ctx_internal.h" /* ND_CHECK1, ND_CHECK2: the NULL-input check */
 
 /* ---------------------------------------------------------------------------------------------
  * Linear
  */
 nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
 {
-    if (!x || !w) return NULL;
+    if (!ND_CHECK2(ctx, "nd_linear", x, w)) return NULL;
     char sx[64], sw[64], sb[64];
     if (w->ndim != 2 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
         return nd_fail_null(ctx, ND_ERR_SHAPE,
@@ -112,7 +113,7 @@ nd_module *nd_conv2d_create(nd_ctx *ctx, int in_ch, int out_ch, int k, int strid
  */
 static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int stride, bool max)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, fn, x)) return NULL;
     char sx[64];
     if (x->ndim != 4)
         return nd_fail_null(ctx, ND_ERR_SHAPE, "%s: input %s is not (N, C, H, W)", fn,
@@ -141,7 +142,7 @@ nd_tensor *nd_avg_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
 
 nd_tensor *nd_global_avg_pool2d(nd_ctx *ctx, nd_tensor *x)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_global_avg_pool2d", x)) return NULL;
     if (x->ndim != 4) {
         char sx[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_global_avg_pool2d: input %s is not (N, C, H, W)",
@@ -205,7 +206,7 @@ nd_module *nd_global_avg_pool2d_create(nd_ctx *ctx)
  */
 nd_tensor *nd_flatten(nd_ctx *ctx, nd_tensor *x)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_flatten", x)) return NULL;
     if (x->ndim < 1) {
         char sx[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_flatten: input %s has no batch dim",
@@ -228,7 +229,7 @@ nd_module *nd_flatten_create(nd_ctx *ctx)
 
 nd_tensor *nd_dropout(nd_ctx *ctx, nd_tensor *x, double p, bool training, nd_rng *rng)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_dropout", x)) return NULL;
     if (!(p >= 0 && p <= 1) || (training && p > 0 && !rng))
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_dropout: p = %g is not in [0, 1]%s", p,
                             rng ? "" : " or rng is NULL");

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "nn/nn.h"
+#include "tensor/ctx_internal.h" /* ND_CHECK1, ND_CHECK2: the NULL-input check */
 
 static nd_tensor *reduce(nd_ctx *ctx, nd_tensor *x, nd_reduction r)
 {
@@ -31,19 +32,23 @@ static bool check_pair(nd_ctx *ctx, const char *fn, const nd_tensor *pred, const
 
 nd_tensor *nd_mse_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r)
 {
-    if (!pred || !target || !check_pair(ctx, "nd_mse_loss", pred, target, r)) return NULL;
+    if (!ND_CHECK2(ctx, "nd_mse_loss", pred, target) ||
+        !check_pair(ctx, "nd_mse_loss", pred, target, r))
+        return NULL;
     return reduce(ctx, nd_pow_scalar(ctx, nd_sub(ctx, pred, target), 2), r);
 }
 
 nd_tensor *nd_l1_loss(nd_ctx *ctx, nd_tensor *pred, nd_tensor *target, nd_reduction r)
 {
-    if (!pred || !target || !check_pair(ctx, "nd_l1_loss", pred, target, r)) return NULL;
+    if (!ND_CHECK2(ctx, "nd_l1_loss", pred, target) ||
+        !check_pair(ctx, "nd_l1_loss", pred, target, r))
+        return NULL;
     return reduce(ctx, nd_abs(ctx, nd_sub(ctx, pred, target)), r);
 }
 
 nd_tensor *nd_cross_entropy(nd_ctx *ctx, nd_tensor *logits, const int *labels, nd_reduction r)
 {
-    if (!logits) return NULL;
+    if (!ND_CHECK1(ctx, "nd_cross_entropy", logits)) return NULL;
     char sl[64];
     if (logits->ndim != 2 || logits->shape[0] < 1 || logits->shape[1] < 1)
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_cross_entropy: logits %s are not (N, K)",
@@ -71,7 +76,7 @@ nd_tensor *nd_gaussian_log_likelihood(nd_ctx *ctx, nd_tensor *mean, nd_tensor *t
                                       const nd_tensor *mask, double std, nd_reduction r)
 {
     const char *fn = "nd_gaussian_log_likelihood";
-    if (!mean || !target || !check_pair(ctx, fn, mean, target, r)) return NULL;
+    if (!ND_CHECK2(ctx, fn, mean, target) || !check_pair(ctx, fn, mean, target, r)) return NULL;
     char sm[64], sp[64];
     if (mask && !nd_same_shape(mask, mean))
         return nd_fail_null(ctx, ND_ERR_SHAPE, "%s: mask %s and mean %s differ in shape", fn,
@@ -101,7 +106,7 @@ nd_tensor *nd_gaussian_log_likelihood(nd_ctx *ctx, nd_tensor *mean, nd_tensor *t
 nd_tensor *nd_kl_std_normal(nd_ctx *ctx, nd_tensor *mu, nd_tensor *logvar, nd_reduction r)
 {
     const char *fn = "nd_kl_std_normal";
-    if (!mu || !logvar || !check_pair(ctx, fn, mu, logvar, r)) return NULL;
+    if (!ND_CHECK2(ctx, fn, mu, logvar) || !check_pair(ctx, fn, mu, logvar, r)) return NULL;
     char sm[64];
     if (mu->ndim != 2 || mu->shape[0] < 1)
         return nd_fail_null(ctx, ND_ERR_SHAPE, "%s: mu %s is not (B, L)", fn, nd_shape_str(mu, sm));

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "tensor/ctx_internal.h" /* ND_CHECK1, ND_CHECK2: the NULL-input check */
 
 /* ---------------------------------------------------------------------------------------------
  * Named lists.
@@ -183,7 +184,7 @@ nd_tensor *nd_module_forward(nd_ctx *ctx, nd_module *m, nd_tensor *x)
     if (!m || !m->forward) {
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_module_forward: module is NULL or has no forward");
     }
-    if (!x) return NULL; /* the error that made x NULL is already in the ctx */
+    if (!ND_CHECK1(ctx, "nd_module_forward", x)) return NULL;
     return m->forward(ctx, m, x);
 }
 

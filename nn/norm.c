@@ -7,6 +7,7 @@
 #include <stdio.h>
 
 #include "nn/nn.h"
+#include "tensor/ctx_internal.h" /* ND_CHECK1, ND_CHECK2: the NULL-input check */
 
 /* (x - mean) / sqrt(var + eps); mean and var broadcast against x */
 static nd_tensor *normalise(nd_ctx *ctx, nd_tensor *x, nd_tensor *mean, nd_tensor *var, double eps)
@@ -32,7 +33,7 @@ static bool is_vec(const nd_tensor *t, int n)
 nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b,
                          double eps)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_group_norm", x)) return NULL;
     char sx[64], sw[64], sb[64];
     if (x->ndim < 2 || groups < 1 || x->shape[1] % groups != 0)
         return nd_fail_null(ctx, ND_ERR_SHAPE,
@@ -61,7 +62,7 @@ static nd_tensor *channel_sum(nd_ctx *ctx, nd_tensor *x)
 nd_tensor *nd_batch_norm(nd_ctx *ctx, nd_tensor *x, nd_tensor *running_mean, nd_tensor *running_var,
                          nd_tensor *w, nd_tensor *b, bool training, double momentum, double eps)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_batch_norm", x)) return NULL;
     char sx[64], s1[64], s2[64];
     if (x->ndim < 2)
         return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_batch_norm: input %s is not (N, C, ...)",

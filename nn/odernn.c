@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nn/odeblock.h"
+#include "tensor/ctx_internal.h" /* ND_CHECK2: the NULL-input check */
 
 typedef struct {
     nd_module base; /* first: a module like any other */
@@ -173,7 +174,7 @@ nd_tensor *nd_odernn_run(nd_ctx *ctx, nd_module *m, nd_tensor *x, nd_tensor *mas
     odernn *r = as_odernn(ctx, fn, m);
     if (!r) return NULL;
     r->n_runs = 0, r->runs = NULL;
-    if (!x || !t) return nd_fail_null(ctx, ND_ERR_ARG, "%s: x or t is NULL", fn);
+    if (!ND_CHECK2(ctx, fn, x, t)) return NULL;
     if (!run_check(ctx, r, x, mask, t, h0)) return NULL;
     int T = x->shape[0], B = x->shape[1];
     nd_tensor *h = h0 ? h0 : nd_zeros(ctx, 2, (int[]){B, r->H});

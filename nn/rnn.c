@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "nn/nn.h"
+#include "tensor/ctx_internal.h" /* ND_CHECK1, ND_CHECK2: the NULL-input check */
 
 /* ---------------------------------------------------------------------------------------------
  * Shape checks shared by both cells: x (B, D), h (B, H), w_ih (G*H, D), w_hh (G*H, H),
@@ -55,7 +56,9 @@ static void gate_inputs(nd_ctx *ctx, nd_tensor *x, nd_tensor *h, nd_tensor *w_ih
 nd_tensor *nd_gru_cell(nd_ctx *ctx, nd_tensor *x, nd_tensor *h, nd_tensor *w_ih, nd_tensor *w_hh,
                        nd_tensor *b_ih, nd_tensor *b_hh)
 {
-    if (!x || !h || !w_ih || !w_hh) return NULL;
+    const nd_tensor *in[] = {x, h, w_ih, w_hh};
+    if (!nd_check_inputs(ctx, "nd_gru_cell", 4, in, (const char *[]){"x", "h", "w_ih", "w_hh"}))
+        return NULL;
     if (!cell_shapes_ok(ctx, "nd_gru_cell", 3, x, h, NULL, w_ih, w_hh, b_ih, b_hh)) return NULL;
     int H = h->shape[1];
     nd_tensor *gi, *gh;
@@ -76,7 +79,10 @@ nd_tensor *nd_lstm_cell(nd_ctx *ctx, nd_tensor *x, nd_tensor *h, nd_tensor *c, n
                         nd_tensor *w_hh, nd_tensor *b_ih, nd_tensor *b_hh, nd_tensor **c_out)
 {
     if (c_out) *c_out = NULL;
-    if (!x || !h || !c || !w_ih || !w_hh) return NULL;
+    const nd_tensor *in[] = {x, h, c, w_ih, w_hh};
+    if (!nd_check_inputs(ctx, "nd_lstm_cell", 5, in,
+                         (const char *[]){"x", "h", "c", "w_ih", "w_hh"}))
+        return NULL;
     if (!c_out)
         return nd_fail_null(ctx, ND_ERR_ARG, "nd_lstm_cell: c_out is NULL (the new cell state)");
     if (!cell_shapes_ok(ctx, "nd_lstm_cell", 4, x, h, c, w_ih, w_hh, b_ih, b_hh)) return NULL;
@@ -311,10 +317,10 @@ nd_tensor *nd_rnn_masked_step(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_ten
 {
     const char *fn = "nd_rnn_masked_step";
     if (c_out) *c_out = NULL;
-    if (!x || !h) return NULL;
+    if (!ND_CHECK2(ctx, fn, x, h)) return NULL;
     step_run r = {.cell = cell};
     if (!run_init(ctx, fn, &r, x)) return NULL;
-    if (r.lstm && !c) return NULL; /* a failed c: its error is in the ctx */
+    if (r.lstm && !ND_CHECK1(ctx, fn, c)) return NULL;
     if (r.lstm && !c_out) return nd_fail_null(ctx, ND_ERR_ARG, "%s: c_out is NULL", fn);
     char sx[64], sm[64];
     if (x->ndim != 2)
@@ -363,7 +369,7 @@ static bool seq_check(nd_ctx *ctx, step_run *r, nd_tensor *x, nd_tensor *mask, n
 nd_tensor *nd_rnn_sequence(nd_ctx *ctx, nd_module *cell, nd_tensor *x, nd_tensor *mask,
                            nd_tensor *h0, nd_tensor *c0)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_rnn_sequence", x)) return NULL;
     step_run r = {.cell = cell};
     if (!seq_check(ctx, &r, x, mask, h0, c0)) return NULL;
     int T = x->shape[0], per = mask && mask->ndim == 3 ? r.D : 1;

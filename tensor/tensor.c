@@ -168,7 +168,7 @@ nd_tensor *nd_detach(nd_ctx *ctx, nd_tensor *x)
 
 nd_tensor *nd_view(nd_ctx *ctx, nd_tensor *x, size_t offset, int ndim, const int *shape)
 {
-    if (!x) return NULL;
+    if (!ND_CHECK1(ctx, "nd_view", x)) return NULL;
     size_t size = checked_size(ctx, "nd_view", ndim, shape);
     if (!size) return NULL;
     if (offset > x->size || size > x->size - offset) {

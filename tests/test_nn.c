@@ -1193,6 +1193,57 @@ START_TEST(test_null_input_propagates)
 }
 END_TEST
 
+/* Each nn op given a NULL input, with no earlier error, records a message naming itself and the
+ * argument (issue 15 audit: the bare NULL guards left the ctx without a message). */
+#define EXPECT_NULL_NAMED(call, text)                                                              \
+    do {                                                                                           \
+        nd_ctx_clear_error(ctx);                                                                   \
+        ck_assert_ptr_null(call);                                                                  \
+        ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);                                           \
+        ck_assert_str_eq(nd_ctx_errmsg(ctx), text);                                                \
+    } while (0)
+
+START_TEST(test_null_input_names_the_op_and_argument)
+{
+    nd_tensor *w = nd_zeros(ctx, 2, (int[]){2, 2}), *n = NULL;
+    nd_rng rng = nd_rng_seed(1);
+    int lab[] = {0};
+    EXPECT_NULL_NAMED(nd_linear(ctx, n, w, NULL), "nd_linear: input x is NULL");
+    EXPECT_NULL_NAMED(nd_linear(ctx, w, n, NULL), "nd_linear: input w is NULL");
+    EXPECT_NULL_NAMED(nd_max_pool2d(ctx, n, 2, 2), "nd_max_pool2d: input x is NULL");
+    EXPECT_NULL_NAMED(nd_avg_pool2d(ctx, n, 2, 2), "nd_avg_pool2d: input x is NULL");
+    EXPECT_NULL_NAMED(nd_global_avg_pool2d(ctx, n), "nd_global_avg_pool2d: input x is NULL");
+    EXPECT_NULL_NAMED(nd_flatten(ctx, n), "nd_flatten: input x is NULL");
+    EXPECT_NULL_NAMED(nd_dropout(ctx, n, 0.5, true, &rng), "nd_dropout: input x is NULL");
+    EXPECT_NULL_NAMED(nd_group_norm(ctx, n, 1, NULL, NULL, 1e-5), "nd_group_norm: input x is NULL");
+    EXPECT_NULL_NAMED(nd_batch_norm(ctx, n, NULL, NULL, NULL, NULL, true, 0.1, 1e-5),
+                      "nd_batch_norm: input x is NULL");
+    EXPECT_NULL_NAMED(nd_mse_loss(ctx, n, w, ND_REDUCE_MEAN), "nd_mse_loss: input pred is NULL");
+    EXPECT_NULL_NAMED(nd_l1_loss(ctx, w, n, ND_REDUCE_SUM), "nd_l1_loss: input target is NULL");
+    EXPECT_NULL_NAMED(nd_cross_entropy(ctx, n, lab, ND_REDUCE_MEAN),
+                      "nd_cross_entropy: input logits is NULL");
+    EXPECT_NULL_NAMED(nd_gaussian_log_likelihood(ctx, w, n, NULL, 1, ND_REDUCE_SUM),
+                      "nd_gaussian_log_likelihood: input target is NULL");
+    EXPECT_NULL_NAMED(nd_kl_std_normal(ctx, n, w, ND_REDUCE_SUM),
+                      "nd_kl_std_normal: input mu is NULL");
+    EXPECT_NULL_NAMED(nd_gru_cell(ctx, w, w, n, w, NULL, NULL), "nd_gru_cell: input w_ih is NULL");
+    nd_tensor *c2;
+    EXPECT_NULL_NAMED(nd_lstm_cell(ctx, w, w, n, w, w, NULL, NULL, &c2),
+                      "nd_lstm_cell: input c is NULL");
+    nd_module *gru = nd_gru_cell_create(ctx, 2, 2, true, &rng);
+    nd_module *lstm = nd_lstm_cell_create(ctx, 2, 2, true, &rng);
+    EXPECT_NULL_NAMED(nd_rnn_masked_step(ctx, gru, w, NULL, n, NULL, NULL),
+                      "nd_rnn_masked_step: input h is NULL");
+    EXPECT_NULL_NAMED(nd_rnn_masked_step(ctx, lstm, w, NULL, w, n, &c2),
+                      "nd_rnn_masked_step: input c is NULL");
+    EXPECT_NULL_NAMED(nd_rnn_sequence(ctx, gru, n, NULL, NULL, NULL),
+                      "nd_rnn_sequence: input x is NULL");
+    EXPECT_NULL_NAMED(nd_module_forward(ctx, gru, n), "nd_module_forward: input x is NULL");
+    nd_module_destroy(gru);
+    nd_module_destroy(lstm);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  */
 static Suite *nn_suite(void)
@@ -1242,6 +1293,7 @@ static Suite *nn_suite(void)
     tcase_add_test(err, test_module_construction_errors_do_not_leak);
     tcase_add_test(err, test_optimizer_refuses_nonfinite_gradients);
     tcase_add_test(err, test_null_input_propagates);
+    tcase_add_test(err, test_null_input_names_the_op_and_argument);
     for (int i = 0; i < 4; i++) suite_add_tcase(s, all[i]);
     return s;
 }

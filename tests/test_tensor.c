@@ -131,6 +131,9 @@ START_TEST(test_zeros_full_scalar_and_likes)
     nd_ctx_clear_error(ctx);
     ck_assert_ptr_null(nd_zeros_like(ctx, NULL));
     expect_error(ND_ERR_ARG, "nd_zeros_like: input x is NULL", NULL);
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_view(ctx, NULL, 0, 1, (int[]){1})); /* issue 15 audit: no message */
+    expect_error(ND_ERR_ARG, "nd_view: input x is NULL", NULL);
 }
 END_TEST
 
