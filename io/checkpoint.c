@@ -166,30 +166,25 @@ static bool json_uint(const cJSON *j, uint64_t *out)
     return true;
 }
 
-/* Fills e from the JSON object of one tensor; fn and file for messages. */
-static nd_status parse_entry(nd_ctx *ctx, const char *fn, const char *file, const cJSON *j,
-                             size_t data_len, st_entry *e)
+/* e->dtype from the JSON string dtype of tensor e->name */
+static nd_status entry_dtype(nd_ctx *ctx, const char *fn, const char *file, const cJSON *dtype,
+                             st_entry *e)
 {
-    const char *name = e->name;
-    if (!cJSON_IsObject(j))
-        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" is not a JSON object", fn, file,
-                       name);
-    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(j, "dtype");
-    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
-    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
-    const char *missing = !dtype ? "dtype" : !shape ? "shape" : !offsets ? "data_offsets" : NULL;
-    if (missing)
-        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has no \"%s\"", fn, file, name,
-                       missing);
-
     if (!cJSON_IsString(dtype))
         return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": dtype is not a string", fn, file,
-                       name);
+                       e->name);
     e->dtype = dtype_find(dtype->valuestring);
     if (e->dtype < 0)
         return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has unknown dtype \"%.32s\"", fn,
-                       file, name, dtype->valuestring);
+                       file, e->name, dtype->valuestring);
+    return ND_OK;
+}
 
+/* e->rank, e->dims and e->numel from the JSON array shape */
+static nd_status entry_shape(nd_ctx *ctx, const char *fn, const char *file, const cJSON *shape,
+                             st_entry *e)
+{
+    const char *name = e->name;
     if (!cJSON_IsArray(shape))
         return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\": shape is not an array", fn, file,
                        name);
@@ -213,7 +208,15 @@ static nd_status parse_entry(nd_ctx *ctx, const char *fn, const char *file, cons
                            fn, file, name);
         e->numel *= v;
     }
+    return ND_OK;
+}
 
+/* e->begin, e->end from the JSON pair offsets: within the data_len data bytes, and exactly the
+ * bytes e's shape and dtype need */
+static nd_status entry_offsets(nd_ctx *ctx, const char *fn, const char *file, const cJSON *offsets,
+                               size_t data_len, st_entry *e)
+{
+    const char *name = e->name;
     if (!cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
         !json_uint(cJSON_GetArrayItem(offsets, 0), &e->begin) ||
         !json_uint(cJSON_GetArrayItem(offsets, 1), &e->end))
@@ -239,11 +242,31 @@ static nd_status parse_entry(nd_ctx *ctx, const char *fn, const char *file, cons
     return ND_OK;
 }
 
-/* Parses and validates the whole file buf[0..len). On success f owns the cJSON tree. */
-static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const uint8_t *buf,
-                          size_t len, st_file *f)
+/* Fills e from the JSON object of one tensor; fn and file for messages. */
+static nd_status parse_entry(nd_ctx *ctx, const char *fn, const char *file, const cJSON *j,
+                             size_t data_len, st_entry *e)
 {
-    memset(f, 0, sizeof *f);
+    if (!cJSON_IsObject(j))
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" is not a JSON object", fn, file,
+                       e->name);
+    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(j, "dtype");
+    const cJSON *shape = cJSON_GetObjectItemCaseSensitive(j, "shape");
+    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(j, "data_offsets");
+    const char *missing = !dtype ? "dtype" : !shape ? "shape" : !offsets ? "data_offsets" : NULL;
+    if (missing)
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" has no \"%s\"", fn, file, e->name,
+                       missing);
+    nd_status st = entry_dtype(ctx, fn, file, dtype, e);
+    if (!st) st = entry_shape(ctx, fn, file, shape, e);
+    if (!st) st = entry_offsets(ctx, fn, file, offsets, data_len, e);
+    return st;
+}
+
+/* The 8-byte length and the JSON header after it: f->root (a JSON object followed by nothing but
+ * whitespace), f->data and f->data_len. */
+static nd_status st_header(nd_ctx *ctx, const char *fn, const char *file, const uint8_t *buf,
+                           size_t len, st_file *f)
+{
     if (len < 8)
         return nd_fail(ctx, ND_ERR_FORMAT,
                        "%s: %s: file is %zu bytes, too short for the 8-byte header length", fn,
@@ -261,7 +284,6 @@ static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const u
     if (hlen < 2 || header[0] != '{')
         return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header does not start with a JSON object", fn,
                        file);
-
     const char *end = NULL;
     f->root = cJSON_ParseWithLengthOpts(header, (size_t)hlen, &end, 0);
     if (!f->root) {
@@ -270,115 +292,124 @@ static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const u
                        "%s: %s: header is not valid JSON (near byte %zu of %llu)", fn, file, at,
                        (unsigned long long)hlen);
     }
-    nd_status st = ND_OK;
-    for (const char *p = end; p < header + hlen; p++) {
-        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r') {
-            st = nd_fail(ctx, ND_ERR_FORMAT,
-                         "%s: %s: header has bytes after its JSON object (at byte %zu)", fn, file,
-                         (size_t)(p - header));
-            goto fail;
-        }
-    }
-    if (!cJSON_IsObject(f->root)) {
-        st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header is not a JSON object", fn, file);
-        goto fail;
-    }
-
+    for (const char *p = end; p < header + hlen; p++)
+        if (*p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+            return nd_fail(ctx, ND_ERR_FORMAT,
+                           "%s: %s: header has bytes after its JSON object (at byte %zu)", fn, file,
+                           (size_t)(p - header));
+    if (!cJSON_IsObject(f->root))
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: header is not a JSON object", fn, file);
     f->data = buf + 8 + hlen;
     f->data_len = len - 8 - (size_t)hlen;
+    return ND_OK;
+}
+
+/* f->meta from the "__metadata__" item: once at most, null or an object of strings */
+static nd_status st_metadata(nd_ctx *ctx, const char *fn, const char *file, const cJSON *item,
+                             st_file *f)
+{
+    if (f->meta)
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" appears twice", fn, file);
+    if (cJSON_IsNull(item)) return ND_OK;
+    if (!cJSON_IsObject(item))
+        return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" is not an object", fn, file);
+    const cJSON *m;
+    cJSON_ArrayForEach(m, item)
+    {
+        if (!cJSON_IsString(m))
+            return nd_fail(ctx, ND_ERR_FORMAT,
+                           "%s: %s: \"__metadata__\" value of \"%.64s\" is not a string", fn, file,
+                           m->string ? m->string : "");
+    }
+    f->meta = item;
+    return ND_OK;
+}
+
+/* f->entries (one per tensor, sorted by name, names unique) and f->meta from f->root */
+static nd_status st_entries(nd_ctx *ctx, const char *fn, const char *file, st_file *f)
+{
     int n_items = cJSON_GetArraySize(f->root);
     f->entries = calloc(n_items > 0 ? (size_t)n_items : 1, sizeof *f->entries);
-    if (!f->entries) {
-        st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d header entries", fn, file, n_items);
-        goto fail;
-    }
+    if (!f->entries)
+        return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d header entries", fn, file, n_items);
     const cJSON *item;
     cJSON_ArrayForEach(item, f->root)
     {
         const char *key = item->string ? item->string : "";
+        nd_status st;
         if (strcmp(key, "__metadata__") == 0) {
-            if (f->meta) {
-                st =
-                    nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" appears twice", fn, file);
-                goto fail;
-            }
-            if (cJSON_IsNull(item)) continue;
-            if (!cJSON_IsObject(item)) {
-                st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: \"__metadata__\" is not an object", fn,
-                             file);
-                goto fail;
-            }
-            const cJSON *m;
-            cJSON_ArrayForEach(m, item)
-            {
-                if (!cJSON_IsString(m)) {
-                    st = nd_fail(ctx, ND_ERR_FORMAT,
-                                 "%s: %s: \"__metadata__\" value of \"%.64s\" is not a string", fn,
-                                 file, m->string ? m->string : "");
-                    goto fail;
-                }
-            }
-            f->meta = item;
-            continue;
+            st = st_metadata(ctx, fn, file, item, f);
+        } else {
+            st_entry *e = &f->entries[f->n++];
+            e->name = key;
+            st = parse_entry(ctx, fn, file, item, f->data_len, e);
         }
-        st_entry *e = &f->entries[f->n++];
-        e->name = key;
-        st = parse_entry(ctx, fn, file, item, f->data_len, e);
-        if (st) goto fail;
+        if (st) return st;
     }
-
-    /* names are unique */
     qsort(f->entries, (size_t)f->n, sizeof *f->entries, cmp_entry_name);
-    for (int i = 1; i < f->n; i++) {
-        if (strcmp(f->entries[i - 1].name, f->entries[i].name) == 0) {
-            st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" appears twice", fn, file,
-                         f->entries[i].name);
-            goto fail;
-        }
-    }
-
-    /* the tensors tile the data section exactly: from 0, no gaps, no overlaps, no slack */
-    if (f->n > 0) {
-        const st_entry **by_offset = malloc((size_t)f->n * sizeof *by_offset);
-        if (!by_offset) {
-            st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d tensors", fn, file, f->n);
-            goto fail;
-        }
-        for (int i = 0; i < f->n; i++) by_offset[i] = &f->entries[i];
-        qsort(by_offset, (size_t)f->n, sizeof *by_offset, cmp_entry_ptr_offsets);
-        uint64_t at = 0;
-        for (int i = 0; i < f->n && !st; i++) {
-            const st_entry *e = by_offset[i];
-            if (e->begin < at)
-                st = nd_fail(ctx, ND_ERR_FORMAT,
-                             "%s: %s: tensor \"%s\" (bytes %llu to %llu) overlaps tensor \"%s\"",
-                             fn, file, e->name, (unsigned long long)e->begin,
-                             (unsigned long long)e->end, by_offset[i - 1]->name);
-            else if (e->begin > at)
-                st = nd_fail(ctx, ND_ERR_FORMAT,
-                             "%s: %s: tensor \"%s\" starts at byte %llu, leaving a gap after byte "
-                             "%llu",
-                             fn, file, e->name, (unsigned long long)e->begin,
-                             (unsigned long long)at);
-            at = e->end;
-        }
-        free(by_offset);
-        if (st) goto fail;
-        if (at != f->data_len) {
-            st = nd_fail(ctx, ND_ERR_FORMAT,
-                         "%s: %s: the tensors cover %llu data bytes but the file has %zu", fn, file,
-                         (unsigned long long)at, f->data_len);
-            goto fail;
-        }
-    } else if (f->data_len != 0) {
-        st = nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: %zu data bytes but no tensors", fn, file,
-                     f->data_len);
-        goto fail;
-    }
+    for (int i = 1; i < f->n; i++)
+        if (strcmp(f->entries[i - 1].name, f->entries[i].name) == 0)
+            return nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: tensor \"%s\" appears twice", fn, file,
+                           f->entries[i].name);
     return ND_OK;
+}
 
-fail:
-    st_file_free(f);
+/* Walks the n tensors sorted by offset: each starts where the one before ends (from byte 0);
+ * *covered is where the last one ends. */
+static nd_status st_no_gaps(nd_ctx *ctx, const char *fn, const char *file,
+                            const st_entry *const *by_offset, int n, uint64_t *covered)
+{
+    uint64_t at = 0;
+    for (int i = 0; i < n; i++) {
+        const st_entry *e = by_offset[i];
+        if (e->begin < at)
+            return nd_fail(ctx, ND_ERR_FORMAT,
+                           "%s: %s: tensor \"%s\" (bytes %llu to %llu) overlaps tensor \"%s\"", fn,
+                           file, e->name, (unsigned long long)e->begin, (unsigned long long)e->end,
+                           by_offset[i - 1]->name);
+        if (e->begin > at)
+            return nd_fail(ctx, ND_ERR_FORMAT,
+                           "%s: %s: tensor \"%s\" starts at byte %llu, leaving a gap after byte "
+                           "%llu",
+                           fn, file, e->name, (unsigned long long)e->begin, (unsigned long long)at);
+        at = e->end;
+    }
+    *covered = at;
+    return ND_OK;
+}
+
+/* The tensors tile the data section exactly: from 0, no gaps, no overlaps, no slack. */
+static nd_status st_tiling(nd_ctx *ctx, const char *fn, const char *file, const st_file *f)
+{
+    if (f->n == 0)
+        return f->data_len == 0
+                   ? ND_OK
+                   : nd_fail(ctx, ND_ERR_FORMAT, "%s: %s: %zu data bytes but no tensors", fn, file,
+                             f->data_len);
+    const st_entry **by_offset = malloc((size_t)f->n * sizeof *by_offset);
+    if (!by_offset) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d tensors", fn, file, f->n);
+    for (int i = 0; i < f->n; i++) by_offset[i] = &f->entries[i];
+    qsort(by_offset, (size_t)f->n, sizeof *by_offset, cmp_entry_ptr_offsets);
+    uint64_t at = 0;
+    nd_status st = st_no_gaps(ctx, fn, file, by_offset, f->n, &at);
+    free(by_offset);
+    if (st) return st;
+    if (at != f->data_len)
+        return nd_fail(ctx, ND_ERR_FORMAT,
+                       "%s: %s: the tensors cover %llu data bytes but the file has %zu", fn, file,
+                       (unsigned long long)at, f->data_len);
+    return ND_OK;
+}
+
+/* Parses and validates the whole file buf[0..len). On success f owns the cJSON tree. */
+static nd_status st_parse(nd_ctx *ctx, const char *fn, const char *file, const uint8_t *buf,
+                          size_t len, st_file *f)
+{
+    memset(f, 0, sizeof *f);
+    nd_status st = st_header(ctx, fn, file, buf, len, f);
+    if (!st) st = st_entries(ctx, fn, file, f);
+    if (!st) st = st_tiling(ctx, fn, file, f);
+    if (st) st_file_free(f);
     return st;
 }
 
@@ -874,32 +905,41 @@ static void sync_dir(const char *path)
     }
 }
 
-nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n,
-                  const nd_save_options *opts)
+/* The file dtype the options ask for (ND_DTYPE_NATIVE: that of nd_real) */
+static nd_status save_dtype(nd_ctx *ctx, const char *fn, const char *path, nd_dtype want,
+                            int *dtype)
 {
-    const char *fn = "nd_save";
-    if (!path || !path[0]) return nd_fail(ctx, ND_ERR_ARG, "%s: empty path", fn);
-    nd_save_options o = opts ? *opts : ND_SAVE_DEFAULT;
-    int dtype = o.dtype == ND_DTYPE_F32   ? ST_F32
-                : o.dtype == ND_DTYPE_F64 ? ST_F64
-                : sizeof(nd_real) == 4    ? ST_F32
-                                          : ST_F64;
-    if (o.dtype != ND_DTYPE_NATIVE && o.dtype != ND_DTYPE_F32 && o.dtype != ND_DTYPE_F64)
-        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: unknown dtype %d", fn, path, (int)o.dtype);
-    nd_status st = check_list(ctx, fn, path, params, n);
-    if (st) return st;
-    if (o.n_meta < 0 || (o.n_meta > 0 && !o.meta))
+    if (want != ND_DTYPE_NATIVE && want != ND_DTYPE_F32 && want != ND_DTYPE_F64)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %s: unknown dtype %d", fn, path, (int)want);
+    *dtype = want == ND_DTYPE_F32   ? ST_F32
+             : want == ND_DTYPE_F64 ? ST_F64
+             : sizeof(nd_real) == 4 ? ST_F32
+                                    : ST_F64;
+    return ND_OK;
+}
+
+/* The metadata list: valid UTF-8 keys and values, no key twice */
+static nd_status check_meta(nd_ctx *ctx, const char *fn, const char *path, const nd_save_options *o)
+{
+    if (o->n_meta < 0 || (o->n_meta > 0 && !o->meta))
         return nd_fail(ctx, ND_ERR_ARG, "%s: %s: bad metadata list", fn, path);
-    for (int i = 0; i < o.n_meta; i++) {
-        const char *k = o.meta[i].key, *v = o.meta[i].value;
+    for (int i = 0; i < o->n_meta; i++) {
+        const char *k = o->meta[i].key, *v = o->meta[i].value;
         if (!k || !v || !utf8_valid(k) || !utf8_valid(v))
             return nd_fail(ctx, ND_ERR_ARG, "%s: %s: metadata entry %d is NULL or not UTF-8", fn,
                            path, i);
         for (int j = 0; j < i; j++)
-            if (strcmp(o.meta[j].key, k) == 0)
+            if (strcmp(o->meta[j].key, k) == 0)
                 return nd_fail(ctx, ND_ERR_ARG, "%s: %s: metadata key \"%s\" appears twice", fn,
                                path, k);
     }
+    return ND_OK;
+}
+
+/* Parameter names allowed (UTF-8, not "__metadata__") and the data small enough for the format */
+static nd_status check_names_and_size(nd_ctx *ctx, const char *fn, const char *path,
+                                      const nd_param *params, int n, int dtype)
+{
     uint64_t total = 0;
     for (int i = 0; i < n; i++) {
         const char *name = params[i].name;
@@ -911,56 +951,67 @@ nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n,
     if (total >= ST_MAX_INT)
         return nd_fail(ctx, ND_ERR_ARG, "%s: %s: %llu data bytes is too large", fn, path,
                        (unsigned long long)total);
+    return ND_OK;
+}
 
-    const nd_param **sorted = malloc((n > 0 ? (size_t)n : 1) * sizeof *sorted);
-    if (!sorted) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d parameters", fn, path, n);
-    for (int i = 0; i < n; i++) sorted[i] = &params[i];
-    qsort(sorted, (size_t)n, sizeof *sorted, cmp_param_ptr_name);
+/* *sorted (malloc'd, n pointers into params) in name order; fails on a name given twice */
+static nd_status sort_params(nd_ctx *ctx, const char *fn, const char *path, const nd_param *params,
+                             int n, const nd_param ***sorted)
+{
+    const nd_param **s = malloc((n > 0 ? (size_t)n : 1) * sizeof *s);
+    if (!s) return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: %d parameters", fn, path, n);
+    for (int i = 0; i < n; i++) s[i] = &params[i];
+    qsort(s, (size_t)n, sizeof *s, cmp_param_ptr_name);
     for (int i = 1; i < n; i++) {
-        if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0) {
-            st = nd_fail(ctx, ND_ERR_ARG, "%s: %s: parameter name \"%s\" appears twice", fn, path,
-                         sorted[i]->name);
-            free(sorted);
+        if (strcmp(s[i - 1]->name, s[i]->name) == 0) {
+            nd_status st = nd_fail(ctx, ND_ERR_ARG, "%s: %s: parameter name \"%s\" appears twice",
+                                   fn, path, s[i]->name);
+            free(s);
             return st;
         }
     }
-    size_t hlen = 0;
-    char *header = build_header(sorted, n, &o, dtype, &hlen);
-    if (!header) {
-        free(sorted);
-        return nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: cannot build the JSON header", fn, path);
-    }
+    *sorted = s;
+    return ND_OK;
+}
 
-    char tmp[PATH_MAX + 64];
-    int fd = open_temp(path, tmp, sizeof tmp);
-    if (fd < 0) {
-        st = nd_fail(ctx, ND_ERR_IO, "%s: %s: cannot create a temporary file beside it: %s", fn,
-                     path, strerror(errno));
-        free(header);
-        free(sorted);
-        return st;
-    }
-    /* write, flush, fsync, close, rename: the first step that fails names the error */
-    const char *failed = NULL;
-    int err = 0;
+/* Writes the length, header and data to fd, then flushes, syncs and closes it (always). Returns
+ * the step that failed ("fdopen", "write", "flush", "fsync", "close") with errno in *err, or NULL.
+ */
+static const char *write_fd(int fd, const char *header, size_t hlen, const nd_param *const *sorted,
+                            int n, int dtype, int *err)
+{
     uint8_t len8[8];
     put_le64(len8, hlen);
     FILE *fp = fdopen(fd, "wb");
     if (!fp) {
-        failed = "fdopen", err = errno;
+        *err = errno;
         close(fd);
-    } else {
-        if (fwrite(len8, 1, 8, fp) != 8 || fwrite(header, 1, hlen, fp) != hlen)
-            failed = "write", err = errno;
-        for (int i = 0; !failed && i < n; i++)
-            if (!write_data(fp, sorted[i]->tensor, dtype)) failed = "write", err = errno;
-        if (!failed && fflush(fp) != 0) failed = "flush", err = errno;
-        if (!failed && fsync(fileno(fp)) != 0) failed = "fsync", err = errno;
-        if (fclose(fp) != 0 && !failed) failed = "close", err = errno;
+        return "fdopen";
     }
+    const char *failed = NULL;
+    if (fwrite(len8, 1, 8, fp) != 8 || fwrite(header, 1, hlen, fp) != hlen)
+        failed = "write", *err = errno;
+    for (int i = 0; !failed && i < n; i++)
+        if (!write_data(fp, sorted[i]->tensor, dtype)) failed = "write", *err = errno;
+    if (!failed && fflush(fp) != 0) failed = "flush", *err = errno;
+    if (!failed && fsync(fileno(fp)) != 0) failed = "fsync", *err = errno;
+    if (fclose(fp) != 0 && !failed) failed = "close", *err = errno;
+    return failed;
+}
+
+/* The file written under a temporary name beside path, then renamed over it: the first step that
+ * fails names the error, and any existing file stays untouched. */
+static nd_status write_atomic(nd_ctx *ctx, const char *fn, const char *path, const char *header,
+                              size_t hlen, const nd_param *const *sorted, int n, int dtype)
+{
+    char tmp[PATH_MAX + 64];
+    int fd = open_temp(path, tmp, sizeof tmp);
+    if (fd < 0)
+        return nd_fail(ctx, ND_ERR_IO, "%s: %s: cannot create a temporary file beside it: %s", fn,
+                       path, strerror(errno));
+    int err = 0;
+    const char *failed = write_fd(fd, header, hlen, sorted, n, dtype, &err);
     if (!failed && rename(tmp, path) != 0) failed = "rename", err = errno;
-    free(header);
-    free(sorted);
     if (failed) {
         unlink(tmp);
         return nd_fail(ctx, ND_ERR_IO, "%s: %s: %s failed: %s (any existing file is untouched)", fn,
@@ -968,4 +1019,29 @@ nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n,
     }
     sync_dir(path);
     return ND_OK;
+}
+
+nd_status nd_save(nd_ctx *ctx, const char *path, const nd_param *params, int n,
+                  const nd_save_options *opts)
+{
+    const char *fn = "nd_save";
+    if (!path || !path[0]) return nd_fail(ctx, ND_ERR_ARG, "%s: empty path", fn);
+    nd_save_options o = opts ? *opts : ND_SAVE_DEFAULT;
+    int dtype = ST_F64;
+    nd_status st = save_dtype(ctx, fn, path, o.dtype, &dtype);
+    if (!st) st = check_list(ctx, fn, path, params, n);
+    if (!st) st = check_meta(ctx, fn, path, &o);
+    if (!st) st = check_names_and_size(ctx, fn, path, params, n, dtype);
+    const nd_param **sorted = NULL;
+    if (!st) st = sort_params(ctx, fn, path, params, n, &sorted);
+    if (st) return st;
+    size_t hlen = 0;
+    char *header = build_header(sorted, n, &o, dtype, &hlen);
+    if (header)
+        st = write_atomic(ctx, fn, path, header, hlen, sorted, n, dtype);
+    else
+        st = nd_fail(ctx, ND_ERR_NOMEM, "%s: %s: cannot build the JSON header", fn, path);
+    free(header);
+    free(sorted);
+    return st;
 }
