@@ -25,13 +25,15 @@
  * smoke setting `--iters 5 --batch 64` takes a fraction of a second.
  *
  * Run:  ./build/examples/cnf2d [--data 8gaussians|moons] [--iters N] [--batch B] [--rtol R]
- *           [--atol A] [--norm rms|seminorm] [--method dopri5] [--seed S] [--print-every N]
- *           [--json] [--plot PREFIX] [--grid G] [--compare-norms]      (--help: the flags)
+ *           [--atol A] [--norm rms|seminorm|seminorm_keep_t] [--method dopri5] [--seed S]
+ *           [--print-every N] [--json] [--plot FILE.png] [--grid G] [--compare-norms]
+ *           (--help: the flags)
  * Progress goes to stderr: iteration, loss, mean loss of the last N, NFE-F and NFE-B of the
  * iteration (nd_ode_stats), ms per iteration. --json prints one summary object on stdout.
- * --plot PREFIX writes PREFIX.png: the data, the learned density exp(log p) on a G x G grid
- * (default 100), samples z ~ N(0, I) flowed from t = 1 back to t = 0, and the loss curve
- * (needs cairo at build time; the program says so otherwise).
+ * --plot FILE.png writes one picture to that file, the name as given (as spiral and latent_ode
+ * do): the data, the learned density exp(log p) on a G x G grid (default 100), samples
+ * z ~ N(0, I) flowed from t = 1 back to t = 0, and the loss curve (needs cairo at build time;
+ * the program says so otherwise).
  * --compare-norms measures, at iterations 0, 20, ..., 200, 300, 400, ... (docs/WORKLOADS.md B's
  * protocol), the backward NFE of every adjoint norm on the same batch and the same weights
  * (paired): torchdiffeq's default (t's adjoint integrated), default without a_t, torchdiffeq's
@@ -86,7 +88,7 @@ static int parse_options(int argc, char **argv, options *o)
         FLAG_U64("seed", &o->seed, "seeds the weights and the batches"),
         FLAG_INT("print-every", &o->print_every, 1, INT_MAX, "progress every N iterations"),
         FLAG_BOOL("json", &o->json, "one JSON summary on stdout"),
-        FLAG_STRING("plot", &o->plot, "PREFIX", "draw PREFIX.png (needs cairo)"),
+        FLAG_STRING("plot", &o->plot, "FILE.png", "draw data, density, samples and loss (cairo)"),
         FLAG_INT("grid", &o->grid, 2, 1000, "density grid side for --plot"),
         FLAG_BOOL("compare-norms", &o->compare, "paired backward NFE of every norm"),
     };
@@ -194,7 +196,7 @@ static nd_status train_step(nd_ctx *ctx, const cnf_model *m, nd_optimizer *opt, 
         return nd_ctx_error(ctx);
     *loss = nd_item(L);
     *stats = *op_stats; // copied before the reset frees them
-    nd_ctx_reset(ctx); // frees this step's graph, keeps the memory
+    nd_ctx_reset(ctx);  // frees this step's graph, keeps the memory
     return ND_OK;
 }
 
@@ -309,8 +311,7 @@ static int picture(nd_ctx *ctx, const options *op, const cnf_model *m, const nd_
     }
     double mass = 0; // the density should integrate to ~1 over the window
     for (int i = 0; i < G * G; i++) mass += exp(logp[i]) * (hi - lo) * (hi - lo) / G / G;
-    char path[4096];
-    snprintf(path, sizeof path, "%s.png", op->plot);
+    const char *path = op->plot;
     if (draw_figure(path, op, pts, n_pts, logp, samples, losses, lo, hi) != 0) {
         fprintf(stderr, "cnf2d: cannot write %s\n", path);
         status = 1;
@@ -341,7 +342,7 @@ static void print_json(const options *op, const run *r, double first, double fin
     json_int(&w, "batch", op->batch);
     json_u64(&w, "seed", op->seed);
     json_str(&w, "method", nd_ode_method_name((nd_ode_method)op->method));
-    json_str(&w, "norm", flags_norm_names[op->norm]);
+    json_str(&w, "norm", nd_ode_norm_name((nd_norm_kind)op->norm));
     json_num(&w, "rtol", op->rtol);
     json_num(&w, "atol", op->atol);
     json_num(&w, "first_loss", first);
@@ -405,10 +406,10 @@ int main(int argc, char **argv)
             nd_ctx_error(ctx) ? fail(ctx, "setup") : (fprintf(stderr, "cnf2d: no memory\n"), 1);
         goto cleanup;
     }
-    fprintf(stderr,
-            "cnf2d: %s, batch %d, %s rtol %g atol %g, adjoint norm %s, %s, %zu parameters\n",
-            cnf_data_names[op.data], op.batch, nd_ode_method_name(o.solver.method), op.rtol,
-            op.atol, flags_norm_names[op.norm], ND_REAL_NAME, nd_param_list_numel(&model.plist));
+    fprintf(
+        stderr, "cnf2d: %s, batch %d, %s rtol %g atol %g, adjoint norm %s, %s, %zu parameters\n",
+        cnf_data_names[op.data], op.batch, nd_ode_method_name(o.solver.method), op.rtol, op.atol,
+        nd_ode_norm_name((nd_norm_kind)op.norm), ND_REAL_NAME, nd_param_list_numel(&model.plist));
 
     if ((status = train(ctx, &op, &model, opt, x, &data_rng, &o, &r)) != 0) goto cleanup;
     double first, final, per = op.iters > 0 ? 1.0 / op.iters : NAN;

@@ -329,7 +329,7 @@ int main(int argc, char **argv)
             for (int e = 0; e < E; e++) json_num(&w, NULL, es[e].lat_loss);
             json_close(&w);
             json_num(&w, "train_s", total_ms / 1000);
-            json_str(&w, "norm", flags_norm_names[o.norm]);
+            json_str(&w, "norm", nd_ode_norm_name((nd_norm_kind)o.norm));
             json_str(&w, "encoder_method", enc_names[o.enc_method]);
             json_u64(&w, "seed", o.seed);
             json_str(&w, "real", ND_REAL_NAME);

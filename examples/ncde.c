@@ -35,8 +35,9 @@
  * ~0.4 s), so the default 40 iterations take ~15 s on one core; `--iters 3` about 1.5 s.
  *
  * Run:  ./build/examples/ncde [--path cubic|linear] [--iters N] [--rtol R] [--atol A]
- *                             [--norm rms|seminorm] [--method dopri5] [--seed S] [--t-grad]
- *                             [--print-every N] [--paired N] [--json]     (--help: the flags)
+ *                             [--norm rms|seminorm|seminorm_keep_t] [--method dopri5]
+ *                             [--seed S] [--t-grad] [--print-every N] [--paired N] [--json]
+ *                             (--help: the flags)
  * Progress goes to stderr; --json prints one summary object on stdout.
  * Exit status: 0 when training ran (good or not), 1 on any library error, 2 on bad flags.
  */
@@ -233,7 +234,7 @@ static void print_json(const options *op, const results *r)
     json_str(&w, "real", ND_REAL_NAME);
     json_str(&w, "path", path_names[op->path]);
     json_str(&w, "method", nd_ode_method_name((nd_ode_method)op->method));
-    json_str(&w, "norm", flags_norm_names[op->norm]);
+    json_str(&w, "norm", nd_ode_norm_name((nd_norm_kind)op->norm));
     json_bool(&w, "t_grad", op->t_grad);
     json_num(&w, "rtol", op->rtol);
     json_num(&w, "atol", op->atol);
@@ -268,8 +269,8 @@ int main(int argc, char **argv)
             "ncde: %s path, 2 x %d series (%.1f ms to set up), %s, rtol %g atol %g, "
             "adjoint norm %s%s, %zu parameters, %s\n",
             path_names[op.path], NCDE_SERIES, t_setup, nd_ode_method_name((nd_ode_method)op.method),
-            op.rtol, op.atol, flags_norm_names[op.norm], op.t_grad ? " (t requires grad)" : "",
-            nd_param_list_numel(&P.m->all), ND_REAL_NAME);
+            op.rtol, op.atol, nd_ode_norm_name((nd_norm_kind)op.norm),
+            op.t_grad ? " (t requires grad)" : "", nd_param_list_numel(&P.m->all), ND_REAL_NAME);
 
     ncde_solve_cfg cfg = {(nd_ode_method)op.method, op.rtol, op.atol, (nd_norm_kind)op.norm,
                           op.t_grad};

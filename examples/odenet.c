@@ -21,9 +21,10 @@
  *   ./build/examples/odenet --norm seminorm                           # Fashion-MNIST, 2 epochs
  *   ./build/examples/odenet --data data/mnist-digits-10k --epochs 8
  *   ./build/examples/odenet --limit 256 --epochs 1                    # CI smoke test
- * Flags (--help lists them): --data DIR --epochs N --batch B --lr X --seed S --norm rms|seminorm
- * --rtol R --atol A --save FILE --resume FILE --limit N --json. Exit status: 0 when it ran, 1 on a
- * library error, missing data or a bad checkpoint, 2 on bad flags.
+ * Flags (--help lists them): --data DIR --epochs N --batch B --lr X --seed S
+ * --norm rms|seminorm|seminorm_keep_t --rtol R --atol A --save FILE --resume FILE --limit N
+ * --json. Exit status: 0 when it ran, 1 on a library error, missing data or a bad checkpoint, 2 on
+ * bad flags.
  */
 #include <stdio.h>
 
@@ -89,7 +90,8 @@ static void nfe_metrics(const nd_module *model, double *values, void *user)
 {
     (void)user;
     const nd_module *block = model->children[ODE_LAYER].module;
-    values[0] = (double)nd_odeblock_stats(NULL, block)->forward.nfe; // after the backward, before the reset
+    // after the backward, before the reset
+    values[0] = (double)nd_odeblock_stats(NULL, block)->forward.nfe;
     values[1] = (double)nd_odeblock_stats(NULL, block)->backward.nfe;
 }
 
@@ -97,13 +99,13 @@ static void describe(FILE *out, void *user)
 {
     const solver_flags *s = user;
     fprintf(out, "; dopri5 rtol %g atol %g, adjoint norm %s", s->rtol, s->atol,
-            flags_norm_names[s->norm]);
+            nd_ode_norm_name((nd_norm_kind)s->norm));
 }
 
 static void json_members(json_writer *w, void *user)
 {
     const solver_flags *s = user;
-    json_str(w, "norm", flags_norm_names[s->norm]);
+    json_str(w, "norm", nd_ode_norm_name((nd_norm_kind)s->norm));
     json_num(w, "rtol", s->rtol);
     json_num(w, "atol", s->atol);
 }

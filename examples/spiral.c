@@ -258,8 +258,7 @@ static void draw_batch(problem *p, nd_rng *rng)
 static double test_loss(nd_ctx *ctx, problem *p)
 {
     bool prev = nd_ctx_set_grad(ctx, false);
-    nd_tensor *full =
-        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode);
+    nd_tensor *full = nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode);
     nd_tensor *tl = nd_l1_loss(ctx, full, p->true_y, ND_REDUCE_MEAN);
     nd_ctx_set_grad(ctx, prev);
     double v = tl ? nd_item(tl) : NAN;
@@ -317,8 +316,7 @@ static int picture(nd_ctx *ctx, problem *p, const options *opt)
 #ifdef HAVE_PLOT
     int status = 0;
     bool prev = nd_ctx_set_grad(ctx, false);
-    nd_tensor *full =
-        nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode);
+    nd_tensor *full = nd_odeint(ctx, model_dynamics, p->net, p->true_y0, p->t, NULL, 0, &p->ode);
     if (!full || write_plot(opt->plot, ctx, p->net, p->t, p->true_y, full) != 0) {
         fprintf(stderr, "spiral: cannot write %s%s%s\n", opt->plot, full ? "" : ": ",
                 full ? "" : nd_ctx_errmsg(ctx));
@@ -354,7 +352,7 @@ static void report(const options *opt, const results *r)
     json_num(&w, "ms_per_iter", r->train_ms * per);
     json_num(&w, "cpu_ms_per_iter", r->train_cpu_ms * per);
     json_str(&w, "method", nd_ode_method_name((nd_ode_method)opt->method));
-    json_str(&w, "norm", flags_norm_names[opt->norm]);
+    json_str(&w, "norm", nd_ode_norm_name((nd_norm_kind)opt->norm));
     json_bool(&w, "adjoint", opt->adjoint);
     json_num(&w, "rtol", opt->rtol);
     json_num(&w, "atol", opt->atol);
@@ -379,8 +377,8 @@ int main(int argc, char **argv)
         printf("spiral: %s, %s, rtol %g, atol %g, %s%s\n",
                nd_ode_method_name((nd_ode_method)opt.method),
                opt.adjoint ? "adjoint" : "backprop through the solver", opt.rtol, opt.atol,
-               opt.adjoint ? (opt.norm == ND_NORM_SEMINORM ? "seminorm" : "rms norm") : "",
-               opt.adjoint ? "" : "(norm unused)");
+               opt.adjoint ? nd_ode_norm_name((nd_norm_kind)opt.norm) : "",
+               opt.adjoint ? " norm" : "(norm unused)");
     if (status == 0) status = train(ctx, &p, &opt, &rng, &r);
     if (status == 0) { // a picture that cannot be written is an error, after the numbers
         if (opt.plot) status = picture(ctx, &p, &opt);

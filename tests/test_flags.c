@@ -106,6 +106,25 @@ START_TEST(test_values_set)
 }
 END_TEST
 
+/* --norm takes the library's names (nd_ode_norm_name / nd_ode_norm_from_name, issue 15 audit: the
+ * programs had their own table of two): each name selects the kind the library maps it to, and
+ * ND_NORM_USER, which has no name, is not offered. */
+START_TEST(test_norm_names_are_the_library_s)
+{
+    const char *names[] = {"rms", "seminorm", "seminorm_keep_t"};
+    for (int i = 0; i < 3; i++) {
+        reset_values();
+        nd_norm_kind want = ND_NORM_USER;
+        ck_assert(nd_ode_norm_from_name(names[i], &want));
+        ck_assert_int_eq(PARSE("--norm", names[i]), FLAGS_OK);
+        ck_assert_int_eq(norm, (int)want);
+        ck_assert_str_eq(nd_ode_norm_name((nd_norm_kind)norm), names[i]);
+    }
+    ck_assert_ptr_null(flags_norm_at(ND_NORM_USER));
+    expect_reject(PARSE("--norm", "user"), "--norm", "user");
+}
+END_TEST
+
 START_TEST(test_help)
 {
     ck_assert_int_eq(PARSE("--help"), FLAGS_HELP);
@@ -234,6 +253,7 @@ static Suite *flags_suite(void)
     tcase_add_checked_fixture(good, reset_values, NULL);
     tcase_add_test(good, test_defaults_kept);
     tcase_add_test(good, test_values_set);
+    tcase_add_test(good, test_norm_names_are_the_library_s);
     tcase_add_test(good, test_help);
     suite_add_tcase(s, good);
     TCase *bad = tcase_create("errors");

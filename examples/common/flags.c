@@ -14,7 +14,10 @@
 
 #include "nodal.h"
 
-const char *const flags_norm_names[] = {"rms", "seminorm", NULL};
+const char *flags_norm_at(int i)
+{
+    return i >= 0 && i < ND_NORM_USER ? nd_ode_norm_name((nd_norm_kind)i) : NULL;
+}
 
 const char *flags_method_at(int i)
 {

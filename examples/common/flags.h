@@ -62,11 +62,11 @@ typedef struct {
     {name, FLAG_T_STRING, (const char **){ptr}, help, .meta = meta_}
 #define FLAG_CHOICE(name, ptr, names, help) \
     {name, FLAG_T_CHOICE, (int *){ptr}, help, .choices = names, .meta = "NAME"}
-/* --method: an nd_ode_method (stored as int); --norm: ND_NORM_RMS or ND_NORM_SEMINORM */
+/* --method: an nd_ode_method (stored as int); --norm: an nd_norm_kind other than ND_NORM_USER */
 #define FLAG_METHOD(ptr, help) \
     {"method", FLAG_T_CHOICE, (int *){ptr}, help, .choice_at = flags_method_at, .meta = "NAME"}
 #define FLAG_NORM(ptr, help) \
-    {"norm", FLAG_T_CHOICE, (int *){ptr}, help, .choices = flags_norm_names, .meta = "NAME"}
+    {"norm", FLAG_T_CHOICE, (int *){ptr}, help, .choice_at = flags_norm_at, .meta = "NAME"}
 // clang-format on
 
 #define FLAGS_N(table) ((int)(sizeof(table) / sizeof *(table)))
@@ -85,9 +85,12 @@ int flags_parse_to(FILE *out, FILE *err, const char *prog, const char *summary,
 /* What main returns for a FLAGS_HELP (0) or FLAGS_ERROR (2). */
 int flags_exit_status(int rc);
 
-/* The choices every program shares: the adjoint's norm by its nd_norm_kind (0 "rms",
- * 1 "seminorm"), and the solver's method by its nd_ode_method (nodal's own names). */
-extern const char *const flags_norm_names[]; /* "rms", "seminorm", NULL */
-const char *flags_method_at(int i);          /* nd_ode_method_name(i), NULL past the last */
+/* The choices every program shares, named by the library's own tables: the adjoint's norm by its
+ * nd_norm_kind (nd_ode_norm_name: "rms", "seminorm", "seminorm_keep_t"; ND_NORM_USER has no
+ * name), and the solver's method by its nd_ode_method (nd_ode_method_name). A name the flag
+ * accepts is exactly one nd_ode_norm_from_name / nd_ode_method_from_name maps to that index
+ * (aliases such as "heun_euler" aside). */
+const char *flags_norm_at(int i);   /* nd_ode_norm_name(i) below ND_NORM_USER, else NULL */
+const char *flags_method_at(int i); /* nd_ode_method_name(i), NULL past the last */
 
 #endif
