@@ -17,9 +17,9 @@
 typedef struct {
     nd_ode_system sys; /* first: the solver sees this */
     nd_odeint_saved *sv;
-    size_t n;          /* forward state size */
+    size_t n; /* forward state size */
     size_t off_z, off_az, off_p;
-    int n_in;          /* inputs of the VJP: z, params, t */
+    int n_in; /* inputs of the VJP: z, params, t */
 } aug_system;
 
 static int aug_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *aug, nd_tensor **daug)
@@ -42,7 +42,7 @@ static int aug_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *aug, n
 
     bool prev = nd_ctx_set_grad(ctx, true);
     nd_tensor *f = NULL;
-    int rc = nd_user_call(ctx, &sv->us, ND_WHAT_ADJOINT, t, t_leaf, z, &f);
+    int rc = nd_user_call(ctx, &sv->us, sv->us.what_adjoint, t, t_leaf, z, &f);
     nd_tensor **vjp = in + as->n_in;
     if (rc == 0) {
         int k = 0;
@@ -108,10 +108,98 @@ static bool build_aug_system(nd_ctx *ctx, aug_system *as, nd_odeint_saved *sv)
     as->sv = sv;
     as->n = us->n;
     as->n_in = 1 + sv->n_params + (sv->t_grad ? 1 : 0);
-    as->sys = (nd_ode_system){.eval = aug_eval, .n = total, .n_blocks = n_blocks,
-                              .block_size = size, .role = role, .rtol = rtol, .atol = atol,
-                              .what = ND_WHAT_ADJOINT};
+    as->sys = (nd_ode_system){.eval = aug_eval,
+                              .n = total,
+                              .n_blocks = n_blocks,
+                              .block_size = size,
+                              .role = role,
+                              .rtol = rtol,
+                              .atol = atol,
+                              .what = us->what_adjoint};
     return true;
+}
+
+/* One backward pass: the augmented system, its state and where each interval's solve goes. */
+typedef struct {
+    aug_system as;
+    nd_odeint_saved *sv;
+    const nd_tensor *traj, *g; /* (n_t, n) the forward trajectory and dL/d(trajectory) */
+    nd_tensor *aug;            /* (N,) the augmented state */
+    nd_real *rows;             /* (2, N) one interval's solve: its start and end */
+    double *t_vjp;             /* (n_t,) dL/dt_i for i >= 1 */
+    nd_breakpoints bp;
+} adjoint_pass;
+
+/* The augmented state at the last output time: z = y(t_last), a_z = dL/dy(t_last), the rest 0. */
+static bool adjoint_start(nd_ctx *ctx, adjoint_pass *p, nd_odeint_saved *sv, nd_tensor *out)
+{
+    if (!build_aug_system(ctx, &p->as, sv)) return false;
+    size_t n = p->as.n, N = p->as.sys.n, last = (size_t)(sv->n_t - 1) * n;
+    p->sv = sv;
+    p->traj = out, p->g = out->gnode;
+    p->aug = nd_zeros(ctx, 1, (int[]){(int)N});
+    p->rows = nd_ctx_alloc(ctx, 2 * N * sizeof *p->rows);
+    p->t_vjp = nd_ctx_alloc(ctx, (size_t)sv->n_t * sizeof *p->t_vjp);
+    if (!p->aug || !p->rows || !p->t_vjp) return false;
+    memcpy(p->aug->data + p->as.off_z, p->traj->data + last, n * sizeof(nd_real));
+    memcpy(p->aug->data + p->as.off_az, p->g->data + last, n * sizeof(nd_real));
+    p->bp =
+        (nd_breakpoints){sv->opts.step_t, sv->opts.jump_t, sv->opts.n_step_t, sv->opts.n_jump_t};
+    memset(&sv->stats.backward, 0, sizeof sv->stats.backward);
+    return true;
+}
+
+/* From output time t_i back to t_{i-1}: dL/dt_i, the solve, then z back onto the forward
+ * trajectory and the loss's direct dependence on y(t_{i-1}) added to a_z. */
+static bool adjoint_interval(nd_ctx *ctx, adjoint_pass *p, int i)
+{
+    nd_odeint_saved *sv = p->sv;
+    size_t n = p->as.n, N = p->as.sys.n;
+    nd_real *aug = p->aug->data;
+    nd_solve_stats *bst = &sv->stats.backward;
+    if (sv->t_grad) {
+        /* dL/dt_i = f(t_i, y_i) . dL/dy_i: the effect of moving one output time */
+        if (!nd_user_f_dot(ctx, &sv->us, sv->us.what_adjoint, sv->tv[i],
+                           p->traj->data + (size_t)i * n, p->g->data + (size_t)i * n, &bst->nfe,
+                           &p->t_vjp[i]))
+            return false;
+        aug[0] -= (nd_real)p->t_vjp[i];
+    }
+    double interval[2] = {sv->tv[i], sv->tv[i - 1]};
+    if (nd_ode_solve(ctx, &p->as.sys, &sv->opts.adjoint, &p->bp, p->aug, interval, 2, false,
+                     p->rows, NULL, bst) != ND_OK)
+        return false;
+    memcpy(aug, p->rows + N, N * sizeof(nd_real));
+    const nd_real *y_prev = p->traj->data + (size_t)(i - 1) * n;
+    const nd_real *g_prev = p->g->data + (size_t)(i - 1) * n;
+    memcpy(aug + p->as.off_z, y_prev, n * sizeof(nd_real));
+    for (size_t k = 0; k < n; k++) aug[p->as.off_az + k] += g_prev[k];
+    return true;
+}
+
+/* Hands the gradients to the op's inputs: a_z to the initial states, a_theta to the params, the
+ * times' to t. */
+static void adjoint_finish(nd_ctx *ctx, const adjoint_pass *p)
+{
+    nd_odeint_saved *sv = p->sv;
+    const nd_user_system *us = &sv->us;
+    const nd_real *aug = p->aug->data;
+    size_t off = p->as.off_az;
+    for (int b = 0; b < us->n_y; off += us->block_size[b], b++) {
+        nd_tensor *y0 = us->y0s[b];
+        nd_accumulate_grad(ctx, y0, nd_tensor_from(ctx, y0->ndim, y0->shape, aug + off));
+    }
+    off = p->as.off_p;
+    for (int i = 0; i < sv->n_params; off += sv->params[i]->size, i++) {
+        nd_tensor *prm = sv->params[i];
+        nd_accumulate_grad(ctx, prm, nd_tensor_from(ctx, prm->ndim, prm->shape, aug + off));
+    }
+    if (!sv->t_grad) return;
+    nd_tensor *dt = nd_tensor_new(ctx, 1, (int[]){sv->n_t});
+    if (!dt) return;
+    for (int i = 1; i < sv->n_t; i++) dt->data[i] = (nd_real)p->t_vjp[i];
+    dt->data[0] = aug[0];
+    nd_accumulate_grad(ctx, sv->t, dt);
 }
 
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)
@@ -119,62 +207,17 @@ void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)
     nd_odeint_saved *sv = state;
     if (nd_ctx_grad_enabled(ctx)) {
         nd_fail(ctx, ND_ERR_GRAPH,
-                "nd_odeint: the adjoint gradient cannot be differentiated again (create_graph); "
-                "use opts.grad = ND_GRAD_BACKPROP for higher derivatives through a solve");
+                "%s: the adjoint gradient cannot be differentiated again (create_graph); use "
+                "opts.grad = ND_GRAD_BACKPROP for higher derivatives through a solve",
+                sv->us.what);
         return;
     }
-    aug_system as;
-    if (!build_aug_system(ctx, &as, sv)) return;
-    const nd_user_system *us = &sv->us;
-    const nd_tensor *traj = out, *g = out->gnode; /* (n_t, n) each */
-    size_t n = as.n, N = as.sys.n;
-    int n_t = sv->n_t;
-    nd_tensor *aug = nd_zeros(ctx, 1, (int[]){(int)N});
-    nd_real *rows = nd_ctx_alloc(ctx, 2 * N * sizeof *rows);
-    double *t_vjp = nd_ctx_alloc(ctx, (size_t)n_t * sizeof *t_vjp);
-    if (!aug || !rows || !t_vjp) return;
-    memcpy(aug->data + as.off_z, traj->data + (size_t)(n_t - 1) * n, n * sizeof(nd_real));
-    memcpy(aug->data + as.off_az, g->data + (size_t)(n_t - 1) * n, n * sizeof(nd_real));
-
-    nd_breakpoints bp = {sv->opts.step_t, sv->opts.jump_t, sv->opts.n_step_t, sv->opts.n_jump_t};
-    nd_solve_stats *bst = &sv->stats.backward;
-    memset(bst, 0, sizeof *bst);
+    adjoint_pass p;
+    if (!adjoint_start(ctx, &p, sv, out)) return;
     nd_mark m = nd_ctx_mark(ctx);
-    for (int i = n_t - 1; i > 0; i--) {
-        if (sv->t_grad) {
-            /* dL/dt_i = f(t_i, y_i) . dL/dy_i: the effect of moving one output time */
-            if (!nd_user_f_dot(ctx, us, ND_WHAT_ADJOINT, sv->tv[i], traj->data + (size_t)i * n,
-                               g->data + (size_t)i * n, &bst->nfe, &t_vjp[i]))
-                return;
-            aug->data[0] -= (nd_real)t_vjp[i];
-        }
-        double interval[2] = {sv->tv[i], sv->tv[i - 1]};
-        if (nd_ode_solve(ctx, &as.sys, &sv->opts.adjoint, &bp, aug, interval, 2, false, rows, NULL,
-                         bst) != ND_OK)
-            return;
-        memcpy(aug->data, rows + N, N * sizeof(nd_real));
-        /* back on the forward trajectory, and the loss's direct dependence on y(t_{i-1}) */
-        memcpy(aug->data + as.off_z, traj->data + (size_t)(i - 1) * n, n * sizeof(nd_real));
-        for (size_t k = 0; k < n; k++) aug->data[as.off_az + k] += g->data[(size_t)(i - 1) * n + k];
+    for (int i = sv->n_t - 1; i > 0; i--) {
+        if (!adjoint_interval(ctx, &p, i)) return;
         nd_ctx_rewind(ctx, m);
     }
-
-    /* hand the gradients to the op's inputs */
-    size_t off = as.off_az;
-    for (int b = 0; b < us->n_y; off += us->block_size[b], b++) {
-        nd_tensor *y0 = us->y0s[b];
-        nd_accumulate_grad(ctx, y0, nd_tensor_from(ctx, y0->ndim, y0->shape, aug->data + off));
-    }
-    off = as.off_p;
-    for (int i = 0; i < sv->n_params; off += sv->params[i]->size, i++) {
-        nd_tensor *p = sv->params[i];
-        nd_accumulate_grad(ctx, p, nd_tensor_from(ctx, p->ndim, p->shape, aug->data + off));
-    }
-    if (sv->t_grad) {
-        nd_tensor *dt = nd_tensor_new(ctx, 1, (int[]){n_t});
-        if (!dt) return;
-        for (int i = 1; i < n_t; i++) dt->data[i] = (nd_real)t_vjp[i];
-        dt->data[0] = aug->data[0];
-        nd_accumulate_grad(ctx, sv->t, dt);
-    }
+    adjoint_finish(ctx, &p);
 }

@@ -6,6 +6,7 @@
  * the op's statistics (nd_odeint_stats).
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "odeint/odeint_internal.h"
@@ -19,83 +20,86 @@ static bool strictly_monotone(const double *v, int n, double dir)
     return true;
 }
 
-static nd_status check_breakpoints(nd_ctx *ctx, const nd_ode_options *o, double dir)
+static nd_status check_breakpoints(nd_ctx *ctx, const char *name, const nd_ode_options *o,
+                                   double dir)
 {
     const char *names[2] = {"step_t", "jump_t"};
     const double *v[2] = {o->step_t, o->jump_t};
     int n[2] = {o->n_step_t, o->n_jump_t};
     for (int k = 0; k < 2; k++) {
         if (n[k] < 0 || (n[k] > 0 && !v[k]))
-            return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: %s is NULL or has negative length",
+            return nd_fail(ctx, ND_ERR_ARG, "%s: %s is NULL or has negative length", name,
                            names[k]);
         for (int i = 0; i < n[k]; i++)
             if (!isfinite(v[k][i]))
-                return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: %s[%d] is not finite", names[k], i);
+                return nd_fail(ctx, ND_ERR_ARG, "%s: %s[%d] is not finite", name, names[k], i);
         if (!strictly_monotone(v[k], n[k], dir))
-            return nd_fail(ctx, ND_ERR_ARG,
-                           "nd_odeint: %s must be strictly ordered in the direction of t", names[k]);
+            return nd_fail(ctx, ND_ERR_ARG, "%s: %s must be strictly ordered in the direction of t",
+                           name, names[k]);
     }
     for (int i = 0; i < n[0]; i++)
         for (int j = 0; j < n[1]; j++)
             if (v[0][i] == v[1][j])
-                return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: %.17g is in both step_t and jump_t",
+                return nd_fail(ctx, ND_ERR_ARG, "%s: %.17g is in both step_t and jump_t", name,
                                v[0][i]);
     return ND_OK;
 }
 
-static nd_status check_tensors(nd_ctx *ctx, nd_tensor *const *y0s, int n_y, nd_tensor *t,
-                               nd_tensor *const *params, int n_params)
+static nd_status check_tensors(nd_ctx *ctx, const char *name, nd_tensor *const *y0s, int n_y,
+                               nd_tensor *t, nd_tensor *const *params, int n_params)
 {
-    if (n_y <= 0 || !y0s) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: no initial state given");
+    if (n_y <= 0 || !y0s) return nd_fail(ctx, ND_ERR_ARG, "%s: no initial state given", name);
     for (int i = 0; i < n_y; i++)
-        if (!y0s[i]) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: y0[%d] is NULL", i);
-    if (!t) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: t is NULL");
+        if (!y0s[i]) return nd_fail(ctx, ND_ERR_ARG, "%s: y0[%d] is NULL", name, i);
+    if (!t) return nd_fail(ctx, ND_ERR_ARG, "%s: t is NULL", name);
     if (n_params < 0 || (n_params > 0 && !params))
-        return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: params is NULL or n_params (%d) negative",
+        return nd_fail(ctx, ND_ERR_ARG, "%s: params is NULL or n_params (%d) negative", name,
                        n_params);
     for (int i = 0; i < n_params; i++)
-        if (!params[i]) return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: params[%d] is NULL", i);
+        if (!params[i]) return nd_fail(ctx, ND_ERR_ARG, "%s: params[%d] is NULL", name, i);
     char sh[64];
     for (int i = 0; i < n_y; i++) {
         if (y0s[i]->ndim + 1 > ND_MAX_DIMS)
             return nd_fail(ctx, ND_ERR_SHAPE,
-                           "nd_odeint: y0[%d] %s has %d dims; its trajectory would need %d (max %d)",
+                           "%s: y0[%d] %s has %d dims; its trajectory would need %d (max %d)", name,
                            i, nd_shape_str(y0s[i], sh), y0s[i]->ndim, y0s[i]->ndim + 1,
                            ND_MAX_DIMS);
         if (!nd_all_finite(y0s[i]))
-            return nd_fail(ctx, ND_ERR_NONFINITE, "nd_odeint: y0[%d] is not finite", i);
+            return nd_fail(ctx, ND_ERR_NONFINITE, "%s: y0[%d] is not finite", name, i);
     }
     return ND_OK;
 }
 
-static nd_status check_times(nd_ctx *ctx, nd_tensor *t)
+static nd_status check_times(nd_ctx *ctx, const char *name, nd_tensor *t)
 {
     char st[64];
     if (t->ndim != 1 || t->size < 2)
-        return nd_fail(ctx, ND_ERR_SHAPE, "nd_odeint: t must be 1-D with at least 2 times, got %s",
+        return nd_fail(ctx, ND_ERR_SHAPE, "%s: t must be 1-D with at least 2 times, got %s", name,
                        nd_shape_str(t, st));
-    if (!nd_all_finite(t)) return nd_fail(ctx, ND_ERR_NONFINITE, "nd_odeint: t is not finite");
+    if (!nd_all_finite(t)) return nd_fail(ctx, ND_ERR_NONFINITE, "%s: t is not finite", name);
     double dir = t->data[t->size - 1] > t->data[0] ? 1 : -1;
     for (size_t i = 1; i < t->size; i++)
         if (!(dir * ((double)t->data[i] - t->data[i - 1]) > 0))
             return nd_fail(ctx, ND_ERR_ARG,
-                           "nd_odeint: t must be strictly increasing or decreasing (t[%zu] = %g, "
+                           "%s: t must be strictly increasing or decreasing (t[%zu] = %g, "
                            "t[%zu] = %g)",
-                           i - 1, (double)t->data[i - 1], i, (double)t->data[i]);
+                           name, i - 1, (double)t->data[i - 1], i, (double)t->data[i]);
     return ND_OK;
 }
 
 /* The options, the adjoint's resolved (o->adjoint is replaced by what the adjoint will use). */
-static nd_status check_options(nd_ctx *ctx, nd_ode_options *o, int n_y, double dir)
+static nd_status check_options(nd_ctx *ctx, const char *name, nd_ode_options *o, int n_y,
+                               double dir)
 {
     if (o->grad != ND_GRAD_ADJOINT && o->grad != ND_GRAD_BACKPROP)
-        return nd_fail(ctx, ND_ERR_ARG, "nd_odeint: unknown gradient mode %d", (int)o->grad);
-    nd_status st = nd_ode_check_options(ctx, "nd_odeint", &o->solver, n_y);
+        return nd_fail(ctx, ND_ERR_ARG, "%s: unknown gradient mode %d", name, (int)o->grad);
+    nd_status st = nd_ode_check_options(ctx, name, &o->solver, n_y);
     if (st != ND_OK) return st;
     o->adjoint = nd_ode_resolve_adjoint(&o->solver, &o->adjoint);
-    if (o->grad == ND_GRAD_ADJOINT)
-        st = nd_ode_check_options(ctx, "nd_odeint (adjoint options)", &o->adjoint, n_y);
-    return st == ND_OK ? check_breakpoints(ctx, o, dir) : st;
+    char adjoint_name[64];
+    snprintf(adjoint_name, sizeof adjoint_name, "%s (adjoint options)", name);
+    if (o->grad == ND_GRAD_ADJOINT) st = nd_ode_check_options(ctx, adjoint_name, &o->adjoint, n_y);
+    return st == ND_OK ? check_breakpoints(ctx, name, o, dir) : st;
 }
 
 /* ---- the forward system ------------------------------------------------------------------- */
@@ -107,7 +111,8 @@ typedef struct {
 
 static int forward_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *y, nd_tensor **dy)
 {
-    return nd_user_call(ctx, ((forward_system *)sys)->us, ND_WHAT_FORWARD, t, NULL, y, dy);
+    const nd_user_system *us = ((forward_system *)sys)->us;
+    return nd_user_call(ctx, us, us->what, t, NULL, y, dy);
 }
 
 /* The solver's view of the user system: one block per state tensor, the forward tolerances. */
@@ -125,9 +130,14 @@ static bool forward_system_init(nd_ctx *ctx, forward_system *fs, const nd_user_s
         atol[b] = so->atol_blocks ? so->atol_blocks[b] : so->atol;
     }
     fs->us = us;
-    fs->sys = (nd_ode_system){.eval = forward_eval, .n = us->n, .n_blocks = n_y,
-                              .block_size = us->block_size, .role = role, .rtol = rtol,
-                              .atol = atol, .what = ND_WHAT_FORWARD};
+    fs->sys = (nd_ode_system){.eval = forward_eval,
+                              .n = us->n,
+                              .n_blocks = n_y,
+                              .block_size = us->block_size,
+                              .role = role,
+                              .rtol = rtol,
+                              .atol = atol,
+                              .what = us->what};
     return true;
 }
 
@@ -152,8 +162,8 @@ static nd_status split_output(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packe
         const nd_tensor *y0 = us->y0s[b];
         int shape[ND_MAX_DIMS] = {sv->n_t};
         memcpy(shape + 1, y0->shape, (size_t)y0->ndim * sizeof *shape);
-        nd_tensor *blk = us->n_y == 1 ? packed
-                                      : nd_slice(ctx, packed, 1, (int)off, (int)us->block_size[b]);
+        nd_tensor *blk =
+            us->n_y == 1 ? packed : nd_slice(ctx, packed, 1, (int)off, (int)us->block_size[b]);
         ys_out[b] = nd_reshape(ctx, blk, y0->ndim + 1, shape);
         if (!ys_out[b]) return nd_ctx_error(ctx);
         ys_out[b]->aux = sv; /* reshape keeps nothing in aux: nd_odeint_stats finds sv there */
@@ -221,10 +231,19 @@ static nd_tensor *record_adjoint(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *pa
     return nd_record_custom(ctx, packed, &op, n_src, src);
 }
 
-/* What the op saves: the system, the times, the options (breakpoints copied). */
+/* A solver's arrays (per-block tolerances over n_y blocks, the grid) copied into the arena: the
+ * backward reads them long after the caller's own arrays may be gone. */
+static void keep_arrays(nd_ctx *ctx, nd_solver_options *so, int n_y)
+{
+    if (so->rtol_blocks) so->rtol_blocks = copy_doubles(ctx, so->rtol_blocks, n_y);
+    if (so->atol_blocks) so->atol_blocks = copy_doubles(ctx, so->atol_blocks, n_y);
+    so->grid = copy_doubles(ctx, so->grid, so->n_grid);
+}
+
+/* What the op saves: the system, the times, the options (the adjoint's resolved) with every
+ * array copied, so nothing the backward reads points into the caller's memory. */
 static nd_odeint_saved *save(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void *user_data,
-                             nd_tensor *const *y0s, int n_y, nd_tensor *t,
-                             const nd_ode_options *o)
+                             nd_tensor *const *y0s, int n_y, nd_tensor *t, const nd_ode_options *o)
 {
     nd_odeint_saved *sv = nd_ctx_alloc(ctx, sizeof *sv);
     if (!sv) return NULL;
@@ -239,24 +258,27 @@ static nd_odeint_saved *save(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void
     sv->opts = *o;
     sv->opts.step_t = copy_doubles(ctx, o->step_t, o->n_step_t);
     sv->opts.jump_t = copy_doubles(ctx, o->jump_t, o->n_jump_t);
+    keep_arrays(ctx, &sv->opts.solver, n_y);
+    keep_arrays(ctx, &sv->opts.adjoint, n_y);
     return nd_ctx_error(ctx) ? NULL : sv;
 }
 
-static nd_status odeint_impl(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void *user_data,
-                             nd_tensor *const *y0s, int n_y, nd_tensor *t,
+static nd_status odeint_impl(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode_tuple_fn fn,
+                             void *user_data, nd_tensor *const *y0s, int n_y, nd_tensor *t,
                              nd_tensor *const *params, int n_params, const nd_ode_options *opts,
                              nd_tensor **ys_out)
 {
     nd_ode_options o = opts ? *opts : ND_ODE_DEFAULT;
-    nd_status st = check_tensors(ctx, y0s, n_y, t, params, n_params);
-    if (st == ND_OK) st = check_times(ctx, t);
-    if (st == ND_OK) st = check_options(ctx, &o, n_y, t->data[t->size - 1] > t->data[0] ? 1 : -1);
+    nd_status st = check_tensors(ctx, name, y0s, n_y, t, params, n_params);
+    if (st == ND_OK) st = check_times(ctx, name, t);
+    double dir = st == ND_OK && t->data[t->size - 1] > t->data[0] ? 1 : -1;
+    if (st == ND_OK) st = check_options(ctx, name, &o, n_y, dir);
     if (st != ND_OK) return st;
 
     bool recording = nd_ctx_grad_enabled(ctx);
     bool t_grad = recording && t->requires_grad;
-    bool needs_grad = recording && (any_requires_grad(y0s, n_y) ||
-                                    any_requires_grad(params, n_params) || t_grad);
+    bool needs_grad =
+        recording && (any_requires_grad(y0s, n_y) || any_requires_grad(params, n_params) || t_grad);
     nd_odeint_saved *sv = save(ctx, f1, fn, user_data, y0s, n_y, t, &o);
     forward_system fs;
     if (!sv || !forward_system_init(ctx, &fs, &sv->us, &sv->opts.solver)) return nd_ctx_error(ctx);
@@ -279,20 +301,22 @@ nd_tensor *nd_odeint(nd_ctx *ctx, nd_ode_fn f, void *user_data, nd_tensor *y0, n
     if (nd_ctx_error(ctx)) return NULL; /* an earlier op failed: its error stays */
     if (!f) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeint: f is NULL");
     nd_tensor *out = NULL;
-    return odeint_impl(ctx, f, NULL, user_data, &y0, 1, t, params, n_params, opts, &out) == ND_OK
+    return odeint_impl(ctx, "nd_odeint", f, NULL, user_data, &y0, 1, t, params, n_params, opts,
+                       &out) == ND_OK
                ? out
                : NULL;
 }
 
-nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data,
-                           nd_tensor *const *y0s, int n_y, nd_tensor *t, nd_tensor *const *params,
-                           int n_params, const nd_ode_options *opts, nd_tensor **ys_out)
+nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data, nd_tensor *const *y0s,
+                           int n_y, nd_tensor *t, nd_tensor *const *params, int n_params,
+                           const nd_ode_options *opts, nd_tensor **ys_out)
 {
     if (!ys_out) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeint_tuple: ys_out is NULL");
     for (int i = 0; i < n_y; i++) ys_out[i] = NULL;
     if (nd_ctx_error(ctx)) return NULL;
     if (!f) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeint_tuple: f is NULL");
-    if (odeint_impl(ctx, NULL, f, user_data, y0s, n_y, t, params, n_params, opts, ys_out) == ND_OK)
+    if (odeint_impl(ctx, "nd_odeint_tuple", NULL, f, user_data, y0s, n_y, t, params, n_params, opts,
+                    ys_out) == ND_OK)
         return ys_out[0];
     for (int i = 0; i < n_y; i++) ys_out[i] = NULL;
     return NULL;

@@ -35,22 +35,27 @@ typedef int (*nd_ode_tuple_fn)(nd_ctx *ctx, nd_tensor *t, nd_tensor *const *y, i
 
 typedef enum {
     ND_METHOD_INHERIT = -1, /* adjoint options only: the forward solver's method */
-    ND_EULER,      /* fixed step, order 1 */
-    ND_MIDPOINT,   /* fixed step, order 2 */
-    ND_RK4,        /* fixed step, order 4 (the classic tableau) */
-    ND_HEUN_EULER, /* adaptive 2(1) (torchdiffeq's adaptive_heun) */
-    ND_FEHLBERG2,  /* adaptive 2(1) Runge-Kutta-Fehlberg */
-    ND_BOSH3,      /* adaptive 3(2) Bogacki-Shampine */
-    ND_DOPRI5,     /* adaptive 5(4) Dormand-Prince, the default */
-    ND_TSIT5,      /* adaptive 5(4) Tsitouras */
-    ND_DOPRI8,     /* adaptive 8(7) Prince-Dormand */
+    ND_EULER,               /* fixed step, order 1 */
+    ND_MIDPOINT,            /* fixed step, order 2 */
+    ND_RK4,                 /* fixed step, order 4 (the classic tableau) */
+    ND_HEUN_EULER,          /* adaptive 2(1) (torchdiffeq's adaptive_heun) */
+    ND_FEHLBERG2,           /* adaptive 2(1) Runge-Kutta-Fehlberg */
+    ND_BOSH3,               /* adaptive 3(2) Bogacki-Shampine */
+    ND_DOPRI5,              /* adaptive 5(4) Dormand-Prince, the default */
+    ND_TSIT5,               /* adaptive 5(4) Tsitouras */
+    ND_DOPRI8,              /* adaptive 8(7) Prince-Dormand */
     ND_METHOD_COUNT
 } nd_ode_method;
 
 /* What each block of a solve's state is, for norms. The forward state's blocks are
  * ND_ROLE_STATE; the adjoint's are the state z, its adjoint a_z, the parameter adjoints a_theta
  * (one block per parameter tensor) and the time adjoint a_t. */
-typedef enum { ND_ROLE_STATE, ND_ROLE_ADJ_STATE, ND_ROLE_ADJ_PARAM, ND_ROLE_ADJ_TIME } nd_block_role;
+typedef enum {
+    ND_ROLE_STATE,
+    ND_ROLE_ADJ_STATE,
+    ND_ROLE_ADJ_PARAM,
+    ND_ROLE_ADJ_TIME
+} nd_block_role;
 
 /* A user norm: given each block's scaled error e_i / (atol + rtol max(|y0_i|, |y1_i|)), return
  * the error ratio (the step is accepted iff it is <= 1). */
@@ -61,7 +66,7 @@ typedef enum {
     ND_NORM_RMS,      /* max over blocks of each block's RMS (torchdiffeq's default, mixed norm) */
     ND_NORM_SEMINORM, /* the same over state and state-adjoint blocks only: a_theta, a_t ignored */
     ND_NORM_SEMINORM_KEEP_T, /* torchdiffeq's norm='seminorm': ignores a_theta, keeps a_t */
-    ND_NORM_USER      /* norm_fn */
+    ND_NORM_USER             /* norm_fn */
 } nd_norm_kind;
 
 /* Names, one table each: methods as torchdiffeq ("euler" "midpoint" "rk4" "adaptive_heun" (also
@@ -83,25 +88,37 @@ typedef enum {
  * ND_ERR_MAX_STEPS instead of running on for minutes (dy/dt = -y over [0, 1e300] does). Every
  * workload nodal's tests and benchmarks measure takes at most a few hundred steps per interval,
  * so the limit never changes a step count; diffrax stops at 4096 steps per solve by default, this
- * is 4x that per interval. Raise it with opts.solver.max_num_steps. */
+ * is 4x that per interval. It applies to every method, fixed-step ones too: a step_size or grid
+ * giving more than max_num_steps x (n_t - 1) steps is ND_ERR_MAX_STEPS before f is first called
+ * (Euler at step_size 1e-5 over [0, 1] needs 1e5). Raise it with opts.solver.max_num_steps (and
+ * opts.adjoint.max_num_steps, which inherits it); LONG_MAX is no limit. */
 #define ND_DEFAULT_MAX_NUM_STEPS 16384L
 
 /* One solver's settings. The forward solve and the adjoint solve each have one. */
 typedef struct {
     nd_ode_method method;
-    double rtol, atol;          /* scalars, or per state block below */
-    const double *rtol_blocks;  /* (n_blocks,) of the forward state, or NULL */
-    const double *atol_blocks;  /* (n_blocks,) or NULL */
-    double first_step;          /* 0: chosen by Hairer-Norsett-Wanner II.4 (2 evaluations) */
-    double min_step;            /* steps never shrink below it; a step this small is accepted */
-    double max_step;            /* INFINITY: no limit */
-    long max_num_steps;         /* attempted steps per output interval before ND_ERR_MAX_STEPS */
-    double step_size;           /* fixed-step methods: 0 steps from output time to output time */
-    const double *grid;         /* fixed-step methods: the times to step through instead, (n_grid,)
-                                   monotone like t; only those inside a solve's interval count */
+    double rtol, atol;         /* scalars, or per state block below */
+    const double *rtol_blocks; /* (n_blocks,) of the forward state, or NULL. This and the
+                                  other arrays (atol_blocks, grid, step_t, jump_t) are copied
+                                  by the solve: they need not outlive the call */
+    const double *atol_blocks; /* (n_blocks,) or NULL */
+    double first_step;         /* 0: chosen by Hairer-Norsett-Wanner II.4 (2 evaluations) */
+    double min_step;           /* steps never shrink below it; a step this small is accepted.
+                                  At most max_step; one larger than a solve's interval (the
+                                  forward's t[0]..t[n_t-1], each adjoint solve's one output
+                                  interval) counts as that interval's length */
+    double max_step;           /* INFINITY: no limit */
+    long max_num_steps;        /* steps per output interval before ND_ERR_MAX_STEPS, for every
+                                  method (ND_DEFAULT_MAX_NUM_STEPS) */
+    double step_size;          /* fixed-step methods: 0 steps from output time to output time.
+                                  Its steps count against max_num_steps (checked before f
+                                  runs); the grid is generated as the solve goes, not stored */
+    const double *grid;        /* fixed-step methods: the times to step through instead, (n_grid,)
+                                  monotone like t; only those inside a solve's interval count,
+                                  and their steps count against max_num_steps too */
     int n_grid;
     nd_norm_kind norm;
-    nd_norm_fn norm_fn;         /* with ND_NORM_USER */
+    nd_norm_fn norm_fn; /* with ND_NORM_USER */
     void *norm_data;
     nd_controller controller;
     double safety, ifactor, dfactor; /* 0.9, 10, 0.2 */
@@ -177,8 +194,8 @@ typedef struct {
                          .pi_beta2 = ND_INHERIT})
 
 #define ND_ODE_DEFAULT                                                                             \
-    ((nd_ode_options){.solver = ND_SOLVER_DEFAULT, .adjoint = ND_SOLVER_INHERIT,                   \
-                      .grad = ND_GRAD_ADJOINT})
+    ((nd_ode_options){                                                                             \
+        .solver = ND_SOLVER_DEFAULT, .adjoint = ND_SOLVER_INHERIT, .grad = ND_GRAD_ADJOINT})
 
 typedef struct {
     long nfe;      /* evaluations of f (each adjoint evaluation: one f and one VJP) */

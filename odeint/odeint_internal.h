@@ -8,11 +8,6 @@
 
 #include "odeint/solver.h"
 
-/* Messages name the solve: the forward solve and dL/dt say ND_WHAT_FORWARD, the adjoint solve
- * ND_WHAT_ADJOINT. */
-#define ND_WHAT_FORWARD "nd_odeint"
-#define ND_WHAT_ADJOINT "adjoint of nd_odeint"
-
 /* The user's problem: f over a state of n_y blocks packed into one vector (n,). */
 typedef struct {
     nd_ode_fn f1;       /* single-tensor form, or */
@@ -22,6 +17,9 @@ typedef struct {
     nd_tensor **y0s;    /* (n_y,) the initial blocks, for their shapes */
     size_t *block_size; /* (n_y,) */
     size_t n;           /* sum of block_size */
+    /* what messages call the solve: the forward solve and dL/dt say what ("nd_odeint" or
+     * "nd_odeint_tuple"), the adjoint solve what_adjoint ("adjoint of nd_odeint[_tuple]") */
+    const char *what, *what_adjoint;
 } nd_user_system;
 
 /* Builds us over the blocks y0s (arena copies of the arrays); false with the error in ctx. */
@@ -45,13 +43,13 @@ bool nd_user_f_dot(nd_ctx *ctx, const nd_user_system *us, const char *what, doub
 nd_tensor *nd_user_pack(nd_ctx *ctx, const nd_user_system *us, nd_tensor *const *blocks);
 
 typedef struct {
-    uint32_t magic;      /* ND_ODEINT_MAGIC: lets nd_odeint_stats recognise its trajectories */
-    nd_ode_stats stats;  /* forward after the solve, backward after the backward pass */
+    uint32_t magic;     /* ND_ODEINT_MAGIC: lets nd_odeint_stats recognise its trajectories */
+    nd_ode_stats stats; /* forward after the solve, backward after the backward pass */
     nd_user_system us;
-    nd_tensor **params;  /* (n_params,) those that require grad */
+    nd_tensor **params; /* (n_params,) those that require grad */
     int n_params;
-    nd_tensor *t;        /* the times (n_t,), a src when it requires grad */
-    double *tv;          /* (n_t,) its values */
+    nd_tensor *t; /* the times (n_t,), a src when it requires grad */
+    double *tv;   /* (n_t,) its values */
     int n_t;
     bool t_grad;
     nd_ode_options opts; /* the adjoint's inheritance resolved, breakpoints copied into the arena */

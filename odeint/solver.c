@@ -10,7 +10,9 @@
  * and steps onto step_t / jump_t. Requested output times never change the steps taken: outputs
  * come from each step's quartic interpolant (cubic Hermite for fixed-step methods).
  */
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "odeint/solver.h"
@@ -18,13 +20,13 @@
 
 /* torchdiffeq 0.2.5's constants (_select_initial_step, _optimal_step_size), kept so step counts
  * match it one for one. */
-#define INIT_TINY_NORM 1e-5   /* below this |y0| or |f0| is "zero": start from INIT_FALLBACK */
-#define INIT_FALLBACK 1e-6    /* h0 when the norms say nothing */
-#define INIT_FRACTION 0.01    /* h0 = INIT_FRACTION |y0| / |f0|, h1 = (INIT_FRACTION / d)^(1/p) */
-#define INIT_FLAT 1e-15       /* |f0| and |f'| below this: h1 = max(INIT_FALLBACK, h0 INIT_SHRINK) */
+#define INIT_TINY_NORM 1e-5 /* below this |y0| or |f0| is "zero": start from INIT_FALLBACK */
+#define INIT_FALLBACK 1e-6  /* h0 when the norms say nothing */
+#define INIT_FRACTION 0.01  /* h0 = INIT_FRACTION |y0| / |f0|, h1 = (INIT_FRACTION / d)^(1/p) */
+#define INIT_FLAT 1e-15     /* |f0| and |f'| below this: h1 = max(INIT_FALLBACK, h0 INIT_SHRINK) */
 #define INIT_SHRINK 1e-3
-#define INIT_GROWTH 100       /* the first step is at most INIT_GROWTH h0 */
-#define PI_MIN_RATIO 1e-4     /* the PI controller remembers error ratios of at least this */
+#define INIT_GROWTH 100   /* the first step is at most INIT_GROWTH h0 */
+#define PI_MIN_RATIO 1e-4 /* the PI controller remembers error ratios of at least this */
 
 typedef enum { PERTURB_NONE, PERTURB_NEXT, PERTURB_PREV } perturb;
 
@@ -44,8 +46,9 @@ typedef struct {
      * proposed next step dt, and the interpolant of the last step */
     nd_tensor *y, *f;
     double s0, s1, dt, r_prev;
-    nd_tensor *coeff[5];            /* x^4 .. x^0 coefficients */
-    nd_tensor *k[ND_MAX_STAGES];    /* untaped: stage buffers reused by every step */
+    double min_step;             /* opt->min_step, at most the solve's interval */
+    nd_tensor *coeff[5];         /* x^4 .. x^0 coefficients */
+    nd_tensor *k[ND_MAX_STAGES]; /* untaped: stage buffers reused by every step */
 } solver;
 
 static nd_status fail_at(solver *sv, nd_status code, double s, const char *what)
@@ -164,8 +167,8 @@ static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, dou
     int order = sv->tab->order - 1;
     double d0 = norm_of(sv, y0->data, y0->data, NULL);
     double d1 = norm_of(sv, f0->data, y0->data, NULL);
-    double h0 = d0 < INIT_TINY_NORM || d1 < INIT_TINY_NORM ? INIT_FALLBACK
-                                                           : INIT_FRACTION * d0 / d1;
+    double h0 =
+        d0 < INIT_TINY_NORM || d1 < INIT_TINY_NORM ? INIT_FALLBACK : INIT_FRACTION * d0 / d1;
     if (!(h0 > 0 && isfinite(h0))) return bad_initial_step(sv, s0, h0);
 
     nd_mark m = nd_ctx_mark(sv->ctx);
@@ -197,15 +200,13 @@ static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, dou
 /* ---- adaptive step ------------------------------------------------------------------------ */
 
 /* The quartic through y0, y1 and the midpoint with slopes f0, f1 (torchdiffeq's _interp_fit). */
-static bool fit_interpolant(solver *sv, nd_tensor *y1, nd_tensor *f1, double dt,
-                            nd_tensor **coeff)
+static bool fit_interpolant(solver *sv, nd_tensor *y1, nd_tensor *f1, double dt, nd_tensor **coeff)
 {
     nd_tensor *ymid = combine(sv, sv->y, sv->tab->c_mid, sv->tab->n_stages + 1, dt);
     nd_tensor *pts[5] = {sv->k[0], f1, sv->y, y1, ymid}; /* f0, f1, y0, y1, ymid */
     const nd_real h = (nd_real)dt;
-    const nd_real w[3][5] = {{-2 * h, 2 * h, -8, -8, 16},
-                             {5 * h, -3 * h, 18, 14, -32},
-                             {-4 * h, h, -11, -5, 16}};
+    const nd_real w[3][5] = {
+        {-2 * h, 2 * h, -8, -8, 16}, {5 * h, -3 * h, 18, 14, -32}, {-4 * h, h, -11, -5, 16}};
     for (int i = 0; i < 3; i++) coeff[i] = nd_lincomb(sv->ctx, pts, w[i], 5);
     coeff[3] = nd_mul_scalar(sv->ctx, sv->k[0], h);
     coeff[4] = sv->y;
@@ -223,7 +224,7 @@ typedef struct {
 static nd_status plan_step(solver *sv, step_plan *p)
 {
     const nd_solver_options *o = sv->opt;
-    double t0 = sv->s1, dt = fmax(fmin(sv->dt, o->max_step), o->min_step);
+    double t0 = sv->s1, dt = fmax(fmin(sv->dt, o->max_step), sv->min_step);
     *p = (step_plan){.t0 = t0, .t1 = t0 + dt, .dt = dt};
     if (!isfinite(dt) || !isfinite(p->t1))
         return nd_fail(sv->ctx, ND_ERR_NONFINITE,
@@ -318,7 +319,7 @@ static nd_status adaptive_step(solver *sv)
     double r;
     int rc = try_step(sv, &p, &y1, &r);
     if (rc < 0) return step_failed(sv, p.t0);
-    bool accept = rc == 0 && (r <= 1 || p.dt <= sv->opt->min_step);
+    bool accept = rc == 0 && (r <= 1 || p.dt <= sv->min_step);
     if (accept && accept_step(sv, &p, y1) != 0) return step_failed(sv, p.t1);
     if (!accept) sv->stats->rejected++;
     sv->dt = next_step_size(sv, p.dt, r, accept);
@@ -388,67 +389,92 @@ static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *o
     return ND_OK;
 }
 
-/* How many points the fixed-step grid needs: checked in double before any size is computed
- * from it, so a tiny step_size is an error, not an overflowing allocation. The limit is the
- * solve's step budget, max_num_steps per output interval. */
-static nd_status grid_points(solver *sv, const double *s, int n_t, long *cap)
+/* The fixed-step grid in internal time from s[0] to s[n_t - 1]: the user's grid points inside
+ * the interval or the output times, stored; or steps of step_size from the start, the last one
+ * cut at the end (as torchdiffeq), generated as the solve goes: never stored, so a fine grid
+ * costs no memory. */
+typedef struct {
+    const double *pts; /* (n,), or NULL: point i is start + i h, the last one end */
+    long n;
+    double start, end, h;
+} fixed_grid;
+
+static double grid_at(const fixed_grid *g, long i)
+{
+    if (g->pts) return g->pts[i];
+    return i == 0 ? g->start : i == g->n - 1 ? g->end : (double)i * g->h + g->start;
+}
+
+/* The solve's step budget, max_num_steps per output interval, applies to a fixed grid too:
+ * checked before f's first evaluation. */
+static nd_status check_budget(solver *sv, const double *s, int n_t, double steps, const char *grid)
 {
     const nd_solver_options *o = sv->opt;
-    double start = s[0], end = s[n_t - 1], h = o->step_size;
-    if (o->n_grid > 0) return *cap = (long)o->n_grid + 2, ND_OK;
-    if (!(h > 0)) return *cap = n_t, ND_OK;
-    double steps = ceil((end - start) / h), budget = (double)o->max_num_steps * (n_t - 1);
-    if (!(steps <= budget) || !(steps < 1e15))
-        return nd_fail(sv->ctx, ND_ERR_MAX_STEPS,
-                       "%s: step_size %g over [%.17g, %.17g] needs %.3g steps, more than "
-                       "max_num_steps (%ld per output interval) allows; use a larger step_size",
-                       sv->sys->what, h, sv->dir * start, sv->dir * end, steps, o->max_num_steps);
-    *cap = (long)steps + 2;
+    if (steps <= (double)o->max_num_steps * (n_t - 1)) return ND_OK;
+    return nd_fail(sv->ctx, ND_ERR_MAX_STEPS,
+                   "%s: %s over [%.17g, %.17g] needs %.3g steps, more than max_num_steps (%ld per "
+                   "output interval) allows; raise max_num_steps in the solver options (default "
+                   "%ld) or use a coarser grid",
+                   sv->sys->what, grid, sv->dir * s[0], sv->dir * s[n_t - 1], steps,
+                   o->max_num_steps, ND_DEFAULT_MAX_NUM_STEPS);
+}
+
+/* Steps of step_size h: the budget, then points far enough apart to stay distinct doubles
+ * (which also keeps their count exact). */
+static nd_status step_size_grid(solver *sv, const double *s, int n_t, fixed_grid *g)
+{
+    double start = s[0], end = s[n_t - 1], h = sv->opt->step_size;
+    double steps = ceil((end - start) / h);
+    char grid[64];
+    snprintf(grid, sizeof grid, "step_size %g", h);
+    nd_status st = check_budget(sv, s, n_t, steps, grid);
+    if (st != ND_OK) return st;
+    double spacing = 4 * DBL_EPSILON * fmax(fabs(start), fabs(end));
+    if (!(h > spacing) || !(steps < 0x1p52))
+        return nd_fail(sv->ctx, ND_ERR_ARG,
+                       "%s: step_size %g over [%.17g, %.17g] needs %.3g grid points, too close "
+                       "together to be distinct times there (step_size must exceed %.3g)",
+                       sv->sys->what, h, sv->dir * start, sv->dir * end, steps + 1, spacing);
+    long inner = (long)steps; /* the points start + k h < end, k >= 1 */
+    while (inner > 0 && (double)inner * h + start >= end) inner--;
+    *g = (fixed_grid){.n = inner + 2, .start = start, .end = end, .h = h};
     return ND_OK;
 }
 
-/* The fixed-step grid in internal time from s[0] to s[n_t - 1]: the user's grid points inside
- * the interval, or steps of step_size from the start (the last one cut at the end, as
- * torchdiffeq), or the output times themselves. */
-static double *fixed_grid(solver *sv, const double *s, int n_t, long *n_grid)
+static nd_status make_fixed_grid(solver *sv, const double *s, int n_t, fixed_grid *g)
 {
     const nd_solver_options *o = sv->opt;
-    double start = s[0], end = s[n_t - 1], h = o->step_size;
-    long cap = 0;
-    if (grid_points(sv, s, n_t, &cap) != ND_OK) return NULL;
-    double *g = nd_ctx_alloc(sv->ctx, (size_t)cap * sizeof *g);
-    if (!g) return NULL;
+    double start = s[0], end = s[n_t - 1];
+    if (o->n_grid == 0 && o->step_size > 0) return step_size_grid(sv, s, n_t, g);
+    if (o->n_grid == 0) return *g = (fixed_grid){.pts = s, .n = n_t}, ND_OK;
+    double *inner = internal_breakpoints(sv->ctx, o->grid, o->n_grid, sv->dir);
+    double *pts = nd_ctx_alloc(sv->ctx, ((size_t)o->n_grid + 2) * sizeof *pts);
+    if (!inner || !pts) return nd_ctx_error(sv->ctx);
     long n = 0;
-    g[n++] = start;
-    if (o->n_grid > 0) {
-        double *inner = internal_breakpoints(sv->ctx, o->grid, o->n_grid, sv->dir);
-        if (!inner) return NULL;
-        for (int i = 0; i < o->n_grid; i++)
-            if (inner[i] > start && inner[i] < end) g[n++] = inner[i];
-    } else if (h > 0) {
-        for (long k = 1; k * h + start < end && n < cap - 1; k++) g[n++] = k * h + start;
-    } else {
-        for (int i = 1; i < n_t - 1; i++) g[n++] = s[i];
-    }
-    g[n++] = end;
-    *n_grid = n;
-    return g;
+    pts[n++] = start;
+    for (int i = 0; i < o->n_grid; i++)
+        if (inner[i] > start && inner[i] < end) pts[n++] = inner[i];
+    pts[n++] = end;
+    char grid[64];
+    snprintf(grid, sizeof grid, "a grid of %ld points", n);
+    *g = (fixed_grid){.pts = pts, .n = n};
+    return check_budget(sv, s, n_t, (double)(n - 1), grid);
 }
 
-static nd_status solve_fixed(solver *sv, const double *s, int n_t, nd_real *out, nd_tensor **rows)
+static nd_status solve_fixed(solver *sv, const fixed_grid *grid, const double *s, int n_t,
+                             nd_real *out, nd_tensor **rows)
 {
     nd_ctx *ctx = sv->ctx;
     const nd_tableau *tab = sv->tab;
-    long n_grid;
-    double *grid = fixed_grid(sv, s, n_t, &n_grid);
-    if (!grid) return nd_ctx_error(ctx);
+    long n_grid = grid->n;
     nd_tensor *y1_buf = sv->taped ? NULL : nd_zeros_like(ctx, sv->y);
     nd_tensor *f1_buf = sv->taped ? NULL : nd_zeros_like(ctx, sv->y);
     if (!sv->taped && (!y1_buf || !f1_buf)) return nd_ctx_error(ctx);
     int j = 1; /* next output */
     for (long g = 1; g < n_grid && j < n_t; g++) {
-        double g0 = grid[g - 1], g1 = grid[g], dt = g1 - g0;
-        if (!nd_all_finite(sv->y)) return fail_at(sv, ND_ERR_NONFINITE, g0, "the state is not finite");
+        double g0 = grid_at(grid, g - 1), g1 = grid_at(grid, g), dt = g1 - g0;
+        if (!nd_all_finite(sv->y))
+            return fail_at(sv, ND_ERR_NONFINITE, g0, "the state is not finite");
         nd_mark m = nd_ctx_mark(ctx);
         sv->k[0] = sv->f;
         int rc = 0;
@@ -466,8 +492,7 @@ static nd_status solve_fixed(solver *sv, const double *s, int n_t, nd_real *out,
         nd_tensor *f1 = f1_buf;
         if (need_f1) {
             rc = eval_into(sv, g1, PERTURB_NONE, y1, &f1);
-            if (rc != 0)
-                return fail_at(sv, ND_ERR_CALLBACK, g1, "f failed");
+            if (rc != 0) return fail_at(sv, ND_ERR_CALLBACK, g1, "f failed");
         }
         for (; j < n_t && s[j] <= g1; j++) {
             nd_tensor *row = s[j] == g1 ? y1 : hermite(sv, sv->y, sv->f, y1, f1, g0, g1, s[j]);
@@ -520,8 +545,13 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
                        const nd_breakpoints *bp, nd_tensor *y0, const double *t, int n_t,
                        bool taped, nd_real *out, nd_tensor **rows, nd_solve_stats *stats)
 {
-    solver sv = {.ctx = ctx, .sys = sys, .opt = opt, .tab = nd_tableau_get(opt->method),
-                 .taped = taped, .stats = stats, .r_prev = 1};
+    solver sv = {.ctx = ctx,
+                 .sys = sys,
+                 .opt = opt,
+                 .tab = nd_tableau_get(opt->method),
+                 .taped = taped,
+                 .stats = stats,
+                 .r_prev = 1};
     sv.dir = t[n_t - 1] > t[0] ? 1.0 : -1.0;
     size_t n = sys->n;
     int shape[1] = {(int)n};
@@ -537,6 +567,9 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     if (!s || !sv.scratch || !sv.blocks) return nd_ctx_error(ctx);
     sv.next_step = first_after(sv.step_s, sv.n_step, s[0]);
     sv.next_jump = first_after(sv.jump_s, sv.n_jump, s[0]);
+    sv.min_step = fmin(opt->min_step, s[n_t - 1] - s[0]); /* never a step past the interval's */
+    fixed_grid grid = {0};
+    if (!sv.tab->c_error && make_fixed_grid(&sv, s, n_t, &grid) != ND_OK) return nd_ctx_error(ctx);
 
     /* the state, its derivative and, untaped, every buffer a step reuses */
     if (taped) {
@@ -555,7 +588,7 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     if (rc != 0)
         return fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed or rejected the initial state");
     sv.s0 = sv.s1 = s[0];
-    if (!sv.tab->c_error) return solve_fixed(&sv, s, n_t, out, rows);
+    if (!sv.tab->c_error) return solve_fixed(&sv, &grid, s, n_t, out, rows);
 
     for (int i = 0; i < 5; i++) keep(&sv, &sv.coeff[i], sv.y);
     if (opt->first_step > 0) {

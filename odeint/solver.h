@@ -24,7 +24,7 @@ struct nd_ode_system {
     const nd_block_role *role; /* (n_blocks,) */
     const double *rtol;        /* (n_blocks,) */
     const double *atol;        /* (n_blocks,) */
-    const char *what;          /* "nd_odeint" or "adjoint of nd_odeint", for messages */
+    const char *what;          /* "nd_odeint[_tuple]" or "adjoint of nd_odeint[_tuple]": messages */
 };
 
 typedef struct {

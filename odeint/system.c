@@ -12,7 +12,13 @@
 bool nd_user_system_init(nd_ctx *ctx, nd_user_system *us, nd_ode_fn f1, nd_ode_tuple_fn fn,
                          void *user_data, nd_tensor *const *y0s, int n_y)
 {
-    *us = (nd_user_system){.f1 = f1, .fn = fn, .user_data = user_data, .n_y = n_y};
+    *us = (nd_user_system){.f1 = f1,
+                           .fn = fn,
+                           .user_data = user_data,
+                           .n_y = n_y,
+                           .what = fn ? "nd_odeint_tuple" : "nd_odeint",
+                           .what_adjoint =
+                               fn ? "adjoint of nd_odeint_tuple" : "adjoint of nd_odeint"};
     us->y0s = nd_ctx_alloc(ctx, (size_t)n_y * sizeof *us->y0s);
     us->block_size = nd_ctx_alloc(ctx, (size_t)n_y * sizeof *us->block_size);
     if (!us->y0s || !us->block_size) return false;
@@ -22,7 +28,7 @@ bool nd_user_system_init(nd_ctx *ctx, nd_user_system *us, nd_ode_fn f1, nd_ode_t
         us->n += y0s[b]->size;
     }
     if (us->n > (size_t)INT32_MAX) {
-        nd_fail(ctx, ND_ERR_SHAPE, "nd_odeint: a state of %zu elements is too large", us->n);
+        nd_fail(ctx, ND_ERR_SHAPE, "%s: a state of %zu elements is too large", us->what, us->n);
         return false;
     }
     return true;

@@ -22,7 +22,7 @@ typedef struct {
 static bool f_dot(nd_ctx *ctx, nd_odeint_saved *sv, double t, const nd_real *y, const nd_real *g,
                   double *out)
 {
-    return nd_user_f_dot(ctx, &sv->us, ND_WHAT_FORWARD, t, y, g, &sv->stats.backward.nfe, out);
+    return nd_user_f_dot(ctx, &sv->us, sv->us.what, t, y, g, &sv->stats.backward.nfe, out);
 }
 
 static void time_backward(nd_ctx *ctx, nd_tensor *out, void *state)
@@ -33,8 +33,10 @@ static void time_backward(nd_ctx *ctx, nd_tensor *out, void *state)
     nd_accumulate_grad(ctx, ts->packed, g);
     if (!nd_needs_grad(ctx, sv->t)) return;
     if (nd_ctx_grad_enabled(ctx)) {
-        nd_fail(ctx, ND_ERR_GRAPH, "nd_odeint: the gradient with respect to t cannot be "
-                                   "differentiated again (create_graph)");
+        nd_fail(ctx, ND_ERR_GRAPH,
+                "%s: the gradient with respect to t cannot be differentiated again "
+                "(create_graph)",
+                sv->us.what);
         return;
     }
     size_t n = sv->us.n;
@@ -45,7 +47,8 @@ static void time_backward(nd_ctx *ctx, nd_tensor *out, void *state)
     memset(seed->data, 0, n * sizeof(nd_real));
     for (int i = 1; i < n_t; i++) {
         double d;
-        if (!f_dot(ctx, sv, sv->tv[i], out->data + (size_t)i * n, g->data + (size_t)i * n, &d)) return;
+        if (!f_dot(ctx, sv, sv->tv[i], out->data + (size_t)i * n, g->data + (size_t)i * n, &d))
+            return;
         dt->data[i] = (nd_real)d;
     }
     nd_tensor *jg = NULL; /* (n,) sum_{i>=1} (dy_i/dy_0)^T g_i, one more sweep through the tape */

@@ -8,6 +8,7 @@
  */
 #include <check.h>
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,8 +76,8 @@ static int sine_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u
 
 static double sine_exact(double t)
 {
-    return -0.5 * pow(t, 4) * cos(2 * t) + 0.5 * pow(t, 3) * sin(2 * t) + 0.25 * t * t * cos(2 * t) -
-           pow(t, 3) + 2 * pow(t, 4) + (M_PI - 0.25) * t * t;
+    return -0.5 * pow(t, 4) * cos(2 * t) + 0.5 * pow(t, 3) * sin(2 * t) +
+           0.25 * t * t * cos(2 * t) - pow(t, 3) + 2 * pow(t, 4) + (M_PI - 0.25) * t * t;
 }
 
 /* y' = y A^T (rows are points) */
@@ -188,7 +189,8 @@ START_TEST(test_problems_every_method)
         nd_tensor *y = nd_odeint(ctx, constant_f, &p, y0, t, NULL, 0, &o);
         ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
         double e = rel_error(y, exact);
-        ck_assert_msg(e < base * slack, "constant %s dir %d: %g", nd_ode_method_name(method), dir, e);
+        ck_assert_msg(e < base * slack, "constant %s dir %d: %g", nd_ode_method_name(method), dir,
+                      e);
 
         /* sine */
         for (int i = 0; i < 10; i++) exact[i] = sine_exact(t->data[i]);
@@ -213,7 +215,8 @@ START_TEST(test_problems_every_method)
         nd_rng rng = nd_rng_seed(0);
         for (int i = 0; i < D * D; i++) U[i] = 0.1 * nd_rng_normal(&rng);
         for (int i = 0; i < D; i++)
-            for (int j = 0; j < D; j++) A[i * D + j] = 2 * U[i * D + j] - (U[i * D + j] + U[j * D + i]);
+            for (int j = 0; j < D; j++)
+                A[i * D + j] = 2 * U[i * D + j] - (U[i * D + j] + U[j * D + i]);
         for (int k = 0; k < 10; k++) {
             for (int i = 0; i < D * D; i++) M[i] = A[i] * t->data[k];
             expm(D, M, E);
@@ -244,7 +247,8 @@ START_TEST(test_decay_adaptive_accuracy)
         nd_tensor *t = linspace(0, 3, 7);
         nd_ode_options o = opts_for(m, 1e-6, 1e-9);
         nd_ode_stats st;
-        nd_tensor *y = stats_into(nd_odeint(ctx, decay, NULL, vec(2, (double[]){1, -2}), t, NULL, 0, &o), &st);
+        nd_tensor *y =
+            stats_into(nd_odeint(ctx, decay, NULL, vec(2, (double[]){1, -2}), t, NULL, 0, &o), &st);
         ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
         /* the global error of a low-order pair is many local tolerances (torchdiffeq's own
          * bounds: 4e-3 for its second- and third-order methods) */
@@ -258,9 +262,9 @@ START_TEST(test_decay_adaptive_accuracy)
         }
         /* torchdiffeq's accounting: f0 and the initial-step probe, then every stage of every
          * attempted step (the first stage is the previous step's last) */
-        static const int stages[ND_METHOD_COUNT] = {[ND_HEUN_EULER] = 1, [ND_FEHLBERG2] = 2,
-                                                    [ND_BOSH3] = 3, [ND_DOPRI5] = 6,
-                                                    [ND_TSIT5] = 6, [ND_DOPRI8] = 13};
+        static const int stages[ND_METHOD_COUNT] = {
+            [ND_HEUN_EULER] = 1, [ND_FEHLBERG2] = 2, [ND_BOSH3] = 3,
+            [ND_DOPRI5] = 6,     [ND_TSIT5] = 6,     [ND_DOPRI8] = 13};
         ck_assert_int_gt(st.forward.accepted, 0);
         ck_assert_int_eq(st.forward.nfe,
                          2 + stages[m] * (st.forward.accepted + st.forward.rejected));
@@ -321,7 +325,8 @@ START_TEST(test_dense_output_does_not_change_steps)
     nd_ode_options o = ND_ODE_DEFAULT;
     nd_ode_stats a, b;
     nd_tensor *y0 = vec(1, (double[]){sine_exact(1)});
-    nd_tensor *few = stats_into(nd_odeint(ctx, sine_f, NULL, y0, vec(2, (double[]){1, 8}), NULL, 0, &o), &a);
+    nd_tensor *few =
+        stats_into(nd_odeint(ctx, sine_f, NULL, y0, vec(2, (double[]){1, 8}), NULL, 0, &o), &a);
     nd_tensor *t = linspace(1, 8, 50);
     nd_tensor *many = stats_into(nd_odeint(ctx, sine_f, NULL, y0, t, NULL, 0, &o), &b);
     ck_assert(few && many);
@@ -349,7 +354,7 @@ static int tuple_f(nd_ctx *c, nd_tensor *t, nd_tensor *const *y, int n, nd_tenso
 {
     (void)t, (void)n;
     tuple_data *d = u;
-    dy[0] = nd_mul(c, y[0], d->k);                                    /* z' = k z   (2, 3) */
+    dy[0] = nd_mul(c, y[0], d->k);                                      /* z' = k z   (2, 3) */
     dy[1] = nd_neg(c, nd_sum_axis(c, nd_mul(c, y[0], y[0]), 1, false)); /* p' = -|z|^2 (2,) */
     return 0;
 }
@@ -388,10 +393,12 @@ START_TEST(test_jump_t_reduces_evaluations)
     nd_ode_options o = ND_ODE_DEFAULT;
     nd_ode_stats plain, jumped;
     nd_tensor *t = vec(2, (double[]){0, 3});
-    nd_tensor *a = stats_into(nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), t, NULL, 0, &o), &plain);
+    nd_tensor *a =
+        stats_into(nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), t, NULL, 0, &o), &plain);
     double jump = 1.3;
     o.jump_t = &jump, o.n_jump_t = 1;
-    nd_tensor *b = stats_into(nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), t, NULL, 0, &o), &jumped);
+    nd_tensor *b =
+        stats_into(nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), t, NULL, 0, &o), &jumped);
     ck_assert(a && b);
     ck_assert_msg(jumped.forward.nfe < plain.forward.nfe, "%ld vs %ld", jumped.forward.nfe,
                   plain.forward.nfe);
@@ -414,13 +421,16 @@ START_TEST(test_jump_t_both_sides_in_real_precision)
     double jump = 1.3;
     o.jump_t = &jump, o.n_jump_t = 1;
     nd_ode_stats st;
-    nd_tensor *y = stats_into(nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), vec(2, (double[]){0, 3}),
-                             NULL, 0, &o), &st);
+    nd_tensor *y = stats_into(
+        nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), vec(2, (double[]){0, 3}), NULL, 0, &o),
+        &st);
     ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
     ck_assert_int_eq(st.forward.rejected, 0);
     ck_assert_double_eq_tol(y->data[1], 1.3 - 2 * 1.7, BY_PRECISION(1e-12, 1e-5));
     /* backwards in time: from 3 down to 0, y(0) = y(3) - (1.3 - 2 * 1.7) */
-    y = stats_into(nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), vec(2, (double[]){3, 0}), NULL, 0, &o), &st);
+    y = stats_into(
+        nd_odeint(ctx, jumpy, NULL, vec(1, (double[]){0}), vec(2, (double[]){3, 0}), NULL, 0, &o),
+        &st);
     ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
     ck_assert_int_eq(st.forward.rejected, 0);
     ck_assert_double_eq_tol(y->data[1], -(1.3 - 2 * 1.7), BY_PRECISION(1e-12, 1e-5));
@@ -433,7 +443,8 @@ START_TEST(test_step_limits_and_pi_controller)
     nd_ode_options o = ND_ODE_DEFAULT;
     nd_ode_stats st;
     o.solver.max_step = 0.01;
-    nd_tensor *y = stats_into(nd_odeint(ctx, decay, NULL, vec(1, (double[]){1}), t, NULL, 0, &o), &st);
+    nd_tensor *y =
+        stats_into(nd_odeint(ctx, decay, NULL, vec(1, (double[]){1}), t, NULL, 0, &o), &st);
     ck_assert(y);
     ck_assert_int_ge(st.forward.accepted, 300);
     /* min_step forces acceptance of steps at least this long: few steps, looser answer */
@@ -453,8 +464,9 @@ START_TEST(test_step_limits_and_pi_controller)
     /* the PI controller solves as accurately */
     o = ND_ODE_DEFAULT;
     o.solver.controller = ND_CONTROLLER_PI;
-    y = stats_into(nd_odeint(ctx, sine_f, NULL, vec(1, (double[]){sine_exact(1)}), vec(2, (double[]){1, 8}),
-                  NULL, 0, &o), &st);
+    y = stats_into(nd_odeint(ctx, sine_f, NULL, vec(1, (double[]){sine_exact(1)}),
+                             vec(2, (double[]){1, 8}), NULL, 0, &o),
+                   &st);
     ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
     ck_assert_double_le(fabs(y->data[1] - sine_exact(8)) / fabs(sine_exact(8)),
                         sizeof(nd_real) == 4 ? 1e-4 : 1e-6);
@@ -588,8 +600,8 @@ static void check_reference(const char *file, nd_ode_fn f, void *data, nd_tensor
             nd_tensor *pref = nd_tensor_new(ctx, params[p]->ndim, params[p]->shape);
             fill_from(pref, cJSON_GetObjectItemCaseSensitive(dp, param_names[p]), 0);
             double e = max_rel_diff(params[p]->grad, pref, 1e-3);
-            ck_assert_msg(e < 1e-6, "%s %s: dL/d%s differs by %g", file, modes[m],
-                          param_names[p], e);
+            ck_assert_msg(e < 1e-6, "%s %s: dL/d%s differs by %g", file, modes[m], param_names[p],
+                          e);
         }
         nd_ctx_reset(ctx);
     }
@@ -662,7 +674,8 @@ START_TEST(test_reference_seminorm_counts)
     int n_runs = 0;
     cJSON_ArrayForEach(run, cJSON_GetObjectItemCaseSensitive(j, "runs"))
     {
-        if (strcmp(cJSON_GetObjectItemCaseSensitive(run, "dtype")->valuestring, "float64")) continue;
+        if (strcmp(cJSON_GetObjectItemCaseSensitive(run, "dtype")->valuestring, "float64"))
+            continue;
         nd_ode_method method;
         ck_assert(nd_ode_method_from_name(
             cJSON_GetObjectItemCaseSensitive(run, "method")->valuestring, &method));
@@ -705,8 +718,8 @@ START_TEST(test_reference_seminorm_counts)
             grads[k][0] = y0->grad[0], grads[k][1] = y0->grad[1];
             nd_ctx_reset(ctx);
         }
-        ck_assert_msg(nfe_b[1] <= nfe_b[0], "%s: seminorm %ld > default %ld", run->string,
-                      nfe_b[1], nfe_b[0]);
+        ck_assert_msg(nfe_b[1] <= nfe_b[0], "%s: seminorm %ld > default %ld", run->string, nfe_b[1],
+                      nfe_b[0]);
         /* The same gradient to solver tolerance. Fewer steps cost some accuracy: with the
          * fifth-order pairs the seminorm's dL/dx0 stays within a few rtol of the truth (measured:
          * 0.03 .. 3.2 rtol); the low-order pairs, whose global error is many
@@ -715,9 +728,10 @@ START_TEST(test_reference_seminorm_counts)
         bool fifth = method == ND_DOPRI5 || method == ND_TSIT5;
         for (int i = 0; i < 2; i++) {
             double err = fabs(grads[1][i] - g_true[i]) / fabs(g_true[i]);
-            ck_assert_msg(err <= (fifth ? 5 * num(run, "rtol") : 5e-3), "%s: seminorm dL/dx0 %.12g, "
-                          "true %.12g (default norm: %.12g)", run->string, grads[1][i], g_true[i],
-                          grads[0][i]);
+            ck_assert_msg(err <= (fifth ? 5 * num(run, "rtol") : 5e-3),
+                          "%s: seminorm dL/dx0 %.12g, "
+                          "true %.12g (default norm: %.12g)",
+                          run->string, grads[1][i], g_true[i], grads[0][i]);
         }
         n_runs++;
     }
@@ -775,8 +789,8 @@ START_TEST(test_adjoint_matches_backprop_and_fd)
         {constant_f, &p, (nd_tensor *[]){a, b}, 2, ND_ODE_DEFAULT, linspace(1, 8, 10)},
         {linear_f, A, (nd_tensor *[]){A}, 1, ND_ODE_DEFAULT, linspace(0, 2, 5)},
     };
-    nd_tensor *y0s[2] = {vec(1, (double[]){3.2}), nd_tensor_from(ctx, 2, (int[]){1, 2},
-                                                                 (nd_real[]){1.0, 0.5})};
+    nd_tensor *y0s[2] = {vec(1, (double[]){3.2}),
+                         nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5})};
     for (int c = 0; c < 2; c++) {
         solve_case *sc = &cases[c];
         nd_tensor *y0 = y0s[c];
@@ -793,10 +807,14 @@ START_TEST(test_adjoint_matches_backprop_and_fd)
         for (int i = 0; i < sc->n_params; i++) n += sc->params[i]->size;
         for (size_t k = 0; k < n; k++) {
             double scale = fmax(fabs(bp[k]), 1e-3);
-            ck_assert_msg(fabs(adj[k] - bp[k]) < 1e-6 * scale, "case %d grad %zu: adjoint %.12g, "
-                          "backprop %.12g", c, k, adj[k], bp[k]);
-            ck_assert_msg(fabs(semi[k] - adj[k]) < 1e-6 * scale, "case %d grad %zu: seminorm %.12g"
-                          " vs default %.12g", c, k, semi[k], adj[k]);
+            ck_assert_msg(fabs(adj[k] - bp[k]) < 1e-6 * scale,
+                          "case %d grad %zu: adjoint %.12g, "
+                          "backprop %.12g",
+                          c, k, adj[k], bp[k]);
+            ck_assert_msg(fabs(semi[k] - adj[k]) < 1e-6 * scale,
+                          "case %d grad %zu: seminorm %.12g"
+                          " vs default %.12g",
+                          c, k, semi[k], adj[k]);
         }
         /* and both against central differences of the solve */
         sc->o.grad = ND_GRAD_ADJOINT;
@@ -884,8 +902,9 @@ static int hamiltonian_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, 
     /* y (B, 2) = (q, p); H = sum tanh(y W1^T + b1) w2, differentiated through nd_ode_vjp */
     nd_ode_diff d;
     if (nd_ode_diff_begin(c, &d, &y, 1) != ND_OK) return -1;
-    nd_tensor *H = nd_sum(c, nd_matmul(c, nd_tanh(c, nd_add(c, nd_matmul_t(c, y, hm->W1, false,
-                                                                           true), hm->b1)), hm->w2));
+    nd_tensor *H = nd_sum(
+        c, nd_matmul(c, nd_tanh(c, nd_add(c, nd_matmul_t(c, y, hm->W1, false, true), hm->b1)),
+                     hm->w2));
     nd_tensor *dH = NULL;
     nd_status st = H ? nd_ode_vjp(c, &d, &H, NULL, 1, &y, 1, &dH) : nd_ctx_error(c);
     nd_tensor *dq = nd_slice(c, dH, 1, 0, 1), *dp = nd_slice(c, dH, 1, 1, 1);
@@ -903,7 +922,7 @@ START_TEST(test_second_order_hamiltonian)
     nd_fill_normal(hm.b1, &rng, 0, 0.3);
     nd_fill_normal(hm.w2, &rng, 0, 0.5);
     hm.W1->requires_grad = hm.b1->requires_grad = hm.w2->requires_grad = true;
-    solve_case sc = {hamiltonian_f, &hm, (nd_tensor *[]){hm.W1, hm.b1, hm.w2}, 3, ND_ODE_DEFAULT,
+    solve_case sc = {hamiltonian_f,    &hm, (nd_tensor *[]){hm.W1, hm.b1, hm.w2}, 3, ND_ODE_DEFAULT,
                      linspace(0, 1, 3)};
     sc.o.solver.rtol = sc.o.adjoint.rtol = 1e-10;
     sc.o.solver.atol = sc.o.adjoint.atol = 1e-12;
@@ -937,7 +956,8 @@ START_TEST(test_odeint_composes_with_other_ops)
     nd_tensor *h = nd_tanh(ctx, nd_matmul(ctx, x, w));
     nd_tensor *z1 = nd_slice(ctx, nd_odeint(ctx, linear_f, A, h, t, &A, 1, &o), 0, 1, 1);
     nd_tensor *z1r = nd_reshape(ctx, z1, 2, (int[]){3, 2});
-    nd_tensor *z2 = nd_slice(ctx, nd_odeint(ctx, linear_f, A, nd_relu(ctx, z1r), t, &A, 1, &o), 0, 1, 1);
+    nd_tensor *z2 =
+        nd_slice(ctx, nd_odeint(ctx, linear_f, A, nd_relu(ctx, z1r), t, &A, 1, &o), 0, 1, 1);
     nd_tensor *L = nd_sum(ctx, z2);
     ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
     bool any = false;
@@ -1006,8 +1026,8 @@ START_TEST(test_user_norm_and_block_tolerances)
         nd_ode_options o = ND_ODE_DEFAULT;
         double rtols[2] = {1e-8, k ? 1e-2 : 1e-8}, atols[2] = {1e-10, k ? 1e-2 : 1e-10};
         o.solver.rtol_blocks = rtols, o.solver.atol_blocks = atols;
-        ck_assert_ptr_nonnull(nd_odeint_tuple(ctx, tuple_f, &d, (nd_tensor *[]){z0, p0}, 2, t, NULL,
-                                              0, &o, ys));
+        ck_assert_ptr_nonnull(
+            nd_odeint_tuple(ctx, tuple_f, &d, (nd_tensor *[]){z0, p0}, 2, t, NULL, 0, &o, ys));
         /* each block's trajectory carries the same statistics */
         ck_assert_ptr_eq(nd_odeint_stats(ys[0]), nd_odeint_stats(ys[1]));
         nfe[k] = nd_odeint_stats(ys[1])->forward.nfe;
@@ -1030,8 +1050,8 @@ static int blow_up(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *
 START_TEST(test_error_step_underflow_names_t_and_dt)
 {
     nd_ode_options o = ND_ODE_DEFAULT;
-    nd_tensor *y = nd_odeint(ctx, blow_up, NULL, vec(1, (double[]){1}), vec(2, (double[]){0, 2}),
-                             NULL, 0, &o);
+    nd_tensor *y =
+        nd_odeint(ctx, blow_up, NULL, vec(1, (double[]){1}), vec(2, (double[]){0, 2}), NULL, 0, &o);
     ck_assert_ptr_null(y);
     nd_status st = nd_ctx_error(ctx);
     ck_assert_msg(st == ND_ERR_STEP_UNDERFLOW || st == ND_ERR_NONFINITE, "%s", nd_ctx_errmsg(ctx));
@@ -1113,7 +1133,8 @@ START_TEST(test_callback_positive_rejects_step)
     o.solver.rtol = 1e-3, o.solver.atol = 1e-6;
     nd_ode_stats st;
     nd_tensor *y = stats_into(nd_odeint(ctx, rejects_big_steps, &last, vec(1, (double[]){1}),
-                             vec(2, (double[]){0, 3}), NULL, 0, &o), &st);
+                                        vec(2, (double[]){0, 3}), NULL, 0, &o),
+                              &st);
     ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
     ck_assert_int_gt(st.forward.rejected, 0);
     ck_assert_double_eq_tol(y->data[1], exp(-3.0), 1e-3);
@@ -1191,8 +1212,8 @@ START_TEST(test_error_no_double_backward_through_adjoint)
     nd_ode_options o = ND_ODE_DEFAULT;
     nd_tensor *y0 = vec(1, (double[]){1});
     y0->requires_grad = true;
-    nd_tensor *L = nd_sum(ctx, nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0,
-                                         &o));
+    nd_tensor *L =
+        nd_sum(ctx, nd_odeint(ctx, decay, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0, &o));
     nd_tensor *g;
     ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, &y0, 1, &g, ND_CREATE_GRAPH), ND_ERR_GRAPH);
     ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "create_graph"));
@@ -1308,8 +1329,9 @@ static int trace_f(nd_ctx *c, nd_tensor *t, nd_tensor *const *y, int n, nd_tenso
     nd_status st = nd_ode_vjp(c, &d, &dz, &e0, 1, &z, 1, &g[0]);
     if (st == ND_OK) st = nd_ode_vjp(c, &d, &dz, &e1, 1, &z, 1, &g[1]);
     dy[0] = dz;
-    dy[1] = st == ND_OK ? nd_neg(c, nd_add(c, nd_slice(c, g[0], 1, 0, 1), nd_slice(c, g[1], 1, 1, 1)))
-                        : NULL;
+    dy[1] = st == ND_OK
+                ? nd_neg(c, nd_add(c, nd_slice(c, g[0], 1, 0, 1), nd_slice(c, g[1], 1, 1, 1)))
+                : NULL;
     return nd_ode_diff_end(c, &d, dy, 2) == ND_OK && st == ND_OK ? 0 : -1;
 }
 
@@ -1371,7 +1393,7 @@ START_TEST(test_hostile_fixed_step_grid_too_fine)
     ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_MAX_STEPS);
     ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "step_size 1e-300 over [0, 2]"), "%s",
                   nd_ctx_errmsg(ctx));
-    ck_assert_int_eq(hostile_calls, 1);
+    ck_assert_int_eq(hostile_calls, 0); /* the grid is checked before f's first evaluation */
     nd_ctx_clear_error(ctx);
     /* the same through the adjoint's own step size */
     o.solver.step_size = 0.5, o.adjoint.step_size = 1e-300;
@@ -1395,8 +1417,10 @@ START_TEST(test_hostile_block_tolerances_validated)
         for (int where = 0; where < 3; where++) {
             nd_ode_options o = ND_ODE_DEFAULT;
             nd_solver_options *so = where == 2 ? &o.adjoint : &o.solver;
-            if (where == 0) so->rtol_blocks = bad_blocks[k], so->atol_blocks = ok;
-            else so->atol_blocks = bad_blocks[k];
+            if (where == 0)
+                so->rtol_blocks = bad_blocks[k], so->atol_blocks = ok;
+            else
+                so->atol_blocks = bad_blocks[k];
             ck_assert_ptr_null(hostile_solve(&o, 2, true));
             ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);
             ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "block 0's rtol"), "%s", nd_ctx_errmsg(ctx));
@@ -1460,8 +1484,8 @@ START_TEST(test_hostile_shapes_checked_before_f_and_adjoint_named)
 {
     nd_tensor *y5 = nd_zeros(ctx, 5, (int[]){1, 1, 1, 1, 2});
     hostile_calls = 0;
-    ck_assert_ptr_null(nd_odeint(ctx, count_calls, NULL, y5, vec(2, (double[]){0, 1}), NULL, 0,
-                                 NULL));
+    ck_assert_ptr_null(
+        nd_odeint(ctx, count_calls, NULL, y5, vec(2, (double[]){0, 1}), NULL, 0, NULL));
     ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_SHAPE);
     ck_assert_int_eq(hostile_calls, 0);
     ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "trajectory would need 6"), "%s", nd_ctx_errmsg(ctx));
@@ -1469,8 +1493,8 @@ START_TEST(test_hostile_shapes_checked_before_f_and_adjoint_named)
 
     nd_tensor *y0 = vec(1, (double[]){1});
     y0->requires_grad = true;
-    nd_tensor *ys = nd_odeint(ctx, fails_backwards, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0,
-                              NULL);
+    nd_tensor *ys =
+        nd_odeint(ctx, fails_backwards, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0, NULL);
     ck_assert_ptr_nonnull(ys);
     ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, ys), 0), ND_ERR_CALLBACK);
     ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "adjoint of nd_odeint: f returned -3 at t = "), "%s",
@@ -1532,6 +1556,205 @@ START_TEST(test_failed_adjoint_leaves_grad_untouched)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------------------
+ * Audit (issue 16): what the backward keeps, the step budget of fixed-step grids, the tuple's
+ * name in messages, min_step beyond the interval.
+ */
+
+/* Which options array a solve builds on its own stack: 0 the forward's rtol_blocks and
+ * atol_blocks (inherited by the adjoint), 1 the forward's grid (inherited), 2 the adjoint's own
+ * blocks, 3 the adjoint's own grid. */
+static void local_array_options(nd_ode_options *o, int which, double *rtol, double *atol,
+                                double *grid, int n_grid)
+{
+    *o = ND_ODE_DEFAULT;
+    for (int i = 0; i < n_grid; i++) grid[i] = (double)i / (n_grid - 1);
+    rtol[0] = 1e-6, atol[0] = 1e-8;
+    if (which == 0) o->solver.rtol_blocks = rtol, o->solver.atol_blocks = atol;
+    if (which == 1) o->solver.method = ND_RK4, o->solver.grid = grid, o->solver.n_grid = n_grid;
+    if (which == 2) o->adjoint.rtol_blocks = rtol, o->adjoint.atol_blocks = atol;
+    if (which == 3) o->adjoint.method = ND_RK4, o->adjoint.grid = grid, o->adjoint.n_grid = n_grid;
+}
+
+/* A helper that builds its options on its own stack and returns the trajectory: the arrays die
+ * with its frame, the backward runs later. */
+static __attribute__((noinline)) nd_tensor *solve_with_stack_options(nd_tensor *y0, nd_tensor *k,
+                                                                     int which)
+{
+    double rtol[1], atol[1], grid[9];
+    nd_ode_options o;
+    local_array_options(&o, which, rtol, atol, grid, 9);
+    return nd_odeint(ctx, decay, k, y0, linspace(0, 1, 3), &k, 1, &o);
+}
+
+/* Overwrites the stack the helper above used (NaN bytes where its arrays were). */
+static __attribute__((noinline)) double clobber_stack(void)
+{
+    volatile unsigned char junk[1 << 15];
+    for (size_t i = 0; i < sizeof junk; i++) junk[i] = 0xff;
+    return junk[sizeof junk / 2];
+}
+
+START_TEST(test_backward_keeps_its_options_arrays)
+{
+    for (int which = 0; which < 4; which++) {
+        nd_real grads[2][2];
+        for (int run = 0; run < 2; run++) {
+            nd_tensor *y0 = vec(1, (double[]){1.5}), *k = nd_scalar(ctx, -0.7);
+            y0->requires_grad = k->requires_grad = true;
+            nd_tensor *ys;
+            double rtol[1], atol[1], grid[9]; /* alive until the backward is done */
+            if (run == 0) {
+                nd_ode_options o;
+                local_array_options(&o, which, rtol, atol, grid, 9);
+                ys = nd_odeint(ctx, decay, k, y0, linspace(0, 1, 3), &k, 1, &o);
+            } else {
+                ys = solve_with_stack_options(y0, k, which);
+                clobber_stack();
+            }
+            ck_assert_msg(ys, "%s", nd_ctx_errmsg(ctx));
+            ck_assert_msg(nd_backward(ctx, nd_sum(ctx, ys), 0) == ND_OK, "case %d: %s", which,
+                          nd_ctx_errmsg(ctx));
+            grads[run][0] = y0->grad[0], grads[run][1] = k->grad[0];
+        }
+        for (int i = 0; i < 2; i++)
+            ck_assert_msg(grads[0][i] == grads[1][i], "case %d, gradient %d: %.17g != %.17g", which,
+                          i, (double)grads[0][i], (double)grads[1][i]);
+    }
+}
+END_TEST
+
+START_TEST(test_fixed_step_budget_names_max_num_steps)
+{
+    /* Euler at h = 1e-5 over [0, 1]: 1e5 steps, over the default budget */
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.method = ND_EULER, o.solver.step_size = 1e-5;
+    hostile_calls = 0;
+    nd_tensor *y0 = vec(1, (double[]){1}), *t = vec(2, (double[]){0, 1});
+    ck_assert_ptr_null(nd_odeint(ctx, count_calls, NULL, y0, t, NULL, 0, &o));
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_MAX_STEPS);
+    const char *msg = nd_ctx_errmsg(ctx);
+    ck_assert_msg(strstr(msg, "max_num_steps (16384 per output interval)"), "%s", msg);
+    ck_assert_msg(strstr(msg, "raise max_num_steps in the solver options"), "%s", msg);
+    ck_assert_msg(strstr(msg, "step_size 1e-05 over [0, 1]"), "%s", msg);
+    ck_assert_int_eq(hostile_calls, 0); /* the grid is checked before f runs */
+    nd_ctx_clear_error(ctx);
+    /* raised, it runs */
+    o.solver.max_num_steps = 200000;
+    nd_tensor *ys = nd_odeint(ctx, count_calls, NULL, y0, t, NULL, 0, &o);
+    ck_assert_msg(ys, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_double_eq_tol(ys->data[1], exp(-1.0), BY_PRECISION(1e-4, 1e-3));
+}
+END_TEST
+
+/* y' = -y, failing after 10 evaluations */
+static int stops_after_ten(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t, (void)u;
+    if (++hostile_calls > 10) return -1;
+    *dy = nd_neg(c, y);
+    return 0;
+}
+
+START_TEST(test_fixed_step_grid_not_stored)
+{
+    /* an unlimited budget and h = 1e-14 over [0, 1]: 1e14 grid points, never allocated */
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.method = ND_EULER, o.solver.step_size = 1e-14, o.solver.max_num_steps = LONG_MAX;
+    hostile_calls = 0;
+    nd_tensor *t = vec(2, (double[]){0, 1});
+    ck_assert_ptr_null(
+        nd_odeint(ctx, stops_after_ten, NULL, vec(1, (double[]){1}), t, NULL, 0, &o));
+    ck_assert_msg(nd_ctx_error(ctx) == ND_ERR_CALLBACK, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_int_eq(hostile_calls, 11);
+    nd_ctx_clear_error(ctx);
+    /* a step below the spacing of doubles near the interval: a grid error naming the points */
+    o.solver.step_size = 1e-16;
+    hostile_calls = 0;
+    ck_assert_ptr_null(
+        nd_odeint(ctx, stops_after_ten, NULL, vec(1, (double[]){1}), t, NULL, 0, &o));
+    ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);
+    const char *msg = nd_ctx_errmsg(ctx);
+    ck_assert_msg(strstr(msg, "nd_odeint: step_size 1e-16 over [0, 1] needs 1e+16 grid points"),
+                  "%s", msg);
+    ck_assert_int_eq(hostile_calls, 0);
+}
+END_TEST
+
+static int tuple_decay(nd_ctx *c, nd_tensor *t, nd_tensor *const *y, int n, nd_tensor **dy, void *u)
+{
+    (void)t, (void)u;
+    for (int i = 0; i < n; i++) dy[i] = nd_neg(c, y[i]);
+    return 0;
+}
+
+static int tuple_fails_backwards(nd_ctx *c, nd_tensor *t, nd_tensor *const *y, int n,
+                                 nd_tensor **dy, void *u)
+{
+    if (nd_ctx_grad_enabled(c) && y[0]->requires_grad && t->data[0] < 0.5) return -3;
+    return tuple_decay(c, t, y, n, dy, u);
+}
+
+START_TEST(test_tuple_errors_name_the_tuple)
+{
+    nd_tensor *a = vec(1, (double[]){1}), *b = vec(2, (double[]){1, 2}), *ys[2];
+    nd_tensor *t = vec(2, (double[]){0, 1});
+    ck_assert_ptr_null(
+        nd_odeint_tuple(ctx, tuple_decay, NULL, (nd_tensor *[]){a, b}, 2, NULL, NULL, 0, NULL, ys));
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "nd_odeint_tuple: t is NULL"), "%s",
+                  nd_ctx_errmsg(ctx));
+    nd_ctx_clear_error(ctx);
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.rtol = -1;
+    ck_assert_ptr_null(
+        nd_odeint_tuple(ctx, tuple_decay, NULL, (nd_tensor *[]){a, b}, 2, t, NULL, 0, &o, ys));
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "nd_odeint_tuple: rtol -1"), "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_clear_error(ctx);
+    o = ND_ODE_DEFAULT;
+    o.solver.method = ND_EULER, o.solver.step_size = 1e-300;
+    ck_assert_ptr_null(
+        nd_odeint_tuple(ctx, tuple_decay, NULL, (nd_tensor *[]){a, b}, 2, t, NULL, 0, &o, ys));
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "nd_odeint_tuple: step_size"), "%s",
+                  nd_ctx_errmsg(ctx));
+    nd_ctx_clear_error(ctx);
+    a->requires_grad = true;
+    ck_assert_ptr_nonnull(nd_odeint_tuple(ctx, tuple_fails_backwards, NULL, (nd_tensor *[]){a, b},
+                                          2, t, NULL, 0, NULL, ys));
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, ys[0]), 0), ND_ERR_CALLBACK);
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "adjoint of nd_odeint_tuple: f returned -3 at t = "),
+                  "%s", nd_ctx_errmsg(ctx));
+}
+END_TEST
+
+START_TEST(test_min_step_clamped_to_the_interval)
+{
+    /* min_step 5 over [0, 1]: one step of the whole interval, not an unstable step to t = 5
+     * (which gave y(1) = -227) */
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.min_step = 5;
+    nd_ode_stats st;
+    hostile_calls = 0;
+    nd_tensor *y0 = vec(1, (double[]){1});
+    y0->requires_grad = true;
+    nd_tensor *ys = stats_into(
+        nd_odeint(ctx, count_calls, NULL, y0, vec(3, (double[]){0, 0.5, 1}), NULL, 0, &o), &st);
+    ck_assert_msg(ys, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_int_eq(st.forward.accepted, 1);
+    ck_assert_double_eq_tol(ys->data[2], exp(-1.0), 1e-3);
+    /* the adjoint's solves, one per output interval, clamp to their own interval */
+    ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, ys), 0), ND_OK);
+    ck_assert_int_eq(nd_odeint_stats(ys)->backward.accepted, 2);
+    ck_assert_double_eq_tol(y0->grad[0], 1 + exp(-0.5) + exp(-1.0), 1e-3);
+    /* min_step > max_step stays an error naming both */
+    nd_ctx_clear_error(ctx);
+    o.solver.max_step = 0.1;
+    ck_assert_ptr_null(
+        nd_odeint(ctx, count_calls, NULL, y0, vec(2, (double[]){0, 1}), NULL, 0, &o));
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "min_step (5) <= max_step (0.1)"), "%s",
+                  nd_ctx_errmsg(ctx));
+}
+END_TEST
+
 Suite *odeint_suite(void)
 {
     Suite *s = suite_create("odeint");
@@ -1578,6 +1801,11 @@ Suite *odeint_suite(void)
     tcase_add_test(hostile, test_hostile_default_max_num_steps);
     tcase_add_test(hostile, test_hostile_shapes_checked_before_f_and_adjoint_named);
     tcase_add_test(err, test_failed_adjoint_leaves_grad_untouched);
+    tcase_add_test(bwd, test_backward_keeps_its_options_arrays);
+    tcase_add_test(hostile, test_fixed_step_budget_names_max_num_steps);
+    tcase_add_test(hostile, test_fixed_step_grid_not_stored);
+    tcase_add_test(err, test_tuple_errors_name_the_tuple);
+    tcase_add_test(fwd, test_min_step_clamped_to_the_interval);
     return s;
 }
 
