@@ -62,15 +62,22 @@ static bool broadcast_shape(const nd_tensor *a, const nd_tensor *b, int *shape, 
 
 typedef enum { BIN_ADD, BIN_SUB, BIN_MUL, BIN_DIV } bin_kind;
 
-static inline __attribute__((always_inline)) void bin_flat(bin_kind k, nd_real *y,
-                                                           const nd_real *a, size_t sa,
-                                                           const nd_real *b, size_t sb, size_t n)
+static inline __attribute__((always_inline)) void
+bin_flat(bin_kind k, nd_real *y, const nd_real *a, size_t sa, const nd_real *b, size_t sb, size_t n)
 {
     switch (k) {
-    case BIN_ADD: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] + b[i * sb]; break;
-    case BIN_SUB: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] - b[i * sb]; break;
-    case BIN_MUL: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] * b[i * sb]; break;
-    case BIN_DIV: for (size_t i = 0; i < n; i++) y[i] = a[i * sa] / b[i * sb]; break;
+    case BIN_ADD:
+        for (size_t i = 0; i < n; i++) y[i] = a[i * sa] + b[i * sb];
+        break;
+    case BIN_SUB:
+        for (size_t i = 0; i < n; i++) y[i] = a[i * sa] - b[i * sb];
+        break;
+    case BIN_MUL:
+        for (size_t i = 0; i < n; i++) y[i] = a[i * sa] * b[i * sb];
+        break;
+    case BIN_DIV:
+        for (size_t i = 0; i < n; i++) y[i] = a[i * sa] / b[i * sb];
+        break;
     }
 }
 
@@ -168,7 +175,8 @@ void nd_DIV_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     nd_tensor *g_over_b = nd_div(ctx, g, b);
-    if (nd_needs_grad(ctx, a)) nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g_over_b, a->ndim, a->shape));
+    if (nd_needs_grad(ctx, a))
+        nd_accumulate_grad(ctx, a, nd_sum_to(ctx, g_over_b, a->ndim, a->shape));
     if (nd_needs_grad(ctx, b)) {
         nd_tensor *db = nd_neg(ctx, nd_mul(ctx, g_over_b, out));
         nd_accumulate_grad(ctx, b, nd_sum_to(ctx, db, b->ndim, b->shape));

@@ -14,8 +14,9 @@ nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, in
     for (int i = 0; i < n; i++) {
         if (!nd_same_shape(xs[i], xs[0])) {
             char s0[64], si[64];
-            return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_lincomb: tensor %d %s differs from tensor 0 %s",
-                                i, nd_shape_str(xs[i], si), nd_shape_str(xs[0], s0));
+            return nd_fail_null(ctx, ND_ERR_SHAPE,
+                                "nd_lincomb: tensor %d %s differs from tensor 0 %s", i,
+                                nd_shape_str(xs[i], si), nd_shape_str(xs[0], s0));
         }
     }
     nd_tensor *out = nd_tensor_alloc(ctx, xs[0]->ndim, xs[0]->shape);

@@ -71,13 +71,13 @@ void nd_MATMUL_backward_rule(nd_ctx *ctx, nd_tensor *out)
     nd_tensor *a = out->src[0], *b = out->src[1], *g = out->gnode;
     bool ta = out->arg[0] != 0, tb = out->arg[1] != 0;
     if (nd_needs_grad(ctx, a))
-        nd_accumulate_grad(ctx, a, ta ? nd_matmul_t(ctx, b, g, tb, true)
-                                      : nd_matmul_t(ctx, g, b, false, !tb));
+        nd_accumulate_grad(
+            ctx, a, ta ? nd_matmul_t(ctx, b, g, tb, true) : nd_matmul_t(ctx, g, b, false, !tb));
     if (!nd_needs_grad(ctx, b)) return;
     nd_real *db = b->ndim == 2 && a->ndim == 2 ? nd_direct_grad(ctx, b) : NULL;
     if (db) /* a parameter under a plain backward: GEMM adds into its .grad */
         weight_grad_into(a, g, ta, tb, db);
     else
-        nd_accumulate_grad(ctx, b, tb ? nd_matmul_t(ctx, g, a, true, ta)
-                                      : nd_matmul_t(ctx, a, g, !ta, false));
+        nd_accumulate_grad(
+            ctx, b, tb ? nd_matmul_t(ctx, g, a, true, ta) : nd_matmul_t(ctx, a, g, !ta, false));
 }

@@ -106,8 +106,8 @@ nd_tensor *nd_concat(nd_ctx *ctx, nd_tensor *const *xs, int n, int axis)
         if (!ok) {
             char s0[64], si[64];
             return nd_fail_null(ctx, ND_ERR_SHAPE,
-                                "nd_concat: tensor %d %s does not match tensor 0 %s off axis %d",
-                                i, nd_shape_str(xs[i], si), nd_shape_str(xs[0], s0), ax);
+                                "nd_concat: tensor %d %s does not match tensor 0 %s off axis %d", i,
+                                nd_shape_str(xs[i], si), nd_shape_str(xs[0], s0), ax);
         }
         shape[ax] += xs[i]->shape[ax];
     }

@@ -73,8 +73,9 @@ void nd_POW_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_real p = (nd_real)out->arg[0];
-    nd_tensor *d = p == 1 ? out->gnode
-                          : nd_mul(ctx, out->gnode, nd_mul_scalar(ctx, nd_pow_scalar(ctx, x, p - 1), p));
+    nd_tensor *d =
+        p == 1 ? out->gnode
+               : nd_mul(ctx, out->gnode, nd_mul_scalar(ctx, nd_pow_scalar(ctx, x, p - 1), p));
     nd_accumulate_grad(ctx, x, d);
 }
 

@@ -3,10 +3,9 @@
  * generated from ND_OP_LIST so an op cannot be listed without a rule. */
 #include "autograd/ops_internal.h"
 
-const nd_op_info nd_ops[ND_OP_COUNT] = {
-    [ND_OP_NONE] = {"leaf", 0, NULL},
+const nd_op_info nd_ops[ND_OP_COUNT] = {[ND_OP_NONE] = {"leaf", 0, NULL},
 #define ND_X_OP(id, op_name, n) [ND_OP_##id] = {op_name, n, nd_##id##_backward_rule},
-    ND_OP_LIST(ND_X_OP)
+                                        ND_OP_LIST(ND_X_OP)
 #undef ND_X_OP
 };
 

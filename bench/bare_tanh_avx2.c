@@ -10,6 +10,7 @@
 void bare_tanh_avx2(double *y, const double *x, size_t n)
 {
     size_t i = 0;
-    for (; i + 4 <= n; i += 4) _mm256_storeu_pd(y + i, Sleef_tanhd4_u35avx2(_mm256_loadu_pd(x + i)));
+    for (; i + 4 <= n; i += 4)
+        _mm256_storeu_pd(y + i, Sleef_tanhd4_u35avx2(_mm256_loadu_pd(x + i)));
     for (; i < n; i++) y[i] = tanh(x[i]);
 }

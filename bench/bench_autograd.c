@@ -33,7 +33,6 @@
 #include "json.h"
 #include "nodal.h"
 
-
 /* --------------------------------------------------------------------------------------------- */
 /* helpers                                                                                        */
 
@@ -77,15 +76,14 @@ typedef struct {
     int n_layers;
     int dims[MAX_LAYERS + 1];
     int batch;
-    nd_tensor *w[MAX_LAYERS];           /* (dims[l], dims[l+1]) persistent, requires grad */
-    nd_tensor *b[MAX_LAYERS];           /* (dims[l+1],) persistent, requires grad */
-    nd_tensor *params[2 * MAX_LAYERS];  /* w0, b0, w1, b1, ... */
-    nd_tensor *x;                       /* (batch, dims[0]) persistent input */
-    nd_tensor *y;                       /* (batch, dims[n_layers]) persistent target */
+    nd_tensor *w[MAX_LAYERS];          /* (dims[l], dims[l+1]) persistent, requires grad */
+    nd_tensor *b[MAX_LAYERS];          /* (dims[l+1],) persistent, requires grad */
+    nd_tensor *params[2 * MAX_LAYERS]; /* w0, b0, w1, b1, ... */
+    nd_tensor *x;                      /* (batch, dims[0]) persistent input */
+    nd_tensor *y;                      /* (batch, dims[n_layers]) persistent target */
 } mlp;
 
-static void mlp_create(nd_ctx *ctx, mlp *m, int n_layers, const int *dims, int batch,
-                       uint64_t seed)
+static void mlp_create(nd_ctx *ctx, mlp *m, int n_layers, const int *dims, int batch, uint64_t seed)
 {
     memset(m, 0, sizeof *m);
     m->n_layers = n_layers;
@@ -124,8 +122,8 @@ static nd_tensor *mlp_loss(nd_ctx *ctx, const mlp *m)
         nd_tensor *z = nd_add(ctx, nd_matmul(ctx, h, m->w[l]), m->b[l]); /* (B, dims[l+1]) */
         h = l < m->n_layers - 1 ? nd_tanh(ctx, z) : z;
     }
-    nd_tensor *d = nd_sub(ctx, h, m->y);                  /* (B, D_out) */
-    return nd_mean(ctx, nd_pow_scalar(ctx, d, 2));        /* scalar */
+    nd_tensor *d = nd_sub(ctx, h, m->y);           /* (B, D_out) */
+    return nd_mean(ctx, nd_pow_scalar(ctx, d, 2)); /* scalar */
 }
 
 /* p -= lr * dp, and dp = 0 for the next step (nd_zero_grad's work, fused into the same pass) */

@@ -72,8 +72,8 @@ static int f_model(nd_ctx *ctx, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void
 {
     (void)t;
     model *m = data;
-    nd_tensor *h = nd_tanh(ctx, nd_add(ctx, nd_matmul_t(ctx, nd_pow_scalar(ctx, y, 3), m->W1,
-                                                        false, true), m->b1));
+    nd_tensor *h = nd_tanh(
+        ctx, nd_add(ctx, nd_matmul_t(ctx, nd_pow_scalar(ctx, y, 3), m->W1, false, true), m->b1));
     *dy = nd_add(ctx, nd_matmul_t(ctx, h, m->W2, false, true), m->b2);
     return *dy ? 0 : -1;
 }
@@ -81,7 +81,7 @@ static int f_model(nd_ctx *ctx, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void
 /* ---- the same arithmetic, written out ------------------------------------------------------ */
 
 typedef struct {
-    nd_real y3[B * D], pre[B * H], h[B * H], out[B * D];       /* forward */
+    nd_real y3[B * D], pre[B * H], h[B * H], out[B * D]; /* forward */
     nd_real dpre[B * H], dy3[B * D], dz[B * D], dW1[H * D], db1[H], dW2[D * H], db2[D]; /* VJP */
 } bare_work;
 
@@ -89,10 +89,12 @@ static void bare_forward(const model *m, const nd_real *y, bare_work *w)
 {
     for (int i = 0; i < B * D; i++) w->y3[i] = y[i] * y[i] * y[i];
     for (int i = 0; i < B; i++) memcpy(w->pre + i * H, m->b1->data, H * sizeof(nd_real));
-    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, D, 1, w->y3, D, m->W1->data, D, 1, w->pre, H);
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, H, D, 1, w->y3, D, m->W1->data, D, 1, w->pre,
+         H);
     bare_tanh(w->h, w->pre, B * H);
     for (int i = 0; i < B; i++) memcpy(w->out + i * D, m->b2->data, D * sizeof(nd_real));
-    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, H, 1, w->h, H, m->W2->data, H, 1, w->out, D);
+    GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, B, D, H, 1, w->h, H, m->W2->data, H, 1, w->out,
+         D);
 }
 
 /* the VJP of the forward with seed g (B, D) */
@@ -103,18 +105,21 @@ static void bare_vjp(const model *m, const nd_real *y, const nd_real *g, bare_wo
         w->db2[k] = 0;
         for (int i = 0; i < B; i++) w->db2[k] += g[i * D + k];
     }
-    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, D, 1, g, D, m->W2->data, H, 0, w->dpre, H);
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, H, D, 1, g, D, m->W2->data, H, 0, w->dpre,
+         H);
     for (int i = 0; i < B * H; i++) w->dpre[i] *= 1 - w->h[i] * w->h[i];
     GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, H, D, B, 1, w->dpre, H, w->y3, D, 0, w->dW1, D);
     for (int k = 0; k < H; k++) {
         w->db1[k] = 0;
         for (int i = 0; i < B; i++) w->db1[k] += w->dpre[i * H + k];
     }
-    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, H, 1, w->dpre, H, m->W1->data, D, 0, w->dy3, D);
+    GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, B, D, H, 1, w->dpre, H, m->W1->data, D, 0,
+         w->dy3, D);
     for (int i = 0; i < B * D; i++) w->dz[i] = w->dy3[i] * 3 * y[i] * y[i];
 }
 
-/* ---- cases ------------------------------------------------------------------------------------ */
+/* ---- cases ------------------------------------------------------------------------------------
+ */
 
 /* one case of bench_evals: the best time per evaluation, nodal's and the bare arithmetic's */
 static void print_eval(const char *name, double best_nodal, double best_bare)
@@ -228,15 +233,17 @@ int main(int argc, char **argv)
 {
     int n = 20000;
     const flag_spec flags[] = {FLAG_INT("evals", &n, 1, 100000000, "evaluations per timed case")};
-    int rc = flags_parse("bench_odeint", "An evaluation of f and of the adjoint's augmented "
-                         "dynamics vs the bare arithmetic; the adjoint's memory.", flags,
-                         FLAGS_N(flags), argc, argv);
+    int rc = flags_parse("bench_odeint",
+                         "An evaluation of f and of the adjoint's augmented "
+                         "dynamics vs the bare arithmetic; the adjoint's memory.",
+                         flags, FLAGS_N(flags), argc, argv);
     if (rc != FLAGS_OK) return flags_exit_status(rc);
     openblas_set_num_threads(1);
     nd_ctx *ctx = nd_ctx_create(0);
     nd_rng rng = nd_rng_seed(0);
-    model m = {nd_tensor_create(ctx, 2, (int[]){H, D}, true), nd_tensor_create(ctx, 1, (int[]){H}, true),
-               nd_tensor_create(ctx, 2, (int[]){D, H}, true), nd_tensor_create(ctx, 1, (int[]){D}, true)};
+    model m = {
+        nd_tensor_create(ctx, 2, (int[]){H, D}, true), nd_tensor_create(ctx, 1, (int[]){H}, true),
+        nd_tensor_create(ctx, 2, (int[]){D, H}, true), nd_tensor_create(ctx, 1, (int[]){D}, true)};
     nd_fill_normal(m.W1, &rng, 0, 0.3);
     nd_fill_normal(m.b1, &rng, 0, 0.1);
     nd_fill_normal(m.W2, &rng, 0, 0.3);
@@ -244,7 +251,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "bench_odeint: %d evaluations per case, 1 BLAS thread\n", n);
     bench_evals(ctx, &m, n);
     bench_memory(&m);
-    nd_tensor_destroy(m.W1), nd_tensor_destroy(m.b1), nd_tensor_destroy(m.W2), nd_tensor_destroy(m.b2);
+    nd_tensor_destroy(m.W1), nd_tensor_destroy(m.b1), nd_tensor_destroy(m.W2),
+        nd_tensor_destroy(m.b2);
     nd_ctx_destroy(ctx);
     return 0;
 }

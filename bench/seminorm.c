@@ -129,8 +129,11 @@ static int read_jsonl(const char *path)
         sn_result *r = &rows[n_rows];
 #define STR(k) field_str(j, k)
 #define NUM(k, d) field_num(j, k, d)
-        *r = (sn_result){.workload = STR("workload"), .method = STR("method"), .norm = STR("norm"),
-                         .rtol = NUM("rtol", 0), .atol = NUM("atol", 0),
+        *r = (sn_result){.workload = STR("workload"),
+                         .method = STR("method"),
+                         .norm = STR("norm"),
+                         .rtol = NUM("rtol", 0),
+                         .atol = NUM("atol", 0),
                          .nfe_forward = (long)NUM("nfe_forward", 0),
                          .nfe_backward = (long)NUM("nfe_backward", 0),
                          .accepted_backward = (long)NUM("accepted_backward", 0),

@@ -82,11 +82,16 @@ static long torchdiffeq_count(const cJSON *runs, const char *method, double rtol
 int sn_workload_a(bool quick)
 {
     cJSON *j = load(SN_REFERENCE_DIR "/test_seminorm.json");
-    if (!j) return fprintf(stderr, "seminorm A: cannot read %s\n", SN_REFERENCE_DIR "/test_seminorm.json"), 1;
+    if (!j)
+        return fprintf(stderr, "seminorm A: cannot read %s\n",
+                       SN_REFERENCE_DIR "/test_seminorm.json"),
+               1;
     nd_ctx *ctx = nd_ctx_create(0);
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "weights");
-    mlp m = {nd_tensor_create(ctx, 2, (int[]){1024, 2}, true), nd_tensor_create(ctx, 1, (int[]){1024}, true),
-             nd_tensor_create(ctx, 2, (int[]){2, 1024}, true), nd_tensor_create(ctx, 1, (int[]){2}, true)};
+    mlp m = {nd_tensor_create(ctx, 2, (int[]){1024, 2}, true),
+             nd_tensor_create(ctx, 1, (int[]){1024}, true),
+             nd_tensor_create(ctx, 2, (int[]){2, 1024}, true),
+             nd_tensor_create(ctx, 1, (int[]){2}, true)};
     fill(m.W1, cJSON_GetObjectItemCaseSensitive(w, "W1"), 0);
     fill(m.b1, cJSON_GetObjectItemCaseSensitive(w, "b1"), 0);
     fill(m.W2, cJSON_GetObjectItemCaseSensitive(w, "W2"), 0);
@@ -142,16 +147,20 @@ int sn_workload_a(bool quick)
                 g[q++] = y0->grad[0], g[q++] = y0->grad[1];
                 for (int p = 0; p < 4; p++)
                     for (size_t e = 0; e < params[p]->size; e++) g[q++] = params[p]->grad[e];
-                sn_result r = {.workload = "A", .method = methods[mi], .norm = norms[k],
-                               .rtol = tols[ti].rtol, .atol = tols[ti].atol,
-                               .nfe_forward = st.forward.nfe, .nfe_backward = st.backward.nfe,
+                sn_result r = {.workload = "A",
+                               .method = methods[mi],
+                               .norm = norms[k],
+                               .rtol = tols[ti].rtol,
+                               .atol = tols[ti].atol,
+                               .nfe_forward = st.forward.nfe,
+                               .nfe_backward = st.backward.nfe,
                                .accepted_backward = st.backward.accepted,
-                               .rejected_backward = st.backward.rejected, .ms_backward = ms,
+                               .rejected_backward = st.backward.rejected,
+                               .ms_backward = ms,
                                .max_rel_grad_diff = sn_max_rel_diff(g, grads, n_grad),
                                .rel_grad_diff_norm = sn_rel_diff_norm(g, grads, n_grad),
-                               .torchdiffeq_nfe_backward =
-                                   torchdiffeq_count(runs, methods[mi], tols[ti].rtol,
-                                                     tols[ti].atol, columns[k])};
+                               .torchdiffeq_nfe_backward = torchdiffeq_count(
+                                   runs, methods[mi], tols[ti].rtol, tols[ti].atol, columns[k])};
                 if (k == 0)
                     snprintf(r.note, sizeof r.note, "nfe includes 1 f per output time for dL/dt");
                 sn_report(&r);

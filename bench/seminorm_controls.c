@@ -15,8 +15,8 @@
 
 /* The backward NFE of each norm at one tolerance, on the same loss: paired. Sums over n_rep
  * repetitions produced by make_loss(rep). */
-typedef nd_tensor *(*loss_fn)(nd_ctx *ctx, int rep, const nd_ode_options *o, const nd_ode_stats **st,
-                              void *data);
+typedef nd_tensor *(*loss_fn)(nd_ctx *ctx, int rep, const nd_ode_options *o,
+                              const nd_ode_stats **st, void *data);
 
 static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *data, int n_rep,
                    nd_tensor **params, int n_params, sn_tol tol, long td_default, long td_semi)
@@ -29,8 +29,11 @@ static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *d
         o.solver.rtol = o.adjoint.rtol = tol.rtol;
         o.solver.atol = o.adjoint.atol = tol.atol;
         o.adjoint.norm = k ? ND_NORM_SEMINORM : ND_NORM_RMS;
-        sn_result r = {.workload = workload, .method = "dopri5", .norm = k ? "seminorm" : "default",
-                       .rtol = tol.rtol, .atol = tol.atol,
+        sn_result r = {.workload = workload,
+                       .method = "dopri5",
+                       .norm = k ? "seminorm" : "default",
+                       .rtol = tol.rtol,
+                       .atol = tol.atol,
                        .torchdiffeq_nfe_backward = k ? td_semi : td_default};
         nd_zero_grad(params, n_params);
         for (int rep = 0; rep < n_rep; rep++) {
@@ -45,7 +48,8 @@ static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *d
             r.ms_backward += 1e3 * (sn_now() - t0) / n_rep;
             nd_ode_stats st = *stp;
             r.nfe_forward += st.forward.nfe, r.nfe_backward += st.backward.nfe;
-            r.accepted_backward += st.backward.accepted, r.rejected_backward += st.backward.rejected;
+            r.accepted_backward += st.backward.accepted,
+                r.rejected_backward += st.backward.rejected;
             nd_ctx_reset(ctx);
         }
         double *g = grads + k * n_grad;
@@ -85,18 +89,20 @@ static int spiral_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void 
     return *dy ? 0 : -1;
 }
 
-static nd_tensor *spiral_loss(nd_ctx *ctx, int rep, const nd_ode_options *o, const nd_ode_stats **st,
-                              void *data)
+static nd_tensor *spiral_loss(nd_ctx *ctx, int rep, const nd_ode_options *o,
+                              const nd_ode_stats **st, void *data)
 {
     spiral *s = data;
     nd_rng rng = nd_rng_seed(100 + rep); /* the same batch for every norm */
-    nd_tensor *y0 = nd_tensor_new(ctx, 2, (int[]){20, 2}), *yb = nd_tensor_new(ctx, 3, (int[]){10, 20, 2});
+    nd_tensor *y0 = nd_tensor_new(ctx, 2, (int[]){20, 2}),
+              *yb = nd_tensor_new(ctx, 3, (int[]){10, 20, 2});
     nd_tensor *bt = nd_tensor_from(ctx, 1, (int[]){10}, s->t->data);
     for (int b = 0; b < 20; b++) {
         int start = (int)nd_rng_below(&rng, 990);
         for (int k = 0; k < 2; k++) {
             y0->data[2 * b + k] = s->true_y->data[2 * start + k];
-            for (int i = 0; i < 10; i++) yb->data[(i * 20 + b) * 2 + k] = s->true_y->data[2 * (start + i) + k];
+            for (int i = 0; i < 10; i++)
+                yb->data[(i * 20 + b) * 2 + k] = s->true_y->data[2 * (start + i) + k];
         }
     }
     nd_tensor *pred = nd_odeint(ctx, spiral_f, s->net, y0, bt, s->params, s->n_params, o);
@@ -113,8 +119,9 @@ int sn_workload_spiral(bool quick)
     nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
     for (int i = 0; i < 1000; i++) s.t->data[i] = 25.0 * i / 999;
     nd_ode_options truth = ND_ODE_DEFAULT;
-    nd_tensor *sol = nd_odeint(ctx, true_f, A, nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){2, 0}),
-                               s.t, NULL, 0, &truth);
+    nd_tensor *sol =
+        nd_odeint(ctx, true_f, A, nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){2, 0}), s.t,
+                  NULL, 0, &truth);
     if (!sol) return fprintf(stderr, "seminorm spiral: %s\n", nd_ctx_errmsg(ctx)), 1;
     memcpy(s.true_y->data, sol->data, s.true_y->size * sizeof(nd_real));
     nd_ctx_reset(ctx);

@@ -15,7 +15,7 @@ typedef struct {
     double t0, t1;
     nd_ode_options opts;
     const nd_ode_stats *last; /* the op-owned statistics of the last solve (arena), or NULL */
-    nd_tensor **params; /* (n_params,) func's parameters, gathered once at create */
+    nd_tensor **params;       /* (n_params,) func's parameters, gathered once at create */
     int n_params;
 } odeblock;
 
@@ -60,7 +60,8 @@ nd_tensor *nd_odeblock_trajectory(nd_ctx *ctx, nd_module *block, nd_tensor *x, n
         char sx[64];
         return nd_fail_null(ctx, ND_ERR_SHAPE,
                             "nd_odeblock: ND_TIME_CONCAT needs x with a feature or channel axis "
-                            "(at least 2-D), got %s", nd_shape_str(x, sx));
+                            "(at least 2-D), got %s",
+                            nd_shape_str(x, sx));
     }
     b->last = NULL;
     nd_tensor *ys = nd_odeint(ctx, block_dynamics, b, x, t, b->params, b->n_params, &b->opts);
@@ -91,8 +92,10 @@ nd_module *nd_odeblock_create(nd_ctx *ctx, nd_module *func, nd_time_input time, 
     if (!func) return NULL;
     if (!(t1 != t0) || time < ND_TIME_NONE || time > ND_TIME_CONCAT) {
         nd_module_destroy(func);
-        return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeblock_create: need t1 != t0 (got %g, %g) "
-                                             "and a known time input", t0, t1);
+        return nd_fail_null(ctx, ND_ERR_ARG,
+                            "nd_odeblock_create: need t1 != t0 (got %g, %g) "
+                            "and a known time input",
+                            t0, t1);
     }
     odeblock *b = (odeblock *)nd_module_create(ctx, ODEBLOCK_KIND, odeblock_forward, sizeof *b);
     if (!b) {

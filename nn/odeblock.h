@@ -5,7 +5,8 @@
  *   nd_module *block = nd_odeblock_create(ctx, f, ND_TIME_CONCAT, 0.0, 1.0, &opts);
  *   nd_sequential_append(ctx, model, block);     // x -> x(1), composes with any layer
  *   ...
- *   const nd_ode_stats *st = nd_odeblock_stats(ctx, block); // NFE-F after forward, NFE-B after backward
+ *   const nd_ode_stats *st = nd_odeblock_stats(ctx, block); // NFE-F after forward, NFE-B after
+ * backward
  *
  * The block owns the dynamics module (its parameters are listed as "func.*", so they reach the
  * optimizer and checkpoints like any other) and solves dx/dt = func(x) (or func([x, t])) from t0

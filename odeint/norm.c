@@ -11,9 +11,12 @@
 static bool counts(nd_norm_kind kind, nd_block_role role)
 {
     switch (kind) {
-    case ND_NORM_SEMINORM: return role == ND_ROLE_STATE || role == ND_ROLE_ADJ_STATE;
-    case ND_NORM_SEMINORM_KEEP_T: return role != ND_ROLE_ADJ_PARAM;
-    default: return true;
+    case ND_NORM_SEMINORM:
+        return role == ND_ROLE_STATE || role == ND_ROLE_ADJ_STATE;
+    case ND_NORM_SEMINORM_KEEP_T:
+        return role != ND_ROLE_ADJ_PARAM;
+    default:
+        return true;
     }
 }
 
@@ -47,8 +50,7 @@ static double block_rms(const nd_ode_system *sys, int b, size_t off, const nd_re
 }
 
 double nd_ode_norm(const nd_ode_system *sys, const nd_solver_options *opt, const nd_real *num,
-                   const nd_real *ya, const nd_real *yb, nd_real *scratch,
-                   const nd_real **blocks)
+                   const nd_real *ya, const nd_real *yb, nd_real *scratch, const nd_real **blocks)
 {
     size_t off = 0;
     if (opt->norm == ND_NORM_USER) {

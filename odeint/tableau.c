@@ -18,6 +18,8 @@
 
 #define S ND_MAX_STAGES
 
+/* the tables keep the layout of their sources */
+// clang-format off
 /* ---- fixed step ---------------------------------------------------------------------------- */
 static const double euler_alpha[1] = {0};
 static const double euler_beta[1][S] = {{0}};
@@ -239,6 +241,7 @@ static const nd_tableau tableaus[ND_METHOD_COUNT] = {
     [ND_TSIT5] = TABLEAU("tsit5", 5, tsit5, tsit5_err, tsit5_mid, false),
     [ND_DOPRI8] = TABLEAU("dopri8", 8, dopri8, dopri8_err, dopri8_mid, true),
 };
+// clang-format on
 
 const nd_tableau *nd_tableau_get(int method)
 {

@@ -19,7 +19,7 @@ typedef struct {
 } chunk;
 
 struct nd_ctx {
-    chunk *chunks;      /* (n_chunks,) */
+    chunk *chunks; /* (n_chunks,) */
     size_t n_chunks, chunks_cap;
     size_t cur;         /* chunk in use */
     size_t offset;      /* bytes used in chunks[cur] */
@@ -27,7 +27,7 @@ struct nd_ctx {
     bool grad_enabled;
     nd_status status;
     char msg[512];
-    void *ext;                 /* a higher layer's state (the autograd engine's) */
+    void *ext; /* a higher layer's state (the autograd engine's) */
     void (*ext_destroy)(void *);
 };
 

@@ -47,7 +47,7 @@ typedef double nd_real;
  * are the headers' version (nd_config.h, from meson's project version); nd_version() is the
  * linked library's, so a program can check that the two agree.
  */
-#define ND_VERSION_NUMBER(major, minor, patch) ((major) * 10000 + (minor) * 100 + (patch))
+#define ND_VERSION_NUMBER(major, minor, patch) ((major)*10000 + (minor)*100 + (patch))
 #define ND_VERSION ND_VERSION_NUMBER(ND_VERSION_MAJOR, ND_VERSION_MINOR, ND_VERSION_PATCH)
 
 /* The library's version string, e.g. "0.1.0". */

@@ -102,8 +102,7 @@ bool gradcheck(nd_ctx *ctx, gc_fn f, nd_tensor **x, int n, void *user, gc_tol to
     return compare(ctx, first_order, f, x, n, user, false, tol, report);
 }
 
-bool gradgradcheck(nd_ctx *ctx, gc_fn f, nd_tensor **x, int n, void *user, gc_tol tol,
-                   char *report)
+bool gradgradcheck(nd_ctx *ctx, gc_fn f, nd_tensor **x, int n, void *user, gc_tol tol, char *report)
 {
     return compare(ctx, grad_dot, f, x, n, user, true, tol, report);
 }

@@ -25,7 +25,7 @@ gc_tol gc_default_tol(void);
  * restored. On failure returns false and writes the worst element into report (256 bytes). */
 bool gradcheck(nd_ctx *ctx, gc_fn f, nd_tensor **inputs, int n_inputs, void *user, gc_tol tol,
                char *report);
-bool gradgradcheck(nd_ctx *ctx, gc_fn f, nd_tensor **inputs, int n_inputs, void *user,
-                   gc_tol tol, char *report);
+bool gradgradcheck(nd_ctx *ctx, gc_fn f, nd_tensor **inputs, int n_inputs, void *user, gc_tol tol,
+                   char *report);
 
 #endif

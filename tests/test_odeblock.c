@@ -85,8 +85,8 @@ START_TEST(test_block_gradients)
     nd_tensor *in[9] = {x};
     for (int i = 0; i < params.n; i++) in[1 + i] = params.items[i].tensor;
     char report[256] = "";
-    ck_assert_msg(gradcheck(ctx, model_fn, in, 1 + params.n, model, gc_default_tol(), report),
-                  "%s", report);
+    ck_assert_msg(gradcheck(ctx, model_fn, in, 1 + params.n, model, gc_default_tol(), report), "%s",
+                  report);
 
 #ifndef ND_REAL_FLOAT
     /* adaptive, tight: adjoint (both norms) against backprop */
@@ -142,7 +142,8 @@ START_TEST(test_block_errors)
     ck_assert_ptr_null(nd_odeblock_options(ctx, lin));
     ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);
     ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "nd_odeblock_options: module is a Sequential, not an "
-                                             "ODEBlock"), "%s", nd_ctx_errmsg(ctx));
+                                             "ODEBlock"),
+                  "%s", nd_ctx_errmsg(ctx));
     nd_ctx_clear_error(ctx);
     ck_assert_ptr_null(nd_odeblock_stats(ctx, lin));
     ck_assert_ptr_nonnull(strstr(nd_ctx_errmsg(ctx), "nd_odeblock_stats"));
