@@ -14,101 +14,11 @@
 #include "gradcheck.h"
 #include "test_main.h"
 
-/* ---------------------------------------------------------------------------------------------
- * The reference file: a JSON object whose values are flat lists of numbers. A small reader for
- * exactly that shape (it is our own file), loaded once per test case by an unchecked fixture (in
- * the runner's process, before the tests fork).
- */
-static char *ref_text;
+#include "test_reference.h"
 
 static void ref_load(void)
 {
-    char path[4096];
-    FILE *f = fopen(nd_test_path(path, sizeof path, "reference-nn/nn.json"), "rb");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    ref_text = malloc((size_t)n + 1);
-    if (ref_text && fread(ref_text, 1, (size_t)n, f) == (size_t)n)
-        ref_text[n] = 0;
-    else
-        free(ref_text), ref_text = NULL;
-    fclose(f);
-}
-
-static void ref_free(void)
-{
-    free(ref_text);
-    ref_text = NULL;
-}
-
-/* The numbers of entry name (count in *n) in the ctx arena, as double; fails the test if absent */
-static double *ref(const char *name, size_t *n)
-{
-    ck_assert_msg(ref_text, "tests/reference-nn/nn.json not found (ND_TEST_DIR)");
-    char key[256];
-    snprintf(key, sizeof key, "\"%s\":", name);
-    const char *p = strstr(ref_text, key);
-    ck_assert_msg(p, "reference entry %s missing", name);
-    p = strchr(p, '[') + 1;
-    size_t cap = 16, len = 0;
-    double *v = malloc(cap * sizeof *v);
-    while (*p && *p != ']') {
-        char *end;
-        double x = strtod(p, &end);
-        if (end == p) {
-            p++;
-            continue;
-        }
-        if (len == cap) v = realloc(v, (cap *= 2) * sizeof *v);
-        v[len++] = x;
-        p = end;
-    }
-    double *out = nd_ctx_alloc(ctx, len * sizeof *out + 1);
-    memcpy(out, v, len * sizeof *out);
-    free(v);
-    if (n) *n = len;
-    return out;
-}
-
-/* An arena tensor holding entry name, which must have the size of shape */
-static nd_tensor *ref_tensor(const char *name, int ndim, const int *shape, bool requires_grad)
-{
-    size_t n;
-    double *v = ref(name, &n);
-    nd_tensor *t = nd_tensor_new(ctx, ndim, shape);
-    ck_assert_ptr_nonnull(t);
-    ck_assert_msg(n == t->size, "%s has %zu values, expected %zu", name, n, t->size);
-    for (size_t i = 0; i < n; i++) t->data[i] = (nd_real)v[i];
-    t->requires_grad = requires_grad;
-    return t;
-}
-
-static void set_from_ref(nd_tensor *t, const char *name)
-{
-    size_t n;
-    double *v = ref(name, &n);
-    ck_assert_uint_eq(n, t->size);
-    for (size_t i = 0; i < n; i++) t->data[i] = (nd_real)v[i];
-}
-
-static void expect_close(const char *what, const nd_real *got, const double *want, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        double err = fabs((double)got[i] - want[i]);
-        ck_assert_msg(err <= REF_ATOL + REF_RTOL * fabs(want[i]),
-                      "%s[%zu]: got %.17g, PyTorch %.17g (difference %.3g)", what, i,
-                      (double)got[i], want[i], err);
-    }
-}
-
-static void expect_ref(const char *what, const nd_real *got, size_t n, const char *name)
-{
-    size_t m;
-    double *want = ref(name, &m);
-    ck_assert_msg(m == n, "%s: %zu values, reference %s has %zu", what, n, name, m);
-    expect_close(what, got, want, n);
+    ref_load_file("reference-nn/nn.json");
 }
 
 /* ---------------------------------------------------------------------------------------------

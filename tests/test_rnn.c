@@ -17,76 +17,11 @@
 #include "gradcheck.h"
 #include "test_main.h"
 
-/* ---------------------------------------------------------------------------------------------
- * The reference file (an object of flat number lists), parsed once per test case by an unchecked
- * fixture, in the runner's process before the tests fork.
- */
-static cJSON *ref_json;
+#include "test_reference.h"
 
 static void ref_load(void)
 {
-    char path[4096];
-    FILE *f = fopen(nd_test_path(path, sizeof path, "reference-nn/rnn.json"), "rb");
-    if (!f) return;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *text = malloc((size_t)n + 1);
-    if (text && fread(text, 1, (size_t)n, f) == (size_t)n) {
-        text[n] = 0;
-        ref_json = cJSON_Parse(text);
-    }
-    free(text);
-    fclose(f);
-}
-
-static void ref_free(void)
-{
-    cJSON_Delete(ref_json);
-    ref_json = NULL;
-}
-
-/* Entry name's numbers; fails the test unless it has exactly n of them. */
-static const cJSON *ref_entry(const char *name, size_t n)
-{
-    ck_assert_msg(ref_json, "tests/reference-nn/rnn.json not found or unreadable (ND_TEST_DIR)");
-    const cJSON *a = cJSON_GetObjectItemCaseSensitive(ref_json, name);
-    ck_assert_msg(cJSON_IsArray(a), "reference entry %s missing", name);
-    ck_assert_msg((size_t)cJSON_GetArraySize(a) == n, "%s has %d values, expected %zu", name,
-                  cJSON_GetArraySize(a), n);
-    return a;
-}
-
-static void set_from_ref(nd_tensor *t, const char *name)
-{
-    const cJSON *a = ref_entry(name, t->size), *v;
-    size_t i = 0;
-    cJSON_ArrayForEach(v, a) t->data[i++] = (nd_real)v->valuedouble;
-}
-
-static nd_tensor *ref_tensor(const char *name, int ndim, const int *shape, bool requires_grad)
-{
-    nd_tensor *t = nd_tensor_new(ctx, ndim, shape);
-    ck_assert_ptr_nonnull(t);
-    set_from_ref(t, name);
-    t->requires_grad = requires_grad;
-    return t;
-}
-
-/* got (n values) agrees with entry name at REF_RTOL / REF_ATOL */
-static void expect_ref(const char *what, const nd_real *got, size_t n, const char *name)
-{
-    ck_assert_msg(got, "%s: no values (%s)", what, nd_ctx_errmsg(ctx));
-    const cJSON *a = ref_entry(name, n), *v;
-    size_t i = 0;
-    cJSON_ArrayForEach(v, a)
-    {
-        double want = v->valuedouble, err = fabs((double)got[i] - want);
-        ck_assert_msg(err <= REF_ATOL + REF_RTOL * fabs(want),
-                      "%s[%zu]: got %.17g, PyTorch %.17g (difference %.3g)", what, i,
-                      (double)got[i], want, err);
-        i++;
-    }
+    ref_load_file("reference-nn/rnn.json");
 }
 
 /* ---------------------------------------------------------------------------------------------
