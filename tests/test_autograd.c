@@ -2300,14 +2300,6 @@ END_TEST
  */
 
 /* Each op given a NULL input, with no earlier error, names itself and the argument (item 8). */
-#define EXPECT_NULL_NAMED(call, text)                                                              \
-    do {                                                                                           \
-        nd_ctx_clear_error(ctx);                                                                   \
-        ck_assert_ptr_null(call);                                                                  \
-        ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);                                           \
-        ck_assert_str_eq(nd_ctx_errmsg(ctx), text);                                                \
-    } while (0)
-
 START_TEST(test_null_input_names_the_op_and_argument)
 {
     nd_tensor *x = leaf(2, S(2, 2), V(1, 2, 3, 4)), *n = NULL;

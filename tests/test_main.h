@@ -64,6 +64,16 @@ static inline void nd_test_check_error(nd_status code, const char *const *want, 
             ck_assert_msg(strstr(msg, want[i]), "line %d: message \"%s\" lacks \"%s\"", line, msg,
                           want[i]);
 }
+
+/* call returns NULL and records ND_ERR_ARG with exactly text (the op given a NULL input). */
+#define EXPECT_NULL_NAMED(call, text)                                                              \
+    do {                                                                                           \
+        nd_ctx_clear_error(ctx);                                                                   \
+        ck_assert_ptr_null(call);                                                                  \
+        ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);                                           \
+        ck_assert_str_eq(nd_ctx_errmsg(ctx), text);                                                \
+    } while (0)
+
 #define expect_error(code, ...)                                                                    \
     nd_test_check_error(code, (const char *const[]){__VA_ARGS__},                                  \
                         sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *),         \

@@ -1105,14 +1105,6 @@ END_TEST
 
 /* Each nn op given a NULL input, with no earlier error, records a message naming itself and the
  * argument (issue 15 audit: the bare NULL guards left the ctx without a message). */
-#define EXPECT_NULL_NAMED(call, text)                                                              \
-    do {                                                                                           \
-        nd_ctx_clear_error(ctx);                                                                   \
-        ck_assert_ptr_null(call);                                                                  \
-        ck_assert_int_eq(nd_ctx_error(ctx), ND_ERR_ARG);                                           \
-        ck_assert_str_eq(nd_ctx_errmsg(ctx), text);                                                \
-    } while (0)
-
 START_TEST(test_null_input_names_the_op_and_argument)
 {
     nd_tensor *w = nd_zeros(ctx, 2, (int[]){2, 2}), *n = NULL;

@@ -10,13 +10,13 @@ points each iteration; loss -mean log p(x) = mean(|z1|^2 / 2 + log 2 pi + logp1)
 Drawing the batch is outside the timed step, as in cnf2d.c.
 """
 import math
-import time
 
 import torch
 from torch import nn
 import torchdiffeq
 
 from peer_norms import adjoint_options
+from peer_train import timed_training
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -68,28 +68,13 @@ def run(cfg):
     opt = torch.optim.Adam(field.parameters(), lr=1e-3)
     t = torch.tensor([0.0, 1.0], dtype=dtype)
     options = adjoint_options("rms", 2, cfg["peer_norm"])
-    wall = cpu = 0.0
-    nfe_f = nfe_b = 0
-    for _ in range(cfg["iters"]):
-        x = sample_8gaussians(cfg["batch"], gen, dtype)
-        t0, c0 = time.perf_counter(), time.process_time()
-        n0 = field.nfe
+    def loss_of(x):
         logp0 = torch.zeros(x.shape[0], 1, dtype=dtype)
         zs, logps = torchdiffeq.odeint_adjoint(field, (x, logp0), t, rtol=1e-5, atol=1e-5,
                                                method="dopri5", adjoint_options=options,
                                                adjoint_params=tuple(field.parameters()))
-        n1 = field.nfe
         z1, logp1 = zs[-1], logps[-1]
-        loss = torch.mean(0.5 * torch.sum(z1 * z1, 1, keepdim=True) + LOG_2PI + logp1)
-        opt.zero_grad()
-        loss.backward()
-        n2 = field.nfe
-        opt.step()
-        wall += time.perf_counter() - t0
-        cpu += time.process_time() - c0
-        nfe_f += n1 - n0
-        nfe_b += n2 - n1
-    n = max(cfg["iters"], 1)
-    return {"ms_per_iter": 1e3 * wall / n, "cpu_ms_per_iter": 1e3 * cpu / n,
-            "nfe_forward_per_iter": nfe_f / n, "nfe_backward_per_iter": nfe_b / n,
-            "final_loss": float(loss)}
+        return torch.mean(0.5 * torch.sum(z1 * z1, 1, keepdim=True) + LOG_2PI + logp1)
+
+    return timed_training(cfg["iters"], field, opt,
+                          lambda: sample_8gaussians(cfg["batch"], gen, dtype), loss_of)

@@ -13,13 +13,13 @@ defaults).
 """
 import bisect
 import math
-import time
 
 import torch
 from torch import nn
 import torchdiffeq
 
 from peer_norms import adjoint_options
+from peer_train import timed_training
 
 N_SERIES, N_POINTS, N_CH, HIDDEN, WIDTH = 128, 100, 3, 16, 64
 T_END = 4 * math.pi
@@ -106,26 +106,11 @@ def run(cfg):
     opt = torch.optim.Adam(params, lr=1e-3)
     ts = torch.tensor([0.0, T_END], dtype=dtype)
     options = adjoint_options("seminorm", 1, cfg["peer_norm"])
-    wall = cpu = 0.0
-    nfe_f = nfe_b = 0
-    for _ in range(cfg["iters"]):
-        t0, c0 = time.perf_counter(), time.process_time()
-        n0 = field.nfe
+    def loss_of(_):
         z0 = initial(path.x0)                                         # (B, 16)
         zs = torchdiffeq.odeint_adjoint(field, z0, ts, rtol=1e-3, atol=1e-6, method="dopri5",
                                         adjoint_options=options,
                                         adjoint_params=tuple(field.parameters()))
-        n1 = field.nfe
-        loss = nn.functional.cross_entropy(readout(zs[-1]), labels)
-        opt.zero_grad()
-        loss.backward()
-        n2 = field.nfe
-        opt.step()
-        wall += time.perf_counter() - t0
-        cpu += time.process_time() - c0
-        nfe_f += n1 - n0
-        nfe_b += n2 - n1
-    n = max(cfg["iters"], 1)
-    return {"ms_per_iter": 1e3 * wall / n, "cpu_ms_per_iter": 1e3 * cpu / n,
-            "nfe_forward_per_iter": nfe_f / n, "nfe_backward_per_iter": nfe_b / n,
-            "final_loss": float(loss)}
+        return nn.functional.cross_entropy(readout(zs[-1]), labels)
+
+    return timed_training(cfg["iters"], field, opt, lambda: None, loss_of)

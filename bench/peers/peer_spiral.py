@@ -9,13 +9,13 @@ seminorm when asked; peer_norms.py). Times one training step per iteration (draw
 excluded, as spiral.c does), and counts the evaluations of f in the forward solve and in the
 backward pass.
 """
-import time
 
 import torch
 from torch import nn
 import torchdiffeq
 
 from peer_norms import adjoint_options
+from peer_train import timed_training
 
 DATA_SIZE, BATCH_TIME, BATCH_SIZE = 1000, 10, 20
 
@@ -61,26 +61,15 @@ def run(cfg):
     if cfg["adjoint"]:
         tol["adjoint_options"] = adjoint_options(cfg["norm"], 1, cfg["peer_norm"])
     solve = torchdiffeq.odeint_adjoint if cfg["adjoint"] else torchdiffeq.odeint
-    wall = cpu = 0.0
-    nfe_f = nfe_b = 0
-    for _ in range(cfg["iters"]):
+    def make_batch():
         starts = torch.randperm(DATA_SIZE - BATCH_TIME, generator=gen)[:BATCH_SIZE]
         batch_y0 = true_y[starts]                                                   # (20, 2)
         batch_y = torch.stack([true_y[starts + i] for i in range(BATCH_TIME)], 0)  # (10, 20, 2)
-        t0, c0 = time.perf_counter(), time.process_time()
-        n0 = field.nfe
+        return batch_y0, batch_y
+
+    def loss_of(batch):
+        batch_y0, batch_y = batch
         pred = solve(field, batch_y0, batch_t, **tol)                               # (10, 20, 2)
-        n1 = field.nfe
-        loss = torch.mean(torch.abs(pred - batch_y))
-        opt.zero_grad()
-        loss.backward()
-        n2 = field.nfe
-        opt.step()
-        wall += time.perf_counter() - t0
-        cpu += time.process_time() - c0
-        nfe_f += n1 - n0
-        nfe_b += n2 - n1
-    n = max(cfg["iters"], 1)
-    return {"ms_per_iter": 1e3 * wall / n, "cpu_ms_per_iter": 1e3 * cpu / n,
-            "nfe_forward_per_iter": nfe_f / n, "nfe_backward_per_iter": nfe_b / n,
-            "final_loss": float(loss)}
+        return torch.mean(torch.abs(pred - batch_y))
+
+    return timed_training(cfg["iters"], field, opt, make_batch, loss_of)
