@@ -18,9 +18,17 @@
 enum { CHUNK = 1 << 28 }; /* elements per MPI call: counts are ints */
 
 struct nd_dist_be {
-    MPI_Comm comm;
+    MPI_Comm comm; /* MPI_COMM_NULL for a process started without a launcher */
     bool finalize; /* we initialised MPI */
 };
+
+/* true when an MPI launcher started this process (Open MPI's mpirun, or a PMI one: MPICH's,
+ * Slurm's srun); a program started on its own runs as one process without initialising MPI
+ * (a singleton MPI_Init would start a helper daemon for nothing) */
+static bool launched(void)
+{
+    return getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+}
 
 bool nd_dist_be_has_mpi(void)
 {
@@ -48,6 +56,11 @@ nd_status nd_dist_be_open(nd_ctx *ctx, int *argc, char ***argv, const void *comm
     if (comm && !inited) return nd_fail(ctx, ND_ERR_ARG, "%s: MPI is not initialised", fn);
     nd_dist_be *be = calloc(1, sizeof *be);
     if (!be) return nd_fail(ctx, ND_ERR_NOMEM, "%s", fn);
+    be->comm = MPI_COMM_NULL;
+    if (!inited && !launched()) {
+        *out = be, *rank = 0, *size = 1;
+        return ND_OK;
+    }
     if (!inited) {
         if ((rc = MPI_Init(argc, argv)) != MPI_SUCCESS) {
             free(be);
@@ -72,7 +85,7 @@ void nd_dist_be_close(nd_dist_be *be)
     if (!be) return;
     int finalized = 0;
     MPI_Finalized(&finalized);
-    if (!finalized && be->comm != MPI_COMM_NULL && be->comm) MPI_Comm_free(&be->comm);
+    if (!finalized && be->comm != MPI_COMM_NULL) MPI_Comm_free(&be->comm);
     if (be->finalize && !finalized) MPI_Finalize();
     free(be);
 }
@@ -115,6 +128,8 @@ nd_status nd_dist_be_reduce_double(nd_ctx *ctx, const char *fn, nd_dist_be *be, 
 
 void nd_dist_be_abort(nd_dist_be *be, int code)
 {
-    MPI_Abort(be ? be->comm : MPI_COMM_WORLD, code);
+    int inited = 0;
+    MPI_Initialized(&inited);
+    if (inited) MPI_Abort(be && be->comm != MPI_COMM_NULL ? be->comm : MPI_COMM_WORLD, code);
     exit(code); /* MPI_Abort does not return; should it, the process still stops */
 }

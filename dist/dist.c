@@ -32,6 +32,13 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+/* one rank: every collective leaves the data as it is, and the transport is not called (a
+ * program started without mpirun has no MPI to call) */
+static bool alone(const nd_dist *d)
+{
+    return d->size == 1;
+}
+
 bool nd_dist_has_mpi(void)
 {
     return nd_dist_be_has_mpi();
@@ -105,7 +112,8 @@ static nd_status spread_error(nd_ctx *ctx, const char *fn, nd_dist *d, int faile
     char msg[MSG] = {0};
     if (d->rank == failed) snprintf(msg, sizeof msg, "%s", nd_ctx_errmsg(ctx));
     nd_status own = nd_ctx_error(ctx);
-    if (nd_dist_be_bcast(ctx, fn, d->be, msg, sizeof msg, failed) != ND_OK) return ND_ERR_DIST;
+    if (!alone(d) && nd_dist_be_bcast(ctx, fn, d->be, msg, sizeof msg, failed) != ND_OK)
+        return ND_ERR_DIST;
     msg[MSG - 1] = '\0';
     if (d->rank == failed || own != ND_OK) return own; /* keeps its own error */
     return nd_fail(ctx, ND_ERR_DIST, "%s: rank %d of %d failed: %s", fn, failed, d->size, msg);
@@ -119,7 +127,8 @@ static nd_status meet(nd_ctx *ctx, const char *fn, nd_dist *d, double weight, do
         [MEET_STATUS] = (double)nd_ctx_error(ctx), [MEET_WEIGHT] = weight, [MEET_SIZE] = size};
     double t0 = now_s();
     /* a failed exchange is an error on this rank; MPI stops the job if its partners are gone */
-    nd_status st = nd_dist_be_allgather(ctx, fn, d->be, mine, MEET_K, d->meet);
+    nd_status st = alone(d) ? (memcpy(d->meet, mine, sizeof mine), ND_OK)
+                            : nd_dist_be_allgather(ctx, fn, d->be, mine, MEET_K, d->meet);
     d->stats.wait_seconds += now_s() - t0;
     d->stats.meetings++;
     if (st != ND_OK) return st;
@@ -201,7 +210,7 @@ nd_status nd_dist_broadcast(nd_ctx *ctx, nd_dist *d, const nd_param *list, int n
     if (!d) return nd_fail(ctx, ND_ERR_ARG, "%s: dist is NULL", fn);
     bool ok = check_list(ctx, fn, list, n) == ND_OK;
     nd_status st = meet(ctx, fn, d, 0, ok ? (double)list_elems(list, n, false) : 0);
-    for (int i = 0, end; st == ND_OK && i < n; i = end) {
+    for (int i = 0, end; st == ND_OK && !alone(d) && i < n; i = end) {
         size_t elems;
         run_at(list, n, i, false, &end, &elems);
         st = nd_dist_be_bcast(ctx, fn, d->be, list[i].tensor->data, elems * sizeof(nd_real), 0);
@@ -260,7 +269,7 @@ nd_status nd_dist_allreduce_grads(nd_ctx *ctx, nd_dist *d, const nd_param *param
     double s = weight / total; /* exactly 1 on one rank: the gradient is left as it is */
     if (s != 1) scale_grads(params, n, s);
     double t0 = now_s();
-    for (int i = 0, end; st == ND_OK && i < n; i = end) {
+    for (int i = 0, end; st == ND_OK && !alone(d) && i < n; i = end) {
         size_t run;
         if (!params[i].tensor->grad) { /* skipped, on every rank alike */
             end = i + 1;
@@ -284,7 +293,8 @@ nd_status nd_dist_reduce(nd_ctx *ctx, nd_dist *d, nd_dist_op op, double *values,
         nd_fail(ctx, ND_ERR_ARG, "%s: op %d, %d values%s", fn, (int)op, n,
                 values ? "" : " (NULL)"); /* still meets */
     nd_status st = meet(ctx, fn, d, 0, n);
-    if (st == ND_OK && n > 0) st = nd_dist_be_reduce_double(ctx, fn, d->be, op, values, n);
+    if (st == ND_OK && n > 0 && !alone(d))
+        st = nd_dist_be_reduce_double(ctx, fn, d->be, op, values, n);
     for (int i = 0; st == ND_OK && op == ND_DIST_MEAN && i < n; i++) values[i] /= d->size;
     return st;
 }

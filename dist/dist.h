@@ -52,7 +52,10 @@ ND_API bool nd_dist_has_mpi(void);
 
 /* Initialises MPI when it is not yet (then nd_dist_destroy finalises it) and makes a
  * communicator of every process (a duplicate of MPI_COMM_WORLD, errors returned, not fatal).
- * argc and argv may be NULL. Without MPI: one process. *out NULL on failure (ND_ERR_DIST). */
+ * A process that no MPI launcher started (no mpirun, srun: none of OMPI_COMM_WORLD_SIZE,
+ * PMI_SIZE, PMIX_RANK in the environment) runs as one rank without initialising MPI, as does
+ * every process of a build without MPI. argc and argv may be NULL. *out NULL on failure
+ * (ND_ERR_DIST). */
 ND_API nd_status nd_dist_init(nd_ctx *ctx, int *argc, char ***argv, nd_dist **out);
 /* The same over an existing communicator: comm points to an MPI_Comm (&comm), which is
  * duplicated; MPI must be initialised, and nd_dist_destroy does not finalise it. ND_ERR_ARG in a
