@@ -11,6 +11,7 @@
 #ifndef ND_SOLVER_H
 #define ND_SOLVER_H
 
+#include "odeint/interp.h"
 #include "odeint/odeint.h"
 
 typedef struct nd_ode_system nd_ode_system;
@@ -25,6 +26,13 @@ struct nd_ode_system {
     const double *rtol;        /* (n_blocks,) */
     const double *atol;        /* (n_blocks,) */
     const char *what;          /* "nd_odeint[_tuple]" or "adjoint of nd_odeint[_tuple]": messages */
+    /* Optional (NULL: none): called after every accepted step with its interpolant in real time
+     * (ip->t0, ip->t1 the step's ends as the system sees them). Taped, the coefficients are
+     * recorded tensors that stay; untaped, buffers overwritten by the next step (copy what you
+     * keep, e.g. with nd_interp_at_buf). Return 0 to go on, > 0 to end the solve after this step
+     * (nd_ode_solve returns ND_OK; outputs past the step are not written), < 0 to fail with the
+     * error recorded in ctx. Dense solutions and events use it. */
+    int (*on_step)(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip);
 };
 
 typedef struct {
