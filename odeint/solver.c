@@ -51,6 +51,8 @@ typedef struct {
     nd_interp ip;                /* over [s0, s1]; untaped its coefficients are buffers */
     nd_tensor *k[ND_MAX_STAGES]; /* untaped: stage buffers reused by every step */
     bool stopped;                /* the on_step hook ended the solve */
+    int *role_index;             /* (n_blocks,) each block's index among its role's blocks */
+    int limit_block;             /* the block that bound the last error test, or -1 */
 } solver;
 
 static nd_status fail_at(solver *sv, nd_status code, double s, const char *what)
@@ -269,7 +271,8 @@ static int try_step(solver *sv, const step_plan *p, nd_tensor **y1, double *r)
     nd_tensor *err = combine(sv, NULL, tab->c_error, n_k, p->dt);
     nd_ctx_set_grad(sv->ctx, prev);
     if (!*y1 || !err) return -1;
-    *r = norm_of(sv, err->data, sv->y->data, (*y1)->data);
+    *r = nd_ode_norm_which(sv->sys, sv->opt, err->data, sv->y->data, (*y1)->data, sv->scratch,
+                           sv->blocks, &sv->limit_block);
     if (!isfinite(*r)) {
         nd_fail(sv->ctx, ND_ERR_NONFINITE,
                 "%s: the error estimate is not finite at t = %.17g (dt = %.3g)", sv->sys->what,
@@ -308,6 +311,17 @@ static nd_status step_failed(solver *sv, double s)
     return fail_at(sv, ND_ERR_CALLBACK, s, "f failed");
 }
 
+/* The block that bound the error test, counted by its role and its index in that role. */
+static void count_limit(solver *sv, bool accepted)
+{
+    int b = sv->limit_block;
+    if (b < 0) return;
+    nd_block_role role = sv->sys->role[b];
+    int k = sv->role_index[b] < ND_LIMIT_MAX_BLOCKS ? sv->role_index[b] : ND_LIMIT_MAX_BLOCKS - 1;
+    if ((int)role < 0 || role >= ND_ROLE_COUNT) return;
+    (accepted ? sv->stats->limit.accepted : sv->stats->limit.rejected)[role][k]++;
+}
+
 static nd_status adaptive_step(solver *sv)
 {
     step_plan p;
@@ -316,11 +330,13 @@ static nd_status adaptive_step(solver *sv)
     nd_mark m = nd_ctx_mark(sv->ctx);
     nd_tensor *y1 = NULL;
     double r;
+    sv->limit_block = -1;
     int rc = try_step(sv, &p, &y1, &r);
     if (rc < 0) return step_failed(sv, p.t0);
     bool accept = rc == 0 && (r <= 1 || p.dt <= sv->min_step);
     if (accept && accept_step(sv, &p, y1) != 0) return step_failed(sv, p.t1);
     if (!accept) sv->stats->rejected++;
+    count_limit(sv, accept);
     sv->dt = next_step_size(sv, p.dt, r, accept);
     if (!sv->taped) nd_ctx_rewind(sv->ctx, m);
     return ND_OK;
@@ -551,7 +567,11 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     }
     sv.scratch = nd_ctx_alloc(ctx, n * sizeof *sv.scratch);
     sv.blocks = nd_ctx_alloc(ctx, (size_t)sys->n_blocks * sizeof *sv.blocks);
-    if (!s || !sv.scratch || !sv.blocks) return nd_ctx_error(ctx);
+    sv.role_index = nd_ctx_alloc(ctx, (size_t)sys->n_blocks * sizeof *sv.role_index);
+    if (!s || !sv.scratch || !sv.blocks || !sv.role_index) return nd_ctx_error(ctx);
+    int seen[ND_ROLE_COUNT] = {0};
+    for (int b = 0; b < sys->n_blocks; b++)
+        sv.role_index[b] = sys->role[b] < ND_ROLE_COUNT ? seen[sys->role[b]]++ : 0;
     sv.next_step = first_after(sv.step_s, sv.n_step, s[0]);
     sv.next_jump = first_after(sv.jump_s, sv.n_jump, s[0]);
     sv.min_step = fmin(opt->min_step, s[n_t - 1] - s[0]); /* never a step past the interval's */

@@ -52,6 +52,12 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
 double nd_ode_norm(const nd_ode_system *sys, const nd_solver_options *opt, const nd_real *num,
                    const nd_real *ya, const nd_real *yb, nd_real *scratch, const nd_real **blocks);
 
+/* nd_ode_norm that also says which block bound: *block is the block with the largest RMS among
+ * those the norm counts (every block under a user norm), -1 when none has a finite error. */
+double nd_ode_norm_which(const nd_ode_system *sys, const nd_solver_options *opt, const nd_real *num,
+                         const nd_real *ya, const nd_real *yb, nd_real *scratch,
+                         const nd_real **blocks, int *block);
+
 /* Checks a solver's options (per-block tolerances over n_blocks blocks); ND_OK or an error naming
  * what (e.g. "nd_odeint") and the field (options.c). */
 nd_status nd_ode_check_options(nd_ctx *ctx, const char *what, const nd_solver_options *opt,
