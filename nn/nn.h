@@ -148,10 +148,7 @@ ND_API nd_tensor *nd_avg_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);
 ND_API nd_tensor *nd_global_avg_pool2d(nd_ctx *ctx, nd_tensor *x);
 /* x (N, ...) -> (N, prod(...)). */
 ND_API nd_tensor *nd_flatten(nd_ctx *ctx, nd_tensor *x);
-/* Group normalisation of x (N, C, ...) over groups of C/groups channels (biased variance), then
- * the per-channel affine w (C,), b (C,) (both may be NULL). */
-ND_API nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b,
-                                double eps);
+/* nd_group_norm (the functional form of GroupNorm) is an autograd op: autograd/autograd.h. */
 /* Batch normalisation of x (N, C) or (N, C, L) or (N, C, H, W) per channel (F.batch_norm).
  * training: normalise by the batch's statistics and, when running_mean / running_var are given
  * (persistent, (C,)), update them in place with momentum (unbiased variance). Otherwise normalise
