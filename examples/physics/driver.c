@@ -211,17 +211,9 @@ typedef struct {
     nd_tensor *q, *qdot, *u;
 } windows;
 
-static void put_window(const mujoco_sim_batch *d, int k, int s, int b, int W, int B, windows *w)
+static void put_window(const mujoco_sim_batch *d, int k, int s, int b, windows *w)
 {
-    int n = d->nq;
-    for (int j = 0; j < W; j++)
-        for (int i = 0; i < n; i++) {
-            size_t src = ((size_t)k * d->n_points + s + j) * n + i,
-                   dst = ((size_t)j * B + b) * n + i;
-            w->q->data[dst] = (nd_real)d->qpos[src];
-            w->qdot->data[dst] = (nd_real)d->qvel[src];
-        }
-    for (int i = 0; i < d->nu; i++) w->u->data[b * d->nu + i] = (nd_real)d->ctrl[k * d->nu + i];
+    symoden_put_window(d->qpos, d->qvel, d->ctrl, d->n_points, k, s, b, w->q, w->qdot, w->u);
 }
 
 static bool new_windows(nd_ctx *ctx, int W, int B, int n, int nu, windows *w)
@@ -316,7 +308,7 @@ static int train(run *r)
         if (!t || !new_windows(ctx, W, B, r->model.n, r->model.nu, &w)) return fail(r, "batch");
         for (int b = 0; b < B; b++) {
             int k = (int)nd_rng_below(&r->rng, (uint64_t)op->train_traj);
-            put_window(&r->train, k, (int)nd_rng_below(&r->rng, (uint64_t)per_traj), b, W, B, &w);
+            put_window(&r->train, k, (int)nd_rng_below(&r->rng, (uint64_t)per_traj), b, &w);
         }
         const nd_ode_stats *stats = NULL;
         nd_tensor *L = symoden_loss(ctx, &r->model, w.q, w.qdot, w.u, t, &r->o, &stats);
@@ -355,7 +347,7 @@ static int rollout_test(run *r, double *q_out, double *qdot_out)
     if (!t || !new_windows(ctx, T, B, n, r->model.nu, &w)) {
         status = fail(r, "evaluation");
     } else {
-        for (int b = 0; b < B; b++) put_window(&r->test, b, 0, b, T, B, &w);
+        for (int b = 0; b < B; b++) put_window(&r->test, b, 0, b, &w);
         nd_tensor *q0 = nd_reshape(ctx, nd_slice(ctx, w.q, 0, 0, 1), 2, (int[]){B, n});
         nd_tensor *v0 = nd_reshape(ctx, nd_slice(ctx, w.qdot, 0, 0, 1), 2, (int[]){B, n});
         if (symoden_rollout(ctx, &r->model, q0, v0, w.u, t, &r->o, &q, &qdot, NULL) != ND_OK) {
