@@ -41,7 +41,7 @@ START_TEST(test_pendulum_sizes_and_ranges)
     ck_assert_int_eq(mujoco_sim_nu(s), 1);
     double lo = 0, hi = 0;
     ck_assert(mujoco_sim_ctrl_range(s, 0, &lo, &hi));
-    ck_assert(lo == -5 && hi == 5);
+    ck_assert(lo == -2 && hi == 2);
     ck_assert(!mujoco_sim_ctrl_range(s, 1, &lo, &hi));
     ck_assert(mujoco_sim_timestep(s) == 0.001);
     mujoco_sim_destroy(s);

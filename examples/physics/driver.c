@@ -472,27 +472,32 @@ static void panel_predictions(plot_figure *fig, const run *r, const double *q_pr
     }
 }
 
+/* The learned model is determined up to one scale c shared by H and g (c H and c g give the same
+ * motion in (q, qdot)); the picture divides V by c = the learned g's largest entry at q = 0, whose
+ * true value is 1 (a motor of gear 1 on the actuated joint). */
 static int panel_potential(plot_figure *fig, run *r)
 {
     enum { G = 101 };
-    double q1[G], learned[G], truth[G], v0 = 0, lo = INFINITY, hi = -INFINITY;
+    double q1[G], learned[G], truth[G], v0 = 0, c = 0, lo = INFINITY, hi = -INFINITY;
+    physics_learned l;
+    double zero[PHYSICS_MAX_N] = {0};
+    if (physics_learned_at(r->ctx, &r->model, zero, zero, &l) != ND_OK) return fail(r, "plot");
+    v0 = l.V; // the learned V is known up to a constant: V(0) = 0
+    for (int i = 0; i < r->model.n * r->model.nu; i++) c = fabs(l.g[i]) > fabs(c) ? l.g[i] : c;
     for (int i = 0; i < G; i++) {
-        double q[PHYSICS_MAX_N] = {-M_PI + 2 * M_PI * i / (G - 1), 0}, v[PHYSICS_MAX_N] = {0};
-        physics_learned l;
-        if (physics_learned_at(r->ctx, &r->model, q, v, &l) != ND_OK) return fail(r, "plot");
-        q1[i] = q[0], learned[i] = l.V, truth[i] = r->prog->true_potential(q);
-        if (i == G / 2) v0 = l.V; // q1 = 0: the learned V is known up to a constant
-    }
-    for (int i = 0; i < G; i++) {
-        learned[i] -= v0;
+        double q[PHYSICS_MAX_N] = {-M_PI + 2 * M_PI * i / (G - 1), 0};
+        if (physics_learned_at(r->ctx, &r->model, q, zero, &l) != ND_OK) return fail(r, "plot");
+        q1[i] = q[0], learned[i] = (l.V - v0) / c, truth[i] = r->prog->true_potential(q);
         lo = fmin(lo, fmin(learned[i], truth[i])), hi = fmax(hi, fmax(learned[i], truth[i]));
     }
-    plot_axes(fig, 1, r->model.n > 1 ? "potential V(q1, q2 = 0)" : "potential V(q)", "q1 (rad)",
-              "V - V(0)", -M_PI, M_PI, floor(lo), ceil(hi));
+    char title[96];
+    snprintf(title, sizeof title, "potential V(q1%s), learned / g(0) = %.3g",
+             r->model.n > 1 ? ", q2 = 0" : "", c);
+    plot_axes(fig, 1, title, "q1 (rad)", "V - V(0)", -M_PI, M_PI, floor(lo), ceil(hi));
     plot_line(fig, 1, q1, truth, G, 1, PLOT_GRAY, 3, false);
     plot_line(fig, 1, q1, learned, G, 1, PLOT_BLUE, 2, true);
     plot_legend(fig, 1, 0, "true", PLOT_GRAY, false);
-    plot_legend(fig, 1, 1, "learned", PLOT_BLUE, true);
+    plot_legend(fig, 1, 1, "learned / g(0)", PLOT_BLUE, true);
     return 0;
 }
 
