@@ -258,6 +258,45 @@ ND_API nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_dat
 ND_API const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
 
 /* ---------------------------------------------------------------------------------------------
+ * Dense solutions (torchdiffeq's odeint_dense): solve once, then evaluate y(t) anywhere in the
+ * interval from the interpolants the solve fitted to its accepted steps (the quartic of each
+ * adaptive step, cubic Hermite for fixed-step methods), without calling f again:
+ *
+ *   nd_ode_solution *sol = nd_ode_solution_create(ctx, f, data, y0, 0, 5, params, n, &o);
+ *   nd_tensor *y = nd_ode_solution_at(ctx, sol, 2.5);  // shape of y0
+ *   nd_ode_solution_destroy(sol);                      // y stays valid: it is an arena tensor
+ *
+ * The values at t equal nd_odeint's at the same t (the same steps, the same interpolant).
+ * Differentiable by backprop through the solver: when grad mode is on and y0 or a param requires
+ * grad, opts->grad must be ND_GRAD_BACKPROP (the adjoint keeps no forward steps to differentiate
+ * through) and every y(t) is a graph back to y0 and the params, differentiable again. Otherwise
+ * the solve records nothing.
+ *
+ * Lifetime. The solution is a caller-owned heap object (its interpolants' values are copied out
+ * of the arena), so without gradients it outlives nd_ctx_reset. With gradients its interpolants
+ * are graph nodes in the ctx's arena: nd_ctx_reset (or a rewind past the solve) frees them, and
+ * nd_ode_solution_at on it afterwards is an error (ND_ERR_ARG), not a crash; a rewind is
+ * detected when the arena is below where the solve left it. After nd_ode_solution_destroy the
+ * pointer is gone like any freed one. */
+typedef struct nd_ode_solution nd_ode_solution;
+
+/* Solves y' = f(t, y) from y0 at t0 to t1 (t1 < t0 solves backwards). NULL with the error in ctx;
+ * the checks and messages are nd_odeint's. */
+ND_API nd_ode_solution *nd_ode_solution_create(nd_ctx *ctx, nd_ode_fn f, void *user_data,
+                                               nd_tensor *y0, double t0, double t1,
+                                               nd_tensor *const *params, int n_params,
+                                               const nd_ode_options *opts);
+ND_API void nd_ode_solution_destroy(nd_ode_solution *sol);
+
+/* y(t), shape of y0, for t in the closed interval; a new arena tensor (a graph when the solution
+ * is differentiable). NULL with ND_ERR_ARG for t outside the interval or not finite. */
+ND_API nd_tensor *nd_ode_solution_at(nd_ctx *ctx, const nd_ode_solution *sol, double t);
+
+/* The solve's statistics and accepted steps; NULL / 0 for a NULL sol. */
+ND_API const nd_ode_stats *nd_ode_solution_stats(const nd_ode_solution *sol);
+ND_API long nd_ode_solution_steps(const nd_ode_solution *sol);
+
+/* ---------------------------------------------------------------------------------------------
  * Derivatives of f's own output inside f: a continuous normalising flow's trace of df/dz, a
  * Hamiltonian system's gradient of its energy. During the forward solve f runs with grad mode
  * off and y is plain numbers, so a bare nd_grad inside f sees no graph; in the adjoint and under

@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * tests/test_dense.c: what a solve reports and keeps beyond its output times. The which-block
  * diagnostic (nd_limit_stats): every error test counted once, by the block that bound it, in
- * the forward solve of a tuple and in the adjoint under the RMS norm and the seminorm.
+ * the forward solve of a tuple and in the adjoint under the RMS norm and the seminorm. Dense
+ * solutions (nd_ode_solution): values equal to nd_odeint's without calling f again, both time
+ * directions, Hermite for fixed-step methods; gradcheck (first and second order) under backprop;
+ * errors and the arena lifetime.
  */
 #include <check.h>
 #include <math.h>
@@ -136,17 +139,162 @@ START_TEST(test_limit_param_adjoint_binds_under_rms_not_seminorm)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------------------
+ * Dense solutions.
+ */
+
+static long decay_calls;
+
+/* y' = k y, k a (1,) parameter */
+static int decay(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
+{
+    (void)t;
+    decay_calls++;
+    *dy = nd_mul(c, y, (nd_tensor *)u);
+    return 0;
+}
+
+/* y(t) anywhere equals nd_odeint's output at t and the exact solution, f is not called again */
+static void check_dense_matches_odeint(nd_ode_options o, double t0, double t1, double tol_exact)
+{
+    nd_tensor *k = vec(1, (double[]){-0.7}), *y0 = vec(2, (double[]){1, -0.5});
+    decay_calls = 0;
+    nd_ode_solution *sol = nd_ode_solution_create(ctx, decay, k, y0, t0, t1, &k, 1, &o);
+    ck_assert_msg(sol, "%s", nd_ctx_errmsg(ctx));
+    long calls = decay_calls;
+    ck_assert_int_eq(nd_ode_solution_stats(sol)->forward.nfe, calls);
+    ck_assert_int_gt(nd_ode_solution_steps(sol), 2);
+    enum { N = 41 };
+    nd_tensor *t = nd_tensor_new(ctx, 1, (int[]){N});
+    for (int i = 0; i < N; i++) t->data[i] = (nd_real)(t0 + (t1 - t0) * i / (N - 1));
+    nd_tensor *ys = nd_odeint(ctx, decay, k, y0, t, &k, 1, &o);
+    ck_assert_ptr_nonnull(ys);
+    ck_assert_int_eq(nd_odeint_stats(ys)->forward.nfe, calls); /* the same steps */
+    decay_calls = 0;
+    for (int i = 0; i < N; i++) {
+        nd_tensor *y = nd_ode_solution_at(ctx, sol, t->data[i]);
+        ck_assert_msg(y && y->ndim == 1 && y->shape[0] == 2, "%s", nd_ctx_errmsg(ctx));
+        for (int j = 0; j < 2; j++) {
+            double exact = y0->data[j] * exp(-0.7 * (t->data[i] - t0));
+            ck_assert_double_eq_tol(y->data[j], ys->data[2 * i + j], 64 * ND_REAL_EPS);
+            ck_assert_double_eq_tol(y->data[j], exact, tol_exact);
+        }
+    }
+    ck_assert_int_eq(decay_calls, 0);
+    nd_ode_solution_destroy(sol);
+}
+
+START_TEST(test_dense_matches_odeint_without_calling_f)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.rtol = 1e-6, o.solver.atol = 1e-9;
+    check_dense_matches_odeint(o, 0.2, 3, BY_PRECISION(1e-5, 1e-5));
+    check_dense_matches_odeint(o, 3, 0.2, BY_PRECISION(1e-5, 1e-5)); /* backwards in time */
+    o.solver.method = ND_RK4, o.solver.step_size = 0.1;              /* Hermite between steps */
+    check_dense_matches_odeint(o, 0, 2, BY_PRECISION(1e-5, 1e-5));
+}
+END_TEST
+
+/* sum of y(0.37) * y(1.21) from a dense solution by backprop through rk4 (a fixed grid, so central
+ * differences see the same discrete map) */
+static nd_tensor *dense_fn(nd_ctx *c, nd_tensor **in, void *user)
+{
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.grad = ND_GRAD_BACKPROP;
+    o.solver.method = user ? ND_DOPRI5 : ND_RK4, o.solver.step_size = 0.25;
+    nd_ode_solution *sol = nd_ode_solution_create(c, decay, in[1], in[0], 0, 1.5, &in[1], 1, &o);
+    if (!sol) return NULL;
+    nd_tensor *a = nd_ode_solution_at(c, sol, 0.37), *b = nd_ode_solution_at(c, sol, 1.21);
+    nd_ode_solution_destroy(sol); /* a and b are arena tensors: they outlive it */
+    return nd_mul(c, a, b);
+}
+
+START_TEST(test_dense_gradcheck_backprop)
+{
+    nd_tensor *in[2] = {vec(2, (double[]){1, -0.5}), vec(1, (double[]){-0.7})};
+    in[0]->requires_grad = in[1]->requires_grad = true;
+    char report[256];
+    ck_assert_msg(gradcheck(ctx, dense_fn, in, 2, NULL, gc_default_tol(), report), "%s", report);
+    ck_assert_msg(gradgradcheck(ctx, dense_fn, in, 2, NULL, gc_default_tol(), report), "%s",
+                  report);
+    /* dopri5: the gradient of y(t) = y0 e^{k t} against the closed form */
+    nd_tensor *L = nd_sum(ctx, dense_fn(ctx, in, (void *)1));
+    ck_assert_msg(L && nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    double k = -0.7, s = 0.37 + 1.21, e = exp(k * s), dk = 0;
+    for (int j = 0; j < 2; j++) {
+        double y0 = in[0]->data[j];
+        ck_assert_double_eq_tol(in[0]->grad[j], 2 * y0 * e, 1e-6);
+        dk += y0 * y0 * s * e;
+    }
+    ck_assert_double_eq_tol(in[1]->grad[0], dk, 1e-6);
+}
+END_TEST
+
+START_TEST(test_dense_errors_and_lifetime)
+{
+    nd_tensor *k = vec(1, (double[]){-0.7}), *y0 = vec(2, (double[]){1, -0.5});
+    nd_ode_solution *sol = nd_ode_solution_create(ctx, decay, k, y0, 0, 1, NULL, 0, NULL);
+    ck_assert_ptr_nonnull(sol);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, sol, 1.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "t = 1.5 is outside", "[0, 1]");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, sol, NAN));
+    expect_error(ND_ERR_ARG, "outside");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_nonnull(nd_ode_solution_at(ctx, sol, 0)); /* both ends are in */
+    ck_assert_ptr_nonnull(nd_ode_solution_at(ctx, sol, 1));
+    /* without gradients the values are on the heap: the solution outlives a reset */
+    nd_ctx_reset(ctx);
+    nd_tensor *y = nd_ode_solution_at(ctx, sol, 1);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_double_eq_tol(y->data[0], exp(-0.7), 1e-6);
+    nd_ode_solution_destroy(sol);
+
+    /* with gradients: adjoint mode refused, backprop's graph checked for a reset */
+    k = vec(1, (double[]){-0.7}), y0 = vec(2, (double[]){1, -0.5});
+    y0->requires_grad = true;
+    ck_assert_ptr_null(nd_ode_solution_create(ctx, decay, k, y0, 0, 1, NULL, 0, NULL));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_create", "ND_GRAD_BACKPROP");
+    nd_ctx_clear_error(ctx);
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.grad = ND_GRAD_BACKPROP;
+    sol = nd_ode_solution_create(ctx, decay, k, y0, 0, 1, NULL, 0, &o);
+    ck_assert_ptr_nonnull(sol);
+    ck_assert(nd_ode_solution_at(ctx, sol, 0.5)->requires_grad);
+    nd_ctx_reset(ctx);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, sol, 0.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "reset or rewound");
+    nd_ode_solution_destroy(sol);
+    nd_ctx_clear_error(ctx);
+
+    /* bad arguments */
+    y0 = vec(2, (double[]){1, -0.5});
+    ck_assert_ptr_null(nd_ode_solution_create(ctx, NULL, k, y0, 0, 1, NULL, 0, NULL));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_create: f is NULL");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_ode_solution_create(ctx, decay, k, y0, 1, 1, NULL, 0, NULL));
+    expect_error(ND_ERR_ARG, "interval");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, NULL, 0));
+    expect_error(ND_ERR_ARG, "sol is NULL");
+    nd_ode_solution_destroy(NULL);
+}
+END_TEST
+
 Suite *dense_suite(void)
 {
     Suite *s = suite_create("dense");
-    TCase *limit = tcase_create("limit");
-    TCase *all[] = {limit};
+    TCase *limit = tcase_create("limit"), *dense = tcase_create("dense");
+    TCase *all[] = {limit, dense};
     for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
         tcase_add_checked_fixture(all[i], ctx_setup, ctx_teardown);
         suite_add_tcase(s, all[i]);
     }
     tcase_add_test(limit, test_limit_forward_tuple_names_the_binding_block);
     tcase_add_test(limit, test_limit_param_adjoint_binds_under_rms_not_seminorm);
+    tcase_add_test(dense, test_dense_matches_odeint_without_calling_f);
+    tcase_add_test(dense, test_dense_gradcheck_backprop);
+    tcase_add_test(dense, test_dense_errors_and_lifetime);
     return s;
 }
 
