@@ -297,6 +297,46 @@ ND_API const nd_ode_stats *nd_ode_solution_stats(const nd_ode_solution *sol);
 ND_API long nd_ode_solution_steps(const nd_ode_solution *sol);
 
 /* ---------------------------------------------------------------------------------------------
+ * Events (torchdiffeq's odeint_event): solve from t0 until the event function g(t, y) crosses
+ * zero, and return the event time and the state there, both differentiable:
+ *
+ *   nd_tensor *t_ev, *y_ev;  // scalar, shape of y0
+ *   st = nd_odeint_event(ctx, f, g, data, y0, 0, 10, params, n, &o, NULL, &t_ev, &y_ev);
+ *
+ * The event is terminal: the solve stops at the first crossing. After every accepted step g is
+ * evaluated at the step's end; when its sign changed (in the direction asked for), the event
+ * time is found by bisection of g(t, y(t)) on the step's interpolant, to within tol. A g(t0, y0)
+ * of exactly 0 is not an event. No crossing before t_end is ND_ERR_NO_EVENT.
+ *
+ * Gradients. y_ev comes from a second solve of the odeint op over [t0, t_ev] (in opts.grad's
+ * mode, adjoint or backprop: the forward NFE in the stats count both solves), and t_ev's
+ * gradient by the implicit function theorem, as torchdiffeq does: g(t_ev, y(t_ev)) = 0 gives
+ *   dt_ev = -(dg/dy dy(T) + dg/dparams dparams) / (dg/dt + dg/dy . f(t_ev, y_ev)),
+ * so dL/dt_ev reaches y0 and the params through the state (and g's own parameters directly).
+ * params are f's and g's together (each may ignore some). A crossing where g's total derivative
+ * is 0 (tangential) has no differentiable time: its backward is ND_ERR_ARG. The event's
+ * gradient is not differentiable again (ND_ERR_GRAPH under create_graph). */
+
+/* g(t, y): a scalar (one element) built with nodal ops from t (a scalar) and y (y0's shape). */
+typedef nd_tensor *(*nd_event_fn)(nd_ctx *ctx, nd_tensor *t, nd_tensor *y, void *user_data);
+
+typedef struct {
+    int direction; /* 0: any crossing; +1: g from < 0 to >= 0 only; -1: from > 0 to <= 0 only */
+    double tol;    /* the event time to within tol (absolute); 0: to a few ulps of t */
+} nd_event_options;
+
+#define ND_EVENT_DEFAULT ((nd_event_options){.direction = 0, .tol = 0})
+
+/* Solves y' = f(t, y) from y0 at t0 towards t_end (t_end < t0 solves backwards) until g crosses
+ * zero; *t_event (scalar) and *y_event (y0's shape) are arena tensors. eopts NULL:
+ * ND_EVENT_DEFAULT. On failure both are NULL and the error is in ctx. */
+ND_API nd_status nd_odeint_event(nd_ctx *ctx, nd_ode_fn f, nd_event_fn g, void *user_data,
+                                 nd_tensor *y0, double t0, double t_end, nd_tensor *const *params,
+                                 int n_params, const nd_ode_options *opts,
+                                 const nd_event_options *eopts, nd_tensor **t_event,
+                                 nd_tensor **y_event);
+
+/* ---------------------------------------------------------------------------------------------
  * Derivatives of f's own output inside f: a continuous normalising flow's trace of df/dz, a
  * Hamiltonian system's gradient of its energy. During the forward solve f runs with grad mode
  * off and y is plain numbers, so a bare nd_grad inside f sees no graph; in the adjoint and under
