@@ -64,6 +64,20 @@ nd_tensor *nd_odeint_time_op(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packed
 /* The backward of the odeint op in adjoint mode (adjoint.c). */
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
 
+/* Who watches the forward solve's accepted steps (dense solutions, events): on_step as the
+ * solver's hook (solver.h), with data. */
+typedef struct {
+    int (*on_step)(void *data, nd_ctx *ctx, const nd_interp *ip);
+    void *data;
+} nd_step_observer;
+
+/* nd_odeint (f1) and nd_odeint_tuple (fn) with the forward solve's accepted steps handed to obs
+ * (NULL: none); name is what the input checks' messages call the call. ys_out (n_y,). */
+nd_status nd_odeint_observed(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode_tuple_fn fn,
+                             void *user_data, nd_tensor *const *y0s, int n_y, nd_tensor *t,
+                             nd_tensor *const *params, int n_params, const nd_ode_options *opts,
+                             const nd_step_observer *obs, nd_tensor **ys_out);
+
 /* The adjoint's solver options: every unset field of adjoint taken from forward (options.c). */
 nd_solver_options nd_ode_resolve_adjoint(const nd_solver_options *forward,
                                          const nd_solver_options *adjoint);
