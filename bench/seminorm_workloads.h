@@ -39,5 +39,6 @@ int sn_workload_b(bool quick);
 int sn_workload_c(bool quick);
 int sn_workload_spiral(bool quick);
 int sn_workload_wide(bool quick);
+int sn_workload_f(bool quick);
 
 #endif
