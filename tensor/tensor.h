@@ -68,7 +68,8 @@ ND_API const char *nd_version(void);
     X(ND_ERR_CALLBACK, "user callback failed")                                                     \
     X(ND_ERR_STEP_UNDERFLOW, "ODE step size underflow")                                            \
     X(ND_ERR_MAX_STEPS, "ODE solver exceeded max_num_steps")                                       \
-    X(ND_ERR_NO_EVENT, "no ODE event before the end of the interval")
+    X(ND_ERR_NO_EVENT, "no ODE event before the end of the interval")                              \
+    X(ND_ERR_DIST, "distributed run failed")
 
 typedef enum {
 #define ND_X_ENUM(code, text) code,
