@@ -282,11 +282,21 @@ static int try_step(solver *sv, const step_plan *p, nd_tensor **y1, double *r)
     return 0;
 }
 
+/* The system's on_step hook, if any, told of an accepted step [s0, s1] and its interpolant. */
+static bool report_step(solver *sv, double s0, double s1, nd_tensor *y1, nd_tensor *const *coeff)
+{
+    if (!sv->sys->on_step) return true;
+    const nd_real *c[5];
+    for (int i = 0; i < 5; i++) c[i] = coeff[i]->data;
+    return sv->sys->on_step(sv->sys, sv->ctx, sv->dir * s0, sv->dir * s1, y1->data, c);
+}
+
 /* Moves the solver onto t1: the interpolant of the step, y1, f(t1) (again just past a jump). */
 static int accept_step(solver *sv, const step_plan *p, nd_tensor *y1)
 {
     nd_tensor *coeff[5], *f1 = sv->k[sv->tab->n_stages];
     if (!fit_interpolant(sv, y1, f1, p->dt, coeff)) return -1;
+    if (!sv->taped && !report_step(sv, p->t0, p->t1, y1, coeff)) return -1;
     if (p->on_jump) {
         /* past a discontinuity f changes: evaluate it again on the far side */
         int rc = eval(sv, p->t1, PERTURB_NEXT, y1, &f1);
@@ -349,6 +359,20 @@ static nd_tensor *hermite(solver *sv, nd_tensor *y0, nd_tensor *f0, nd_tensor *y
     const nd_real w[4] = {(nd_real)(2 * x3 - 3 * x2 + 1), (nd_real)((x3 - 2 * x2 + x) * dt),
                           (nd_real)(-2 * x3 + 3 * x2), (nd_real)((x3 - x2) * dt)};
     return nd_lincomb(sv->ctx, pts, w, 4);
+}
+
+/* The cubic Hermite of a fixed step in the power basis, handed to the on_step hook. */
+static bool report_hermite(solver *sv, nd_tensor *y1, nd_tensor *f1, double g0, double g1)
+{
+    nd_tensor *pts[4] = {sv->y, sv->f, y1, f1}, *coeff[5];
+    const nd_real h = (nd_real)(g1 - g0);
+    const nd_real w[3][4] = {{2, h, -2, h}, {-3, -2 * h, 3, -h}, {0, h, 0, 0}};
+    coeff[0] = nd_zeros_like(sv->ctx, sv->y);
+    for (int i = 0; i < 3; i++) coeff[i + 1] = nd_lincomb(sv->ctx, pts, w[i], 4);
+    coeff[4] = sv->y;
+    for (int i = 0; i < 4; i++)
+        if (!coeff[i]) return false;
+    return report_step(sv, g0, g1, y1, coeff);
 }
 
 /* ---- the solve ---------------------------------------------------------------------------- */
@@ -488,12 +512,14 @@ static nd_status solve_fixed(solver *sv, const fixed_grid *grid, const double *s
             return fail_at(sv, ND_ERR_CALLBACK, g0, "f failed or asked to reject a fixed step");
         /* f at the new point: the next step's first stage, and the Hermite slope */
         bool last = g == n_grid - 1;
-        bool need_f1 = !last || s[j] < g1;
+        bool need_f1 = !last || s[j] < g1 || sv->sys->on_step;
         nd_tensor *f1 = f1_buf;
         if (need_f1) {
             rc = eval_into(sv, g1, PERTURB_NONE, y1, &f1);
             if (rc != 0) return fail_at(sv, ND_ERR_CALLBACK, g1, "f failed");
         }
+        if (sv->sys->on_step && !sv->taped && !report_hermite(sv, y1, f1, g0, g1))
+            return fail_at(sv, ND_ERR_CALLBACK, g1, "the step hook failed");
         for (; j < n_t && s[j] <= g1; j++) {
             nd_tensor *row = s[j] == g1 ? y1 : hermite(sv, sv->y, sv->f, y1, f1, g0, g1, s[j]);
             if (!store_row(sv, row, j, out, rows)) return nd_ctx_error(ctx);

@@ -25,6 +25,14 @@ struct nd_ode_system {
     const double *rtol;        /* (n_blocks,) */
     const double *atol;        /* (n_blocks,) */
     const char *what;          /* "nd_odeint[_tuple]" or "adjoint of nd_odeint[_tuple]": messages */
+    /* Optional (NULL: none), untaped solves only: called after every accepted step [t0, t1] (real
+     * times) with the new state y1 (n,) and the step's dense output as power-basis coefficients
+     * c[0..4] (n,) each, y(t0 + x (t1 - t0)) = c0 x^4 + c1 x^3 + c2 x^2 + c3 x + c4 for x in
+     * [0, 1]: the quartic of adaptive methods, the cubic Hermite of fixed-step ones (c0 = 0).
+     * Returns false to stop the solve with the error it recorded in ctx. step_data is its own. */
+    bool (*on_step)(nd_ode_system *sys, nd_ctx *ctx, double t0, double t1, const nd_real *y1,
+                    const nd_real *const *coeff);
+    void *step_data;
 };
 
 typedef struct {
