@@ -34,7 +34,6 @@ int nd_interp_vjp(nd_ctx *ctx, interp_system *is, double t, const nd_real *a_z, 
 
 /* The on_step hook of the quadrature adjoint's a_z solve: adds the step's Gauss-Legendre share
  * of the integral of -a_z df/d(theta, t) to is->extra. */
-bool nd_quadrature_step(nd_ode_system *sys, nd_ctx *ctx, double t0, double t1, const nd_real *y1,
-                        const nd_real *const *coeff);
+int nd_quadrature_step(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip);
 
 #endif

@@ -41,35 +41,30 @@ int nd_quadrature_nodes(int order)
     return m < 2 ? 2 : m > 5 ? 5 : m;
 }
 
-bool nd_quadrature_step(nd_ode_system *sys, nd_ctx *ctx, double t0, double t1, const nd_real *y1,
-                        const nd_real *const *coeff)
+int nd_quadrature_step(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip)
 {
-    (void)y1;
     interp_system *is = (interp_system *)sys;
-    if (is->n_extra == 0) return true; /* only dL/dy0 wanted: a_z is all */
+    if (is->n_extra == 0) return 0; /* only dL/dy0 wanted: a_z is all */
     const gl_rule *r = &rules[is->gl_nodes - 2];
     size_t n = is->n;
+    double t0 = ip->t0, t1 = ip->t1;
     /* the solver's last step may pass the output time t_end (the state there is interpolated):
      * only [t0, t_end] counts */
     double x_end = fmin(1.0, (is->t_end - t0) / (t1 - t0)), h = x_end * (t1 - t0);
     for (int q = 0; q < is->gl_nodes; q++) {
         nd_mark m = nd_ctx_mark(ctx);
-        double x = x_end * r->x[q], t = t0 + r->x[q] * h;
+        double t = t0 + r->x[q] * h;
         nd_tensor *az = nd_tensor_new(ctx, 1, (int[]){(int)n});
-        if (!az) return false;
-        for (size_t i = 0; i < n; i++) { /* Horner over x^4 .. x^0 */
-            double v = coeff[0][i];
-            for (int k = 1; k < 5; k++) v = v * x + coeff[k][i];
-            az->data[i] = (nd_real)v;
-        }
+        if (!az) return -1;
+        nd_interp_at_buf(ip, t, az->data); /* a_z from the step's dense output */
         nd_tensor *vjp[64], **v = vjp;
         int n_rest = is->sv->n_params + (is->sv->t_grad ? 1 : 0);
-        if (n_rest > 64 && !(v = nd_ctx_alloc(ctx, (size_t)n_rest * sizeof *v))) return false;
+        if (n_rest > 64 && !(v = nd_ctx_alloc(ctx, (size_t)n_rest * sizeof *v))) return -1;
         if (nd_interp_vjp(ctx, is, t, az->data, false, true, v) != 0) {
             if (!nd_ctx_error(ctx))
                 nd_fail(ctx, ND_ERR_CALLBACK, "%s: f rejected a quadrature node at t = %.17g",
                         is->sv->us.what_adjoint, t);
-            return false;
+            return -1;
         }
         size_t off = 0;
         for (int k = 0; k < n_rest; k++)
@@ -77,5 +72,5 @@ bool nd_quadrature_step(nd_ode_system *sys, nd_ctx *ctx, double t0, double t1, c
                 is->extra[off++] += (nd_real)(h * r->w[q] * v[k]->data[e]);
         nd_ctx_rewind(ctx, m);
     }
-    return true;
+    return 0;
 }

@@ -294,7 +294,7 @@ static nd_status odeint_impl(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode
         bool replay = needs_grad &&
                       (o.grad == ND_GRAD_INTERP_ADJOINT || o.grad == ND_GRAD_QUADRATURE_ADJOINT);
         if (replay && !nd_replay_begin(ctx, sv, &fs)) return nd_ctx_error(ctx);
-        packed = solve_untaped(ctx, sv, &fs.sys, &bp);
+        packed = solve_untaped(ctx, sv, replay ? &sv->replay->fs.sys : &fs.sys, &bp);
         if (replay && !nd_replay_end(ctx, sv, packed)) packed = NULL;
         if (packed && needs_grad) packed = record_adjoint(ctx, sv, packed, params, n_params);
     }

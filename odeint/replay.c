@@ -27,9 +27,9 @@ static bool reserve(void **p, long *cap, long need, size_t size)
 
 /* ---- recording during the forward solve --------------------------------------------------- */
 
-static bool record_step(nd_replay *rp, nd_ctx *ctx, double t1, const nd_real *y1)
+static int record_step(nd_replay *rp, nd_ctx *ctx, const nd_interp *ip)
 {
-    if (rp->every <= 0 || ++rp->since < rp->every) return true;
+    if (rp->every <= 0 || ++rp->since < rp->every) return 0;
     rp->since = 0;
     long cap = rp->cap_rec;
     void *t = rp->rec_t, *y = rp->rec_y;
@@ -41,55 +41,56 @@ static bool record_step(nd_replay *rp, nd_ctx *ctx, double t1, const nd_real *y1
     if (!ok) {
         nd_fail(ctx, ND_ERR_NOMEM, "%s: out of memory storing checkpoint %ld", rp->fs.us->what,
                 rp->n_rec);
-        return false;
+        return -1;
     }
     rp->cap_rec = cap;
-    rp->rec_t[rp->n_rec] = t1;
-    memcpy(rp->rec_y + (size_t)rp->n_rec * rp->n, y1, rp->n * sizeof(nd_real));
+    rp->rec_t[rp->n_rec] = ip->t1;
+    nd_interp_at_buf(ip, ip->t1, rp->rec_y + (size_t)rp->n_rec * rp->n); /* the step's end */
     rp->n_rec++;
-    return true;
+    return 0;
 }
 
 /* A step of a re-solve: its interpolant appended to the cache. */
-static bool cache_step(nd_replay *rp, nd_ctx *ctx, double t0, double t1,
-                       const nd_real *const *coeff)
+static int cache_step(nd_replay *rp, nd_ctx *ctx, const nd_interp *ip)
 {
     long cap = rp->cap_steps;
     void *s = rp->step_s, *c = rp->coeff;
     bool ok = reserve(&s, &cap, rp->n_steps + 1, 2 * sizeof(double));
     rp->step_s = s;
     cap = rp->cap_steps;
-    ok = ok && reserve(&c, &cap, rp->n_steps + 1, 5 * rp->n * sizeof(nd_real));
+    ok = ok && reserve(&c, &cap, rp->n_steps + 1, ND_INTERP_MAX_COEFF * rp->n * sizeof(nd_real));
     rp->coeff = c;
     if (!ok) {
         nd_fail(ctx, ND_ERR_NOMEM, "%s: out of memory keeping the dense output of %ld steps",
                 rp->fs.us->what_adjoint, rp->n_steps + 1);
-        return false;
+        return -1;
     }
     rp->cap_steps = cap;
-    size_t bytes = (size_t)cap * (2 * sizeof(double) + 5 * rp->n * sizeof(nd_real));
+    size_t bytes =
+        (size_t)cap * (2 * sizeof(double) + ND_INTERP_MAX_COEFF * rp->n * sizeof(nd_real));
     if (bytes > rp->peak_bytes) rp->peak_bytes = bytes;
-    rp->step_s[2 * rp->n_steps] = rp->dir * t0;
-    rp->step_s[2 * rp->n_steps + 1] = rp->dir * t1;
-    nd_real *dst = rp->coeff + (size_t)rp->n_steps * 5 * rp->n;
-    for (int i = 0; i < 5; i++) memcpy(dst + (size_t)i * rp->n, coeff[i], rp->n * sizeof(nd_real));
+    rp->step_s[2 * rp->n_steps] = rp->dir * ip->t0;
+    rp->step_s[2 * rp->n_steps + 1] = rp->dir * ip->t1;
+    rp->n_coeff = ip->n_coeff;
+    nd_real *dst = rp->coeff + (size_t)rp->n_steps * ND_INTERP_MAX_COEFF * rp->n;
+    for (int i = 0; i < ip->n_coeff; i++)
+        memcpy(dst + (size_t)i * rp->n, ip->c[i]->data, rp->n * sizeof(nd_real));
     rp->n_steps++;
-    return true;
+    return 0;
 }
 
-static bool on_step(nd_ode_system *sys, nd_ctx *ctx, double t0, double t1, const nd_real *y1,
-                    const nd_real *const *coeff)
+static int on_step(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip)
 {
-    nd_replay *rp = sys->step_data;
-    return rp->recording ? record_step(rp, ctx, t1, y1) : cache_step(rp, ctx, t0, t1, coeff);
+    nd_replay *rp = (nd_replay *)sys; /* rp->fs.sys, first of both */
+    return rp->recording ? record_step(rp, ctx, ip) : cache_step(rp, ctx, ip);
 }
 
-bool nd_replay_begin(nd_ctx *ctx, nd_odeint_saved *sv, nd_forward_system *fs)
+bool nd_replay_begin(nd_ctx *ctx, nd_odeint_saved *sv, const nd_forward_system *fs)
 {
     nd_replay *rp = nd_ctx_alloc(ctx, sizeof *rp);
     if (!rp) return false;
     memset(rp, 0, sizeof *rp);
-    rp->fs = *fs; /* the re-solves' system: the forward's, with the hook */
+    rp->fs = *fs; /* the forward's system with the hook: the forward solve and the re-solves */
     rp->fs.sys.on_step = on_step;
     rp->stats = &sv->stats.recomputed;
     rp->n = sv->us.n;
@@ -98,9 +99,6 @@ bool nd_replay_begin(nd_ctx *ctx, nd_odeint_saved *sv, nd_forward_system *fs)
     rp->every = sv->opts.checkpoint_every;
     rp->cur = -1;
     sv->replay = rp;
-    rp->fs.sys.step_data = rp;
-    fs->sys.on_step = on_step; /* the forward solve records through the caller's system */
-    fs->sys.step_data = rp;
     return true;
 }
 
@@ -188,13 +186,8 @@ bool nd_replay_eval(nd_ctx *ctx, nd_replay *rp, const nd_odeint_saved *sv, doubl
     }
     double s0 = rp->step_s[2 * lo], s1 = rp->step_s[2 * lo + 1];
     double x = (s - s0) / (s1 - s0);
-    const nd_real *c = rp->coeff + (size_t)lo * 5 * rp->n;
-    size_t n = rp->n;
-    for (size_t i = 0; i < n; i++) { /* Horner over x^4 .. x^0 */
-        double v = c[i];
-        for (int k = 1; k < 5; k++) v = v * x + c[(size_t)k * n + i];
-        out[i] = (nd_real)v;
-    }
+    const nd_real *c = rp->coeff + (size_t)lo * ND_INTERP_MAX_COEFF * rp->n;
+    nd_interp_eval(c, rp->n_coeff, rp->n, x, out);
     return true;
 }
 

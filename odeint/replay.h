@@ -10,6 +10,7 @@
 #ifndef ND_REPLAY_H
 #define ND_REPLAY_H
 
+#include "odeint/interp.h"
 #include "odeint/odeint_internal.h"
 
 struct nd_replay {
@@ -30,13 +31,15 @@ struct nd_replay {
     /* the backward's cache: the dense output of checkpoint interval `cur` (heap) */
     int cur;
     long n_steps, cap_steps;
-    double *step_s;    /* (cap_steps, 2) each step's [s0, s1] in forward-internal time dir * t */
-    nd_real *coeff;    /* (cap_steps, 5, n) */
+    double *step_s; /* (cap_steps, 2) each step's [s0, s1] in forward-internal time dir * t */
+    nd_real *coeff; /* (cap_steps, ND_INTERP_MAX_COEFF, n), n_coeff of them used (interp.h) */
+    int n_coeff;
     size_t peak_bytes; /* the most heap the cache held */
 };
 
-/* Before the forward solve: sv->replay set up, fs's on_step recording checkpoints. */
-bool nd_replay_begin(nd_ctx *ctx, nd_odeint_saved *sv, nd_forward_system *fs);
+/* Before the forward solve: sv->replay set up over a copy of fs whose on_step records
+ * checkpoints; the forward solve runs on sv->replay->fs.sys. */
+bool nd_replay_begin(nd_ctx *ctx, nd_odeint_saved *sv, const nd_forward_system *fs);
 /* After it (packed: the trajectory (n_t, n), or NULL when the solve failed): the checkpoints
  * merged with the output times into the arena; the recording's heap freed in every case. */
 bool nd_replay_end(nd_ctx *ctx, nd_odeint_saved *sv, const nd_tensor *packed);
