@@ -23,7 +23,8 @@
 static nd_dist *D; /* every rank, for the whole run */
 
 /* the relative difference training may show between 1 and N ranks: sums in another order */
-#define EQUIV_RTOL BY_PRECISION(1e-14, 1e-5) /* measured: 1.2e-16 in double on 2 and 4 ranks */
+/* measured on 2 and 4 ranks: 1.2e-16 in double, 6.2e-8 in float */
+#define EQUIV_RTOL BY_PRECISION(1e-14, 5e-6)
 
 START_TEST(test_rank_and_size)
 {
