@@ -61,6 +61,7 @@ extern "C" {
     X(IM2COL, "im2col", 1)                                                                         \
     X(COL2IM, "col2im", 1)                                                                         \
     X(CONV2D, "conv2d", -1)                                                                        \
+    X(GROUP_NORM, "group_norm", -1)                                                                \
     X(CUSTOM, "custom", -1)
 
 typedef enum {
@@ -215,6 +216,11 @@ ND_API nd_tensor *nd_col2im(nd_ctx *ctx, nd_tensor *rows, const int *shape, nd_w
  * x, w and b when given) whose im2col stays in cache, tile by tile, feeding GEMM directly. */
 ND_API nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride,
                             int pad);
+/* Group normalisation (autograd/ops_norm.c) of x (N, C, ...) over groups of C/groups channels
+ * (biased variance, eps >= 0), then the per-channel affine w (C,), b (C,) (both may be NULL).
+ * One op (inputs x, then w and b when given), forward and backward one sweep per group. */
+ND_API nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b,
+                                double eps);
 
 /* ---------------------------------------------------------------------------------------------
  * Reductions. Negative axes count from the end.

@@ -326,8 +326,155 @@ static void bench_odenet_eval(int n_steps)
 }
 
 /* --------------------------------------------------------------------------------------------- */
+/* odenet_profile: every layer of examples/odenet.c alone, forward and its VJP, at batch 64       */
 
-static const char *const case_names[] = {"all", "conv_step", "conv_eval", "odenet_eval", NULL};
+/* One layer of the profile: a module (or the time concatenation when m is NULL) on an input of
+ * the given shape, run `evals` times per training step (the ODE block's layers once per function
+ * evaluation: forward_evals forward-only, vjp_evals with the VJP the adjoint takes). */
+typedef struct {
+    const char *name;
+    nd_module *m;
+    int shape[4];
+    bool vjp_x; /* the VJP includes dx (every layer but the first) */
+    bool in_block;
+} prof_layer;
+
+/* [x, t] (B, 16, 7, 7) -> (B, 17, 7, 7), as nd_odeblock's ND_TIME_CONCAT builds it */
+static nd_tensor *concat_time(nd_ctx *ctx, nd_tensor *x)
+{
+    nd_tensor *t = nd_full(ctx, 1, (int[]){1}, (nd_real)0.5);
+    int shape[4] = {x->shape[0], 1, x->shape[2], x->shape[3]};
+    nd_tensor *tt = nd_expand(ctx, nd_reshape(ctx, t, 4, (int[]){1, 1, 1, 1}), 4, shape);
+    return nd_concat(ctx, (nd_tensor *[]){x, tt}, 2, 1);
+}
+
+/* Median forward and VJP times (ns) of one layer over n_steps runs. */
+static void profile_layer(nd_ctx *ctx, const prof_layer *l, nd_rng *rng, int n_steps, double *fwd,
+                          double *vjp)
+{
+    nd_param_list params = {0};
+    if (l->m && nd_module_params(ctx, l->m, &params) != ND_OK) die(ctx, "profile params");
+    nd_tensor *x = nd_tensor_create(ctx, 4, l->shape, l->vjp_x);
+    if (!x) die(ctx, "profile input");
+    nd_fill_uniform(x, rng, -1, 1);
+    nd_tensor *in[16];
+    int n_in = 0;
+    if (l->vjp_x) in[n_in++] = x;
+    for (int i = 0; i < params.n && n_in < 16; i++) in[n_in++] = params.items[i].tensor;
+    nd_tensor *grads[16];
+    double *f = malloc(sizeof(double) * 2 * (size_t)n_steps), *b = f ? f + n_steps : NULL;
+    if (!f) exit(1);
+    for (int s = -2; s < n_steps; s++) {
+        double t0 = now_ns();
+        nd_tensor *y = l->m ? nd_module_forward(ctx, l->m, x) : concat_time(ctx, x);
+        double t1 = now_ns();
+        if (!y) die(ctx, l->name);
+        nd_tensor *seed = nd_ones_like(ctx, y);
+        double t2 = now_ns();
+        if (n_in && nd_grad(ctx, &y, &seed, 1, in, n_in, grads, 0) != ND_OK) die(ctx, l->name);
+        double t3 = now_ns();
+        nd_ctx_reset(ctx);
+        if (s >= 0) f[s] = t1 - t0, b[s] = t3 - t2;
+    }
+    *fwd = median(f, n_steps), *vjp = median(b, n_steps);
+    free(f);
+    nd_tensor_destroy(x);
+    nd_param_list_destroy(&params);
+}
+
+static void bench_odenet_profile(int n_steps, int nfe_forward, int nfe_backward)
+{
+    openblas_set_num_threads(1);
+    nd_ctx *ctx = nd_ctx_create(0);
+    if (!ctx) exit(1);
+    nd_rng rng = nd_rng_seed(3);
+    const int B = ODE_BATCH, W = ODE_WIDTH;
+    prof_layer layers[] = {
+        {"stem conv 3x3 1->16",
+         nd_conv2d_create(ctx, 1, W, 3, 1, 1, true, &rng),
+         {B, 1, 28, 28},
+         false,
+         false},
+        {"stem group_norm", nd_group_norm_create(ctx, 4, W, 1e-5), {B, W, 28, 28}, true, false},
+        {"stem relu", nd_activation_create(ctx, ND_ACT_RELU), {B, W, 28, 28}, true, false},
+        {"stem conv 4x4/2 16->16",
+         nd_conv2d_create(ctx, W, W, 4, 2, 1, true, &rng),
+         {B, W, 28, 28},
+         true,
+         false},
+        {"stem group_norm 14x14",
+         nd_group_norm_create(ctx, 4, W, 1e-5),
+         {B, W, 14, 14},
+         true,
+         false},
+        {"stem relu 14x14", nd_activation_create(ctx, ND_ACT_RELU), {B, W, 14, 14}, true, false},
+        {"stem conv 4x4/2 16->16 14x14",
+         nd_conv2d_create(ctx, W, W, 4, 2, 1, true, &rng),
+         {B, W, 14, 14},
+         true,
+         false},
+        {"f concat t", NULL, {B, W, 7, 7}, true, true},
+        {"f conv 3x3 17->16",
+         nd_conv2d_create(ctx, W + 1, W, 3, 1, 1, true, &rng),
+         {B, W + 1, 7, 7},
+         true,
+         true},
+        {"f group_norm", nd_group_norm_create(ctx, 4, W, 1e-5), {B, W, 7, 7}, true, true},
+        {"f relu", nd_activation_create(ctx, ND_ACT_RELU), {B, W, 7, 7}, true, true},
+        {"f conv 3x3 16->16",
+         nd_conv2d_create(ctx, W, W, 3, 1, 1, true, &rng),
+         {B, W, 7, 7},
+         true,
+         true},
+        {"f group_norm 2", nd_group_norm_create(ctx, 4, W, 1e-5), {B, W, 7, 7}, true, true},
+        {"head group_norm", nd_group_norm_create(ctx, 4, W, 1e-5), {B, W, 7, 7}, true, false},
+        {"head relu", nd_activation_create(ctx, ND_ACT_RELU), {B, W, 7, 7}, true, false},
+        {"head avg_pool 2x2", nd_avg_pool2d_create(ctx, 2, 2), {B, W, 7, 7}, true, false},
+    };
+    int n = (int)(sizeof layers / sizeof *layers);
+    json_writer w = json_begin(stdout);
+    json_str(&w, "case", "odenet_profile");
+    json_str(&w, "real", ND_REAL_NAME);
+    json_int(&w, "threads", 1);
+    json_int(&w, "batch", B);
+    json_int(&w, "steps", n_steps);
+    json_int(&w, "nfe_forward", nfe_forward);
+    json_int(&w, "nfe_backward", nfe_backward);
+    double total = 0, block_fwd = 0, block_vjp = 0;
+    json_array(&w, "layers");
+    for (int i = 0; i < n; i++) {
+        double fwd, vjp;
+        if (layers[i].name[0] != 'f' && !layers[i].m) die(ctx, layers[i].name);
+        profile_layer(ctx, &layers[i], &rng, n_steps, &fwd, &vjp);
+        /* per training step: a block layer runs forward nfe_forward times in the solve and
+         * forward + VJP nfe_backward times in the adjoint; the others once each way */
+        double step = layers[i].in_block ? fwd * (nfe_forward + nfe_backward) + vjp * nfe_backward
+                                         : fwd + vjp;
+        total += step;
+        if (layers[i].in_block) block_fwd += fwd, block_vjp += vjp;
+        json_object(&w, NULL);
+        json_str(&w, "layer", layers[i].name);
+        json_num(&w, "forward_us", fwd / 1e3);
+        json_num(&w, "vjp_us", vjp / 1e3);
+        json_num(&w, "step_ms", step / 1e6);
+        json_close(&w);
+        fprintf(stderr, "  %-30s forward %8.1f us  vjp %8.1f us\n", layers[i].name, fwd / 1e3,
+                vjp / 1e3);
+    }
+    json_close(&w);
+    json_num(&w, "block_forward_us", block_fwd / 1e3);
+    json_num(&w, "block_vjp_us", block_vjp / 1e3);
+    json_num(&w, "step_ms", total / 1e6);
+    json_end(&w);
+    fflush(stdout);
+    for (int i = 0; i < n; i++) nd_module_destroy(layers[i].m);
+    nd_ctx_destroy(ctx);
+}
+
+/* --------------------------------------------------------------------------------------------- */
+
+static const char *const case_names[] = {"all",         "conv_step",      "conv_eval",
+                                         "odenet_eval", "odenet_profile", NULL};
 
 int main(int argc, char **argv)
 {
@@ -354,6 +501,10 @@ int main(int argc, char **argv)
     if (!only || !strcmp(only, "odenet_eval")) {
         fprintf(stderr, "odenet_eval, 1 thread...\n");
         bench_odenet_eval(n_steps);
+    }
+    if (!only || !strcmp(only, "odenet_profile")) {
+        fprintf(stderr, "odenet_profile, 1 thread...\n");
+        bench_odenet_profile(n_steps, 26, 26);
     }
     return 0;
 }

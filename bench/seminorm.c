@@ -65,8 +65,25 @@ void sn_report(const sn_result *r)
         json_num_prec(&w, "rel_grad_diff_norm", r->rel_grad_diff_norm, 3);
     if (r->torchdiffeq_nfe_backward >= 0)
         json_int(&w, "torchdiffeq_nfe_backward", r->torchdiffeq_nfe_backward);
+    /* which block bound the backward steps: [accepted, rejected] per role */
+    json_object(&w, "bound_backward");
+    for (int role = 0; role < ND_ROLE_COUNT; role++) {
+        json_array(&w, nd_block_role_name((nd_block_role)role));
+        json_int(&w, NULL, r->bound_backward[role][0]);
+        json_int(&w, NULL, r->bound_backward[role][1]);
+        json_close(&w);
+    }
+    json_close(&w);
     if (r->note[0]) json_str(&w, "note", r->note);
     json_end(&w);
+}
+
+void sn_add_bound(sn_result *r, const nd_limit_stats *l)
+{
+    for (int role = 0; role < ND_ROLE_COUNT; role++) {
+        r->bound_backward[role][0] += nd_limit_count(l, (nd_block_role)role, true);
+        r->bound_backward[role][1] += nd_limit_count(l, (nd_block_role)role, false);
+    }
 }
 
 double sn_now(void)

@@ -221,9 +221,9 @@ static int train(nd_ctx *ctx, const options *op, const cnf_model *m, nd_optimize
             int n_recent = it + 1 < op->print_every ? it + 1 : op->print_every;
             fprintf(stderr,
                     "iter %5d  loss %.4f  mean of last %d %.4f  NFE-F %3ld  NFE-B %3ld  "
-                    "%.1f ms/iter\n",
+                    "B-par %3.0f%%  %.1f ms/iter\n",
                     it + 1, r->losses[it], n_recent, recent / n_recent, stats.forward.nfe,
-                    stats.backward.nfe, ms);
+                    stats.backward.nfe, 100 * nd_limit_seminorm_share(&stats.backward.limit), ms);
         }
     }
     return 0;

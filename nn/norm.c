@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * nn/norm.c: GroupNorm and BatchNorm (1d, 2d), composed from autograd ops. Both view the input
- * (N, C, ...) as three dims and normalise with the biased variance; BatchNorm in training mode
- * also moves its running statistics (unbiased variance, momentum 0.1), as PyTorch does.
+ * nn/norm.c: GroupNorm and BatchNorm (1d, 2d). GroupNorm's function is one autograd op
+ * (nd_group_norm, autograd/ops_norm.c); BatchNorm is composed from autograd ops. Both normalise
+ * with the biased variance; BatchNorm in training mode also moves its running statistics
+ * (unbiased variance, momentum 0.1), as PyTorch does.
  */
 #include <math.h>
 #include <stdio.h>
@@ -28,29 +29,6 @@ static nd_tensor *affine(nd_ctx *ctx, nd_tensor *y, nd_tensor *w, nd_tensor *b)
 static bool is_vec(const nd_tensor *t, int n)
 {
     return !t || (t->ndim == 1 && t->shape[0] == n);
-}
-
-nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b,
-                         double eps)
-{
-    if (!ND_CHECK1(ctx, "nd_group_norm", x)) return NULL;
-    char sx[64], sw[64], sb[64];
-    if (x->ndim < 2 || groups < 1 || x->shape[1] % groups != 0)
-        return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_group_norm: input %s is not (N, C, ...) with C divisible by %d "
-                            "groups",
-                            nd_shape_str(x, sx), groups);
-    int N = x->shape[0], C = x->shape[1];
-    if (!is_vec(w, C) || !is_vec(b, C))
-        return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_group_norm: weight %s and bias %s do not match %d channels of %s",
-                            nd_shape_str(w, sw), nd_shape_str(b, sb), C, nd_shape_str(x, sx));
-    nd_tensor *xg = nd_reshape(ctx, x, 3, (int[]){N, groups, -1}); /* (N, G, C/G * R) */
-    nd_tensor *mean = nd_mean_axis(ctx, xg, 2, true);              /* (N, G, 1) */
-    nd_tensor *var = nd_mean_axis(ctx, nd_pow_scalar(ctx, nd_sub(ctx, xg, mean), 2), 2, true);
-    nd_tensor *y = normalise(ctx, xg, mean, var, eps);
-    y = affine(ctx, nd_reshape(ctx, y, 3, (int[]){N, C, -1}), w, b); /* (N, C, R) */
-    return nd_reshape(ctx, y, x->ndim, x->shape);
 }
 
 /* Sum over dims 0 and 2 of x (N, C, R), kept: (1, C, 1) */

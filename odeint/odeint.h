@@ -54,8 +54,12 @@ typedef enum {
     ND_ROLE_STATE,
     ND_ROLE_ADJ_STATE,
     ND_ROLE_ADJ_PARAM,
-    ND_ROLE_ADJ_TIME
+    ND_ROLE_ADJ_TIME,
+    ND_ROLE_COUNT
 } nd_block_role;
+
+/* "state", "adj_state", "adj_param", "adj_time"; NULL for anything else. */
+ND_API const char *nd_block_role_name(nd_block_role r);
 
 /* A user norm: given each block's scaled error e_i / (atol + rtol max(|y0_i|, |y1_i|)), return
  * the error ratio (the step is accepted iff it is <= 1). */
@@ -197,10 +201,35 @@ typedef struct {
     ((nd_ode_options){                                                                             \
         .solver = ND_SOLVER_DEFAULT, .adjoint = ND_SOLVER_INHERIT, .grad = ND_GRAD_ADJOINT})
 
+/* Which block limited the steps: at every error test of an adaptive solve, the block with the
+ * largest RMS scaled error among the blocks the norm counts (every block under a user norm) is
+ * counted, in accepted[role][k] or rejected[role][k], k its index among the blocks of its role:
+ * for ND_ROLE_STATE and ND_ROLE_ADJ_STATE the tuple's tensor (0 for nd_odeint), for
+ * ND_ROLE_ADJ_PARAM the parameter (in the order of params, those requiring grad), 0 for a_t;
+ * indices past ND_LIMIT_MAX_BLOCKS - 1 count in the last. Under the RMS norm, a backward solve
+ * whose steps are bound by ND_ROLE_ADJ_PARAM or ND_ROLE_ADJ_TIME is one the seminorm speeds up;
+ * under the seminorm those blocks never bind. Steps f rejects and fixed steps count nowhere. */
+#define ND_LIMIT_MAX_BLOCKS 8
 typedef struct {
-    long nfe;      /* evaluations of f (each adjoint evaluation: one f and one VJP) */
-    long accepted; /* accepted steps */
-    long rejected; /* rejected steps */
+    long accepted[ND_ROLE_COUNT][ND_LIMIT_MAX_BLOCKS];
+    long rejected[ND_ROLE_COUNT][ND_LIMIT_MAX_BLOCKS];
+} nd_limit_stats;
+
+/* Steps a role bound, summed over its blocks (accepted or rejected ones). */
+ND_API long nd_limit_count(const nd_limit_stats *l, nd_block_role role, bool accepted);
+/* The fraction of all counted error tests (accepted and rejected) that a role bound; NaN when
+ * none was counted (a fixed-step solve, or no solve yet). */
+ND_API double nd_limit_fraction(const nd_limit_stats *l, nd_block_role role);
+/* The fraction bound by the blocks the seminorm leaves out (a_theta and a_t): under the RMS norm,
+ * how much of the backward's stepping the seminorm could relax; 0 under the seminorm. NaN as
+ * above. */
+ND_API double nd_limit_seminorm_share(const nd_limit_stats *l);
+
+typedef struct {
+    long nfe;             /* evaluations of f (each adjoint evaluation: one f and one VJP) */
+    long accepted;        /* accepted steps */
+    long rejected;        /* rejected steps */
+    nd_limit_stats limit; /* which block bound each step */
 } nd_solve_stats;
 
 typedef struct {

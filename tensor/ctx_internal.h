@@ -28,4 +28,10 @@ bool nd_check_inputs(nd_ctx *ctx, const char *fn, int n, const nd_tensor *const 
  * overflow); used by every op. NULL when ctx is NULL. */
 nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape);
 
+/* A persistent tensor header over base's elements [offset, offset + size of shape) and the same
+ * slice of base's grad (NULL when base has none): t->base = base, so nd_tensor_destroy(t) frees
+ * the header only. The caller checks that the slice fits; NULL with ND_ERR_NOMEM in ctx. */
+nd_tensor *nd_tensor_persistent_view(nd_ctx *ctx, nd_tensor *base, size_t offset, int ndim,
+                                     const int *shape);
+
 #endif

@@ -106,10 +106,14 @@ struct nd_tensor {
     uint64_t needed;          /* engine-owned: mark of the sweep that needs this gradient */
     bool consumed;            /* engine-owned: nd_backward went through this op's node */
     const char *name;         /* optional, for messages and checkpoints */
+    nd_tensor *base; /* a persistent view (nd_module_flatten): data and grad are slices of base's,
+                        which owns them; NULL for a tensor that owns its memory */
 };
 
 /* Caller-owned tensor that survives nd_ctx_reset, zero-filled, with its own grad buffer when
- * requires_grad. The ctx is only used to report errors. Free with nd_tensor_destroy. */
+ * requires_grad. The ctx is only used to report errors. Free with nd_tensor_destroy, which frees
+ * the data and grad too, unless the tensor is a view of a block (t->base set by
+ * nd_module_flatten): then the block's owner frees them. */
 ND_API nd_tensor *nd_tensor_create(nd_ctx *ctx, int ndim, const int *shape, bool requires_grad);
 ND_API void nd_tensor_destroy(nd_tensor *t);
 

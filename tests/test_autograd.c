@@ -543,6 +543,22 @@ static void case_conv2d(int op)
     check_grads(op, f_conv2d, in, 3, S(2, 1, 1));
 }
 
+/* group_norm with groups, weight and bias flags from u (int[3]); inputs x, then w, b as flagged */
+static nd_tensor *f_group_norm(nd_ctx *c, nd_tensor **x, void *u)
+{
+    const int *f = u;
+    nd_tensor *w = f[1] ? x[1] : NULL, *b = f[2] ? x[1 + f[1]] : NULL;
+    return nl(c, nd_group_norm(c, x[0], f[0], w, b, 1e-5));
+}
+
+/* x (2, 4, 3, 2) in 2 groups, w (4,), b (4,) */
+static void case_group_norm(int op)
+{
+    nd_tensor *in[] = {rand_leaf(4, S(2, 4, 3, 2), -1, 1, 53), rand_leaf(1, S(4), 0.5, 1.5, 54),
+                       rand_leaf(1, S(4), -1, 1, 55)};
+    check_grads(op, f_group_norm, in, 3, S(2, 1, 1));
+}
+
 static void case_lincomb(int op)
 {
     nd_tensor *in[4];
@@ -601,6 +617,7 @@ static const op_case op_cases[ND_OP_COUNT] = {
     [ND_OP_IM2COL] = case_im2col,
     [ND_OP_COL2IM] = case_col2im,
     [ND_OP_CONV2D] = case_conv2d,
+    [ND_OP_GROUP_NORM] = case_group_norm,
     [ND_OP_CUSTOM] = case_custom,
 };
 
@@ -1446,6 +1463,101 @@ START_TEST(test_conv2d_gradcheck_geometries)
     nd_tensor *in3[] = {rand_leaf(4, S(2, 1, 5, 5), -1, 1, 155),
                         rand_leaf(4, S(1, 1, 3, 3), -1, 1, 156)};
     check_grads(ND_OP_CONV2D, f_conv2d, in3, 2, S(2, 0, 0)); /* stride 2, no padding */
+}
+END_TEST
+
+/* The composition nd_group_norm replaced: mean, biased variance, normalise, affine. */
+static nd_tensor *group_norm_reference(nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b)
+{
+    int N = x->shape[0], C = x->shape[1];
+    nd_tensor *xg = nd_reshape(ctx, x, 3, S(N, groups, -1));
+    nd_tensor *mean = nd_mean_axis(ctx, xg, 2, true);
+    nd_tensor *var = nd_mean_axis(ctx, nd_pow_scalar(ctx, nd_sub(ctx, xg, mean), 2), 2, true);
+    nd_tensor *y = nd_div(ctx, nd_sub(ctx, xg, mean), nd_sqrt(ctx, nd_add_scalar(ctx, var, 1e-5)));
+    y = nd_reshape(ctx, y, 3, S(N, C, -1));
+    if (w) y = nd_mul(ctx, y, nd_reshape(ctx, w, 2, S(C, 1)));
+    if (b) y = nd_add(ctx, y, nd_reshape(ctx, b, 2, S(C, 1)));
+    return nd_reshape(ctx, y, x->ndim, x->shape);
+}
+
+/* nd_group_norm's geometries under test: input shape, groups, weight, bias */
+typedef struct {
+    int ndim, shape[4], groups;
+    bool w, b;
+} gn_case;
+static const gn_case gn_cases[] = {
+    {4, {3, 4, 3, 2}, 2, true, true},  {4, {2, 6, 2, 2}, 1, true, false},
+    {4, {2, 4, 1, 3}, 4, false, true}, {2, {5, 4}, 2, false, false},
+    {3, {2, 8, 5}, 4, true, true},     {4, {1, 16, 7, 7}, 4, true, true},
+};
+
+/* Values and gradients (the values rule, the recorded rule, and the composition's) agree. */
+START_TEST(test_group_norm_matches_composed_reference)
+{
+    for (int i = 0; i < (int)(sizeof gn_cases / sizeof gn_cases[0]); i++) {
+        const gn_case *gc = &gn_cases[i];
+        nd_mark m = nd_ctx_mark(ctx);
+        int C = gc->shape[1];
+        nd_tensor *x = rand_leaf(gc->ndim, gc->shape, -2, 3, 160 + (uint64_t)i);
+        nd_tensor *w = gc->w ? rand_leaf(1, S(C), 0.5, 1.5, 170 + (uint64_t)i) : NULL;
+        nd_tensor *b = gc->b ? rand_leaf(1, S(C), -1, 1, 180 + (uint64_t)i) : NULL;
+        nd_tensor *y = nd_group_norm(ctx, x, gc->groups, w, b, 1e-5);
+        nd_tensor *ref = group_norm_reference(x, gc->groups, w, b);
+        expect_close_tensors(y, ref, FWD_TOL * 16, "forward", i);
+        ck_assert(y->op == ND_OP_GROUP_NORM && y->n_src == 1 + gc->w + gc->b);
+        nd_tensor *r = rand_leaf(y->ndim, y->shape, -1, 1, 190 + (uint64_t)i); /* the seed */
+        r->requires_grad = false;
+        nd_tensor *in[3] = {x}, *g[3], *gg[3], *gr[3];
+        int n_in = 1;
+        if (w) in[n_in++] = w;
+        if (b) in[n_in++] = b;
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, in, n_in, g, 0), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, in, n_in, gg, ND_CREATE_GRAPH), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &ref, &r, 1, in, n_in, gr, 0), ND_OK);
+        for (int k = 0; k < n_in; k++) {
+            expect_close_tensors(g[k], gr[k], FWD_TOL * 64, "values rule", i);
+            expect_close_tensors(gg[k], gr[k], FWD_TOL * 64, "recorded rule", i);
+        }
+        nd_ctx_rewind(ctx, m);
+    }
+}
+END_TEST
+
+/* nd_backward adds w's and b's gradients straight into persistent .grad buffers, x's through its
+ * pending gradient; twice adds twice, equal to the composition's gradient. */
+START_TEST(test_group_norm_backward_into_grad)
+{
+    nd_tensor *w = nd_tensor_create(ctx, 1, S(4), true), *b = nd_tensor_create(ctx, 1, S(4), true);
+    ck_assert_ptr_nonnull(w);
+    ck_assert_ptr_nonnull(b);
+    nd_rng rng = nd_rng_seed(8);
+    nd_fill_uniform(w, &rng, 0.5, 1.5), nd_fill_uniform(b, &rng, -1, 1);
+    nd_tensor *x = rand_leaf(4, S(3, 4, 2, 3), -1, 1, 200);
+    for (int pass = 0; pass < 2; pass++) {
+        nd_tensor *y = nd_group_norm(ctx, x, 2, w, b, 1e-5);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, y)), 0), ND_OK);
+    }
+    nd_tensor *y = group_norm_reference(x, 2, w, b), *in[] = {x, w, b}, *gr[3];
+    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, in, 3, gr, 0), ND_OK);
+    const nd_real *got[] = {x->grad, w->grad, b->grad};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < gr[k]->size; i++)
+            ck_assert_double_eq_tol(got[k][i], 2 * gr[k]->data[i],
+                                    FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
+    nd_tensor_destroy(w), nd_tensor_destroy(b);
+}
+END_TEST
+
+/* First and second order without weight or bias, with one group, and on (N, C). */
+START_TEST(test_group_norm_gradcheck_geometries)
+{
+    nd_tensor *in1[] = {rand_leaf(4, S(2, 4, 2, 2), -1, 1, 210)};
+    check_grads(ND_OP_GROUP_NORM, f_group_norm, in1, 1, S(2, 0, 0));
+    nd_tensor *in2[] = {rand_leaf(3, S(2, 3, 3), -1, 1, 211), rand_leaf(1, S(3), -1, 1, 212)};
+    check_grads(ND_OP_GROUP_NORM, f_group_norm, in2, 2, S(1, 0, 1));
+    nd_tensor *in3[] = {rand_leaf(2, S(3, 4), -1, 1, 213), rand_leaf(1, S(4), 0.5, 1.5, 214)};
+    check_grads(ND_OP_GROUP_NORM, f_group_norm, in3, 2, S(2, 1, 0));
 }
 END_TEST
 
@@ -2649,6 +2761,9 @@ static Suite *autograd_suite(void)
     tcase_add_test(bwd, test_conv2d_matches_im2col_reference);
     tcase_add_test(bwd, test_conv2d_backward_into_grad);
     tcase_add_test(bwd, test_conv2d_gradcheck_geometries);
+    tcase_add_test(bwd, test_group_norm_matches_composed_reference);
+    tcase_add_test(bwd, test_group_norm_backward_into_grad);
+    tcase_add_test(bwd, test_group_norm_gradcheck_geometries);
     tcase_add_test(bwd, test_custom_op_forward_backward_and_state);
     tcase_add_test(bwd, test_custom_op_gradcheck);
     tcase_add_test(bwd, test_nested_grad_inside_custom_backward);
