@@ -42,8 +42,8 @@
 #define K_ENERGY 1.0
 #define K_P 4.0
 #define K_D 1.0
-#define DT 0.01       /* the control period (driver.c's CONTROL_DT) */
-#define LQR_REGION 40 /* y' P y below this: balance */
+#define DT 0.01 /* the control period (driver.c's CONTROL_DT) */
+#define LQR_ANGLE 0.5
 
 static double true_potential(const double *q)
 {
@@ -137,8 +137,12 @@ static void lqr(const double *Ad, const double *Bd, acrobot_control *c)
                 change = fmax(change, fabs(v - P[i * 4 + j]));
                 Pn[i * 4 + j] = v;
             }
-        memcpy(P, Pn, sizeof Pn);
-        if (change < 1e-10 * (1 + fabs(P[0]))) break;
+        double big = 0; // keep P symmetric: the plain recursion loses it and diverges
+        for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++)
+                P[i * 4 + j] = (Pn[i * 4 + j] + Pn[j * 4 + i]) / 2,
+                          big = fmax(big, fabs(P[i * 4 + j]));
+        if (change < 1e-10 * big) break;
     }
 }
 
@@ -167,7 +171,8 @@ static int control(nd_ctx *ctx, const symoden_model *m, void *state, const doubl
     double dy[4] = {physics_wrap(q[0] - M_PI), physics_wrap(q[1]), l.p[0], l.p[1]}, v = 0;
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) v += dy[i] * c->P[i * 4 + j] * dy[j];
-    if (v < LQR_REGION) {
+    (void)v;
+    if (fabs(dy[0]) + fabs(dy[1]) < LQR_ANGLE) {
         u[0] = 0;
         for (int i = 0; i < 4; i++) u[0] -= c->K[i] * dy[i];
     } else {
