@@ -129,10 +129,32 @@ typedef struct {
     double pi_beta1, pi_beta2;       /* PI exponents times the order: 0.7 and 0.4 */
 } nd_solver_options;
 
+/* How the gradient of a solve is computed (README: "Choosing a gradient mode"). */
 typedef enum {
-    ND_GRAD_ADJOINT, /* optimise-then-discretise: the adjoint ODE (default) */
-    ND_GRAD_BACKPROP /* discretise-then-optimise: backprop through the solver's operations */
+    ND_GRAD_ADJOINT,  /* optimise-then-discretise, the backsolve adjoint (torchdiffeq's, default):
+                         z integrated backwards beside a_z and a_theta. O(1) memory, but z
+                         recomputed backwards drifts on dissipative or chaotic dynamics */
+    ND_GRAD_BACKPROP, /* discretise-then-optimise: backprop through the solver's operations;
+                         exact gradient of the discrete solve, memory grows with the steps */
+    ND_GRAD_INTERP_ADJOINT,    /* interpolating adjoint (SciMLSensitivity's InterpolatingAdjoint,
+                                  CVODES): the forward solve stores checkpoints (every output time,
+                                  and every checkpoint_every steps); the backward re-solves one
+                                  checkpoint interval at a time with dense output and integrates
+                                  [a_z, a_theta, a_t] backwards with z interpolated, never integrating
+                                  z in reverse. The adjoint's norm applies (the seminorm drops
+                                  a_theta and a_t) */
+    ND_GRAD_QUADRATURE_ADJOINT /* quadrature adjoint (SciMLSensitivity's GaussAdjoint): as
+                                  ND_GRAD_INTERP_ADJOINT, but the backward ODE is a_z alone and
+                                  dL/dtheta (and dL/dt_0) the integral of -a_z df/dtheta,
+                                  accumulated by Gauss-Legendre quadrature over each accepted
+                                  backward step (a_z from the step's dense output); its accuracy
+                                  follows the adjoint tolerances on a_z, the norm needs no choice */
 } nd_grad_mode;
+
+/* Names: "adjoint" "backprop" "interp_adjoint" "quadrature_adjoint". from_name returns false (and
+ * leaves *out alone) for an unknown name. */
+ND_API bool nd_ode_grad_from_name(const char *name, nd_grad_mode *out);
+ND_API const char *nd_ode_grad_name(nd_grad_mode g);
 
 /* The adjoint inherits. opts.adjoint starts as ND_SOLVER_INHERIT: every field unset, so the
  * adjoint solve uses the forward solver's settings (as torchdiffeq's adjoint_rtol / adjoint_atol
@@ -163,6 +185,12 @@ typedef struct {
     int n_step_t;
     const double *jump_t;
     int n_jump_t;
+    /* ND_GRAD_INTERP_ADJOINT and ND_GRAD_QUADRATURE_ADJOINT: besides every output time, store a
+     * forward checkpoint every checkpoint_every accepted steps (0: at output times only). The
+     * backward keeps the dense output of one checkpoint interval at a time, so memory is the
+     * checkpoints plus one interval's steps; checkpoints also become breakpoints of the backward
+     * solve. Must be >= 0. */
+    int checkpoint_every;
 } nd_ode_options;
 
 #define ND_SOLVER_DEFAULT                                                                          \
@@ -232,8 +260,15 @@ typedef struct {
     nd_limit_stats limit; /* which block bound each step */
 } nd_solve_stats;
 
+/* backward: the backward pass's own solve (the adjoint's; nfe includes the quadrature adjoint's
+ * evaluations at its Gauss nodes). recomputed: the forward steps the backward pass solved again
+ * (the interpolating and quadrature adjoints' re-solves of checkpoint intervals), not included in
+ * backward: the backward pass costs backward.nfe + recomputed.nfe evaluations. */
 typedef struct {
-    nd_solve_stats forward, backward;
+    nd_solve_stats forward, backward, recomputed;
+    size_t dense_bytes; /* the interpolating and quadrature adjoints: the most heap memory the
+                           dense output of one checkpoint interval held in the backward pass (the
+                           checkpoints themselves are in the arena) */
 } nd_ode_stats;
 
 /* y0: the initial state, any shape up to ND_MAX_DIMS - 1 dims. t: (n_t,) strictly increasing or
