@@ -205,7 +205,9 @@ static bool make_leaf_grads(nd_ctx *ctx, nd_engine *e, const sweep_plan *p)
         nd_tensor *t = topo_at(e, p, i);
         if (t->op != ND_OP_NONE || t->grad) continue;
         if (!nd_ptr_stack_push(ctx, &e->fresh, t)) return false;
-        if (t->persistent) {
+        if (t->persistent && t->base) { /* a view of a flat block: its slice of the block's grad */
+            t->grad = t->base->grad + (t->data - t->base->data);
+        } else if (t->persistent) {
             t->grad = calloc(t->size, sizeof *t->grad);
             if (!t->grad) {
                 nd_fail(ctx, ND_ERR_NOMEM, "nd_backward: cannot allocate a .grad of %zu", t->size);
@@ -225,7 +227,7 @@ static void drop_fresh_grads(nd_engine *e, size_t base)
 {
     for (size_t i = base; i < e->fresh.len; i++) {
         nd_tensor *t = e->fresh.items[i];
-        if (t->persistent) free(t->grad);
+        if (t->persistent && !t->base) free(t->grad);
         t->grad = NULL;
     }
 }

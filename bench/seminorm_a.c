@@ -161,6 +161,7 @@ int sn_workload_a(bool quick)
                                .rel_grad_diff_norm = sn_rel_diff_norm(g, grads, n_grad),
                                .torchdiffeq_nfe_backward = torchdiffeq_count(
                                    runs, methods[mi], tols[ti].rtol, tols[ti].atol, columns[k])};
+                sn_add_bound(&r, &st.backward.limit);
                 if (k == 0)
                     snprintf(r.note, sizeof r.note, "nfe includes 1 f per output time for dL/dt");
                 sn_report(&r);

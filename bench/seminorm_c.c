@@ -44,6 +44,7 @@ static int run_path(bool quick, spline_kind kind)
                     const ncde_measure *q = &out[norms[c]];
                     s->nfe_forward += q->nfe_forward, s->nfe_backward += q->nfe_backward;
                     s->accepted_backward += q->accepted_backward;
+                    sn_add_bound(s, &q->limit_backward);
                     s->rejected_backward += q->rejected_backward;
                     s->ms_backward += q->ms_backward;
                     s->max_rel_grad_diff = fmax(s->max_rel_grad_diff, q->max_rel_grad_diff);

@@ -50,6 +50,7 @@ static int measure(nd_ctx *ctx, const char *workload, loss_fn make_loss, void *d
             r.nfe_forward += st.forward.nfe, r.nfe_backward += st.backward.nfe;
             r.accepted_backward += st.backward.accepted,
                 r.rejected_backward += st.backward.rejected;
+            sn_add_bound(&r, &st.backward.limit);
             nd_ctx_reset(ctx);
         }
         double *g = grads + k * n_grad;

@@ -85,14 +85,18 @@ static nd_module *model_create(nd_ctx *ctx, nd_rng *rng, void *user)
 }
 #define ODE_LAYER 7
 
-/* the ODE block's function evaluations of the last training step, forward and adjoint */
+/* the ODE block's function evaluations of the last training step, forward and adjoint, and the
+ * share of the adjoint's error tests the parameter or time adjoint bound (the steps the seminorm
+ * can save: 0 under the seminorm, which leaves those blocks out) */
 static void nfe_metrics(const nd_module *model, double *values, void *user)
 {
     (void)user;
     const nd_module *block = model->children[ODE_LAYER].module;
     // after the backward, before the reset
-    values[0] = (double)nd_odeblock_stats(NULL, block)->forward.nfe;
-    values[1] = (double)nd_odeblock_stats(NULL, block)->backward.nfe;
+    const nd_ode_stats *st = nd_odeblock_stats(NULL, block);
+    values[0] = (double)st->forward.nfe;
+    values[1] = (double)st->backward.nfe;
+    values[2] = 100 * nd_limit_seminorm_share(&st->backward.limit);
 }
 
 static void describe(FILE *out, void *user)
@@ -124,9 +128,10 @@ int main(int argc, char **argv)
         .model_create = model_create,
         .flags = flags,
         .n_flags = FLAGS_N(flags),
-        .n_metrics = 2,
-        .metric_labels = {"NFE-F", "NFE-B"},
-        .metric_keys = {"nfe_forward_per_batch", "nfe_backward_per_batch"},
+        .n_metrics = 3,
+        .metric_labels = {"NFE-F", "NFE-B", "B-par%"},
+        .metric_keys = {"nfe_forward_per_batch", "nfe_backward_per_batch",
+                        "backward_steps_bound_by_param_or_time_pct"},
         .metrics = nfe_metrics,
         .describe = describe,
         .json_members = json_members,

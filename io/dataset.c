@@ -266,7 +266,9 @@ nd_status nd_loader_create(nd_ctx *ctx, const nd_dataset *ds, int batch, bool sh
                       .drop_last = drop_last,
                       .rng = nd_rng_seed(seed),
                       .n = ds->n,
-                      .perm = perm};
+                      .perm = perm,
+                      .rows = batch,
+                      .n_ranks = 1};
     new_epoch(ld);
     *out = ld;
     return ND_OK;
@@ -287,6 +289,23 @@ static void set_rows(nd_tensor *t, int m)
     t->size = row * (size_t)m;
 }
 
+nd_status nd_loader_shard(nd_ctx *ctx, nd_loader *ld, int rank, int n_ranks)
+{
+    const char *fn = "nd_loader_shard";
+    if (!ld) return nd_fail(ctx, ND_ERR_ARG, "%s: loader is NULL", fn);
+    if (n_ranks < 1 || rank < 0 || rank >= n_ranks)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: rank %d of %d ranks", fn, rank, n_ranks);
+    if (ld->batch < n_ranks)
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: a batch of %d examples cannot give each of %d ranks at least one", fn,
+                       ld->batch, n_ranks);
+    if (ld->pos != 0)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: shard a loader before its first batch", fn);
+    ld->rank = rank, ld->n_ranks = n_ranks;
+    ld->rows = (ld->batch + n_ranks - 1) / n_ranks;
+    return ND_OK;
+}
+
 nd_status nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *labels,
                          int *count)
 {
@@ -297,34 +316,37 @@ nd_status nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y,
     if (ld->ds->n != ld->n)
         return nd_fail(ctx, ND_ERR_ARG, "%s: the dataset changed size (%d, was %d) under it", fn,
                        ld->ds->n, ld->n);
-    int B = ld->batch, left = ld->n - ld->pos;
-    if (left == 0 || (ld->drop_last && left < B)) { /* end of the epoch */
+    int B = ld->batch, R = ld->rows, N = ld->n_ranks, left = ld->n - ld->pos;
+    int m = left < B ? left : B; /* the global batch */
+    /* the end of the epoch; a sharded loader also drops a last batch smaller than the ranks */
+    if (left == 0 || (ld->drop_last && left < B) || m < N) {
         ld->epoch++;
         new_epoch(ld);
         return ND_OK;
     }
-    int m = left < B ? left : B;
-    /* x and y hold B rows, or they are the tensors this loader shrank for a last batch */
-    bool x_ok = x && x->ndim >= 1 && (x->shape[0] == B || (x == ld->shrunk && x->shape[0] < B));
+    int lo = (int)((long)ld->rank * m / N), mine = (int)((long)(ld->rank + 1) * m / N) - lo;
+    /* x and y hold R rows, or they are the tensors this loader shrank for a smaller batch */
+    bool x_ok = x && x->ndim >= 1 && (x->shape[0] == R || (x == ld->shrunk && x->shape[0] < R));
     bool y_ok =
-        !y || (y->ndim >= 1 && (y->shape[0] == B || (y == ld->shrunk_y && y->shape[0] < B)));
+        !y || (y->ndim >= 1 && (y->shape[0] == R || (y == ld->shrunk_y && y->shape[0] < R)));
     if (!x_ok || !y_ok) {
         char sb[64];
         const nd_tensor *bad = !x_ok ? x : y;
-        return nd_fail(ctx, ND_ERR_SHAPE, "%s: %s %s must have first dim %d (the batch size)", fn,
-                       !x_ok ? "x" : "y", nd_shape_str(bad, sb), B);
+        return nd_fail(ctx, ND_ERR_SHAPE, "%s: %s %s must have first dim %d (%s)", fn,
+                       !x_ok ? "x" : "y", nd_shape_str(bad, sb), R,
+                       N > 1 ? "the batch's rows on one rank" : "the batch size");
     }
-    if (x->shape[0] != B) set_rows(x, B);
-    if (y && y->shape[0] != B) set_rows(y, B);
-    nd_status st = check_batch_tensors(ctx, fn, ld->ds, B, x, y);
+    if (x->shape[0] != R) set_rows(x, R);
+    if (y && y->shape[0] != R) set_rows(y, R);
+    nd_status st = check_batch_tensors(ctx, fn, ld->ds, R, x, y);
     if (st) return st;
-    if (m < B) {
-        set_rows(x, m);
+    if (mine < R) {
+        set_rows(x, mine);
         ld->shrunk = x;
-        if (y) set_rows(y, m), ld->shrunk_y = y;
+        if (y) set_rows(y, mine), ld->shrunk_y = y;
     }
-    gather(ld->ds, ld->perm + ld->pos, m, x, y, labels);
+    gather(ld->ds, ld->perm + ld->pos + lo, mine, x, y, labels);
     ld->pos += m;
-    *count = m;
+    *count = mine;
     return ND_OK;
 }

@@ -216,6 +216,8 @@ typedef struct {
     int epoch; /* completed epochs */
     nd_tensor *shrunk; /* the x last shrunk for a partial batch (so its capacity is known) */
     nd_tensor *shrunk_y;
+    int rank, n_ranks; /* nd_loader_shard: this process's share (0 of 1 unless sharded) */
+    int rows;          /* rows of x a batch fills at most: batch, or ceil(batch / n_ranks) */
 } nd_loader;
 
 /* A loader of batches of B examples. seed drives the shuffle. ds must outlive the loader and
@@ -236,6 +238,16 @@ ND_API void nd_loader_destroy(nd_loader *ld);
  */
 ND_API nd_status nd_loader_next(nd_ctx *ctx, nd_loader *ld, nd_tensor *x, nd_tensor *y, int *labels,
                                 int *count);
+
+/* Data-parallel sharding (dist/dist.h): makes ld one of n_ranks loaders that walk the same global
+ * batches (made with the same dataset, batch, shuffle, drop_last and seed on every rank, so the
+ * same permutation) and each return this rank's contiguous share of every batch of m examples:
+ * rows [rank m / n_ranks, (rank + 1) m / n_ranks). Shares differ by at most one row; x (and y)
+ * then need first dim ld->rows = ceil(batch / n_ranks), and *count is this rank's share. The last
+ * batch of an epoch is dropped when it has fewer examples than ranks (every rank gets at least
+ * one, so 0 still means the end of the epoch); with one rank nothing changes. Call it before the
+ * first batch. ND_ERR_ARG for a rank outside [0, n_ranks) or a batch smaller than n_ranks. */
+ND_API nd_status nd_loader_shard(nd_ctx *ctx, nd_loader *ld, int rank, int n_ranks);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,7 @@
  * buffers and children, recursive listing under dotted names (PyTorch's state_dict order), train /
  * eval, destruction; and the two containers built on it, Sequential and the MLP builder.
  */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,7 @@ void nd_module_destroy(nd_module *m)
         free((char *)m->buffers[i].name);
     }
     if (m->on_destroy) m->on_destroy(m);
+    nd_tensor_destroy(m->flat); /* after the parameters, which were views of it */
     free(m->children);
     free(m->params);
     free(m->buffers);
@@ -245,6 +247,92 @@ void nd_module_zero_grad(nd_module *m)
         if (t->grad) memset(t->grad, 0, t->size * sizeof *t->grad);
     }
     for (int i = 0; i < m->n_children; i++) nd_module_zero_grad(m->children[i].module);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The flat parameter block.
+ */
+
+/* true when the list's tensors are the consecutive slices of flat, in order */
+static bool is_flat(const nd_param_list *l, const nd_tensor *flat)
+{
+    size_t off = 0;
+    for (int i = 0; i < l->n; i++) {
+        const nd_tensor *t = l->items[i].tensor;
+        if (t->base != flat || t->data != flat->data + off) return false;
+        off += t->size;
+    }
+    return off == flat->size;
+}
+
+/* ND_OK when every parameter of l can move into a new block: none is already a view, none is
+ * listed twice, and there is at least one element */
+static nd_status check_movable(nd_ctx *ctx, const nd_module *m, const nd_param_list *l)
+{
+    const char *fn = "nd_module_flatten";
+    for (int i = 0; i < l->n; i++) {
+        const nd_tensor *t = l->items[i].tensor;
+        if (t->base)
+            return nd_fail(ctx, ND_ERR_ARG,
+                           "%s: %s: parameter %s already lives in a block (flatten the outermost "
+                           "module once, after adding every parameter)",
+                           fn, m->kind, l->items[i].name);
+        for (int j = 0; j < i; j++)
+            if (l->items[j].tensor == t)
+                return nd_fail(ctx, ND_ERR_ARG, "%s: %s: %s and %s are the same tensor", fn,
+                               m->kind, l->items[j].name, l->items[i].name);
+    }
+    size_t n = nd_param_list_numel(l);
+    if (n == 0 || n > INT_MAX)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: %s has %zu parameter elements (1 to %d)", fn, m->kind,
+                       n, INT_MAX);
+    return ND_OK;
+}
+
+/* Copies each parameter's values and gradient into flat, frees its own memory and points it at
+ * its slice. Cannot fail. */
+static void move_into(const nd_param_list *l, nd_tensor *flat)
+{
+    size_t off = 0;
+    for (int i = 0; i < l->n; i++) {
+        nd_tensor *t = l->items[i].tensor;
+        memcpy(flat->data + off, t->data, t->size * sizeof *t->data);
+        if (t->grad) memcpy(flat->grad + off, t->grad, t->size * sizeof *t->grad);
+        bool has_grad = t->grad || t->requires_grad;
+        free(t->data);
+        free(t->grad);
+        t->data = flat->data + off;
+        t->grad = has_grad ? flat->grad + off : NULL;
+        t->base = flat;
+        off += t->size;
+    }
+}
+
+nd_tensor *nd_module_flatten(nd_ctx *ctx, nd_module *m)
+{
+    if (!m) return nd_fail_null(ctx, ND_ERR_ARG, "nd_module_flatten: module is NULL");
+    nd_param_list l = {0};
+    nd_tensor *flat = NULL;
+    if (nd_module_params(ctx, m, &l) != ND_OK) goto done;
+    if (m->flat) {
+        if (is_flat(&l, m->flat))
+            flat = m->flat;
+        else
+            nd_fail(ctx, ND_ERR_ARG,
+                    "nd_module_flatten: %s: parameters were added or changed since it was "
+                    "flattened",
+                    m->kind);
+        goto done;
+    }
+    if (check_movable(ctx, m, &l) != ND_OK) goto done;
+    flat = nd_tensor_create(ctx, 1, (int[]){(int)nd_param_list_numel(&l)}, true);
+    if (!flat) goto done;
+    flat->name = "flat";
+    move_into(&l, flat);
+    m->flat = flat;
+done:
+    nd_param_list_destroy(&l);
+    return flat;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -71,6 +71,7 @@ struct nd_module {
     nd_param *params;          /* (n_params,) trainable, requires grad: "weight", "bias" */
     nd_param *buffers;         /* (n_buffers,) state saved but not trained: "running_mean" */
     nd_module_child *children; /* (n_children,) in forward order */
+    nd_tensor *flat;           /* the parameter block of nd_module_flatten (owned), or NULL */
 };
 
 /* A zeroed module of size bytes (>= sizeof(nd_module); the kind's struct starts with an
@@ -103,6 +104,19 @@ ND_API nd_status nd_module_params(nd_ctx *ctx, nd_module *m, nd_param_list *list
 ND_API nd_status nd_module_state(nd_ctx *ctx, nd_module *m, nd_param_list *list);
 /* Zeroes the grad of every parameter of m. */
 ND_API void nd_module_zero_grad(nd_module *m);
+
+/* Moves every parameter of m (nd_module_params' order) into one block: returns a persistent
+ * tensor flat (numel,) owned by m, whose data holds all the parameters' values one after the other
+ * and whose grad holds all their gradients in the same layout. Each parameter stays the same
+ * nd_tensor (names, shapes, values and gradients unchanged; t->base is flat) but its data and grad
+ * are now slices of flat's, so a gradient all-reduce is one call over flat->grad and an
+ * optimizer over these parameters updates them in one pass. Checkpoints, optimizers and odeint
+ * see the parameters as before. Call it once the model is built, before creating its optimizer:
+ * calling it again returns the same block; a parameter added after it, a parameter shared twice
+ * or one already in another module's block is ND_ERR_ARG, and nothing is changed. Parameters
+ * that do not require grad keep grad NULL (their slice of flat->grad stays zero). Buffers are not
+ * moved. NULL with the error in ctx (m untouched) on failure. */
+ND_API nd_tensor *nd_module_flatten(nd_ctx *ctx, nd_module *m);
 
 /* ---------------------------------------------------------------------------------------------
  * Initialisation (PyTorch's torch.nn.init formulas), seeded by the caller's generator.

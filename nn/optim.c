@@ -3,13 +3,19 @@
  * out as plain loops over each parameter (the single-tensor form in torch/optim), gradient
  * clipping by global norm, and closed-form learning-rate schedules. Every state buffer is a
  * persistent tensor made at create, so a step does no allocation and a checkpoint can save them.
+ * Each kind of state (exp_avg, ...) is one block with a view per parameter, so when the parameters
+ * are one block too (nd_module_flatten) a step is one loop over everything: the same arithmetic
+ * element by element, in one pass.
  */
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "nn/nn.h"
+#include "tensor/ctx_internal.h" /* nd_tensor_persistent_view */
 
 typedef enum { OPT_SGD, OPT_ADAM, OPT_ADAMW, OPT_RMSPROP } opt_kind;
 
@@ -26,6 +32,8 @@ struct nd_optimizer {
     nd_tensor *step;             /* scalar: steps taken (a tensor so checkpoints save it) */
     int n_slots;                 /* state buffers per parameter */
     nd_tensor **slot[MAX_SLOTS]; /* (n,) each: slot[s][i] has param i's shape */
+    nd_tensor *block[MAX_SLOTS]; /* (numel,) each: slot[s][i] are consecutive views of block[s] */
+    size_t numel;                /* elements over all parameters */
     int n_state;
     nd_param *state; /* (1 + n * n_slots,) "step", then "<param>.<slot name>" */
 };
@@ -38,7 +46,7 @@ void nd_optimizer_destroy(nd_optimizer *o)
         nd_tensor_destroy(o->state[i].tensor);
         free((char *)o->state[i].name);
     }
-    for (int s = 0; s < MAX_SLOTS; s++) free(o->slot[s]);
+    for (int s = 0; s < MAX_SLOTS; s++) free(o->slot[s]), nd_tensor_destroy(o->block[s]);
     free(o->params);
     free(o->state);
     free(o);
@@ -75,13 +83,18 @@ static nd_optimizer *optimizer_new(nd_ctx *ctx, const char *fn, opt_kind kind,
     bool ok = o->params && o->state;
     for (int s = 0; ok && s < n_slots; s++)
         ok = (o->slot[s] = calloc((size_t)n + 1, sizeof(nd_tensor *)));
+    for (int i = 0; i < n; i++) o->numel += params[i].tensor->size;
+    ok = ok && o->numel <= INT_MAX;
+    for (int s = 0; ok && s < n_slots && o->numel > 0; s++) /* one block per kind of state */
+        ok = (o->block[s] = nd_tensor_create(ctx, 1, (int[]){(int)o->numel}, false)) != NULL;
     if (ok) {
         o->step = nd_tensor_create(ctx, 0, NULL, false);
         char *name = join("", "step");
         o->state[o->n_state++] = (nd_param){.name = name, .tensor = o->step};
         ok = o->step && name;
     }
-    for (int i = 0; ok && i < n; i++) {
+    size_t off = 0;
+    for (int i = 0; ok && i < n; off += params[i].tensor->size, i++) {
         char idx[16];
         snprintf(idx, sizeof idx, "%d", i);
         const char *pname = params[i].name ? params[i].name : idx;
@@ -89,7 +102,7 @@ static nd_optimizer *optimizer_new(nd_ctx *ctx, const char *fn, opt_kind kind,
         ok = o->params[i].name != NULL;
         for (int s = 0; ok && s < n_slots; s++) {
             const nd_tensor *p = params[i].tensor;
-            nd_tensor *t = nd_tensor_create(ctx, p->ndim, p->shape, false);
+            nd_tensor *t = nd_tensor_persistent_view(ctx, o->block[s], off, p->ndim, p->shape);
             char *name = join(pname, slot_names[s]);
             o->state[o->n_state++] = (nd_param){.name = name, .tensor = t};
             o->slot[s][i] = t;
@@ -241,6 +254,42 @@ static void rmsprop_update(const nd_rmsprop_options *o, double lr, nd_real *p, c
     }
 }
 
+/* One update of size elements: p, g and the state slices s[0..n_slots) */
+static void update(const nd_optimizer *o, bool first, double t, nd_real *p, const nd_real *g,
+                   nd_real *const *s, size_t size)
+{
+    switch (o->kind) {
+    case OPT_SGD:
+        sgd_update(&o->sgd, o->lr, first, p, g, s[0], size);
+        break;
+    case OPT_ADAM:
+    case OPT_ADAMW:
+        adam_update(&o->adam, o->kind == OPT_ADAMW, o->lr, t, p, g, s[0], s[1], s[2], size);
+        break;
+    case OPT_RMSPROP: {
+        nd_real *buf = o->rms.momentum > 0 ? s[1] : NULL;
+        nd_real *gavg = o->rms.centered ? (o->rms.momentum > 0 ? s[2] : s[1]) : NULL;
+        rmsprop_update(&o->rms, o->lr, p, g, s[0], buf, gavg, size);
+        break;
+    }
+    }
+}
+
+/* true when the parameters are consecutive slices of one block, values and gradients alike, each
+ * with a gradient (nd_module_flatten): then one update covers them all */
+static bool params_flat(const nd_optimizer *o)
+{
+    if (o->n == 0 || !o->params[0].tensor->grad) return false;
+    uintptr_t data = (uintptr_t)o->params[0].tensor->data;
+    uintptr_t grad = (uintptr_t)o->params[0].tensor->grad;
+    for (int i = 0; i < o->n; i++) {
+        const nd_tensor *p = o->params[i].tensor;
+        if ((uintptr_t)p->data != data || (uintptr_t)p->grad != grad) return false;
+        data += p->size * sizeof(nd_real), grad += p->size * sizeof(nd_real);
+    }
+    return true;
+}
+
 nd_status nd_optimizer_step(nd_ctx *ctx, nd_optimizer *o)
 {
     if (!o) return nd_fail(ctx, ND_ERR_ARG, "nd_optimizer_step: optimizer is NULL");
@@ -256,27 +305,18 @@ nd_status nd_optimizer_step(nd_ctx *ctx, nd_optimizer *o)
     }
     bool first = o->step->data[0] == 0;
     double t = (double)o->step->data[0] + 1;
-    for (int i = 0; i < o->n; i++) {
-        nd_tensor *p = o->params[i].tensor;
-        if (!p->grad) continue; /* no gradient: skipped, as PyTorch skips grad None */
-        nd_real *s0 = o->n_slots > 0 ? o->slot[0][i]->data : NULL;
-        nd_real *s1 = o->n_slots > 1 ? o->slot[1][i]->data : NULL;
-        nd_real *s2 = o->n_slots > 2 ? o->slot[2][i]->data : NULL;
-        switch (o->kind) {
-        case OPT_SGD:
-            sgd_update(&o->sgd, o->lr, first, p->data, p->grad, s0, p->size);
-            break;
-        case OPT_ADAM:
-        case OPT_ADAMW:
-            adam_update(&o->adam, o->kind == OPT_ADAMW, o->lr, t, p->data, p->grad, s0, s1, s2,
-                        p->size);
-            break;
-        case OPT_RMSPROP: {
-            nd_real *buf = o->rms.momentum > 0 ? s1 : NULL;
-            nd_real *gavg = o->rms.centered ? (o->rms.momentum > 0 ? s2 : s1) : NULL;
-            rmsprop_update(&o->rms, o->lr, p->data, p->grad, s0, buf, gavg, p->size);
-            break;
-        }
+    if (params_flat(o)) { /* one pass over the block */
+        const nd_tensor *p0 = o->params[0].tensor;
+        nd_real *s[MAX_SLOTS] = {0};
+        for (int k = 0; k < o->n_slots; k++) s[k] = o->block[k]->data;
+        update(o, first, t, p0->data, p0->grad, s, o->numel);
+    } else {
+        for (int i = 0; i < o->n; i++) {
+            nd_tensor *p = o->params[i].tensor;
+            if (!p->grad) continue; /* no gradient: skipped, as PyTorch skips grad None */
+            nd_real *s[MAX_SLOTS] = {0};
+            for (int k = 0; k < o->n_slots; k++) s[k] = o->slot[k][i]->data;
+            update(o, first, t, p->data, p->grad, s, p->size);
         }
     }
     o->step->data[0] = (nd_real)t;

@@ -42,6 +42,26 @@ bool nd_user_f_dot(nd_ctx *ctx, const nd_user_system *us, const char *what, doub
  * requires grad. */
 nd_tensor *nd_user_pack(nd_ctx *ctx, const nd_user_system *us, nd_tensor *const *blocks);
 
+/* The solver's view of the user system: one block per state tensor, the forward tolerances
+ * (odeint.c). The interpolating adjoints solve it again from their checkpoints (replay.c). */
+/* Who watches the forward solve's accepted steps (dense solutions, events): on_step as the
+ * solver's hook (solver.h), with data. */
+typedef struct {
+    int (*on_step)(void *data, nd_ctx *ctx, const nd_interp *ip);
+    void *data;
+} nd_step_observer;
+
+typedef struct {
+    nd_ode_system sys; /* first: the solver sees this */
+    const nd_user_system *us;
+    const nd_step_observer *obs; /* or NULL */
+} nd_forward_system;
+
+bool nd_forward_system_init(nd_ctx *ctx, nd_forward_system *fs, const nd_user_system *us,
+                            const nd_solver_options *so);
+
+typedef struct nd_replay nd_replay; /* replay.h */
+
 typedef struct {
     uint32_t magic;     /* ND_ODEINT_MAGIC: lets nd_odeint_stats recognise its trajectories */
     nd_ode_stats stats; /* forward after the solve, backward after the backward pass */
@@ -53,6 +73,7 @@ typedef struct {
     int n_t;
     bool t_grad;
     nd_ode_options opts; /* the adjoint's inheritance resolved, breakpoints copied into the arena */
+    nd_replay *replay;   /* the interpolating adjoints' checkpoints (replay.h), else NULL */
 } nd_odeint_saved;
 
 #define ND_ODEINT_MAGIC 0x6f64656eu /* "oden" */
@@ -63,6 +84,15 @@ nd_tensor *nd_odeint_time_op(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packed
 
 /* The backward of the odeint op in adjoint mode (adjoint.c). */
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
+/* ... with ND_GRAD_INTERP_ADJOINT or ND_GRAD_QUADRATURE_ADJOINT (adjoint_interp.c). */
+void nd_odeint_interp_backward(nd_ctx *ctx, nd_tensor *out, void *state);
+
+/* nd_odeint (f1) and nd_odeint_tuple (fn) with the forward solve's accepted steps handed to obs
+ * (NULL: none); name is what the input checks' messages call the call. ys_out (n_y,). */
+nd_status nd_odeint_observed(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode_tuple_fn fn,
+                             void *user_data, nd_tensor *const *y0s, int n_y, nd_tensor *t,
+                             nd_tensor *const *params, int n_params, const nd_ode_options *opts,
+                             const nd_step_observer *obs, nd_tensor **ys_out);
 
 /* The adjoint's solver options: every unset field of adjoint taken from forward (options.c). */
 nd_solver_options nd_ode_resolve_adjoint(const nd_solver_options *forward,

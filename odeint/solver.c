@@ -8,7 +8,8 @@
  * dt * min(ifactor, max(safety / r^(1/order), dfactor)) with no shrink after an accepted step,
  * the first step by Hairer, Norsett & Wanner II.4, the last stage at t1 taken from just below t1,
  * and steps onto step_t / jump_t. Requested output times never change the steps taken: outputs
- * come from each step's quartic interpolant (cubic Hermite for fixed-step methods).
+ * come from each step's interpolant (interp.c: quartic for adaptive methods, cubic Hermite for
+ * fixed-step ones), which the system's on_step hook also receives.
  */
 #include <float.h>
 #include <math.h>
@@ -47,8 +48,11 @@ typedef struct {
     nd_tensor *y, *f;
     double s0, s1, dt, r_prev;
     double min_step;             /* opt->min_step, at most the solve's interval */
-    nd_tensor *coeff[5];         /* x^4 .. x^0 coefficients */
+    nd_interp ip;                /* over [s0, s1]; untaped its coefficients are buffers */
     nd_tensor *k[ND_MAX_STAGES]; /* untaped: stage buffers reused by every step */
+    bool stopped;                /* the on_step hook ended the solve */
+    int *role_index;             /* (n_blocks,) each block's index among its role's blocks */
+    int limit_block;             /* the block that bound the last error test, or -1 */
 } solver;
 
 static nd_status fail_at(solver *sv, nd_status code, double s, const char *what)
@@ -199,20 +203,15 @@ static int initial_step(solver *sv, double s0, nd_tensor *y0, nd_tensor *f0, dou
 
 /* ---- adaptive step ------------------------------------------------------------------------ */
 
-/* The quartic through y0, y1 and the midpoint with slopes f0, f1 (torchdiffeq's _interp_fit). */
-static bool fit_interpolant(solver *sv, nd_tensor *y1, nd_tensor *f1, double dt, nd_tensor **coeff)
+/* Hands the step's interpolant, in real time, to the system's hook; > 0 from it ends the solve. */
+static int report_step(solver *sv, const nd_interp *ip)
 {
-    nd_tensor *ymid = combine(sv, sv->y, sv->tab->c_mid, sv->tab->n_stages + 1, dt);
-    nd_tensor *pts[5] = {sv->k[0], f1, sv->y, y1, ymid}; /* f0, f1, y0, y1, ymid */
-    const nd_real h = (nd_real)dt;
-    const nd_real w[3][5] = {
-        {-2 * h, 2 * h, -8, -8, 16}, {5 * h, -3 * h, 18, 14, -32}, {-4 * h, h, -11, -5, 16}};
-    for (int i = 0; i < 3; i++) coeff[i] = nd_lincomb(sv->ctx, pts, w[i], 5);
-    coeff[3] = nd_mul_scalar(sv->ctx, sv->k[0], h);
-    coeff[4] = sv->y;
-    for (int i = 0; i < 5; i++)
-        if (!coeff[i]) return false;
-    return true;
+    if (!sv->sys->on_step) return 0;
+    nd_interp real = *ip;
+    real.t0 = sv->dir * ip->t0, real.t1 = sv->dir * ip->t1;
+    int rc = sv->sys->on_step(sv->sys, sv->ctx, &real);
+    if (rc > 0) sv->stopped = true;
+    return rc < 0 ? rc : 0;
 }
 
 /* The step about to be tried: [t0, t1] of size dt, cut at the next breakpoint. */
@@ -272,7 +271,8 @@ static int try_step(solver *sv, const step_plan *p, nd_tensor **y1, double *r)
     nd_tensor *err = combine(sv, NULL, tab->c_error, n_k, p->dt);
     nd_ctx_set_grad(sv->ctx, prev);
     if (!*y1 || !err) return -1;
-    *r = norm_of(sv, err->data, sv->y->data, (*y1)->data);
+    *r = nd_ode_norm_which(sv->sys, sv->opt, err->data, sv->y->data, (*y1)->data, sv->scratch,
+                           sv->blocks, &sv->limit_block);
     if (!isfinite(*r)) {
         nd_fail(sv->ctx, ND_ERR_NONFINITE,
                 "%s: the error estimate is not finite at t = %.17g (dt = %.3g)", sv->sys->what,
@@ -285,8 +285,10 @@ static int try_step(solver *sv, const step_plan *p, nd_tensor **y1, double *r)
 /* Moves the solver onto t1: the interpolant of the step, y1, f(t1) (again just past a jump). */
 static int accept_step(solver *sv, const step_plan *p, nd_tensor *y1)
 {
-    nd_tensor *coeff[5], *f1 = sv->k[sv->tab->n_stages];
-    if (!fit_interpolant(sv, y1, f1, p->dt, coeff)) return -1;
+    nd_tensor *f1 = sv->k[sv->tab->n_stages];
+    nd_interp fit;
+    if (!nd_interp_fit(sv->ctx, sv->tab, p->t0, p->t1, sv->y, sv->k[0], y1, f1, sv->k, &fit))
+        return -1;
     if (p->on_jump) {
         /* past a discontinuity f changes: evaluate it again on the far side */
         int rc = eval(sv, p->t1, PERTURB_NEXT, y1, &f1);
@@ -294,19 +296,30 @@ static int accept_step(solver *sv, const step_plan *p, nd_tensor *y1)
         if (sv->next_jump < sv->n_jump - 1) sv->next_jump++;
     }
     if (p->on_step && sv->next_step < sv->n_step - 1) sv->next_step++;
-    for (int i = 0; i < 4; i++) keep(sv, &sv->coeff[i], coeff[i]);
-    keep(sv, &sv->coeff[4], sv->y); /* e = y0, before y moves on */
+    for (int i = 0; i < fit.n_coeff; i++) keep(sv, &sv->ip.c[i], fit.c[i]); /* y0 last */
+    sv->ip.t0 = p->t0, sv->ip.t1 = p->t1, sv->ip.n_coeff = fit.n_coeff;
     keep(sv, &sv->y, y1);
     keep(sv, &sv->f, f1);
     sv->s0 = p->t0, sv->s1 = p->t1;
     sv->stats->accepted++;
-    return 0;
+    return report_step(sv, &sv->ip);
 }
 
 /* The one failure path of a step: the error f or an op recorded first, else f's fatal code. */
 static nd_status step_failed(solver *sv, double s)
 {
     return fail_at(sv, ND_ERR_CALLBACK, s, "f failed");
+}
+
+/* The block that bound the error test, counted by its role and its index in that role. */
+static void count_limit(solver *sv, bool accepted)
+{
+    int b = sv->limit_block;
+    if (b < 0) return;
+    nd_block_role role = sv->sys->role[b];
+    int k = sv->role_index[b] < ND_LIMIT_MAX_BLOCKS ? sv->role_index[b] : ND_LIMIT_MAX_BLOCKS - 1;
+    if ((int)role < 0 || role >= ND_ROLE_COUNT) return;
+    (accepted ? sv->stats->limit.accepted : sv->stats->limit.rejected)[role][k]++;
 }
 
 static nd_status adaptive_step(solver *sv)
@@ -317,39 +330,21 @@ static nd_status adaptive_step(solver *sv)
     nd_mark m = nd_ctx_mark(sv->ctx);
     nd_tensor *y1 = NULL;
     double r;
+    sv->limit_block = -1;
     int rc = try_step(sv, &p, &y1, &r);
     if (rc < 0) return step_failed(sv, p.t0);
     bool accept = rc == 0 && (r <= 1 || p.dt <= sv->min_step);
     if (accept && accept_step(sv, &p, y1) != 0) return step_failed(sv, p.t1);
     if (!accept) sv->stats->rejected++;
+    count_limit(sv, accept);
     sv->dt = next_step_size(sv, p.dt, r, accept);
     if (!sv->taped) nd_ctx_rewind(sv->ctx, m);
     return ND_OK;
 }
 
-/* The state at internal time s in [s0, s1] from the last step's interpolant. */
-static nd_tensor *interpolate(solver *sv, double s)
-{
-    double x = (s - sv->s0) / (sv->s1 - sv->s0);
-    double x2 = x * x, x3 = x2 * x, x4 = x3 * x;
-    const nd_real w[5] = {(nd_real)x4, (nd_real)x3, (nd_real)x2, (nd_real)x, 1};
-    return nd_lincomb(sv->ctx, sv->coeff, w, 5);
-}
-
 /* ---- fixed step --------------------------------------------------------------------------- */
 
 static double *internal_breakpoints(nd_ctx *ctx, const double *t, int n, double dir);
-
-/* Cubic Hermite between (y0, f0) at g0 and (y1, f1) at g1. */
-static nd_tensor *hermite(solver *sv, nd_tensor *y0, nd_tensor *f0, nd_tensor *y1, nd_tensor *f1,
-                          double g0, double g1, double s)
-{
-    double dt = g1 - g0, x = (s - g0) / dt, x2 = x * x, x3 = x2 * x;
-    nd_tensor *pts[4] = {y0, f0, y1, f1};
-    const nd_real w[4] = {(nd_real)(2 * x3 - 3 * x2 + 1), (nd_real)((x3 - 2 * x2 + x) * dt),
-                          (nd_real)(-2 * x3 + 3 * x2), (nd_real)((x3 - x2) * dt)};
-    return nd_lincomb(sv->ctx, pts, w, 4);
-}
 
 /* ---- the solve ---------------------------------------------------------------------------- */
 
@@ -361,6 +356,15 @@ static bool store_row(solver *sv, nd_tensor *row, int i, nd_real *out, nd_tensor
     else
         memcpy(out + (size_t)i * sv->sys->n, row->data, sv->sys->n * sizeof(nd_real));
     return true;
+}
+
+/* After the hook ended the solve: the outputs from the first unwritten one hold the state where
+ * it stopped, so a taped trajectory has every row. */
+static nd_status fill_after_stop(solver *sv, int from, int n_t, nd_real *out, nd_tensor **rows)
+{
+    for (int i = from; i < n_t; i++)
+        if (!store_row(sv, sv->y, i, out, rows)) return nd_ctx_error(sv->ctx);
+    return ND_OK;
 }
 
 static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *out,
@@ -380,10 +384,12 @@ static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *o
                                sv->dir * s[i], sv->dir * sv->s1, sv->dt, ND_DEFAULT_MAX_NUM_STEPS);
             nd_status st = adaptive_step(sv);
             if (st != ND_OK) return st;
+            if (sv->stopped) return fill_after_stop(sv, i, n_t, out, rows);
             n_steps++;
         }
         nd_mark m = nd_ctx_mark(ctx);
-        if (!store_row(sv, interpolate(sv, s[i]), i, out, rows)) return nd_ctx_error(ctx);
+        if (!store_row(sv, nd_interp_at(ctx, &sv->ip, s[i]), i, out, rows))
+            return nd_ctx_error(ctx);
         if (!sv->taped) nd_ctx_rewind(ctx, m);
     }
     return ND_OK;
@@ -487,17 +493,22 @@ static nd_status solve_fixed(solver *sv, const fixed_grid *grid, const double *s
         if (rc != 0 || !y1)
             return fail_at(sv, ND_ERR_CALLBACK, g0, "f failed or asked to reject a fixed step");
         /* f at the new point: the next step's first stage, and the Hermite slope */
-        bool last = g == n_grid - 1;
-        bool need_f1 = !last || s[j] < g1;
+        bool last = g == n_grid - 1, hook = sv->sys->on_step != NULL;
+        bool need_f1 = !last || s[j] < g1 || hook;
         nd_tensor *f1 = f1_buf;
         if (need_f1) {
             rc = eval_into(sv, g1, PERTURB_NONE, y1, &f1);
             if (rc != 0) return fail_at(sv, ND_ERR_CALLBACK, g1, "f failed");
         }
+        nd_interp ip = {0}; /* cubic Hermite over the step, fitted when needed */
+        bool fit = hook || (j < n_t && s[j] < g1);
+        if (fit && !nd_interp_fit(ctx, NULL, g0, g1, sv->y, sv->f, y1, f1, NULL, &ip))
+            return nd_ctx_error(ctx);
         for (; j < n_t && s[j] <= g1; j++) {
-            nd_tensor *row = s[j] == g1 ? y1 : hermite(sv, sv->y, sv->f, y1, f1, g0, g1, s[j]);
+            nd_tensor *row = s[j] == g1 ? y1 : nd_interp_at(ctx, &ip, s[j]);
             if (!store_row(sv, row, j, out, rows)) return nd_ctx_error(ctx);
         }
+        if (hook && report_step(sv, &ip) < 0) return nd_ctx_error(ctx);
         if (sv->taped) {
             sv->y = y1, sv->f = f1;
         } else {
@@ -506,6 +517,7 @@ static nd_status solve_fixed(solver *sv, const fixed_grid *grid, const double *s
             nd_ctx_rewind(ctx, m);
         }
         sv->stats->accepted++;
+        if (sv->stopped) return fill_after_stop(sv, j, n_t, out, rows);
     }
     return ND_OK;
 }
@@ -564,7 +576,11 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     }
     sv.scratch = nd_ctx_alloc(ctx, n * sizeof *sv.scratch);
     sv.blocks = nd_ctx_alloc(ctx, (size_t)sys->n_blocks * sizeof *sv.blocks);
-    if (!s || !sv.scratch || !sv.blocks) return nd_ctx_error(ctx);
+    sv.role_index = nd_ctx_alloc(ctx, (size_t)sys->n_blocks * sizeof *sv.role_index);
+    if (!s || !sv.scratch || !sv.blocks || !sv.role_index) return nd_ctx_error(ctx);
+    int seen[ND_ROLE_COUNT] = {0};
+    for (int b = 0; b < sys->n_blocks; b++)
+        sv.role_index[b] = sys->role[b] < ND_ROLE_COUNT ? seen[sys->role[b]]++ : 0;
     sv.next_step = first_after(sv.step_s, sv.n_step, s[0]);
     sv.next_jump = first_after(sv.jump_s, sv.n_jump, s[0]);
     sv.min_step = fmin(opt->min_step, s[n_t - 1] - s[0]); /* never a step past the interval's */
@@ -577,7 +593,7 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     } else {
         sv.y = nd_copy(ctx, y0);
         sv.f = nd_tensor_new(ctx, 1, shape);
-        for (int i = 0; i < 5; i++) sv.coeff[i] = nd_tensor_new(ctx, 1, shape);
+        for (int i = 0; i < ND_INTERP_MAX_COEFF; i++) sv.ip.c[i] = nd_tensor_new(ctx, 1, shape);
         for (int i = 1; i <= sv.tab->n_stages; i++) sv.k[i] = nd_tensor_new(ctx, 1, shape);
         if (nd_ctx_error(ctx)) return nd_ctx_error(ctx);
     }
@@ -590,7 +606,8 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
     sv.s0 = sv.s1 = s[0];
     if (!sv.tab->c_error) return solve_fixed(&sv, &grid, s, n_t, out, rows);
 
-    for (int i = 0; i < 5; i++) keep(&sv, &sv.coeff[i], sv.y);
+    for (int i = 0; i < ND_INTERP_MAX_COEFF; i++) keep(&sv, &sv.ip.c[i], sv.y);
+    sv.ip.n_coeff = ND_INTERP_MAX_COEFF;
     if (opt->first_step > 0) {
         sv.dt = opt->first_step;
     } else if (initial_step(&sv, s[0], sv.y, sv.f, &sv.dt) != 0) {

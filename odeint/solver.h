@@ -11,6 +11,7 @@
 #ifndef ND_SOLVER_H
 #define ND_SOLVER_H
 
+#include "odeint/interp.h"
 #include "odeint/odeint.h"
 
 typedef struct nd_ode_system nd_ode_system;
@@ -25,6 +26,13 @@ struct nd_ode_system {
     const double *rtol;        /* (n_blocks,) */
     const double *atol;        /* (n_blocks,) */
     const char *what;          /* "nd_odeint[_tuple]" or "adjoint of nd_odeint[_tuple]": messages */
+    /* Optional (NULL: none): called after every accepted step with its interpolant in real time
+     * (ip->t0, ip->t1 the step's ends as the system sees them). Taped, the coefficients are
+     * recorded tensors that stay; untaped, buffers overwritten by the next step (copy what you
+     * keep, e.g. with nd_interp_at_buf). Return 0 to go on, > 0 to end the solve after this step
+     * (nd_ode_solve returns ND_OK; the outputs not yet written hold the state at the step's end),
+     * < 0 to fail with the error recorded in ctx. Dense solutions and events use it. */
+    int (*on_step)(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip);
 };
 
 typedef struct {
@@ -43,6 +51,12 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
  * solver's norm; yb may be NULL. For user norms: scratch (n,) and blocks (n_blocks,). */
 double nd_ode_norm(const nd_ode_system *sys, const nd_solver_options *opt, const nd_real *num,
                    const nd_real *ya, const nd_real *yb, nd_real *scratch, const nd_real **blocks);
+
+/* nd_ode_norm that also says which block bound: *block is the block with the largest RMS among
+ * those the norm counts (every block under a user norm), -1 when none has a finite error. */
+double nd_ode_norm_which(const nd_ode_system *sys, const nd_solver_options *opt, const nd_real *num,
+                         const nd_real *ya, const nd_real *yb, nd_real *scratch,
+                         const nd_real **blocks, int *block);
 
 /* Checks a solver's options (per-block tolerances over n_blocks blocks); ND_OK or an error naming
  * what (e.g. "nd_odeint") and the field (options.c). */

@@ -11,6 +11,9 @@
 /* The state a higher layer keeps in ctx (NULL until set). nd_ctx_destroy calls destroy(state). */
 void *nd_ctx_ext(const nd_ctx *ctx);
 void nd_ctx_set_ext(nd_ctx *ctx, void *state, void (*destroy)(void *state));
+/* How many times nd_ctx_reset has run: an object that keeps arena memory past a call (a dense
+ * solution's graph) can tell that it is gone. */
+uint64_t nd_ctx_resets(const nd_ctx *ctx);
 
 /* The check every op starts with: true when ctx and each of the n inputs are non-NULL. A NULL
  * input records "<fn>: input <names[i]> is NULL" unless an earlier error is recorded (which then
@@ -27,5 +30,11 @@ bool nd_check_inputs(nd_ctx *ctx, const char *fn, int n, const nd_tensor *const 
 /* Allocation of an arena tensor header and its data for shape (no checks on user input beyond
  * overflow); used by every op. NULL when ctx is NULL. */
 nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape);
+
+/* A persistent tensor header over base's elements [offset, offset + size of shape) and the same
+ * slice of base's grad (NULL when base has none): t->base = base, so nd_tensor_destroy(t) frees
+ * the header only. The caller checks that the slice fits; NULL with ND_ERR_NOMEM in ctx. */
+nd_tensor *nd_tensor_persistent_view(nd_ctx *ctx, nd_tensor *base, size_t offset, int ndim,
+                                     const int *shape);
 
 #endif

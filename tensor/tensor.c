@@ -65,11 +65,26 @@ nd_tensor *nd_tensor_create(nd_ctx *ctx, int ndim, const int *shape, bool requir
 void nd_tensor_destroy(nd_tensor *t)
 {
     if (!t) return;
-    if (t->persistent) {
+    if (t->persistent && !t->base) { /* a view's memory belongs to its base */
         free(t->data);
         free(t->grad);
     }
     free(t);
+}
+
+nd_tensor *nd_tensor_persistent_view(nd_ctx *ctx, nd_tensor *base, size_t offset, int ndim,
+                                     const int *shape)
+{
+    nd_tensor *t = malloc(sizeof *t);
+    if (!t) return nd_fail_null(ctx, ND_ERR_NOMEM, "nd_tensor_persistent_view: header");
+    size_t size = 1;
+    for (int i = 0; i < ndim; i++) size *= (size_t)shape[i];
+    set_shape(t, ndim, shape, size);
+    t->data = base->data + offset;
+    t->grad = base->grad ? base->grad + offset : NULL;
+    t->persistent = true;
+    t->base = base;
+    return t;
 }
 
 nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape)

@@ -67,7 +67,9 @@ ND_API const char *nd_version(void);
     X(ND_ERR_NONFINITE, "non-finite value")                                                        \
     X(ND_ERR_CALLBACK, "user callback failed")                                                     \
     X(ND_ERR_STEP_UNDERFLOW, "ODE step size underflow")                                            \
-    X(ND_ERR_MAX_STEPS, "ODE solver exceeded max_num_steps")
+    X(ND_ERR_MAX_STEPS, "ODE solver exceeded max_num_steps")                                       \
+    X(ND_ERR_NO_EVENT, "no ODE event before the end of the interval")                              \
+    X(ND_ERR_DIST, "distributed run failed")
 
 typedef enum {
 #define ND_X_ENUM(code, text) code,
@@ -106,10 +108,14 @@ struct nd_tensor {
     uint64_t needed;          /* engine-owned: mark of the sweep that needs this gradient */
     bool consumed;            /* engine-owned: nd_backward went through this op's node */
     const char *name;         /* optional, for messages and checkpoints */
+    nd_tensor *base; /* a persistent view (nd_module_flatten): data and grad are slices of base's,
+                        which owns them; NULL for a tensor that owns its memory */
 };
 
 /* Caller-owned tensor that survives nd_ctx_reset, zero-filled, with its own grad buffer when
- * requires_grad. The ctx is only used to report errors. Free with nd_tensor_destroy. */
+ * requires_grad. The ctx is only used to report errors. Free with nd_tensor_destroy, which frees
+ * the data and grad too, unless the tensor is a view of a block (t->base set by
+ * nd_module_flatten): then the block's owner frees them. */
 ND_API nd_tensor *nd_tensor_create(nd_ctx *ctx, int ndim, const int *shape, bool requires_grad);
 ND_API void nd_tensor_destroy(nd_tensor *t);
 

@@ -1344,6 +1344,58 @@ START_TEST(test_loader_epochs_cover_every_example_once)
 }
 END_TEST
 
+/* Sharded loaders (one per rank, same seed) split every global batch of the unsharded loader into
+ * contiguous shares, in rank order, over two epochs; a last batch smaller than the ranks is
+ * dropped, and bad ranks are refused */
+START_TEST(test_loader_shards_split_the_global_batches)
+{
+    enum { N = 17, B = 8, MAXR = 3 };
+    nd_dataset *ds = id_dataset(N);
+    for (int R = 1; R <= MAXR; R++) {
+        nd_loader *whole = NULL, *ld[MAXR] = {0};
+        ck_assert_int_eq(nd_loader_create(ctx, ds, B, true, false, 11, &whole), ND_OK);
+        nd_tensor *xw = nd_tensor_create(ctx, 2, (int[]){B, 2}, false), *x[MAXR];
+        for (int r = 0; r < R; r++) {
+            ck_assert_int_eq(nd_loader_create(ctx, ds, B, true, false, 11, &ld[r]), ND_OK);
+            ck_assert_int_eq(nd_loader_shard(ctx, ld[r], r, R), ND_OK);
+            ck_assert_int_eq(ld[r]->rows, (B + R - 1) / R);
+            x[r] = nd_tensor_create(ctx, 2, (int[]){ld[r]->rows, 2}, false);
+        }
+        for (int epoch = 0; epoch < 2; epoch++) {
+            int lw[B], m;
+            while ((m = next_batch(whole, xw, NULL, lw)) > 0) {
+                int got = 0, lr[B];
+                for (int r = 0; r < R; r++) {
+                    int mr = next_batch(ld[r], x[r], NULL, lr);
+                    if (m < R) { /* dropped: every shard ends its epoch here */
+                        ck_assert_int_eq(mr, 0);
+                        continue;
+                    }
+                    ck_assert_int_eq(mr, (r + 1) * m / R - r * m / R);
+                    ck_assert_mem_eq(lr, lw + got, (size_t)mr * sizeof(int));
+                    got += mr;
+                }
+                if (m >= R) ck_assert_int_eq(got, m);
+            }
+            for (int r = 0; r < R; r++) /* 17 = 8 + 8 + 1: the 1 is dropped for R > 1 */
+                if (N % B >= R) ck_assert_int_eq(next_batch(ld[r], x[r], NULL, NULL), 0);
+        }
+        for (int r = 0; r < R; r++) nd_loader_destroy(ld[r]), nd_tensor_destroy(x[r]);
+        nd_loader_destroy(whole);
+        nd_tensor_destroy(xw);
+    }
+    nd_loader *ld = NULL;
+    ck_assert_int_eq(nd_loader_create(ctx, ds, 2, true, false, 1, &ld), ND_OK);
+    ck_assert_int_eq(nd_loader_shard(ctx, ld, 2, 2), ND_ERR_ARG);
+    expect_error(ND_ERR_ARG, "nd_loader_shard", "rank 2 of 2");
+    nd_ctx_clear_error(ctx);
+    ck_assert_int_eq(nd_loader_shard(ctx, ld, 0, 3), ND_ERR_ARG);
+    expect_error(ND_ERR_ARG, "nd_loader_shard", "batch of 2", "3 ranks");
+    nd_loader_destroy(ld);
+    nd_dataset_destroy(ds);
+}
+END_TEST
+
 START_TEST(test_loader_in_order_drop_last_and_one_hot)
 {
     enum { N = 10, B = 4 };
@@ -1531,6 +1583,7 @@ static Suite *io_suite(void)
     tcase_add_test(batch, test_permutation_is_seeded_fisher_yates);
     tcase_add_test(batch, test_loader_epochs_cover_every_example_once);
     tcase_add_test(batch, test_loader_in_order_drop_last_and_one_hot);
+    tcase_add_test(batch, test_loader_shards_split_the_global_batches);
     tcase_add_test(batch, test_loader_and_gather_reject_bad_tensors);
     tcase_add_test(batch, test_split_subset_and_limit);
     for (int i = 0; i < 6; i++) suite_add_tcase(s, all[i]);

@@ -1147,6 +1147,162 @@ START_TEST(test_null_input_names_the_op_and_argument)
 END_TEST
 
 /* ---------------------------------------------------------------------------------------------
+ * the flat parameter block (nd_module_flatten)
+ */
+
+/* an MLP 3 -> 5 -> 2 with tanh, the same weights for the same seed */
+static nd_module *small_mlp(uint64_t seed)
+{
+    nd_rng rng = nd_rng_seed(seed);
+    nd_module *m = nd_mlp_create(ctx, 3, (int[]){3, 5, 2}, ND_ACT_TANH, &rng);
+    ck_assert_msg(m, "%s", nd_ctx_errmsg(ctx));
+    return m;
+}
+
+/* one forward and backward of mean((mlp(x))^2) on a fixed batch (4, 3) */
+static void small_backward(nd_module *m)
+{
+    nd_tensor *x = nd_tensor_new(ctx, 2, (int[]){4, 3});
+    ck_assert_ptr_nonnull(x);
+    for (size_t i = 0; i < x->size; i++) x->data[i] = (nd_real)(0.3 * (double)i - 1.1);
+    nd_tensor *y = nd_module_forward(ctx, m, x);
+    nd_tensor *loss = nd_mean(ctx, nd_mul(ctx, y, y));
+    ck_assert_msg(loss && nd_backward(ctx, loss, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_reset(ctx);
+}
+
+/* Each parameter becomes a slice of one block, values and gradients alike: writing the block is
+ * writing the parameter, a backward fills the block's grad, and the state round-trips a
+ * checkpoint as before. */
+START_TEST(test_flatten_views_alias_the_block)
+{
+    nd_module *m = small_mlp(3), *ref_m = small_mlp(3);
+    nd_param_list l = {0}, ref_l = {0};
+    ck_assert_int_eq(nd_module_params(ctx, m, &l), ND_OK);
+    ck_assert_int_eq(nd_module_params(ctx, ref_m, &ref_l), ND_OK);
+    nd_tensor *flat = nd_module_flatten(ctx, m);
+    ck_assert_msg(flat, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_ptr_eq(nd_module_flatten(ctx, m), flat); /* a second call: the same block */
+    ck_assert_uint_eq(flat->size, nd_param_list_numel(&l));
+    ck_assert_uint_eq(flat->size, 3 * 5 + 5 + 5 * 2 + 2);
+    size_t off = 0;
+    for (int i = 0; i < l.n; i++) {
+        nd_tensor *t = l.items[i].tensor;
+        ck_assert_ptr_eq(t->base, flat);
+        ck_assert_ptr_eq(t->data, flat->data + off);
+        ck_assert_ptr_eq(t->grad, flat->grad + off);
+        /* values unchanged, and a write through the block is seen by the parameter */
+        ck_assert(memcmp(t->data, ref_l.items[i].tensor->data, t->size * sizeof(nd_real)) == 0);
+        nd_real old = flat->data[off];
+        flat->data[off] = (nd_real)42;
+        ck_assert(t->data[0] == (nd_real)42);
+        flat->data[off] = old;
+        off += t->size;
+    }
+    /* the gradients land in the block, equal to the unflattened model's */
+    small_backward(m);
+    small_backward(ref_m);
+    off = 0;
+    for (int i = 0; i < ref_l.n; i++) {
+        const nd_tensor *r = ref_l.items[i].tensor;
+        ck_assert(memcmp(flat->grad + off, r->grad, r->size * sizeof(nd_real)) == 0);
+        off += r->size;
+    }
+    nd_module_zero_grad(m);
+    for (size_t k = 0; k < flat->size; k++) ck_assert(flat->grad[k] == 0);
+    /* a checkpoint of the flattened model loads into the plain one and back */
+    const char *path = "test_nn_flat.safetensors";
+    ck_assert_int_eq(nd_save(ctx, path, l.items, l.n, NULL), ND_OK);
+    for (int i = 0; i < ref_l.n; i++)
+        memset(ref_l.items[i].tensor->data, 0, ref_l.items[i].tensor->size * sizeof(nd_real));
+    ck_assert_int_eq(nd_load(ctx, path, ref_l.items, ref_l.n, NULL), ND_OK);
+    memset(flat->data, 0, flat->size * sizeof(nd_real));
+    ck_assert_int_eq(nd_load(ctx, path, l.items, l.n, NULL), ND_OK);
+    for (int i = 0; i < l.n; i++)
+        ck_assert(memcmp(l.items[i].tensor->data, ref_l.items[i].tensor->data,
+                         l.items[i].tensor->size * sizeof(nd_real)) == 0);
+    remove(path);
+    nd_param_list_destroy(&l);
+    nd_param_list_destroy(&ref_l);
+    nd_module_destroy(m); /* frees the block once (ASan would see a double free or a leak) */
+    nd_module_destroy(ref_m);
+}
+END_TEST
+
+/* One pass over the block is the per-parameter update, bit for bit, for every optimizer case */
+START_TEST(test_flatten_optimizer_step_equals_per_parameter)
+{
+    nd_module *m = small_mlp(5), *ref_m = small_mlp(5);
+    nd_param_list l = {0}, ref_l = {0};
+    ck_assert_ptr_nonnull(nd_module_flatten(ctx, m));
+    ck_assert_int_eq(nd_module_params(ctx, m, &l), ND_OK);
+    ck_assert_int_eq(nd_module_params(ctx, ref_m, &ref_l), ND_OK);
+    nd_optimizer *opt = make_optimizer(_i, l.items, l.n);
+    nd_optimizer *ref_opt = make_optimizer(_i, ref_l.items, ref_l.n);
+    ck_assert_msg(opt && ref_opt, "%s", nd_ctx_errmsg(ctx));
+    for (int k = 0; k < OPT_STEPS; k++) {
+        nd_optimizer_zero_grad(opt);
+        nd_optimizer_zero_grad(ref_opt);
+        small_backward(m);
+        small_backward(ref_m);
+        ck_assert_int_eq(nd_optimizer_step(ctx, opt), ND_OK);
+        ck_assert_int_eq(nd_optimizer_step(ctx, ref_opt), ND_OK);
+    }
+    for (int i = 0; i < l.n; i++)
+        ck_assert_msg(memcmp(l.items[i].tensor->data, ref_l.items[i].tensor->data,
+                             l.items[i].tensor->size * sizeof(nd_real)) == 0,
+                      "%s: %s differs after %d steps", optim_cases[_i].name, l.items[i].name,
+                      OPT_STEPS);
+    int n, ref_n; /* the state too, under the same names */
+    const nd_param *st = nd_optimizer_state(opt, &n), *ref_st = nd_optimizer_state(ref_opt, &ref_n);
+    ck_assert_int_eq(n, ref_n);
+    for (int i = 0; i < n; i++) {
+        ck_assert_str_eq(st[i].name, ref_st[i].name);
+        ck_assert(memcmp(st[i].tensor->data, ref_st[i].tensor->data,
+                         st[i].tensor->size * sizeof(nd_real)) == 0);
+    }
+    nd_optimizer_destroy(opt);
+    nd_optimizer_destroy(ref_opt);
+    nd_param_list_destroy(&l);
+    nd_param_list_destroy(&ref_l);
+    nd_module_destroy(m);
+    nd_module_destroy(ref_m);
+}
+END_TEST
+
+START_TEST(test_flatten_rejects_nested_and_late_parameters)
+{
+    nd_rng rng = nd_rng_seed(1);
+    nd_module *inner = small_mlp(1);
+    ck_assert_ptr_nonnull(nd_module_flatten(ctx, inner));
+    nd_module *outer = nd_sequential_create(
+        ctx, 2, (nd_module *[]){inner, nd_linear_create(ctx, 2, 2, true, &rng)});
+    ck_assert_ptr_nonnull(outer);
+    ck_assert_ptr_null(nd_module_flatten(ctx, outer));
+    expect_error(ND_ERR_ARG, "nd_module_flatten", "0.0.weight", "already lives in a block");
+    ck_assert_ptr_null(outer->flat);
+    nd_ctx_clear_error(ctx);
+    /* a parameter added after flattening */
+    nd_module *m = small_mlp(2);
+    ck_assert_ptr_nonnull(nd_module_flatten(ctx, m));
+    ck_assert_ptr_nonnull(nd_module_new_param(ctx, m, "extra", 1, (int[]){2}));
+    ck_assert_ptr_null(nd_module_flatten(ctx, m));
+    expect_error(ND_ERR_ARG, "nd_module_flatten", "added or changed");
+    nd_ctx_clear_error(ctx);
+    /* nothing to flatten */
+    nd_module *act = nd_activation_create(ctx, ND_ACT_TANH);
+    ck_assert_ptr_null(nd_module_flatten(ctx, act));
+    expect_error(ND_ERR_ARG, "nd_module_flatten", "0 parameter elements");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_module_flatten(ctx, NULL));
+    expect_error(ND_ERR_ARG, "module is NULL");
+    nd_module_destroy(act);
+    nd_module_destroy(m);
+    nd_module_destroy(outer);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------------------------
  */
 static Suite *nn_suite(void)
 {
@@ -1188,6 +1344,9 @@ static Suite *nn_suite(void)
     tcase_add_test(opt, test_optimizer_null_options_are_the_defaults);
     tcase_add_test(opt, test_clip_grad_norm_matches_torch);
     tcase_add_test(opt, test_lr_schedules_match_torch);
+    tcase_add_test(opt, test_flatten_views_alias_the_block);
+    tcase_add_loop_test(opt, test_flatten_optimizer_step_equals_per_parameter, 0, n_optim);
+    tcase_add_test(err, test_flatten_rejects_nested_and_late_parameters);
     tcase_add_test(err, test_linear_rejects_wrong_features);
     tcase_add_test(err, test_layers_reject_wrong_shapes);
     tcase_add_test(err, test_losses_reject_bad_input);

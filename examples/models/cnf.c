@@ -180,6 +180,7 @@ nd_status cnf_paired_norms(nd_ctx *ctx, const cnf_model *m, nd_tensor *x /* (B, 
                                    .nfe_backward = stats->backward.nfe,
                                    .accepted_backward = stats->backward.accepted,
                                    .rejected_backward = stats->backward.rejected,
+                                   .limit_backward = stats->backward.limit,
                                    .ms_backward = clock_wall_ms() - t0};
         double diff = 0, scale = 0;
         size_t k = 0;

@@ -58,9 +58,10 @@ extern const cnf_norm_case CNF_NORM_CASES[CNF_N_NORM_CASES];
 typedef struct {
     double loss; // -mean log p of the batch (the same for every case)
     long nfe_forward, nfe_backward, accepted_backward, rejected_backward;
-    double ms_backward;       // wall time of nd_backward alone
-    double max_rel_grad_diff; // max_k |g_k - g_ref,k| / max_k |g_ref,k| over all parameters,
-                              // against case 0 (0 for case 0 itself)
+    nd_limit_stats limit_backward; // which block bound the backward steps
+    double ms_backward;            // wall time of nd_backward alone
+    double max_rel_grad_diff;      // max_k |g_k - g_ref,k| / max_k |g_ref,k| over all parameters,
+                                   // against case 0 (0 for case 0 itself)
 } cnf_norm_result;
 
 /* For each case: forward solve at opts, loss, backward with that case's norm; results in out,

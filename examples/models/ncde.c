@@ -199,6 +199,7 @@ nd_status ncde_measure_norms(nd_ctx *ctx, ncde_model *m, const spline_path *X, c
                                     .nfe_backward = stats->backward.nfe,
                                     .accepted_backward = stats->backward.accepted,
                                     .rejected_backward = stats->backward.rejected,
+                                    .limit_backward = stats->backward.limit,
                                     .ms_forward = t1 - t0,
                                     .ms_backward = t2 - t1};
             size_t off = 0;

@@ -92,6 +92,7 @@ typedef struct {
     double loss;
     long nfe_forward, nfe_backward; // backward: adjoint evaluations (f + VJP each)
     long accepted_backward, rejected_backward;
+    nd_limit_stats limit_backward; // which block bound the backward steps
     double ms_forward, ms_backward;
     double max_rel_grad_diff; // max_i |g_i - ref_i| / max(|ref_i|, 1e-3 max_j |ref_j|), ref:
                               // the default norm's gradient (bench/seminorm's definition)
