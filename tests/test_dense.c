@@ -389,7 +389,7 @@ static double thr_time(double y0v, double k, double theta, const nd_event_option
     nd_tensor *te, *ye, *params[2] = {d.k, d.theta};
     nd_status st = nd_odeint_event(ctx, thr_f, thr_g, &d, y0, 0, 20, params, 2, &o, eo, &te, &ye);
     ck_assert_msg(st == ND_OK, "%s", nd_ctx_errmsg(ctx));
-    ck_assert_double_eq_tol(ye->data[0], theta, 1e-8); /* the state is on the threshold */
+    ck_assert_double_eq_tol(ye->data[0], theta, BY_PRECISION(1e-8, 1e-5)); /* on the threshold */
     if (grad) {
         ck_assert_msg(nd_backward(ctx, te, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
         grad[0] = y0->grad[0], grad[1] = d.k->grad[0], grad[2] = d.theta->grad[0];
