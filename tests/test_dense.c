@@ -5,8 +5,8 @@
  * solutions (nd_ode_solution): values equal to nd_odeint's without calling f again, both time
  * directions, Hermite for fixed-step methods; gradcheck (first and second order) under backprop;
  * errors and the arena lifetime. Events (nd_odeint_event): the bouncing ball's first impact and
- * a parameter-dependent threshold against their closed forms and central differences, in the
- * adjoint and backprop modes; directions, tolerance, both time directions, errors.
+ * a parameter-dependent threshold against their closed forms and central differences, in every
+ * gradient mode; directions, tolerance, both time directions, errors.
  */
 #include <check.h>
 #include <math.h>
@@ -332,9 +332,11 @@ START_TEST(test_event_bouncing_ball_against_closed_form)
     /* t* = (v0 + S) / g, v* = -S: their derivatives in h0, v0, g (h* = 0 has none) */
     const double dt[3] = {1 / S, (1 + v0 / S) / g, h0 / (S * g) - t_star / g};
     const double dv[3] = {-g / S, -v0 / S, -h0 / S};
-    for (int mode = 0; mode < 2; mode++) {
+    const nd_grad_mode modes[] = {ND_GRAD_ADJOINT, ND_GRAD_BACKPROP, ND_GRAD_INTERP_ADJOINT,
+                                  ND_GRAD_QUADRATURE_ADJOINT};
+    for (int mode = 0; mode < (int)(sizeof modes / sizeof *modes); mode++) {
         double grad[3];
-        double L = ball_loss(h0, v0, g, mode ? ND_GRAD_BACKPROP : ND_GRAD_ADJOINT, grad);
+        double L = ball_loss(h0, v0, g, modes[mode], grad);
         ck_assert_double_eq_tol(L, t_star - 0.3 * S, BY_PRECISION(1e-8, 1e-4));
         for (int k = 0; k < 3; k++) {
             double want = dt[k] + 0.3 * dv[k];
