@@ -440,12 +440,13 @@ static int osc_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
     return 0;
 }
 
-static double osc_event(double t_end, int direction, double tol)
+static double osc_event(double t_end, int direction, double tol, nd_ode_method method)
 {
     nd_event_options eo = {.direction = direction, .tol = tol};
     nd_tensor *te, *ye, *y0 = vec(2, (double[]){sin(0.5), cos(0.5)});
     nd_ode_options o = ND_ODE_DEFAULT;
     o.solver.rtol = o.solver.atol = 1e-10;
+    o.solver.method = method, o.solver.step_size = method == ND_RK4 ? 0.01 : 0;
     ck_assert_int_eq(
         nd_odeint_event(ctx, osc_f, ball_height, NULL, y0, 0, t_end, NULL, 0, &o, &eo, &te, &ye),
         ND_OK);
@@ -461,12 +462,14 @@ static nd_tensor *two_numbers(nd_ctx *c, nd_tensor *t, nd_tensor *y, void *u)
 START_TEST(test_event_direction_tolerance_and_errors)
 {
     double tol = BY_PRECISION(1e-8, 1e-4);
-    ck_assert_double_eq_tol(osc_event(10, 0, 0), M_PI - 0.5, tol);
-    ck_assert_double_eq_tol(osc_event(10, -1, 0), M_PI - 0.5, tol);
-    ck_assert_double_eq_tol(osc_event(10, 1, 0), 2 * M_PI - 0.5, tol);
-    ck_assert_double_eq_tol(osc_event(-10, 0, 0), -0.5, tol); /* backwards in time */
+    ck_assert_double_eq_tol(osc_event(10, 0, 0, ND_DOPRI5), M_PI - 0.5, tol);
+    ck_assert_double_eq_tol(osc_event(10, -1, 0, ND_DOPRI5), M_PI - 0.5, tol);
+    ck_assert_double_eq_tol(osc_event(10, 1, 0, ND_DOPRI5), 2 * M_PI - 0.5, tol);
+    ck_assert_double_eq_tol(osc_event(-10, 0, 0, ND_DOPRI5), -0.5, tol); /* backwards in time */
+    /* a fixed-step method: the root on its cubic Hermite interpolants */
+    ck_assert_double_eq_tol(osc_event(10, 0, 0, ND_RK4), M_PI - 0.5, BY_PRECISION(1e-7, 1e-4));
     /* a loose tolerance is honoured, and no more: the bisection stops early */
-    double loose = osc_event(10, 0, 1e-2);
+    double loose = osc_event(10, 0, 1e-2, ND_DOPRI5);
     ck_assert_double_eq_tol(loose, M_PI - 0.5, 1e-2);
     ck_assert_double_ne_tol(loose, M_PI - 0.5, 1e-9);
     /* the last step passes t_end: a crossing beyond it is not an event */
