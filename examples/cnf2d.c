@@ -42,6 +42,9 @@
  * seminorm, and the paper's seminorm (nodal's ND_NORM_SEMINORM), at the training tolerances and
  * at the paper's (1e-3, 1e-6), (1e-4, 1e-7), (1e-5, 1e-8). The model, the data and that
  * measurement live in examples/models/cnf.c, which bench/seminorm links as well.
+ * Data-parallel: `mpirun -np N ./build/examples/cnf2d ...` (README, "Data-parallel training over
+ * MPI") splits each global batch of --batch across the N ranks and averages their gradients;
+ * rank 0 alone prints and draws; the JSON adds per-rank NFE and waiting times.
  * Exit status: 0 when training ran (good or not), 1 on any library error, 2 on bad flags.
  */
 #include <limits.h>
