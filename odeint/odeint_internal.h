@@ -52,7 +52,8 @@ typedef struct {
 bool nd_forward_system_init(nd_ctx *ctx, nd_forward_system *fs, const nd_user_system *us,
                             const nd_solver_options *so);
 
-typedef struct nd_replay nd_replay; /* replay.h */
+typedef struct nd_replay nd_replay;           /* replay.h */
+typedef struct nd_checkpoints nd_checkpoints; /* checkpoint.c */
 
 typedef struct {
     uint32_t magic;     /* ND_ODEINT_MAGIC: lets nd_odeint_stats recognise its trajectories */
@@ -66,6 +67,7 @@ typedef struct {
     bool t_grad;
     nd_ode_options opts; /* the adjoint's inheritance resolved, breakpoints copied into the arena */
     nd_replay *replay;   /* the interpolating adjoints' checkpoints (replay.h), else NULL */
+    nd_checkpoints *ckpt; /* checkpointed backprop's solver states (checkpoint.c), else NULL */
 } nd_odeint_saved;
 
 #define ND_ODEINT_MAGIC 0x6f64656eu /* "oden" */
@@ -78,6 +80,15 @@ nd_tensor *nd_odeint_time_op(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packed
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
 /* ... with ND_GRAD_INTERP_ADJOINT or ND_GRAD_QUADRATURE_ADJOINT (adjoint_interp.c). */
 void nd_odeint_interp_backward(nd_ctx *ctx, nd_tensor *out, void *state);
+
+/* Checkpointed backprop (checkpoint.c): before the forward solve, sv->ckpt set up over a copy of
+ * fs that keeps solver states (an error for fixed-step methods and when t requires grad); the
+ * forward solve runs on nd_checkpoint_system(sv); after it (packed NULL when it failed), the
+ * states kept are final. The backward replays each segment taped and backpropagates through it. */
+bool nd_checkpoint_begin(nd_ctx *ctx, nd_odeint_saved *sv, const nd_forward_system *fs);
+nd_ode_system *nd_checkpoint_system(nd_odeint_saved *sv);
+bool nd_checkpoint_end(nd_ctx *ctx, nd_odeint_saved *sv, const nd_tensor *packed);
+void nd_odeint_checkpoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
 
 /* The adjoint's solver options: every unset field of adjoint taken from forward (options.c). */
 nd_solver_options nd_ode_resolve_adjoint(const nd_solver_options *forward,
