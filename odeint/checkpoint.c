@@ -204,8 +204,13 @@ static bool replay_segment(nd_ctx *ctx, ckpt_pass *p, int k, nd_tensor **start, 
     if (st != ND_OK || (!last && !cp->end_y)) return false;
     double s_end = last ? INFINITY : cp->kept[k + 1].s1;
     segment_outputs(cp, k, s_end, last, lo, hi);
-    for (int i = *lo; i < *hi; i++) /* the outputs in the step the replay stopped after */
-        if (!rows[i] && !(rows[i] = nd_interp_at(ctx, &cp->last, sv->tv[i]))) return false;
+    /* the outputs in the step the replay stopped after: the solver stops before it writes them
+     * (it fills them with the state where it stopped) */
+    double dir = sv->tv[sv->n_t - 1] > sv->tv[0] ? 1 : -1;
+    for (int i = *lo; i < *hi && !last; i++)
+        if (dir * sv->tv[i] > dir * cp->last.t0 &&
+            !(rows[i] = nd_interp_at(ctx, &cp->last, sv->tv[i])))
+            return false;
     return true;
 }
 

@@ -114,6 +114,12 @@ static nd_status check_options(nd_ctx *ctx, const char *name, nd_ode_options *o,
 
 /* ---- the forward system ------------------------------------------------------------------- */
 
+static int forward_on_step(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip)
+{
+    const nd_step_observer *obs = ((nd_forward_system *)sys)->obs;
+    return obs->on_step(obs->data, ctx, ip);
+}
+
 static int forward_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *y, nd_tensor **dy)
 {
     const nd_user_system *us = ((nd_forward_system *)sys)->us;
@@ -134,6 +140,7 @@ bool nd_forward_system_init(nd_ctx *ctx, nd_forward_system *fs, const nd_user_sy
         atol[b] = so->atol_blocks ? so->atol_blocks[b] : so->atol;
     }
     fs->us = us;
+    fs->obs = NULL;
     fs->sys = (nd_ode_system){.eval = forward_eval,
                               .n = us->n,
                               .n_blocks = n_y,
@@ -271,10 +278,10 @@ static nd_odeint_saved *save(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void
     return nd_ctx_error(ctx) ? NULL : sv;
 }
 
-static nd_status odeint_impl(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode_tuple_fn fn,
+nd_status nd_odeint_observed(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode_tuple_fn fn,
                              void *user_data, nd_tensor *const *y0s, int n_y, nd_tensor *t,
                              nd_tensor *const *params, int n_params, const nd_ode_options *opts,
-                             nd_tensor **ys_out)
+                             const nd_step_observer *obs, nd_tensor **ys_out)
 {
     nd_ode_options o = opts ? *opts : ND_ODE_DEFAULT;
     nd_status st = check_tensors(ctx, name, y0s, n_y, t, params, n_params);
@@ -291,6 +298,7 @@ static nd_status odeint_impl(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode
     nd_forward_system fs;
     if (!sv || !nd_forward_system_init(ctx, &fs, &sv->us, &sv->opts.solver))
         return nd_ctx_error(ctx);
+    if (obs) fs.obs = obs, fs.sys.on_step = forward_on_step;
     sv->t_grad = t_grad;
     nd_breakpoints bp = {sv->opts.step_t, sv->opts.jump_t, o.n_step_t, o.n_jump_t};
 
@@ -321,8 +329,8 @@ nd_tensor *nd_odeint(nd_ctx *ctx, nd_ode_fn f, void *user_data, nd_tensor *y0, n
     if (nd_ctx_error(ctx)) return NULL; /* an earlier op failed: its error stays */
     if (!f) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeint: f is NULL");
     nd_tensor *out = NULL;
-    return odeint_impl(ctx, "nd_odeint", f, NULL, user_data, &y0, 1, t, params, n_params, opts,
-                       &out) == ND_OK
+    return nd_odeint_observed(ctx, "nd_odeint", f, NULL, user_data, &y0, 1, t, params, n_params,
+                              opts, NULL, &out) == ND_OK
                ? out
                : NULL;
 }
@@ -335,8 +343,8 @@ nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data, nd_t
     for (int i = 0; i < n_y; i++) ys_out[i] = NULL;
     if (nd_ctx_error(ctx)) return NULL;
     if (!f) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeint_tuple: f is NULL");
-    if (odeint_impl(ctx, "nd_odeint_tuple", NULL, f, user_data, y0s, n_y, t, params, n_params, opts,
-                    ys_out) == ND_OK)
+    if (nd_odeint_observed(ctx, "nd_odeint_tuple", NULL, f, user_data, y0s, n_y, t, params,
+                           n_params, opts, NULL, ys_out) == ND_OK)
         return ys_out[0];
     for (int i = 0; i < n_y; i++) ys_out[i] = NULL;
     return NULL;

@@ -307,6 +307,85 @@ ND_API nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_dat
 ND_API const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
 
 /* ---------------------------------------------------------------------------------------------
+ * Dense solutions (torchdiffeq's odeint_dense): solve once, then evaluate y(t) anywhere in the
+ * interval from the interpolants the solve fitted to its accepted steps (the quartic of each
+ * adaptive step, cubic Hermite for fixed-step methods), without calling f again:
+ *
+ *   nd_ode_solution *sol = nd_ode_solution_create(ctx, f, data, y0, 0, 5, params, n, &o);
+ *   nd_tensor *y = nd_ode_solution_at(ctx, sol, 2.5);  // shape of y0
+ *   nd_ode_solution_destroy(sol);                      // y stays valid: it is an arena tensor
+ *
+ * The values at t equal nd_odeint's at the same t (the same steps, the same interpolant).
+ * Differentiable by backprop through the solver: when grad mode is on and y0 or a param requires
+ * grad, opts->grad must be ND_GRAD_BACKPROP (the adjoint keeps no forward steps to differentiate
+ * through) and every y(t) is a graph back to y0 and the params, differentiable again. Otherwise
+ * the solve records nothing.
+ *
+ * Lifetime. The solution is a caller-owned heap object (its interpolants' values are copied out
+ * of the arena), so without gradients it outlives nd_ctx_reset. With gradients its interpolants
+ * are graph nodes in the ctx's arena: nd_ctx_reset (or a rewind past the solve) frees them, and
+ * nd_ode_solution_at on it afterwards is an error (ND_ERR_ARG), not a crash; a rewind is
+ * detected when the arena is below where the solve left it. After nd_ode_solution_destroy the
+ * pointer is gone like any freed one. */
+typedef struct nd_ode_solution nd_ode_solution;
+
+/* Solves y' = f(t, y) from y0 at t0 to t1 (t1 < t0 solves backwards). NULL with the error in ctx;
+ * the checks and messages are nd_odeint's. */
+ND_API nd_ode_solution *nd_ode_solution_create(nd_ctx *ctx, nd_ode_fn f, void *user_data,
+                                               nd_tensor *y0, double t0, double t1,
+                                               nd_tensor *const *params, int n_params,
+                                               const nd_ode_options *opts);
+ND_API void nd_ode_solution_destroy(nd_ode_solution *sol);
+
+/* y(t), shape of y0, for t in the closed interval; a new arena tensor (a graph when the solution
+ * is differentiable). NULL with ND_ERR_ARG for t outside the interval or not finite. */
+ND_API nd_tensor *nd_ode_solution_at(nd_ctx *ctx, const nd_ode_solution *sol, double t);
+
+/* The solve's statistics and accepted steps; NULL / 0 for a NULL sol. */
+ND_API const nd_ode_stats *nd_ode_solution_stats(const nd_ode_solution *sol);
+ND_API long nd_ode_solution_steps(const nd_ode_solution *sol);
+
+/* ---------------------------------------------------------------------------------------------
+ * Events (torchdiffeq's odeint_event): solve from t0 until the event function g(t, y) crosses
+ * zero, and return the event time and the state there, both differentiable:
+ *
+ *   nd_tensor *t_ev, *y_ev;  // scalar, shape of y0
+ *   st = nd_odeint_event(ctx, f, g, data, y0, 0, 10, params, n, &o, NULL, &t_ev, &y_ev);
+ *
+ * The event is terminal: the solve stops at the first crossing. After every accepted step g is
+ * evaluated at the step's end; when its sign changed (in the direction asked for), the event
+ * time is found by bisection of g(t, y(t)) on the step's interpolant, to within tol. A g(t0, y0)
+ * of exactly 0 is not an event. No crossing before t_end is ND_ERR_NO_EVENT.
+ *
+ * Gradients. y_ev comes from a second solve of the odeint op over [t0, t_ev] (in opts.grad's
+ * mode, adjoint or backprop: the forward NFE in the stats count both solves), and t_ev's
+ * gradient by the implicit function theorem, as torchdiffeq does: g(t_ev, y(t_ev)) = 0 gives
+ *   dt_ev = -(dg/dy dy(T) + dg/dparams dparams) / (dg/dt + dg/dy . f(t_ev, y_ev)),
+ * so dL/dt_ev reaches y0 and the params through the state (and g's own parameters directly).
+ * params are f's and g's together (each may ignore some). A crossing where g's total derivative
+ * is 0 (tangential) has no differentiable time: its backward is ND_ERR_ARG. The event's
+ * gradient is not differentiable again (ND_ERR_GRAPH under create_graph). */
+
+/* g(t, y): a scalar (one element) built with nodal ops from t (a scalar) and y (y0's shape). */
+typedef nd_tensor *(*nd_event_fn)(nd_ctx *ctx, nd_tensor *t, nd_tensor *y, void *user_data);
+
+typedef struct {
+    int direction; /* 0: any crossing; +1: g from < 0 to >= 0 only; -1: from > 0 to <= 0 only */
+    double tol;    /* the event time to within tol (absolute); 0: to a few ulps of t */
+} nd_event_options;
+
+#define ND_EVENT_DEFAULT ((nd_event_options){.direction = 0, .tol = 0})
+
+/* Solves y' = f(t, y) from y0 at t0 towards t_end (t_end < t0 solves backwards) until g crosses
+ * zero; *t_event (scalar) and *y_event (y0's shape) are arena tensors. eopts NULL:
+ * ND_EVENT_DEFAULT. On failure both are NULL and the error is in ctx. */
+ND_API nd_status nd_odeint_event(nd_ctx *ctx, nd_ode_fn f, nd_event_fn g, void *user_data,
+                                 nd_tensor *y0, double t0, double t_end, nd_tensor *const *params,
+                                 int n_params, const nd_ode_options *opts,
+                                 const nd_event_options *eopts, nd_tensor **t_event,
+                                 nd_tensor **y_event);
+
+/* ---------------------------------------------------------------------------------------------
  * Derivatives of f's own output inside f: a continuous normalising flow's trace of df/dz, a
  * Hamiltonian system's gradient of its energy. During the forward solve f runs with grad mode
  * off and y is plain numbers, so a bare nd_grad inside f sees no graph; in the adjoint and under

@@ -88,7 +88,10 @@ static int cache_step(nd_replay *rp, nd_ctx *ctx, const nd_interp *ip)
 static int on_step(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip)
 {
     nd_replay *rp = (nd_replay *)sys; /* rp->fs.sys, first of both */
-    return rp->recording ? record_step(rp, ctx, ip) : cache_step(rp, ctx, ip);
+    if (!rp->recording) return cache_step(rp, ctx, ip);
+    int rc = record_step(rp, ctx, ip);
+    const nd_step_observer *obs = rp->fs.obs; /* dense solutions, events: the forward solve only */
+    return rc == 0 && obs ? obs->on_step(obs->data, ctx, ip) : rc;
 }
 
 bool nd_replay_begin(nd_ctx *ctx, nd_odeint_saved *sv, const nd_forward_system *fs)

@@ -372,6 +372,15 @@ static bool store_row(solver *sv, nd_tensor *row, int i, nd_real *out, nd_tensor
     return true;
 }
 
+/* After the hook ended the solve: the outputs from the first unwritten one hold the state where
+ * it stopped, so a taped trajectory has every row. */
+static nd_status fill_after_stop(solver *sv, int from, int n_t, nd_real *out, nd_tensor **rows)
+{
+    for (int i = from; i < n_t; i++)
+        if (!store_row(sv, sv->y, i, out, rows)) return nd_ctx_error(sv->ctx);
+    return ND_OK;
+}
+
 static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *out,
                                 nd_tensor **rows);
 
@@ -411,7 +420,7 @@ static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *o
                                sv->dir * s[i], sv->dir * sv->s1, sv->dt, ND_DEFAULT_MAX_NUM_STEPS);
             nd_status st = adaptive_step(sv);
             if (st != ND_OK) return st;
-            if (sv->stopped) return ND_OK;
+            if (sv->stopped) return fill_after_stop(sv, i, n_t, out, rows);
             n_steps++;
         }
         nd_mark m = nd_ctx_mark(ctx);
@@ -544,7 +553,7 @@ static nd_status solve_fixed(solver *sv, const fixed_grid *grid, const double *s
             nd_ctx_rewind(ctx, m);
         }
         sv->stats->accepted++;
-        if (sv->stopped) break;
+        if (sv->stopped) return fill_after_stop(sv, j, n_t, out, rows);
     }
     return ND_OK;
 }

@@ -38,8 +38,8 @@ struct nd_ode_system {
      * (ip->t0, ip->t1 the step's ends as the system sees them). Taped, the coefficients are
      * recorded tensors that stay; untaped, buffers overwritten by the next step (copy what you
      * keep, e.g. with nd_interp_at_buf). Return 0 to go on, > 0 to end the solve after this step
-     * (nd_ode_solve returns ND_OK; outputs past the step are not written), < 0 to fail with the
-     * error recorded in ctx. Dense solutions and events use it. */
+     * (nd_ode_solve returns ND_OK; the outputs not yet written hold the state at the step's end),
+     * < 0 to fail with the error recorded in ctx. Dense solutions and events use it. */
     int (*on_step)(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip);
     /* Checkpointed backprop (checkpoint.c), adaptive methods only. on_state (NULL: none) is
      * called where the solve stands at the start and after every accepted step, once the next
