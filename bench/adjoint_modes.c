@@ -16,7 +16,8 @@
  * With --sweep: the mlp workload at rtol 1e-3 .. 1e-8 (atol = rtol / 100) for the adjoint modes:
  * how each one's error follows the tolerance (the quadrature adjoint's has no norm to set).
  * One JSON object per line on stdout, progress on stderr.
- * Usage: adjoint_modes [--workloads damped,lorenz,mlp] [--rtol X] [--every N] [--sweep] [--quick]
+ * Usage: adjoint_modes [--workloads damped,lorenz,mlp] [--rtol X] [--every N] [--checkpoints N]
+ *                      [--sweep] [--quick]
  */
 #include <math.h>
 #include <stdio.h>
@@ -152,6 +153,7 @@ static const mode modes[] = {
     {"interp_seminorm_every", ND_GRAD_INTERP_ADJOINT, ND_NORM_SEMINORM, true},
     {"quadrature", ND_GRAD_QUADRATURE_ADJOINT, ND_NORM_RMS, false},
     {"quadrature_every", ND_GRAD_QUADRATURE_ADJOINT, ND_NORM_RMS, true},
+    {"checkpointed", ND_GRAD_CHECKPOINTED, ND_NORM_RMS, false},
 };
 #define N_MODES ((int)(sizeof modes / sizeof modes[0]))
 
@@ -213,6 +215,7 @@ static void report(const char *name, const mode *m, const nd_ode_options *o, con
     json_str(&j, "grad", nd_ode_grad_name(m->grad));
     json_str(&j, "norm", nd_ode_norm_name(m->norm));
     json_int(&j, "checkpoint_every", o->checkpoint_every);
+    json_int(&j, "checkpoints", m->grad == ND_GRAD_CHECKPOINTED ? o->checkpoints : 0);
     json_num(&j, "rtol", o->solver.rtol);
     json_num(&j, "atol", o->solver.atol);
     json_bool(&j, "ok", r->ok);
@@ -231,8 +234,8 @@ static void report(const char *name, const mode *m, const nd_ode_options *o, con
 }
 
 /* every mode in which on one workload at one tolerance, against the reference ref */
-static void bench_workload(const char *name, bool quick, double rtol, int every, const nd_real *ref,
-                           const int *which, int n_which)
+static void bench_workload(const char *name, bool quick, double rtol, int every, int checkpoints,
+                           const nd_real *ref, const int *which, int n_which)
 {
     size_t n = n_grads(name);
     nd_real *g = calloc(n, sizeof *g);
@@ -242,6 +245,7 @@ static void bench_workload(const char *name, bool quick, double rtol, int every,
         o.solver.rtol = rtol, o.solver.atol = rtol * 1e-2;
         o.grad = m->grad, o.adjoint.norm = m->norm;
         o.checkpoint_every = m->every ? every : 0;
+        o.checkpoints = checkpoints;
         fprintf(stderr, "adjoint_modes: %s %s rtol %g\n", name, m->name, rtol);
         measured r = run(name, quick, &o, g);
         for (int rep = 1; rep < REPEATS && r.ok; rep++)
@@ -271,12 +275,13 @@ int main(int argc, char **argv)
 {
     const char *list = "damped,lorenz,mlp";
     double rtol = 1e-6;
-    int every = 16;
+    int every = 16, checkpoints = 8;
     bool sweep = false, quick = false;
     const flag_spec flags[] = {
         FLAG_STRING("workloads", &list, "LIST", "comma-separated: damped, lorenz, mlp"),
         FLAG_POSITIVE("rtol", &rtol, "forward and adjoint rtol (atol = rtol / 100)"),
         FLAG_INT("every", &every, 1, 1000000, "checkpoint_every of the *_every modes"),
+        FLAG_INT("checkpoints", &checkpoints, 1, 1000000, "checkpoints of the checkpointed mode"),
         FLAG_BOOL("sweep", &sweep, "also the mlp workload at rtol 1e-3 .. 1e-8"),
         FLAG_BOOL("quick", &quick, "rtol 1e-4, the mlp on [0, 2]: seconds, for CI"),
     };
@@ -305,11 +310,11 @@ int main(int argc, char **argv)
     for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
         nd_real *ref = reference(tok, quick);
         if (!ref) return 1;
-        bench_workload(tok, quick, rtol, every, ref, all, N_MODES);
+        bench_workload(tok, quick, rtol, every, checkpoints, ref, all, N_MODES);
         if (sweep && strcmp(tok, "mlp") == 0) {
             const int sweep_modes[5] = {0, 1, 3, 4, 6};
             for (double r = 1e-3; r >= 0.99e-8; r /= 10)
-                bench_workload(tok, quick, r, every, ref, sweep_modes, 5);
+                bench_workload(tok, quick, r, every, checkpoints, ref, sweep_modes, 5);
         }
         free(ref);
     }
