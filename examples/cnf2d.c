@@ -29,7 +29,9 @@
  *           [--print-every N] [--json] [--plot FILE.png] [--grid G] [--compare-norms]
  *           (--help: the flags)
  * Progress goes to stderr: iteration, loss, mean loss of the last N, NFE-F and NFE-B of the
- * iteration (nd_ode_stats), ms per iteration. --json prints one summary object on stdout.
+ * iteration (nd_ode_stats), B-par (the share of the adjoint's error tests that the parameter or
+ * time adjoint bound: what the seminorm can relax; 0 under it), ms per iteration. --json prints one
+ * summary object on stdout.
  * --plot FILE.png writes one picture to that file, the name as given (as spiral and latent_ode
  * do): the data, the learned density exp(log p) on a G x G grid (default 100), samples
  * z ~ N(0, I) flowed from t = 1 back to t = 0, and the loss curve (needs cairo at build time;
