@@ -27,6 +27,9 @@
  * --norm rms|seminorm|seminorm_keep_t --rtol R --atol A --save FILE --resume FILE --limit N
  * --json. Exit status: 0 when it ran, 1 on a library error, missing data or a bad checkpoint, 2 on
  * bad flags.
+ * Data-parallel: `mpirun -np N ./build/examples/odenet ...` (README, "Data-parallel training over
+ * MPI") splits each global batch of --batch across the N ranks and averages their gradients;
+ * rank 0 alone prints and saves; the JSON adds per-rank NFE and waiting times.
  */
 #include <stdio.h>
 
