@@ -354,7 +354,7 @@ START_TEST(test_event_bouncing_ball_against_closed_form)
     const double dt[3] = {1 / S, (1 + v0 / S) / g, h0 / (S * g) - t_star / g};
     const double dv[3] = {-g / S, -v0 / S, -h0 / S};
     const nd_grad_mode modes[] = {ND_GRAD_ADJOINT, ND_GRAD_BACKPROP, ND_GRAD_INTERP_ADJOINT,
-                                  ND_GRAD_QUADRATURE_ADJOINT};
+                                  ND_GRAD_QUADRATURE_ADJOINT, ND_GRAD_CHECKPOINTED};
     for (int mode = 0; mode < (int)(sizeof modes / sizeof *modes); mode++) {
         double grad[3];
         double L = ball_loss(h0, v0, g, modes[mode], grad);
