@@ -357,15 +357,16 @@ static void picture_panel(plot_figure *fig, int k, const run *r, const options *
         if (b->grid_mask->data[(size_t)i * B + s] != 0) ot[n_obs] = t[i], ox[n_obs++] = truth[i];
         lo = fmin(lo, truth[i]), hi = fmax(hi, truth[i]);
     }
-    double pad = 0.35 * (hi - lo) + 1e-3;
+    double span = hi - lo + 1e-3, y0 = lo - 0.25 * span,
+           y1 = hi + 0.65 * span; /* room for the legend */
     char title[64];
     if (o->data == DATA_TOY)
         snprintf(title, sizeof title, "test series %d", k + 1);
     else
         snprintf(title, sizeof title, "test series 1: %s", hopper_channel_names[c]);
-    plot_axes(fig, k, title, "t", "x", t[0], t[P - 1], lo - pad, hi + pad);
+    plot_axes(fig, k, title, "t", "x", t[0], t[P - 1], y0, y1);
     if (o->task == TASK_EXTRAP) /* the predicted half, shaded */
-        plot_rect(fig, k, t[P / 2], lo - pad, t[P - 1], hi + pad, (plot_rgb){0.94, 0.94, 0.94});
+        plot_rect(fig, k, t[P / 2], y0, t[P - 1], y1, (plot_rgb){0.94, 0.94, 0.94});
     for (int j = 0; j < SAMPLES; j++) {
         for (int i = 0; i < P; i++) smp[i] = samples[j]->data[((size_t)i * B + s) * D + c];
         plot_line(fig, k, t, smp, P, 1, (plot_rgb){0.62, 0.78, 0.90}, 1, false);
