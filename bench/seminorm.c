@@ -9,6 +9,9 @@
  *            measured at checkpoints (examples/cnf2d.c's model: examples/models/cnf.c)
  *   C        a neural CDE on the spirals task, cubic path ("C") and piecewise-linear path with a
  *            jump at every knot ("C-linear") (examples/ncde.c's: examples/models/ncde.c)
+ *   E        Symplectic ODE-Net on the MuJoCo Acrobot, windows of 8 points ("E") and of 2 s
+ *            ("E-2s"), measured at checkpoints (examples/acrobot.c's model:
+ *            examples/models/symoden.c); skipped without MuJoCo
  *   spiral   control: torchdiffeq's ode_demo at initialisation, 10 batches
  *   wide     control: an MLP 64-512-512-64, batch 256, 5 output times on [0, 1]
  *   F        the latent ODE on the toy sinusoids (examples/latent_ode.c's: examples/models/
@@ -22,7 +25,7 @@
  *
  * Output: one JSON object per measurement on stdout; with --markdown FILE a table of backward
  * NFE and savings beside torchdiffeq's numbers; with --chart FILE.png a bar chart.
- * Usage: seminorm [--workloads A,B,C,spiral,wide,F] [--quick] [--markdown F] [--chart F.png]
+ * Usage: seminorm [--workloads A,B,C,E,spiral,wide,F] [--quick] [--markdown F] [--chart F.png]
  *                 [--from RESULTS.jsonl]   (redraw the table and chart from a run's output)
  */
 #include <cjson/cJSON.h>
@@ -260,18 +263,20 @@ static int write_chart(const char *path)
 }
 #endif
 
-/* --workloads: a comma-separated list of A, B, C, spiral, wide, F; each into run[] (by the order of
- * names). false with a message when a name is unknown or empty. */
-static bool parse_workloads(const char *list, bool run[6])
+#define N_WORKLOADS 7
+
+/* --workloads: a comma-separated list of A, B, C, E, spiral, wide, F; each into run[] (by the order
+ * of names). false with a message when a name is unknown or empty. */
+static bool parse_workloads(const char *list, bool run[N_WORKLOADS])
 {
-    static const char *const names[6] = {"A", "B", "C", "spiral", "wide", "F"};
+    static const char *const names[N_WORKLOADS] = {"A", "B", "C", "E", "spiral", "wide", "F"};
     for (const char *p = list;; p++) {
         size_t len = strcspn(p, ",");
         int k = 0;
-        while (k < 6 && (strlen(names[k]) != len || strncmp(p, names[k], len) != 0)) k++;
-        if (k == 6) {
+        while (k < N_WORKLOADS && (strlen(names[k]) != len || strncmp(p, names[k], len) != 0)) k++;
+        if (k == N_WORKLOADS) {
             fprintf(stderr,
-                    "seminorm: --workloads: '%.*s' is not one of A, B, C, spiral, wide, F\n",
+                    "seminorm: --workloads: '%.*s' is not one of A, B, C, E, spiral, wide, F\n",
                     (int)len, p);
             return false;
         }
@@ -283,10 +288,10 @@ static bool parse_workloads(const char *list, bool run[6])
 
 int main(int argc, char **argv)
 {
-    const char *which = "A,B,C,spiral,wide,F", *md = NULL, *chart = NULL, *from = NULL;
-    bool quick = false, run[6] = {false};
+    const char *which = "A,B,C,E,spiral,wide,F", *md = NULL, *chart = NULL, *from = NULL;
+    bool quick = false, run[N_WORKLOADS] = {false};
     const flag_spec flags[] = {
-        FLAG_STRING("workloads", &which, "LIST", "comma-separated: A, B, C, spiral, wide, F"),
+        FLAG_STRING("workloads", &which, "LIST", "comma-separated: A, B, C, E, spiral, wide, F"),
         FLAG_BOOL("quick", &quick, "fewer settings per workload (CI)"),
         FLAG_STRING("markdown", &md, "FILE", "write the table of backward NFE and savings"),
         FLAG_STRING("chart", &chart, "FILE.png", "draw the bar chart (needs cairo)"),
@@ -304,9 +309,10 @@ int main(int argc, char **argv)
         if (read_jsonl(from) != 0) return fprintf(stderr, "seminorm: cannot read %s\n", from), 1;
         memset(run, 0, sizeof run); /* only redraw */
     }
-    int (*const workloads[6])(bool) = {sn_workload_a,      sn_workload_b,    sn_workload_c,
-                                       sn_workload_spiral, sn_workload_wide, sn_workload_f};
-    for (int k = 0; k < 6; k++)
+    int (*const workloads[N_WORKLOADS])(bool) = {
+        sn_workload_a,      sn_workload_b,    sn_workload_c, sn_workload_e,
+        sn_workload_spiral, sn_workload_wide, sn_workload_f};
+    for (int k = 0; k < N_WORKLOADS; k++)
         if (run[k]) failed |= workloads[k](quick) != 0;
     if (md && write_markdown(md) != 0)
         fprintf(stderr, "seminorm: cannot write %s\n", md), failed = 1;

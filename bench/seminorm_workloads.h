@@ -43,6 +43,7 @@ double sn_rel_diff_norm(const double *g, const double *ref, size_t n);
 int sn_workload_a(bool quick);
 int sn_workload_b(bool quick);
 int sn_workload_c(bool quick);
+int sn_workload_e(bool quick); /* 0 also when skipped for want of MuJoCo */
 int sn_workload_spiral(bool quick);
 int sn_workload_wide(bool quick);
 int sn_workload_f(bool quick);

@@ -274,3 +274,16 @@ nd_tensor *symoden_loss(nd_ctx *ctx, const symoden_model *m, nd_tensor *q_true,
     return nd_add(ctx, nd_mse_loss(ctx, q, q_true, ND_REDUCE_MEAN),
                   nd_mse_loss(ctx, qdot, qdot_true, ND_REDUCE_MEAN));
 }
+
+void symoden_put_window(const double *qpos, const double *qvel, const double *ctrl, int n_points,
+                        int k, int s, int b, nd_tensor *q, nd_tensor *qdot, nd_tensor *u)
+{
+    int W = q->shape[0], B = q->shape[1], n = q->shape[2], nu = u->shape[1];
+    for (int j = 0; j < W; j++)
+        for (int i = 0; i < n; i++) {
+            size_t src = ((size_t)k * n_points + s + j) * n + i, dst = ((size_t)j * B + b) * n + i;
+            q->data[dst] = (nd_real)qpos[src];
+            qdot->data[dst] = (nd_real)qvel[src];
+        }
+    for (int i = 0; i < nu; i++) u->data[b * nu + i] = (nd_real)ctrl[k * nu + i];
+}

@@ -78,4 +78,10 @@ nd_tensor *symoden_loss(nd_ctx *ctx, const symoden_model *m, nd_tensor *q_true,
                         nd_tensor *qdot_true, nd_tensor *u, nd_tensor *t, const nd_ode_options *o,
                         const nd_ode_stats **stats);
 
+/* Data plumbing: window b of a batch, points s .. s + W - 1 of trajectory k of trajectories
+ * stored as qpos, qvel (n_traj, n_points, n) and ctrl (n_traj, nu) (mujoco_sim_batch's layout),
+ * into q, qdot (W, B, n) and u (B, nu). */
+void symoden_put_window(const double *qpos, const double *qvel, const double *ctrl, int n_points,
+                        int k, int s, int b, nd_tensor *q, nd_tensor *qdot, nd_tensor *u);
+
 #endif
