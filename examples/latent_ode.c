@@ -75,7 +75,7 @@ static int parse_options(int argc, char **argv, options *o)
         FLAG_INT("epochs", &o->epochs, 0, MAX_EPOCHS, "training epochs"),
         FLAG_INT("batch", &o->batch, 1, 100000, "series per batch"),
         FLAG_INT("n-series", &o->n_series, 10, 1000000, "series generated (80% train)"),
-        FLAG_POSITIVE("lr", &o->lr, "Adam's learning rate (decayed 0.999 per batch)"),
+        FLAG_POSITIVE("lr", &o->lr, "Adam's learning rate (x 0.999 per batch, down to a tenth)"),
         FLAG_U64("seed", &o->seed, "seeds the data, the weights, the batches and z0's noise"),
         FLAG_NORM(&o->norm, "the adjoints' norm"),
         FLAG_CHOICE("enc-method", &o->enc_method, enc_names,
