@@ -4,13 +4,18 @@
  *
  * The output is computed tile by tile: a tile is a group of G whole images (small images, as an
  * ODE-Net's 7x7) or T output rows of one image (large ones), sized so its im2col matrix
- * col (C*kh*kw, cols) fits in L2. Per tile, out (OC, cols) = w (OC, C*kh*kw) @ col + b with one
- * GEMM: for a single image the GEMM writes NCHW in place (ldc = OH*OW) over a bias-initialised
- * output (beta = 1); for a group it writes a scratch tile that one pass scatters to NCHW, adding b.
+ * col (C*kh*kw, cols) fits in L2. Per tile, the input rows it reads are first copied into a
+ * zero-padded band, so im2col is a plain gather through an index table shared by every channel
+ * and image (no bounds checks), and out (OC, cols) = w (OC, C*kh*kw) @ col + b with one GEMM: for
+ * a single image the GEMM writes NCHW in place (ldc = OH*OW) over a bias-initialised output
+ * (beta = 1); for a group it writes a scratch tile that one pass scatters to NCHW, adding b.
+ * With nd_threads() > 1 (OpenMP) the image groups are shared among the threads.
  *
  * The backward rule, without ND_CREATE_GRAPH, walks the same tiles: with gt the gradient's tile
  * (OC, cols), dw += gt @ col^T (GEMM straight into w's .grad when nd_direct_grad gives it),
- * dcol = w^T @ gt then col2im into dx, db += row sums of gt. Under ND_CREATE_GRAPH it composes the
+ * dcol = w^T @ gt then col2im into the band and the band into dx, db += row sums of gt. With
+ * several threads dx is written per image and dw, db go through per-thread partial sums added in
+ * thread order (deterministic for a thread count). Under ND_CREATE_GRAPH it composes the
  * differentiable ops instead (im2col, matmul, col2im, sums), so the gradient is itself a graph and
  * a second derivative follows.
  */
@@ -18,6 +23,11 @@
 
 #include "autograd/ops_internal.h"
 #include "tensor/kernels.h"
+#ifdef ND_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+#define ND_CONV_MAX_WORKERS 64 /* workers of one conv kernel (nd_threads() above this: capped) */
 
 /* im2col matrices are kept under this size (bytes), to stay in a core's L2 */
 #define COL_BUDGET (192 * 1024) /* 64K to 1M measured alike on the ODE-Net's 7x7 convs */
@@ -28,6 +38,16 @@ typedef struct {
     int stride, pad, OH, OW;
     int ckk, L; /* C*kh*kw, OH*OW */
 } conv_geom;
+
+/* One worker's scratch: a tile's col (ckk, cols), dense tile (OC, cols), input band, the index
+ * table and the rows per tile it was built for, and (backward, several workers) its partial dw (OC,
+ * ckk) and db (OC,). */
+typedef struct {
+    nd_real *col, *tile, *band;
+    int *idx;
+    int idx_T;
+    nd_real *dw, *db;
+} conv_work;
 
 /* A tile of output columns: images n0 .. n0+G-1, each rows oh0 .. oh0+T-1 (T = OH when G > 1). */
 typedef struct {
@@ -55,50 +75,77 @@ static void tile_plan(const conv_geom *g, int *G, int *T)
     }
 }
 
-/* Range of output columns ow whose input column ow*stride - pad + j lies in [0, W). */
-static void valid_cols(const conv_geom *g, int j, int *lo, int *hi)
+/* The tile's input band: rows oh0*stride - pad .. + band_rows - 1 of its images, zero-padded to
+ * padded_w columns, (G, C, band_rows, padded_w). Every tap of the tile reads inside it. */
+static int band_rows(const conv_geom *g, int T)
 {
-    int a = g->pad - j; /* ow*stride >= a */
-    *lo = a <= 0 ? 0 : (a + g->stride - 1) / g->stride;
-    int b = g->W - 1 + g->pad - j; /* ow*stride <= b */
-    *hi = b < 0 ? 0 : b / g->stride + 1;
-    if (*hi > g->OW) *hi = g->OW;
-    if (*lo > *hi) *lo = *hi;
+    return (T - 1) * g->stride + g->kh;
+}
+static int padded_w(const conv_geom *g)
+{
+    return g->W + 2 * g->pad;
 }
 
-/* to_col: col (ckk, cols) = im2col of x over the tile; otherwise x += col2im(col). */
-static void tile_copy(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W) */,
-                      nd_real *col /* (ckk, cols) */, bool to_col)
+/* idx (kh*kw, T*OW): for kernel tap (i, j) and output position (r, ow) of a tile of T rows, the
+ * offset of the value it reads in one channel's plane of the band. The same for every channel,
+ * image and tile of T rows, so tile_copy is a plain gather. */
+static void tile_index(const conv_geom *g, int T, int *idx)
 {
-    int cols = tile_cols(g, t), s = g->stride;
-    for (int c = 0; c < g->C; c++)
-        for (int i = 0; i < g->kh; i++)
-            for (int j = 0; j < g->kw; j++) {
-                int lo, hi;
-                valid_cols(g, j, &lo, &hi);
-                nd_real *r = col + ((size_t)(c * g->kh + i) * g->kw + j) * cols; /* (cols,) */
-                for (int n = 0; n < t.G; n++)
-                    for (int oh = t.oh0; oh < t.oh0 + t.T; oh++) {
-                        nd_real *seg = r + ((size_t)n * t.T + (oh - t.oh0)) * g->OW; /* (OW,) */
-                        int ih = oh * s - g->pad + i;
-                        if (ih < 0 || ih >= g->H) {
-                            if (to_col) memset(seg, 0, (size_t)g->OW * sizeof *seg);
-                            continue;
-                        }
-                        nd_real *src = x + (((size_t)(t.n0 + n) * g->C + c) * g->H + ih) * g->W +
-                                       (j - g->pad); /* src[ow * s] is pixel (ih, ow*s - pad + j) */
-                        if (to_col) {
-                            for (int ow = 0; ow < lo; ow++) seg[ow] = 0;
-                            if (s == 1) /* a loop, not memcpy: segments are short (7 on 7x7) */
-                                for (int ow = lo; ow < hi; ow++) seg[ow] = src[ow];
-                            else
-                                for (int ow = lo; ow < hi; ow++) seg[ow] = src[(size_t)ow * s];
-                            for (int ow = hi; ow < g->OW; ow++) seg[ow] = 0;
-                        } else {
-                            for (int ow = lo; ow < hi; ow++) src[(size_t)ow * s] += seg[ow];
-                        }
-                    }
+    int per = T * g->OW, s = g->stride, Wp = padded_w(g);
+    for (int i = 0; i < g->kh; i++)
+        for (int j = 0; j < g->kw; j++) {
+            int *ix = idx + (size_t)(i * g->kw + j) * per;
+            for (int r = 0; r < T; r++)
+                for (int ow = 0; ow < g->OW; ow++)
+                    ix[r * g->OW + ow] = (r * s + i) * Wp + ow * s + j;
+        }
+}
+
+/* fill: band = the tile's rows of x, zero-padded; otherwise x += the band's interior (the padding
+ * is dropped: the second half of col2im). */
+static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W) */, nd_real *band,
+                      bool fill)
+{
+    int TH = band_rows(g, t.T), Wp = padded_w(g), ih0 = t.oh0 * g->stride - g->pad;
+    size_t plane = (size_t)TH * Wp;
+    if (fill) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
+    for (int n = 0; n < t.G; n++)
+        for (int c = 0; c < g->C; c++) {
+            nd_real *img = x + ((size_t)(t.n0 + n) * g->C + c) * g->H * g->W; /* (H, W) */
+            nd_real *bp = band + ((size_t)n * g->C + c) * plane + g->pad;     /* (TH, Wp) */
+            for (int r = 0; r < TH; r++) {
+                int ih = ih0 + r;
+                if (ih < 0 || ih >= g->H) continue;
+                nd_real *row = img + (size_t)ih * g->W, *br = bp + (size_t)r * Wp;
+                if (fill)
+                    memcpy(br, row, (size_t)g->W * sizeof *row);
+                else
+                    for (int k = 0; k < g->W; k++) row[k] += br[k];
             }
+        }
+}
+
+/* to_col: col (ckk, cols) = im2col of the tile from its band; otherwise band += col2im(col)
+ * (the band zeroed first). idx from tile_index. */
+static void tile_copy(const conv_geom *g, conv_tile t, nd_real *band, nd_real *col, const int *idx,
+                      bool to_col)
+{
+    int cols = tile_cols(g, t), per = t.T * g->OW, kk = g->kh * g->kw;
+    size_t plane = (size_t)band_rows(g, t.T) * padded_w(g);
+    if (!to_col) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
+    for (int c = 0; c < g->C; c++)
+        for (int k = 0; k < kk; k++) {
+            const int *ix = idx + (size_t)k * per;
+            nd_real *r = col + ((size_t)c * kk + k) * cols; /* (cols,) */
+            for (int n = 0; n < t.G; n++) {
+                nd_real *bp = band + ((size_t)n * g->C + c) * plane;
+                nd_real *seg = r + (size_t)n * per; /* (T*OW,) */
+                if (to_col)
+                    for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
+                else
+                    for (int p = 0; p < per; p++) bp[ix[p]] += seg[p];
+            }
+        }
 }
 
 /* Gathers (scatter = false) or scatters the tile's part of an NCHW tensor y (N, OC, OH, OW) from
@@ -121,29 +168,96 @@ static void tile_move(const conv_geom *g, conv_tile t, nd_real *y, nd_real *buf,
         }
 }
 
-/* out (N, OC, OH, OW) = conv(x, w) + b, tile by tile; scratch holds col and (for groups) a tile. */
-static void conv_forward(const conv_geom *g, const nd_real *x, const nd_real *w, const nd_real *b,
-                         nd_real *out, nd_real *col, nd_real *tile)
+/* The tile of images n0 .. n0+G-1 (clipped to N), rows oh0 .. oh0+T-1 (clipped to OH). */
+static conv_tile make_tile(const conv_geom *g, int n0, int G, int oh0, int T)
+{
+    return (conv_tile){n0, n0 + G <= g->N ? G : g->N - n0, oh0, oh0 + T <= g->OH ? T : g->OH - oh0};
+}
+
+/* The worker's index table for tile t, rebuilt only when t's rows per tile differ from the last
+ * tile's. */
+static const int *work_index(const conv_geom *g, conv_tile t, conv_work *wk)
+{
+    if (wk->idx_T != t.T) {
+        tile_index(g, t.T, wk->idx);
+        wk->idx_T = t.T;
+    }
+    return wk->idx;
+}
+
+/* Workers for a kernel over n_groups image groups: nd_threads(), at most one per group and one
+ * per ~1 MFLOP of work (smaller kernels stay on the calling thread). */
+static int conv_workers(const conv_geom *g)
+{
+#ifdef ND_HAVE_OPENMP
+    int G, T;
+    tile_plan(g, &G, &T);
+    double flops = 2.0 * g->N * g->L * g->OC * g->ckk;
+    int n = nd_threads(), n_groups = (g->N + G - 1) / G, by_size = (int)(flops / 1e6);
+    if (n > n_groups) n = n_groups;
+    if (n > by_size) n = by_size;
+    return n < 1 ? 1 : n;
+#else
+    (void)g;
+    return 1;
+#endif
+}
+
+/* The calling worker's index in a parallel region (0 outside one). */
+static int worker_id(void)
+{
+#ifdef ND_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* out (N, OC, OH, OW) = conv(x, w) + b for one tile; scratch holds col and (for groups) a tile. */
+static void forward_tile(const conv_geom *g, conv_tile t, const nd_real *x, const nd_real *w,
+                         const nd_real *b, nd_real *out, conv_work *wk)
+{
+    int cols = tile_cols(g, t);
+    band_move(g, t, (nd_real *)x, wk->band, true);
+    tile_copy(g, t, wk->band, wk->col, work_index(g, t, wk), true);
+    if (t.G > 1) { /* (OC, cols) in scratch, then NCHW with the bias */
+        nd_gemm(false, false, g->OC, cols, g->ckk, 1, w, g->ckk, wk->col, cols, 0, wk->tile, cols);
+        tile_move(g, t, out, wk->tile, b, true);
+        return;
+    }
+    nd_real *y = out + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW; /* ld L */
+    if (b)
+        for (int oc = 0; oc < g->OC; oc++)
+            for (int k = 0; k < cols; k++) y[(size_t)oc * g->L + k] = b[oc];
+    nd_gemm(false, false, g->OC, cols, g->ckk, 1, w, g->ckk, wk->col, cols, b ? 1 : 0, y, g->L);
+}
+
+/* out = conv(x, w) + b for image group gi, row tile by row tile. */
+static void forward_group(const conv_geom *g, int gi, const nd_real *x, const nd_real *w,
+                          const nd_real *b, nd_real *out, conv_work *wk)
 {
     int G, T;
     tile_plan(g, &G, &T);
-    for (int n0 = 0; n0 < g->N; n0 += G)
-        for (int oh0 = 0; oh0 < g->OH; oh0 += T) {
-            conv_tile t = {n0, n0 + G <= g->N ? G : g->N - n0, oh0,
-                           oh0 + T <= g->OH ? T : g->OH - oh0};
-            int cols = tile_cols(g, t);
-            tile_copy(g, t, (nd_real *)x, col, true);
-            if (t.G > 1) { /* (OC, cols) in scratch, then NCHW with the bias */
-                nd_gemm(false, false, g->OC, cols, g->ckk, 1, w, g->ckk, col, cols, 0, tile, cols);
-                tile_move(g, t, out, tile, b, true);
-                continue;
-            }
-            nd_real *y = out + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW; /* ld L */
-            if (b)
-                for (int oc = 0; oc < g->OC; oc++)
-                    for (int k = 0; k < cols; k++) y[(size_t)oc * g->L + k] = b[oc];
-            nd_gemm(false, false, g->OC, cols, g->ckk, 1, w, g->ckk, col, cols, b ? 1 : 0, y, g->L);
-        }
+    for (int oh0 = 0; oh0 < g->OH; oh0 += T)
+        forward_tile(g, make_tile(g, gi * G, G, oh0, T), x, w, b, out, wk);
+}
+
+/* out = conv(x, w) + b, the image groups shared among n_work workers (no parallel region at
+ * all for one: OpenMP's runtime allocates when it enters one). */
+static void conv_forward(const conv_geom *g, const nd_real *x, const nd_real *w, const nd_real *b,
+                         nd_real *out, conv_work *work, int n_work)
+{
+    int G, T;
+    tile_plan(g, &G, &T);
+    int n_groups = (g->N + G - 1) / G;
+    if (n_work == 1) {
+        for (int gi = 0; gi < n_groups; gi++) forward_group(g, gi, x, w, b, out, work);
+        return;
+    }
+#ifdef ND_HAVE_OPENMP
+#pragma omp parallel for num_threads(n_work) schedule(static)
+#endif
+    for (int gi = 0; gi < n_groups; gi++) forward_group(g, gi, x, w, b, out, &work[worker_id()]);
 }
 
 static bool conv_geometry(nd_ctx *ctx, const nd_tensor *x, const nd_tensor *w, const nd_tensor *b,
@@ -190,15 +304,31 @@ static bool conv_geometry(nd_ctx *ctx, const nd_tensor *x, const nd_tensor *w, c
     return true;
 }
 
-/* Scratch for one tile's col (ckk, cols) and dense tile (OC, cols), from the arena. */
-static nd_real *conv_scratch(nd_ctx *ctx, const conv_geom *g, nd_real **tile)
+/* Scratch for n workers from the arena (with partial dw, db when partials); false when the arena
+ * failed (the error is in ctx). */
+static bool conv_scratch(nd_ctx *ctx, const conv_geom *g, int n, bool partials, conv_work *work)
 {
     int G, T;
     tile_plan(g, &G, &T);
-    size_t cols = (size_t)G * T * g->OW;
-    nd_real *col = nd_ctx_alloc(ctx, (size_t)(g->ckk + g->OC) * cols * sizeof *col);
-    *tile = col ? col + (size_t)g->ckk * cols : NULL;
-    return col;
+    size_t cols = (size_t)G * T * g->OW, per = (size_t)T * g->OW * g->kh * g->kw;
+    size_t band = (size_t)G * g->C * band_rows(g, T) * padded_w(g);
+    size_t reals = (size_t)(g->ckk + g->OC) * cols + band +
+                   (partials ? (size_t)g->OC * (g->ckk + 1) : 0) +
+                   (per * sizeof(int) + sizeof(nd_real) - 1) / sizeof(nd_real);
+    nd_real *mem = nd_ctx_alloc(ctx, (size_t)n * reals * sizeof *mem);
+    for (int i = 0; mem && i < n; i++) {
+        nd_real *p = mem + (size_t)i * reals;
+        work[i] = (conv_work){.col = p, .tile = p + (size_t)g->ckk * cols, .idx_T = -1};
+        work[i].band = work[i].tile + (size_t)g->OC * cols;
+        p = work[i].band + band;
+        if (partials) {
+            work[i].dw = p, work[i].db = p + (size_t)g->OC * g->ckk;
+            memset(p, 0, (size_t)g->OC * (g->ckk + 1) * sizeof *p);
+            p += (size_t)g->OC * (g->ckk + 1);
+        }
+        work[i].idx = (int *)p;
+    }
+    return mem != NULL;
 }
 
 nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int stride, int pad)
@@ -207,9 +337,11 @@ nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b, int 
     conv_geom g;
     if (!conv_geometry(ctx, x, w, b, stride, pad, &g)) return NULL;
     nd_tensor *out = nd_tensor_alloc(ctx, 4, (int[]){g.N, g.OC, g.OH, g.OW});
-    nd_real *tile, *col = out ? conv_scratch(ctx, &g, &tile) : NULL;
-    if (!col) return NULL;
-    conv_forward(&g, x->data, w->data, b ? b->data : NULL, out->data, col, tile);
+    int n_work = conv_workers(&g);
+    conv_work work[ND_CONV_MAX_WORKERS];
+    if (n_work > ND_CONV_MAX_WORKERS) n_work = ND_CONV_MAX_WORKERS;
+    if (!out || !conv_scratch(ctx, &g, n_work, false, work)) return NULL;
+    conv_forward(&g, x->data, w->data, b ? b->data : NULL, out->data, work, n_work);
     out->arg[0] = stride, out->arg[1] = pad;
     nd_tensor *src[3] = {x, w, b};
     return nd_record(ctx, out, ND_OP_CONV2D, b ? 3 : 2, src);
@@ -234,37 +366,69 @@ static void conv_backward_graph(nd_ctx *ctx, nd_tensor *out, const conv_geom *g)
     if (b && nd_needs_grad(ctx, b)) nd_accumulate_grad(ctx, b, nd_sum_axis(ctx, gr, 0, false));
 }
 
-/* The gradients as values, tile by tile (see the file's comment). dx, dw, db may be NULL. */
-static void conv_backward_tiles(const conv_geom *g, const nd_real *x, const nd_real *w, nd_real *gy,
-                                nd_real *dx, nd_real *dw, nd_real *db, nd_real *col, nd_real *tile)
+/* One tile's gradients (see the file's comment), added to dx, dw, db (each may be NULL). */
+static void backward_tile(const conv_geom *g, conv_tile t, const nd_real *x, const nd_real *w,
+                          nd_real *gy, nd_real *dx, nd_real *dw, nd_real *db, conv_work *wk)
+{
+    int cols = tile_cols(g, t), ldg = cols;
+    const nd_real *gt = wk->tile;
+    if (t.G > 1)
+        tile_move(g, t, gy, wk->tile, NULL, false);
+    else /* the tile of one image is a strided view of gy */
+        gt = gy + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW, ldg = g->L;
+    if (db)
+        for (int oc = 0; oc < g->OC; oc++) {
+            nd_real s = 0;
+            for (int k = 0; k < cols; k++) s += gt[(size_t)oc * ldg + k];
+            db[oc] += s;
+        }
+    const int *idx = work_index(g, t, wk);
+    if (dw) {
+        band_move(g, t, (nd_real *)x, wk->band, true);
+        tile_copy(g, t, wk->band, wk->col, idx, true);
+        nd_gemm(false, true, g->OC, g->ckk, cols, 1, gt, ldg, wk->col, cols, 1, dw, g->ckk);
+    }
+    if (dx) {
+        nd_gemm(true, false, g->ckk, cols, g->OC, 1, w, g->ckk, gt, ldg, 0, wk->col, cols);
+        tile_copy(g, t, wk->band, wk->col, idx, false);
+        band_move(g, t, dx, wk->band, false);
+    }
+}
+
+/* Image group gi's gradients, row tile by row tile, added to dx, dw, db (each may be NULL). */
+static void backward_group(const conv_geom *g, int gi, const nd_real *x, const nd_real *w,
+                           nd_real *gy, nd_real *dx, nd_real *dw, nd_real *db, conv_work *wk)
 {
     int G, T;
     tile_plan(g, &G, &T);
-    for (int n0 = 0; n0 < g->N; n0 += G)
-        for (int oh0 = 0; oh0 < g->OH; oh0 += T) {
-            conv_tile t = {n0, n0 + G <= g->N ? G : g->N - n0, oh0,
-                           oh0 + T <= g->OH ? T : g->OH - oh0};
-            int cols = tile_cols(g, t), ldg = cols;
-            const nd_real *gt = tile;
-            if (t.G > 1)
-                tile_move(g, t, gy, tile, NULL, false);
-            else /* the tile of one image is a strided view of gy */
-                gt = gy + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW, ldg = g->L;
-            if (db)
-                for (int oc = 0; oc < g->OC; oc++) {
-                    nd_real s = 0;
-                    for (int k = 0; k < cols; k++) s += gt[(size_t)oc * ldg + k];
-                    db[oc] += s;
-                }
-            if (dw) {
-                tile_copy(g, t, (nd_real *)x, col, true);
-                nd_gemm(false, true, g->OC, g->ckk, cols, 1, gt, ldg, col, cols, 1, dw, g->ckk);
-            }
-            if (dx) {
-                nd_gemm(true, false, g->ckk, cols, g->OC, 1, w, g->ckk, gt, ldg, 0, col, cols);
-                tile_copy(g, t, dx, col, false);
-            }
-        }
+    for (int oh0 = 0; oh0 < g->OH; oh0 += T)
+        backward_tile(g, make_tile(g, gi * G, G, oh0, T), x, w, gy, dx, dw, db, wk);
+}
+
+/* The gradients as values, the image groups shared among n_work workers: dx directly (the
+ * groups' images are disjoint), dw and db (with several workers) through each worker's partial
+ * sums over its fixed range of groups, added in worker order. dx, dw, db may be NULL. */
+static void conv_backward_tiles(const conv_geom *g, const nd_real *x, const nd_real *w, nd_real *gy,
+                                nd_real *dx, nd_real *dw, nd_real *db, conv_work *work, int n_work)
+{
+    int G, T;
+    tile_plan(g, &G, &T);
+    int n_groups = (g->N + G - 1) / G;
+    if (n_work == 1) {
+        for (int gi = 0; gi < n_groups; gi++) backward_group(g, gi, x, w, gy, dx, dw, db, work);
+        return;
+    }
+#ifdef ND_HAVE_OPENMP
+#pragma omp parallel for num_threads(n_work) schedule(static)
+#endif
+    for (int gi = 0; gi < n_groups; gi++) {
+        conv_work *wk = &work[worker_id()];
+        backward_group(g, gi, x, w, gy, dx, dw ? wk->dw : NULL, db ? wk->db : NULL, wk);
+    }
+    for (int i = 0; i < n_work; i++) {
+        for (int k = 0; dw && k < g->OC * g->ckk; k++) dw[k] += work[i].dw[k];
+        for (int k = 0; db && k < g->OC; k++) db[k] += work[i].db[k];
+    }
 }
 
 /* A gradient buffer for t: its .grad when the rule may add there, else zeros in the arena (then
@@ -291,11 +455,13 @@ void nd_CONV2D_backward_rule(nd_ctx *ctx, nd_tensor *out)
     nd_tensor *tx, *tw, *tb;
     nd_real *dx = grad_buffer(ctx, x, &tx), *dw = grad_buffer(ctx, w, &tw),
             *db = grad_buffer(ctx, b, &tb);
-    nd_real *tile, *col = conv_scratch(ctx, &g, &tile);
-    if (!col || (nd_needs_grad(ctx, x) && !dx) || (nd_needs_grad(ctx, w) && !dw) ||
-        (b && nd_needs_grad(ctx, b) && !db))
+    int n_work = conv_workers(&g);
+    conv_work work[ND_CONV_MAX_WORKERS];
+    if (n_work > ND_CONV_MAX_WORKERS) n_work = ND_CONV_MAX_WORKERS;
+    if (!conv_scratch(ctx, &g, n_work, n_work > 1, work) || (nd_needs_grad(ctx, x) && !dx) ||
+        (nd_needs_grad(ctx, w) && !dw) || (b && nd_needs_grad(ctx, b) && !db))
         return; /* the arena failed; the error is in ctx */
-    conv_backward_tiles(&g, x->data, w->data, out->gnode->data, dx, dw, db, col, tile);
+    conv_backward_tiles(&g, x->data, w->data, out->gnode->data, dx, dw, db, work, n_work);
     if (tx) nd_accumulate_grad(ctx, x, tx);
     if (tw) nd_accumulate_grad(ctx, w, tw);
     if (tb) nd_accumulate_grad(ctx, b, tb);

@@ -13,39 +13,96 @@
  * rstd from x), so the gradient is a graph and second derivatives follow.
  */
 #include <math.h>
+#include <string.h>
 
 #include "autograd/ops_internal.h"
+#ifdef ND_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* The calling worker's index in a parallel region. */
+static int worker_id(void)
+{
+#ifdef ND_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
 
 typedef struct {
     int N, C, G;
     size_t R, M; /* values per channel, per group */
 } gn_geom;
 
-/* the saved statistics of a recorded forward: mean (N*G,) then rstd (N*G,) */
-static void gn_forward(const gn_geom *g, const nd_real *x, const nd_real *w, const nd_real *b,
-                       double eps, nd_real *y, nd_real *stats)
+/* Workers for a kernel over x: nd_threads(), at most one per sample and per 32K values. */
+static int gn_workers(const gn_geom *g)
+{
+#ifdef ND_HAVE_OPENMP
+    int n = nd_threads();
+    size_t by_size = (size_t)g->N * g->M / 32768;
+    if (n > g->N) n = g->N;
+    if ((size_t)n > by_size) n = (int)by_size;
+    return n < 1 ? 1 : n;
+#else
+    (void)g;
+    return 1;
+#endif
+}
+
+/* The sum of p[i] (mean == 0 and !sq) or of (p[i] - mean)^2 over n values, in four interleaved
+ * double accumulators (so the loop vectorises without reassociating one chain). */
+static double sum_sq4(const nd_real *p, size_t n, double mean, bool sq)
+{
+    double a[4] = {0, 0, 0, 0};
+    size_t i = 0;
+    for (; i + 4 <= n; i += 4)
+        for (int l = 0; l < 4; l++) {
+            double d = p[i + l] - mean;
+            a[l] += sq ? d * d : d;
+        }
+    for (; i < n; i++) {
+        double d = p[i] - mean;
+        a[0] += sq ? d * d : d;
+    }
+    return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+/* y for sample n; stats: mean (N*G,) then rstd (N*G,) */
+static void gn_forward_sample(const gn_geom *g, int n, const nd_real *x, const nd_real *w,
+                              const nd_real *b, double eps, nd_real *y, nd_real *stats)
 {
     int cg = g->C / g->G;
-    for (int n = 0; n < g->N; n++)
-        for (int k = 0; k < g->G; k++) {
-            size_t off = ((size_t)n * g->G + k) * g->M;
-            const nd_real *xp = x + off;
-            double s = 0, v = 0;
-            for (size_t i = 0; i < g->M; i++) s += xp[i];
-            double mean = s / (double)g->M;
-            for (size_t i = 0; i < g->M; i++) v += (xp[i] - mean) * (xp[i] - mean);
-            double rstd = 1 / sqrt(v / (double)g->M + eps);
-            stats[n * g->G + k] = (nd_real)mean;
-            stats[(size_t)g->N * g->G + n * g->G + k] = (nd_real)rstd;
-            for (int j = 0; j < cg; j++) {
-                int c = k * cg + j;
-                nd_real a = (nd_real)rstd * (w ? w[c] : 1), m = (nd_real)mean;
-                nd_real c0 = (b ? b[c] : 0) - m * a; /* y = x * a + c0 */
-                const nd_real *xc = xp + (size_t)j * g->R;
-                nd_real *yc = y + off + (size_t)j * g->R;
-                for (size_t i = 0; i < g->R; i++) yc[i] = xc[i] * a + c0;
-            }
+    for (int k = 0; k < g->G; k++) {
+        size_t off = ((size_t)n * g->G + k) * g->M;
+        const nd_real *xp = x + off;
+        double mean = sum_sq4(xp, g->M, 0, false) / (double)g->M;
+        double rstd = 1 / sqrt(sum_sq4(xp, g->M, mean, true) / (double)g->M + eps);
+        stats[n * g->G + k] = (nd_real)mean;
+        stats[(size_t)g->N * g->G + n * g->G + k] = (nd_real)rstd;
+        for (int j = 0; j < cg; j++) {
+            int c = k * cg + j;
+            nd_real a = (nd_real)rstd * (w ? w[c] : 1), m = (nd_real)mean;
+            nd_real c0 = (b ? b[c] : 0) - m * a; /* y = x * a + c0 */
+            const nd_real *xc = xp + (size_t)j * g->R;
+            nd_real *yc = y + off + (size_t)j * g->R;
+            for (size_t i = 0; i < g->R; i++) yc[i] = xc[i] * a + c0;
         }
+    }
+}
+
+/* y = group_norm(x), the samples shared among n_work workers */
+static void gn_forward(const gn_geom *g, const nd_real *x, const nd_real *w, const nd_real *b,
+                       double eps, nd_real *y, nd_real *stats, int n_work)
+{
+    if (n_work == 1) {
+        for (int n = 0; n < g->N; n++) gn_forward_sample(g, n, x, w, b, eps, y, stats);
+        return;
+    }
+#ifdef ND_HAVE_OPENMP
+#pragma omp parallel for num_threads(n_work) schedule(static)
+#endif
+    for (int n = 0; n < g->N; n++) gn_forward_sample(g, n, x, w, b, eps, y, stats);
 }
 
 static bool gn_check(nd_ctx *ctx, const nd_tensor *x, int groups, const nd_tensor *w,
@@ -84,7 +141,8 @@ nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd
     nd_tensor *out = nd_tensor_alloc(ctx, x->ndim, x->shape);
     nd_real *stats = out ? nd_ctx_alloc(ctx, 2 * (size_t)g.N * g.G * sizeof *stats) : NULL;
     if (!stats) return NULL;
-    gn_forward(&g, x->data, w ? w->data : NULL, b ? b->data : NULL, eps, out->data, stats);
+    gn_forward(&g, x->data, w ? w->data : NULL, b ? b->data : NULL, eps, out->data, stats,
+               gn_workers(&g));
     out->aux = stats;
     out->arg[0] = groups, out->arg[1] = eps, out->arg[2] = w != NULL, out->arg[3] = b != NULL;
     nd_tensor *src[3];
@@ -123,42 +181,66 @@ static void gn_backward_graph(nd_ctx *ctx, nd_tensor *out, const gn_geom *g, nd_
         nd_accumulate_grad(ctx, b, nd_sum_axis(ctx, nd_sum_axis(ctx, gy, 2, false), 0, false));
 }
 
-/* The gradients as values, one group at a time; dx, dw, db may be NULL and are added to. */
-static void gn_backward_values(const gn_geom *g, const nd_real *x, const nd_real *w,
+/* Sample n's gradients, one group at a time; dx, dw, db may be NULL and are added to. */
+static void gn_backward_sample(const gn_geom *g, int n, const nd_real *x, const nd_real *w,
                                const nd_real *stats, const nd_real *gy, nd_real *dx, nd_real *dw,
                                nd_real *db)
 {
     int cg = g->C / g->G;
-    for (int n = 0; n < g->N; n++)
-        for (int k = 0; k < g->G; k++) {
-            size_t off = ((size_t)n * g->G + k) * g->M;
-            nd_real mean = stats[n * g->G + k], rstd = stats[(size_t)g->N * g->G + n * g->G + k];
-            double s1 = 0, s2 = 0; /* sums of dxhat and dxhat * xhat */
-            for (int j = 0; j < cg; j++) {
-                int c = k * cg + j;
-                const nd_real *xc = x + off + (size_t)j * g->R, *gc = gy + off + (size_t)j * g->R;
-                double sg = 0, sgx = 0; /* sums of gy and gy * xhat */
-                for (size_t i = 0; i < g->R; i++) {
-                    nd_real xh = (xc[i] - mean) * rstd;
-                    sg += gc[i], sgx += gc[i] * xh;
-                }
-                nd_real wc = w ? w[c] : 1;
-                s1 += wc * sg, s2 += wc * sgx;
-                if (dw) dw[c] += (nd_real)sgx;
-                if (db) db[c] += (nd_real)sg;
+    for (int k = 0; k < g->G; k++) {
+        size_t off = ((size_t)n * g->G + k) * g->M;
+        nd_real mean = stats[n * g->G + k], rstd = stats[(size_t)g->N * g->G + n * g->G + k];
+        double s1 = 0, s2 = 0; /* sums of dxhat and dxhat * xhat */
+        for (int j = 0; j < cg; j++) {
+            int c = k * cg + j;
+            const nd_real *xc = x + off + (size_t)j * g->R, *gc = gy + off + (size_t)j * g->R;
+            double sg = 0, sgx = 0; /* sums of gy and gy * xhat */
+            for (size_t i = 0; i < g->R; i++) {
+                nd_real xh = (xc[i] - mean) * rstd;
+                sg += gc[i], sgx += gc[i] * xh;
             }
-            if (!dx) continue;
-            nd_real m1 = (nd_real)(s1 / (double)g->M), m2 = (nd_real)(s2 / (double)g->M);
-            for (int j = 0; j < cg; j++) {
-                int c = k * cg + j;
-                nd_real wr = (w ? w[c] : 1) * rstd;
-                const nd_real *xc = x + off + (size_t)j * g->R, *gc = gy + off + (size_t)j * g->R;
-                nd_real *dc = dx + off + (size_t)j * g->R;
-                for (size_t i = 0; i < g->R; i++) {
-                    nd_real xh = (xc[i] - mean) * rstd;
-                    dc[i] += gc[i] * wr - rstd * (m1 + xh * m2);
-                }
+            nd_real wc = w ? w[c] : 1;
+            s1 += wc * sg, s2 += wc * sgx;
+            if (dw) dw[c] += (nd_real)sgx;
+            if (db) db[c] += (nd_real)sg;
+        }
+        if (!dx) continue;
+        nd_real m1 = (nd_real)(s1 / (double)g->M), m2 = (nd_real)(s2 / (double)g->M);
+        for (int j = 0; j < cg; j++) {
+            int c = k * cg + j;
+            nd_real wr = (w ? w[c] : 1) * rstd;
+            const nd_real *xc = x + off + (size_t)j * g->R, *gc = gy + off + (size_t)j * g->R;
+            nd_real *dc = dx + off + (size_t)j * g->R;
+            for (size_t i = 0; i < g->R; i++) {
+                nd_real xh = (xc[i] - mean) * rstd;
+                dc[i] += gc[i] * wr - rstd * (m1 + xh * m2);
             }
+        }
+    }
+}
+
+/* The gradients as values, the samples shared among n_work workers: dx directly, dw and db (with
+ * several workers) through each worker's partial sums in part (n_work, 2C), added in worker
+ * order, so a thread count always gives the same sums. */
+static void gn_backward_values(const gn_geom *g, const nd_real *x, const nd_real *w,
+                               const nd_real *stats, const nd_real *gy, nd_real *dx, nd_real *dw,
+                               nd_real *db, int n_work, nd_real *part)
+{
+    if (n_work == 1) {
+        for (int n = 0; n < g->N; n++) gn_backward_sample(g, n, x, w, stats, gy, dx, dw, db);
+        return;
+    }
+#ifdef ND_HAVE_OPENMP
+#pragma omp parallel for num_threads(n_work) schedule(static)
+#endif
+    for (int n = 0; n < g->N; n++) {
+        nd_real *p = part + (size_t)worker_id() * 2 * g->C;
+        gn_backward_sample(g, n, x, w, stats, gy, dx, dw ? p : NULL, db ? p + g->C : NULL);
+    }
+    for (int i = 0; i < n_work; i++)
+        for (int c = 0; c < g->C; c++) {
+            if (dw) dw[c] += part[(size_t)i * 2 * g->C + c];
+            if (db) db[c] += part[(size_t)i * 2 * g->C + g->C + c];
         }
 }
 
@@ -189,10 +271,15 @@ void nd_GROUP_NORM_backward_rule(nd_ctx *ctx, nd_tensor *out)
     nd_tensor *tx, *tw, *tb;
     nd_real *dx = grad_target(ctx, x, &tx), *dw = grad_target(ctx, w, &tw),
             *db = grad_target(ctx, b, &tb);
+    int n_work = gn_workers(&g);
+    nd_real *part = NULL; /* (n_work, 2C) zeros: the workers' partial dw, db */
+    if (n_work > 1 && (part = nd_ctx_alloc(ctx, (size_t)n_work * 2 * g.C * sizeof *part)))
+        memset(part, 0, (size_t)n_work * 2 * g.C * sizeof *part);
     if ((nd_needs_grad(ctx, x) && !dx) || (w && nd_needs_grad(ctx, w) && !dw) ||
-        (b && nd_needs_grad(ctx, b) && !db))
+        (b && nd_needs_grad(ctx, b) && !db) || (n_work > 1 && !part))
         return; /* the arena failed; the error is in ctx */
-    gn_backward_values(&g, x->data, w ? w->data : NULL, out->aux, out->gnode->data, dx, dw, db);
+    gn_backward_values(&g, x->data, w ? w->data : NULL, out->aux, out->gnode->data, dx, dw, db,
+                       n_work, part);
     if (tx) nd_accumulate_grad(ctx, x, tx);
     if (tw) nd_accumulate_grad(ctx, w, tw);
     if (tb) nd_accumulate_grad(ctx, b, tb);

@@ -212,7 +212,7 @@ static void bench_memory(model *m)
             nd_tensor *ys = nd_odeint(ctx, f_model, m, y0, t, params, 4, &o);
             nd_tensor *L = nd_sum(ctx, ys);
             nd_status s = L ? nd_backward(ctx, L, 0) : nd_ctx_error(ctx);
-            nd_ode_stats st = {{0}, {0}};
+            nd_ode_stats st = {0};
             if (s == ND_OK) st = *nd_odeint_stats(ys);
             if (s != ND_OK) fprintf(stderr, "bench_odeint: %s\n", nd_ctx_errmsg(ctx));
             json_writer w = json_begin(stdout);

@@ -14,6 +14,9 @@
  *            examples/models/symoden.c); skipped without MuJoCo
  *   spiral   control: torchdiffeq's ode_demo at initialisation, 10 batches
  *   wide     control: an MLP 64-512-512-64, batch 256, 5 output times on [0, 1]
+ *   F        the latent ODE on the toy sinusoids (examples/latent_ode.c's: examples/models/
+ *            latent.c): an ODE-RNN encoder's many short intervals (dopri5: "F"; the program's
+ *            one RK4 step each: "F-rk4") and the decoder, trained with the seminorm
  *
  * Norms: "default" is the RMS norm with the time adjoint integrated (t requires grad, as
  * torchdiffeq does whenever f depends on t), "default_no_t" the RMS norm without it, "seminorm"
@@ -22,7 +25,7 @@
  *
  * Output: one JSON object per measurement on stdout; with --markdown FILE a table of backward
  * NFE and savings beside torchdiffeq's numbers; with --chart FILE.png a bar chart.
- * Usage: seminorm [--workloads A,B,C,E,spiral,wide] [--quick] [--markdown F] [--chart F.png]
+ * Usage: seminorm [--workloads A,B,C,E,spiral,wide,F] [--quick] [--markdown F] [--chart F.png]
  *                 [--from RESULTS.jsonl]   (redraw the table and chart from a run's output)
  */
 #include <cjson/cJSON.h>
@@ -260,20 +263,20 @@ static int write_chart(const char *path)
 }
 #endif
 
-#define N_WORKLOADS 6
+#define N_WORKLOADS 7
 
-/* --workloads: a comma-separated list of A, B, C, E, spiral, wide; each into run[] (by the order
+/* --workloads: a comma-separated list of A, B, C, E, spiral, wide, F; each into run[] (by the order
  * of names). false with a message when a name is unknown or empty. */
 static bool parse_workloads(const char *list, bool run[N_WORKLOADS])
 {
-    static const char *const names[N_WORKLOADS] = {"A", "B", "C", "E", "spiral", "wide"};
+    static const char *const names[N_WORKLOADS] = {"A", "B", "C", "E", "spiral", "wide", "F"};
     for (const char *p = list;; p++) {
         size_t len = strcspn(p, ",");
         int k = 0;
         while (k < N_WORKLOADS && (strlen(names[k]) != len || strncmp(p, names[k], len) != 0)) k++;
         if (k == N_WORKLOADS) {
             fprintf(stderr,
-                    "seminorm: --workloads: '%.*s' is not one of A, B, C, E, spiral, wide\n",
+                    "seminorm: --workloads: '%.*s' is not one of A, B, C, E, spiral, wide, F\n",
                     (int)len, p);
             return false;
         }
@@ -285,10 +288,10 @@ static bool parse_workloads(const char *list, bool run[N_WORKLOADS])
 
 int main(int argc, char **argv)
 {
-    const char *which = "A,B,C,E,spiral,wide", *md = NULL, *chart = NULL, *from = NULL;
+    const char *which = "A,B,C,E,spiral,wide,F", *md = NULL, *chart = NULL, *from = NULL;
     bool quick = false, run[N_WORKLOADS] = {false};
     const flag_spec flags[] = {
-        FLAG_STRING("workloads", &which, "LIST", "comma-separated: A, B, C, E, spiral, wide"),
+        FLAG_STRING("workloads", &which, "LIST", "comma-separated: A, B, C, E, spiral, wide, F"),
         FLAG_BOOL("quick", &quick, "fewer settings per workload (CI)"),
         FLAG_STRING("markdown", &md, "FILE", "write the table of backward NFE and savings"),
         FLAG_STRING("chart", &chart, "FILE.png", "draw the bar chart (needs cairo)"),
@@ -306,9 +309,9 @@ int main(int argc, char **argv)
         if (read_jsonl(from) != 0) return fprintf(stderr, "seminorm: cannot read %s\n", from), 1;
         memset(run, 0, sizeof run); /* only redraw */
     }
-    int (*const workloads[N_WORKLOADS])(bool) = {sn_workload_a,      sn_workload_b,
-                                                 sn_workload_c,      sn_workload_e,
-                                                 sn_workload_spiral, sn_workload_wide};
+    int (*const workloads[N_WORKLOADS])(bool) = {
+        sn_workload_a,      sn_workload_b,    sn_workload_c, sn_workload_e,
+        sn_workload_spiral, sn_workload_wide, sn_workload_f};
     for (int k = 0; k < N_WORKLOADS; k++)
         if (run[k]) failed |= workloads[k](quick) != 0;
     if (md && write_markdown(md) != 0)

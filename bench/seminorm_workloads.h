@@ -46,5 +46,6 @@ int sn_workload_c(bool quick);
 int sn_workload_e(bool quick); /* 0 also when skipped for want of MuJoCo */
 int sn_workload_spiral(bool quick);
 int sn_workload_wide(bool quick);
+int sn_workload_f(bool quick);
 
 #endif

@@ -29,7 +29,9 @@
  *           [--print-every N] [--json] [--plot FILE.png] [--grid G] [--compare-norms]
  *           (--help: the flags)
  * Progress goes to stderr: iteration, loss, mean loss of the last N, NFE-F and NFE-B of the
- * iteration (nd_ode_stats), ms per iteration. --json prints one summary object on stdout.
+ * iteration (nd_ode_stats), B-par (the share of the adjoint's error tests that the parameter or
+ * time adjoint bound: what the seminorm can relax; 0 under it), ms per iteration. --json prints one
+ * summary object on stdout.
  * --plot FILE.png writes one picture to that file, the name as given (as spiral and latent_ode
  * do): the data, the learned density exp(log p) on a G x G grid (default 100), samples
  * z ~ N(0, I) flowed from t = 1 back to t = 0, and the loss curve (needs cairo at build time;
@@ -40,6 +42,9 @@
  * seminorm, and the paper's seminorm (nodal's ND_NORM_SEMINORM), at the training tolerances and
  * at the paper's (1e-3, 1e-6), (1e-4, 1e-7), (1e-5, 1e-8). The model, the data and that
  * measurement live in examples/models/cnf.c, which bench/seminorm links as well.
+ * Data-parallel: `mpirun -np N ./build/examples/cnf2d ...` (README, "Data-parallel training over
+ * MPI") splits each global batch of --batch across the N ranks and averages their gradients;
+ * rank 0 alone prints and draws; the JSON adds per-rank NFE and waiting times.
  * Exit status: 0 when training ran (good or not), 1 on any library error, 2 on bad flags.
  */
 #include <limits.h>
@@ -49,6 +54,7 @@
 
 #include "clock.h"
 #include "cnf.h"
+#include "dist/dist.h"
 #include "flags.h"
 #include "json.h"
 #include "nodal.h"
@@ -181,20 +187,34 @@ typedef struct {
     long nfe_f, nfe_b;
     double ms;
     comparison cmp;
+    nd_dist *dist; // data-parallel under mpirun: this rank's share of each batch
+    int rank, ranks;
+    double *rank_nfe_f, *rank_nfe_b, *rank_wait; // (ranks,) per iteration, and seconds waited
+    nd_dist_stats dist_stats;                    // this rank's meetings
+    size_t n_params;
 } run;
 
+/* One iteration on this rank's rows of the global batch x (B, 2) (rows [r B / N, (r + 1) B / N)
+ * of N ranks, as nd_loader_shard): its loss and adjoint backward, the gradients averaged over the
+ * ranks (every rank meets there, one that failed too), Adam. *loss: the global batch's. */
 static nd_status train_step(nd_ctx *ctx, const cnf_model *m, nd_optimizer *opt, nd_tensor *x,
-                            const nd_ode_options *o, double *loss, nd_ode_stats *stats)
+                            const nd_ode_options *o, run *r, double *loss, nd_ode_stats *stats)
 {
+    int B = x->shape[0], lo = (int)((long)r->rank * B / r->ranks);
+    int n = (int)((long)(r->rank + 1) * B / r->ranks) - lo;
+    nd_tensor *mine = nd_view(ctx, x, 2 * (size_t)lo, 2, (int[]){n, 2});  // (n, 2)
     nd_tensor *t = nd_tensor_from(ctx, 1, (int[]){2}, (nd_real[]){0, 1}); // (2,)
     nd_tensor *L = NULL;
     const nd_ode_stats *op_stats = NULL; // the op's: forward now, backward after the backward
-    if (!t || !cnf_neg_log_likelihood(ctx, m, x, t, o, &op_stats, &L) || !L)
-        return nd_ctx_error(ctx);
+    if (mine && t) cnf_neg_log_likelihood(ctx, m, mine, t, o, &op_stats, &L);
     nd_optimizer_zero_grad(opt);
-    if (nd_backward(ctx, L, 0) != ND_OK || nd_optimizer_step(ctx, opt) != ND_OK)
+    if (L) nd_backward(ctx, L, 0);
+    if (nd_dist_allreduce_grads(ctx, r->dist, m->plist.items, m->plist.n, n) != ND_OK ||
+        nd_optimizer_step(ctx, opt) != ND_OK)
         return nd_ctx_error(ctx);
-    *loss = nd_item(L);
+    double sum = nd_item(L) * n; // the global batch's mean loss, for the record
+    if (nd_dist_reduce(ctx, r->dist, ND_DIST_SUM, &sum, 1) != ND_OK) return nd_ctx_error(ctx);
+    *loss = sum / B;
     *stats = *op_stats; // copied before the reset frees them
     nd_ctx_reset(ctx);  // frees this step's graph, keeps the memory
     return ND_OK;
@@ -212,12 +232,13 @@ static int train(nd_ctx *ctx, const options *op, const cnf_model *m, nd_optimize
         if (it == op->iters) break; // the last checkpoint comes after the last update
         double t0 = clock_wall_ms();
         nd_ode_stats stats = {0};
-        if (train_step(ctx, m, opt, x, o, &r->losses[it], &stats) != ND_OK)
+        if (train_step(ctx, m, opt, x, o, r, &r->losses[it], &stats) != ND_OK)
             return fail(ctx, "training step");
         double ms = clock_wall_ms() - t0;
         r->nfe_f += stats.forward.nfe, r->nfe_b += stats.backward.nfe, r->ms += ms;
         recent += r->losses[it] - (it >= op->print_every ? r->losses[it - op->print_every] : 0);
-        if ((it + 1) % op->print_every == 0 || it == 0 || it + 1 == op->iters) {
+        bool due = (it + 1) % op->print_every == 0 || it == 0 || it + 1 == op->iters;
+        if (r->rank == 0 && due) { // rank 0's NFE and time
             int n_recent = it + 1 < op->print_every ? it + 1 : op->print_every;
             fprintf(stderr,
                     "iter %5d  loss %.4f  mean of last %d %.4f  NFE-F %3ld  NFE-B %3ld  "
@@ -226,6 +247,26 @@ static int train(nd_ctx *ctx, const options *op, const cnf_model *m, nd_optimize
                     stats.backward.nfe, 100 * nd_limit_seminorm_share(&stats.backward.limit), ms);
         }
     }
+    return 0;
+}
+
+/* per rank: NFE per iteration and seconds waited for the others (every rank meets) */
+static int rank_figures(nd_ctx *ctx, int iters, run *r)
+{
+    double per = iters > 0 ? 1.0 / iters : 0;
+    r->dist_stats = nd_dist_get_stats(r->dist);
+    if (nd_dist_gather(ctx, r->dist, r->nfe_f * per, r->rank_nfe_f) != ND_OK ||
+        nd_dist_gather(ctx, r->dist, r->nfe_b * per, r->rank_nfe_b) != ND_OK ||
+        nd_dist_gather(ctx, r->dist, r->dist_stats.wait_seconds, r->rank_wait) != ND_OK)
+        return fail(ctx, "per-rank figures");
+    if (r->rank != 0 || r->ranks < 2) return 0;
+    fprintf(stderr, "%d ranks: NFE-F per rank", r->ranks);
+    for (int q = 0; q < r->ranks; q++) fprintf(stderr, " %.1f", r->rank_nfe_f[q]);
+    fprintf(stderr, ", NFE-B per rank");
+    for (int q = 0; q < r->ranks; q++) fprintf(stderr, " %.1f", r->rank_nfe_b[q]);
+    fprintf(stderr, "; waited for each other");
+    for (int q = 0; q < r->ranks; q++) fprintf(stderr, " %.2f", r->rank_wait[q]);
+    fprintf(stderr, " s; rank 0 all-reduced gradients in %.2f s\n", r->dist_stats.comm_seconds);
     return 0;
 }
 
@@ -350,6 +391,16 @@ static void print_json(const options *op, const run *r, double first, double fin
     json_num(&w, "nfe_forward_per_iter", r->nfe_f * per);
     json_num(&w, "nfe_backward_per_iter", r->nfe_b * per);
     json_num(&w, "ms_per_iter", r->ms * per);
+    json_int(&w, "parameters", (long long)r->n_params);
+    json_int(&w, "ranks", r->ranks);
+    json_num(&w, "comm_seconds", r->dist_stats.comm_seconds); // rank 0's gradient all-reduces
+    const char *keys[] = {"nfe_forward_per_rank", "nfe_backward_per_rank", "wait_seconds_per_rank"};
+    const double *vals[] = {r->rank_nfe_f, r->rank_nfe_b, r->rank_wait};
+    for (int k = 0; k < 3; k++) {
+        json_array(&w, keys[k]);
+        for (int q = 0; q < r->ranks; q++) json_num(&w, NULL, vals[k][q]);
+        json_close(&w);
+    }
     if (op->compare) {
         json_int(&w, "checkpoints", r->cmp.n_checkpoints);
         json_array(&w, "compare");
@@ -380,10 +431,24 @@ static void print_json(const options *op, const run *r, double first, double fin
 int main(int argc, char **argv)
 {
     options op;
-    int rc = parse_options(argc, argv, &op);
-    if (rc != FLAGS_OK) return flags_exit_status(rc);
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) return fprintf(stderr, "cnf2d: out of memory\n"), 1;
+    // one rank, or one of mpirun's: before the flags, as MPI may take its own out of argv
+    nd_dist *dist = NULL;
+    if (nd_dist_init(ctx, &argc, &argv, &dist) != ND_OK) return nd_ctx_destroy(ctx), 1;
+    int rank = nd_dist_rank(dist), ranks = nd_dist_size(dist);
+    int rc = parse_options(argc, argv, &op);
+    if (rc == FLAGS_OK && ranks > 1 && (op.compare || op.batch < ranks)) {
+        fprintf(stderr,
+                "cnf2d: on %d ranks: --compare-norms runs on one process only, and "
+                "--batch needs at least one point per rank\n",
+                ranks);
+        rc = FLAGS_ERROR;
+    }
+    if (rc != FLAGS_OK) {
+        nd_dist_destroy(dist), nd_ctx_destroy(ctx);
+        return flags_exit_status(rc);
+    }
     nd_rng rng = nd_rng_seed(op.seed);
     nd_rng data_rng = nd_rng_seed(op.seed ^ 0x9e3779b97f4a7c15ULL); // batches, apart from the init
     nd_ode_options o = ND_ODE_DEFAULT;
@@ -391,7 +456,10 @@ int main(int argc, char **argv)
     o.solver.rtol = o.adjoint.rtol = op.rtol;
     o.solver.atol = o.adjoint.atol = op.atol;
     o.adjoint.norm = (nd_norm_kind)op.norm;
-    run r = {.cmp.tols = {{op.rtol, op.atol}, {1e-3, 1e-6}, {1e-4, 1e-7}, {1e-5, 1e-8}}};
+    run r = {.cmp.tols = {{op.rtol, op.atol}, {1e-3, 1e-6}, {1e-4, 1e-7}, {1e-5, 1e-8}},
+             .dist = dist,
+             .rank = rank,
+             .ranks = ranks};
 
     // --- model, optimizer, data buffer
     int status = 0;
@@ -399,19 +467,31 @@ int main(int argc, char **argv)
     nd_optimizer *opt = NULL;
     nd_tensor *x = NULL; // (batch, 2) this iteration's data, persistent
     r.losses = malloc(((size_t)op.iters + 1) * sizeof *r.losses);
-    if (cnf_model_create(ctx, &model, &rng) != ND_OK ||
+    r.rank_nfe_f = calloc(3 * (size_t)ranks, sizeof *r.rank_nfe_f);
+    r.rank_nfe_b = r.rank_nfe_f + ranks, r.rank_wait = r.rank_nfe_f + 2 * ranks;
+    // the parameters in one block (one all-reduce), rank 0's weights everywhere
+    if (cnf_model_create(ctx, &model, &rng) != ND_OK || !nd_module_flatten(ctx, model.mlp) ||
+        nd_dist_broadcast_module(ctx, dist, model.mlp) != ND_OK || !r.rank_nfe_f ||
         !(opt = nd_adam_create(ctx, model.plist.items, model.plist.n, NULL)) || // lr 1e-3
         !(x = nd_tensor_create(ctx, 2, (int[]){op.batch, 2}, false)) || !r.losses) {
         status =
             nd_ctx_error(ctx) ? fail(ctx, "setup") : (fprintf(stderr, "cnf2d: no memory\n"), 1);
         goto cleanup;
     }
-    fprintf(
-        stderr, "cnf2d: %s, batch %d, %s rtol %g atol %g, adjoint norm %s, %s, %zu parameters\n",
-        cnf_data_names[op.data], op.batch, nd_ode_method_name(o.solver.method), op.rtol, op.atol,
-        nd_ode_norm_name((nd_norm_kind)op.norm), ND_REAL_NAME, nd_param_list_numel(&model.plist));
+    if (rank == 0)
+        fprintf(stderr,
+                "cnf2d: %s, batch %d on %d rank%s, %s rtol %g atol %g, adjoint norm %s, %s, %zu "
+                "parameters\n",
+                cnf_data_names[op.data], op.batch, ranks, ranks > 1 ? "s" : "",
+                nd_ode_method_name(o.solver.method), op.rtol, op.atol,
+                nd_ode_norm_name((nd_norm_kind)op.norm), ND_REAL_NAME,
+                nd_param_list_numel(&model.plist));
 
-    if ((status = train(ctx, &op, &model, opt, x, &data_rng, &o, &r)) != 0) goto cleanup;
+    if ((status = train(ctx, &op, &model, opt, x, &data_rng, &o, &r)) != 0 ||
+        (status = rank_figures(ctx, op.iters, &r)) != 0)
+        goto cleanup;
+    if (rank != 0) goto cleanup; // rank 0 prints, draws and writes the JSON
+    r.n_params = nd_param_list_numel(&model.plist);
     double first, final, per = op.iters > 0 ? 1.0 / op.iters : NAN;
     loss_summary(&r, op.iters, &first, &final);
     fprintf(stderr,
@@ -424,6 +504,8 @@ int main(int argc, char **argv)
 
 cleanup:
     free(r.losses);
+    free(r.rank_nfe_f);
+    nd_dist_destroy(dist);
     nd_tensor_destroy(x);
     nd_optimizer_destroy(opt);
     cnf_model_destroy(&model);

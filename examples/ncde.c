@@ -197,7 +197,7 @@ static int train(nd_ctx *ctx, const options *op, ncde_problem *P, const ncde_sol
             return fail(ctx, "paired measurement");
         if (it == op->iters) break;
         double t0 = clock_wall_ms(), c0 = clock_cpu_ms();
-        nd_ode_stats stats = {{0}, {0}};
+        nd_ode_stats stats = {0};
         if (ncde_train_step(ctx, P, cfg, &r->loss, &r->acc, &stats) != ND_OK)
             return fail(ctx, "training step");
         double ms = clock_wall_ms() - t0;

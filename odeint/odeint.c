@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "odeint/odeint_internal.h"
+#include "odeint/replay.h"
 
 /* ---- checks ------------------------------------------------------------------------------- */
 
@@ -91,33 +91,43 @@ static nd_status check_times(nd_ctx *ctx, const char *name, nd_tensor *t)
 static nd_status check_options(nd_ctx *ctx, const char *name, nd_ode_options *o, int n_y,
                                double dir)
 {
-    if (o->grad != ND_GRAD_ADJOINT && o->grad != ND_GRAD_BACKPROP)
+    if ((int)o->grad < ND_GRAD_ADJOINT || o->grad > ND_GRAD_CHECKPOINTED)
         return nd_fail(ctx, ND_ERR_ARG, "%s: unknown gradient mode %d", name, (int)o->grad);
+    if (o->grad == ND_GRAD_CHECKPOINTED && o->checkpoints < 1)
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: checkpoints (%d) must be >= 1 with ND_GRAD_CHECKPOINTED (the solver "
+                       "states the forward solve keeps; ND_ODE_DEFAULT has %d)",
+                       name, o->checkpoints, ND_DEFAULT_CHECKPOINTS);
+    if (o->checkpoint_every < 0)
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: checkpoint_every (%d) must be >= 0 (0: checkpoints at the output "
+                       "times only)",
+                       name, o->checkpoint_every);
     nd_status st = nd_ode_check_options(ctx, name, &o->solver, n_y);
     if (st != ND_OK) return st;
     o->adjoint = nd_ode_resolve_adjoint(&o->solver, &o->adjoint);
     char adjoint_name[64];
     snprintf(adjoint_name, sizeof adjoint_name, "%s (adjoint options)", name);
-    if (o->grad == ND_GRAD_ADJOINT) st = nd_ode_check_options(ctx, adjoint_name, &o->adjoint, n_y);
+    if (o->grad != ND_GRAD_BACKPROP) st = nd_ode_check_options(ctx, adjoint_name, &o->adjoint, n_y);
     return st == ND_OK ? check_breakpoints(ctx, name, o, dir) : st;
 }
 
 /* ---- the forward system ------------------------------------------------------------------- */
 
-typedef struct {
-    nd_ode_system sys; /* first: the solver sees this */
-    const nd_user_system *us;
-} forward_system;
+static int forward_on_step(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip)
+{
+    const nd_step_observer *obs = ((nd_forward_system *)sys)->obs;
+    return obs->on_step(obs->data, ctx, ip);
+}
 
 static int forward_eval(nd_ode_system *sys, nd_ctx *ctx, double t, nd_tensor *y, nd_tensor **dy)
 {
-    const nd_user_system *us = ((forward_system *)sys)->us;
+    const nd_user_system *us = ((nd_forward_system *)sys)->us;
     return nd_user_call(ctx, us, us->what, t, NULL, y, dy);
 }
 
-/* The solver's view of the user system: one block per state tensor, the forward tolerances. */
-static bool forward_system_init(nd_ctx *ctx, forward_system *fs, const nd_user_system *us,
-                                const nd_solver_options *so)
+bool nd_forward_system_init(nd_ctx *ctx, nd_forward_system *fs, const nd_user_system *us,
+                            const nd_solver_options *so)
 {
     int n_y = us->n_y;
     nd_block_role *role = nd_ctx_alloc(ctx, (size_t)n_y * sizeof *role);
@@ -130,6 +140,7 @@ static bool forward_system_init(nd_ctx *ctx, forward_system *fs, const nd_user_s
         atol[b] = so->atol_blocks ? so->atol_blocks[b] : so->atol;
     }
     fs->us = us;
+    fs->obs = NULL;
     fs->sys = (nd_ode_system){.eval = forward_eval,
                               .n = us->n,
                               .n_blocks = n_y,
@@ -227,7 +238,11 @@ static nd_tensor *record_adjoint(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *pa
     for (int i = 0; i < n_params; i++)
         if (params[i]->requires_grad) src[n_src++] = sv->params[sv->n_params++] = params[i];
     if (sv->t_grad) src[n_src++] = sv->t;
-    nd_custom_op op = {"odeint", nd_odeint_adjoint_backward, sv};
+    nd_custom_op op = {"odeint",
+                       sv->ckpt     ? nd_odeint_checkpoint_backward
+                       : sv->replay ? nd_odeint_interp_backward
+                                    : nd_odeint_adjoint_backward,
+                       sv};
     return nd_record_custom(ctx, packed, &op, n_src, src);
 }
 
@@ -263,10 +278,10 @@ static nd_odeint_saved *save(nd_ctx *ctx, nd_ode_fn f1, nd_ode_tuple_fn fn, void
     return nd_ctx_error(ctx) ? NULL : sv;
 }
 
-static nd_status odeint_impl(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode_tuple_fn fn,
+nd_status nd_odeint_observed(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode_tuple_fn fn,
                              void *user_data, nd_tensor *const *y0s, int n_y, nd_tensor *t,
                              nd_tensor *const *params, int n_params, const nd_ode_options *opts,
-                             nd_tensor **ys_out)
+                             const nd_step_observer *obs, nd_tensor **ys_out)
 {
     nd_ode_options o = opts ? *opts : ND_ODE_DEFAULT;
     nd_status st = check_tensors(ctx, name, y0s, n_y, t, params, n_params);
@@ -280,8 +295,10 @@ static nd_status odeint_impl(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode
     bool needs_grad =
         recording && (any_requires_grad(y0s, n_y) || any_requires_grad(params, n_params) || t_grad);
     nd_odeint_saved *sv = save(ctx, f1, fn, user_data, y0s, n_y, t, &o);
-    forward_system fs;
-    if (!sv || !forward_system_init(ctx, &fs, &sv->us, &sv->opts.solver)) return nd_ctx_error(ctx);
+    nd_forward_system fs;
+    if (!sv || !nd_forward_system_init(ctx, &fs, &sv->us, &sv->opts.solver))
+        return nd_ctx_error(ctx);
+    if (obs) fs.obs = obs, fs.sys.on_step = forward_on_step;
     sv->t_grad = t_grad;
     nd_breakpoints bp = {sv->opts.step_t, sv->opts.jump_t, o.n_step_t, o.n_jump_t};
 
@@ -289,7 +306,18 @@ static nd_status odeint_impl(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode
     if (needs_grad && o.grad == ND_GRAD_BACKPROP) {
         packed = solve_taped(ctx, sv, &fs.sys, &bp);
     } else {
-        packed = solve_untaped(ctx, sv, &fs.sys, &bp);
+        /* the interpolating adjoints record checkpoints as the solve goes (replay.c) */
+        bool replay = needs_grad &&
+                      (o.grad == ND_GRAD_INTERP_ADJOINT || o.grad == ND_GRAD_QUADRATURE_ADJOINT);
+        bool ckpt = needs_grad && o.grad == ND_GRAD_CHECKPOINTED; /* checkpoint.c */
+        if (replay && !nd_replay_begin(ctx, sv, &fs)) return nd_ctx_error(ctx);
+        if (ckpt && !nd_checkpoint_begin(ctx, sv, &fs)) return nd_ctx_error(ctx);
+        nd_ode_system *sys = replay ? &sv->replay->fs.sys
+                             : ckpt ? nd_checkpoint_system(sv)
+                                    : &fs.sys;
+        packed = solve_untaped(ctx, sv, sys, &bp);
+        if (replay && !nd_replay_end(ctx, sv, packed)) packed = NULL;
+        if (ckpt && !nd_checkpoint_end(ctx, sv, packed)) packed = NULL;
         if (packed && needs_grad) packed = record_adjoint(ctx, sv, packed, params, n_params);
     }
     return packed ? split_output(ctx, sv, packed, ys_out) : nd_ctx_error(ctx);
@@ -301,8 +329,8 @@ nd_tensor *nd_odeint(nd_ctx *ctx, nd_ode_fn f, void *user_data, nd_tensor *y0, n
     if (nd_ctx_error(ctx)) return NULL; /* an earlier op failed: its error stays */
     if (!f) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeint: f is NULL");
     nd_tensor *out = NULL;
-    return odeint_impl(ctx, "nd_odeint", f, NULL, user_data, &y0, 1, t, params, n_params, opts,
-                       &out) == ND_OK
+    return nd_odeint_observed(ctx, "nd_odeint", f, NULL, user_data, &y0, 1, t, params, n_params,
+                              opts, NULL, &out) == ND_OK
                ? out
                : NULL;
 }
@@ -315,8 +343,8 @@ nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_data, nd_t
     for (int i = 0; i < n_y; i++) ys_out[i] = NULL;
     if (nd_ctx_error(ctx)) return NULL;
     if (!f) return nd_fail_null(ctx, ND_ERR_ARG, "nd_odeint_tuple: f is NULL");
-    if (odeint_impl(ctx, "nd_odeint_tuple", NULL, f, user_data, y0s, n_y, t, params, n_params, opts,
-                    ys_out) == ND_OK)
+    if (nd_odeint_observed(ctx, "nd_odeint_tuple", NULL, f, user_data, y0s, n_y, t, params,
+                           n_params, opts, NULL, ys_out) == ND_OK)
         return ys_out[0];
     for (int i = 0; i < n_y; i++) ys_out[i] = NULL;
     return NULL;

@@ -129,10 +129,36 @@ typedef struct {
     double pi_beta1, pi_beta2;       /* PI exponents times the order: 0.7 and 0.4 */
 } nd_solver_options;
 
+/* How the gradient of a solve is computed (README: "Choosing a gradient mode"). */
 typedef enum {
-    ND_GRAD_ADJOINT, /* optimise-then-discretise: the adjoint ODE (default) */
-    ND_GRAD_BACKPROP /* discretise-then-optimise: backprop through the solver's operations */
+    /* optimise-then-discretise, the backsolve adjoint (torchdiffeq's; the default): z integrated
+     * backwards beside a_z and a_theta. O(1) memory, but z recomputed backwards drifts on
+     * dissipative or chaotic dynamics, and the gradient with it */
+    ND_GRAD_ADJOINT,
+    /* discretise-then-optimise: backprop through the solver's operations; the exact gradient of
+     * the discrete solve, memory growing with the steps; differentiable again */
+    ND_GRAD_BACKPROP,
+    /* the interpolating adjoint (SciMLSensitivity's InterpolatingAdjoint, CVODES): the forward
+     * solve keeps checkpoints (every output time, and every checkpoint_every steps); the backward
+     * solves one checkpoint interval forward again with dense output and integrates [a_z, a_theta,
+     * a_t] backwards with z interpolated, never integrating z in reverse. The adjoint's norm
+     * applies (the seminorm drops a_theta and a_t) */
+    ND_GRAD_INTERP_ADJOINT,
+    /* the quadrature adjoint (SciMLSensitivity's GaussAdjoint): as the interpolating adjoint, but
+     * the backward ODE is a_z alone and dL/dtheta (and dL/dt_0) the integral of -a_z df/dtheta,
+     * by Gauss-Legendre quadrature over each accepted backward step (a_z from the step's dense
+     * output): no norm choice; its accuracy follows the adjoint's tolerances on a_z */
+    ND_GRAD_QUADRATURE_ADJOINT,
+    /* checkpointed backprop (diffrax's RecursiveCheckpointAdjoint): backprop's gradient with at
+     * most `checkpoints` solver states kept by the forward solve, each segment between two of them
+     * solved again taped in the backward (README). Adaptive methods; t must not require grad */
+    ND_GRAD_CHECKPOINTED
 } nd_grad_mode;
+
+/* Names: "adjoint" "backprop" "interp_adjoint" "quadrature_adjoint" "checkpointed". from_name
+ * returns false (and leaves *out alone) for an unknown name. */
+ND_API bool nd_ode_grad_from_name(const char *name, nd_grad_mode *out);
+ND_API const char *nd_ode_grad_name(nd_grad_mode g);
 
 /* The adjoint inherits. opts.adjoint starts as ND_SOLVER_INHERIT: every field unset, so the
  * adjoint solve uses the forward solver's settings (as torchdiffeq's adjoint_rtol / adjoint_atol
@@ -163,7 +189,20 @@ typedef struct {
     int n_step_t;
     const double *jump_t;
     int n_jump_t;
+    /* ND_GRAD_INTERP_ADJOINT and ND_GRAD_QUADRATURE_ADJOINT: besides every output time, store a
+     * forward checkpoint every checkpoint_every accepted steps (0: at output times only). The
+     * backward keeps the dense output of one checkpoint interval at a time, so memory is the
+     * checkpoints plus one interval's steps; checkpoints also become breakpoints of the backward
+     * solve. Must be >= 0. */
+    int checkpoint_every;
+    /* ND_GRAD_CHECKPOINTED: the most solver states the forward solve keeps (>= 1). Memory is
+     * these plus the tape of one segment, about 2 N / checkpoints steps of the N the solve takes;
+     * the backward solves every step again once (README: "Choosing a gradient mode"). */
+    int checkpoints;
 } nd_ode_options;
+
+/* ND_GRAD_CHECKPOINTED's default number of checkpoints */
+#define ND_DEFAULT_CHECKPOINTS 32
 
 #define ND_SOLVER_DEFAULT                                                                          \
     ((nd_solver_options){.method = ND_DOPRI5,                                                      \
@@ -198,8 +237,10 @@ typedef struct {
                          .pi_beta2 = ND_INHERIT})
 
 #define ND_ODE_DEFAULT                                                                             \
-    ((nd_ode_options){                                                                             \
-        .solver = ND_SOLVER_DEFAULT, .adjoint = ND_SOLVER_INHERIT, .grad = ND_GRAD_ADJOINT})
+    ((nd_ode_options){.solver = ND_SOLVER_DEFAULT,                                                 \
+                      .adjoint = ND_SOLVER_INHERIT,                                                \
+                      .grad = ND_GRAD_ADJOINT,                                                     \
+                      .checkpoints = ND_DEFAULT_CHECKPOINTS})
 
 /* Which block limited the steps: at every error test of an adaptive solve, the block with the
  * largest RMS scaled error among the blocks the norm counts (every block under a user norm) is
@@ -232,8 +273,16 @@ typedef struct {
     nd_limit_stats limit; /* which block bound each step */
 } nd_solve_stats;
 
+/* backward: the backward pass's own solve (the adjoint's; nfe includes the quadrature adjoint's
+ * evaluations at its Gauss nodes). recomputed: the forward steps the backward pass solved again
+ * (the interpolating and quadrature adjoints' re-solves of checkpoint intervals, checkpointed
+ * backprop's taped segments), not included in
+ * backward: the backward pass costs backward.nfe + recomputed.nfe evaluations. */
 typedef struct {
-    nd_solve_stats forward, backward;
+    nd_solve_stats forward, backward, recomputed;
+    size_t dense_bytes; /* the interpolating and quadrature adjoints: the most heap memory the
+                           dense output of one checkpoint interval held in the backward pass (the
+                           checkpoints themselves are in the arena) */
 } nd_ode_stats;
 
 /* y0: the initial state, any shape up to ND_MAX_DIMS - 1 dims. t: (n_t,) strictly increasing or
@@ -256,6 +305,85 @@ ND_API nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_dat
  * f). The op owns them in the arena: valid until the ctx is reset, like ys. NULL when ys is not
  * an odeint result. */
 ND_API const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
+
+/* ---------------------------------------------------------------------------------------------
+ * Dense solutions (torchdiffeq's odeint_dense): solve once, then evaluate y(t) anywhere in the
+ * interval from the interpolants the solve fitted to its accepted steps (the quartic of each
+ * adaptive step, cubic Hermite for fixed-step methods), without calling f again:
+ *
+ *   nd_ode_solution *sol = nd_ode_solution_create(ctx, f, data, y0, 0, 5, params, n, &o);
+ *   nd_tensor *y = nd_ode_solution_at(ctx, sol, 2.5);  // shape of y0
+ *   nd_ode_solution_destroy(sol);                      // y stays valid: it is an arena tensor
+ *
+ * The values at t equal nd_odeint's at the same t (the same steps, the same interpolant).
+ * Differentiable by backprop through the solver: when grad mode is on and y0 or a param requires
+ * grad, opts->grad must be ND_GRAD_BACKPROP (the adjoint keeps no forward steps to differentiate
+ * through) and every y(t) is a graph back to y0 and the params, differentiable again. Otherwise
+ * the solve records nothing.
+ *
+ * Lifetime. The solution is a caller-owned heap object (its interpolants' values are copied out
+ * of the arena), so without gradients it outlives nd_ctx_reset. With gradients its interpolants
+ * are graph nodes in the ctx's arena: nd_ctx_reset (or a rewind past the solve) frees them, and
+ * nd_ode_solution_at on it afterwards is an error (ND_ERR_ARG), not a crash; a rewind is
+ * detected when the arena is below where the solve left it. After nd_ode_solution_destroy the
+ * pointer is gone like any freed one. */
+typedef struct nd_ode_solution nd_ode_solution;
+
+/* Solves y' = f(t, y) from y0 at t0 to t1 (t1 < t0 solves backwards). NULL with the error in ctx;
+ * the checks and messages are nd_odeint's. */
+ND_API nd_ode_solution *nd_ode_solution_create(nd_ctx *ctx, nd_ode_fn f, void *user_data,
+                                               nd_tensor *y0, double t0, double t1,
+                                               nd_tensor *const *params, int n_params,
+                                               const nd_ode_options *opts);
+ND_API void nd_ode_solution_destroy(nd_ode_solution *sol);
+
+/* y(t), shape of y0, for t in the closed interval; a new arena tensor (a graph when the solution
+ * is differentiable). NULL with ND_ERR_ARG for t outside the interval or not finite. */
+ND_API nd_tensor *nd_ode_solution_at(nd_ctx *ctx, const nd_ode_solution *sol, double t);
+
+/* The solve's statistics and accepted steps; NULL / 0 for a NULL sol. */
+ND_API const nd_ode_stats *nd_ode_solution_stats(const nd_ode_solution *sol);
+ND_API long nd_ode_solution_steps(const nd_ode_solution *sol);
+
+/* ---------------------------------------------------------------------------------------------
+ * Events (torchdiffeq's odeint_event): solve from t0 until the event function g(t, y) crosses
+ * zero, and return the event time and the state there, both differentiable:
+ *
+ *   nd_tensor *t_ev, *y_ev;  // scalar, shape of y0
+ *   st = nd_odeint_event(ctx, f, g, data, y0, 0, 10, params, n, &o, NULL, &t_ev, &y_ev);
+ *
+ * The event is terminal: the solve stops at the first crossing. After every accepted step g is
+ * evaluated at the step's end; when its sign changed (in the direction asked for), the event
+ * time is found by bisection of g(t, y(t)) on the step's interpolant, to within tol. A g(t0, y0)
+ * of exactly 0 is not an event. No crossing before t_end is ND_ERR_NO_EVENT.
+ *
+ * Gradients. y_ev comes from a second solve of the odeint op over [t0, t_ev] (in opts.grad's
+ * mode, adjoint or backprop: the forward NFE in the stats count both solves), and t_ev's
+ * gradient by the implicit function theorem, as torchdiffeq does: g(t_ev, y(t_ev)) = 0 gives
+ *   dt_ev = -(dg/dy dy(T) + dg/dparams dparams) / (dg/dt + dg/dy . f(t_ev, y_ev)),
+ * so dL/dt_ev reaches y0 and the params through the state (and g's own parameters directly).
+ * params are f's and g's together (each may ignore some). A crossing where g's total derivative
+ * is 0 (tangential) has no differentiable time: its backward is ND_ERR_ARG. The event's
+ * gradient is not differentiable again (ND_ERR_GRAPH under create_graph). */
+
+/* g(t, y): a scalar (one element) built with nodal ops from t (a scalar) and y (y0's shape). */
+typedef nd_tensor *(*nd_event_fn)(nd_ctx *ctx, nd_tensor *t, nd_tensor *y, void *user_data);
+
+typedef struct {
+    int direction; /* 0: any crossing; +1: g from < 0 to >= 0 only; -1: from > 0 to <= 0 only */
+    double tol;    /* the event time to within tol (absolute); 0: to a few ulps of t */
+} nd_event_options;
+
+#define ND_EVENT_DEFAULT ((nd_event_options){.direction = 0, .tol = 0})
+
+/* Solves y' = f(t, y) from y0 at t0 towards t_end (t_end < t0 solves backwards) until g crosses
+ * zero; *t_event (scalar) and *y_event (y0's shape) are arena tensors. eopts NULL:
+ * ND_EVENT_DEFAULT. On failure both are NULL and the error is in ctx. */
+ND_API nd_status nd_odeint_event(nd_ctx *ctx, nd_ode_fn f, nd_event_fn g, void *user_data,
+                                 nd_tensor *y0, double t0, double t_end, nd_tensor *const *params,
+                                 int n_params, const nd_ode_options *opts,
+                                 const nd_event_options *eopts, nd_tensor **t_event,
+                                 nd_tensor **y_event);
 
 /* ---------------------------------------------------------------------------------------------
  * Derivatives of f's own output inside f: a continuous normalising flow's trace of df/dz, a

@@ -57,6 +57,29 @@ const char *nd_ode_norm_name(nd_norm_kind k)
     return (int)k >= 0 && (int)k < N_NORM_NAMES ? norm_names[k] : "unknown";
 }
 
+static const char *const grad_names[] = {
+    [ND_GRAD_ADJOINT] = "adjoint",
+    [ND_GRAD_BACKPROP] = "backprop",
+    [ND_GRAD_INTERP_ADJOINT] = "interp_adjoint",
+    [ND_GRAD_QUADRATURE_ADJOINT] = "quadrature_adjoint",
+    [ND_GRAD_CHECKPOINTED] = "checkpointed",
+};
+
+#define N_GRAD_NAMES ((int)(sizeof grad_names / sizeof grad_names[0]))
+
+bool nd_ode_grad_from_name(const char *name, nd_grad_mode *out)
+{
+    if (!name || !out) return false;
+    for (int i = 0; i < N_GRAD_NAMES; i++)
+        if (strcmp(name, grad_names[i]) == 0) return *out = (nd_grad_mode)i, true;
+    return false;
+}
+
+const char *nd_ode_grad_name(nd_grad_mode g)
+{
+    return (int)g >= 0 && (int)g < N_GRAD_NAMES ? grad_names[g] : "unknown";
+}
+
 /* ---- the adjoint's inheritance ------------------------------------------------------------ */
 
 static double inherit(double own, double forward)

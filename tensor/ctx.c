@@ -27,7 +27,8 @@ struct nd_ctx {
     bool grad_enabled;
     nd_status status;
     char msg[512];
-    void *ext; /* a higher layer's state (the autograd engine's) */
+    void *ext;       /* a higher layer's state (the autograd engine's) */
+    uint64_t resets; /* nd_ctx_reset calls so far */
     void (*ext_destroy)(void *);
 };
 
@@ -59,6 +60,12 @@ void nd_ctx_reset(nd_ctx *ctx)
     ctx->offset = 0;
     ctx->status = ND_OK;
     ctx->msg[0] = '\0';
+    ctx->resets++;
+}
+
+uint64_t nd_ctx_resets(const nd_ctx *ctx)
+{
+    return ctx ? ctx->resets : 0;
 }
 
 nd_mark nd_ctx_mark(const nd_ctx *ctx)

@@ -11,6 +11,9 @@
 /* The state a higher layer keeps in ctx (NULL until set). nd_ctx_destroy calls destroy(state). */
 void *nd_ctx_ext(const nd_ctx *ctx);
 void nd_ctx_set_ext(nd_ctx *ctx, void *state, void (*destroy)(void *state));
+/* How many times nd_ctx_reset has run: an object that keeps arena memory past a call (a dense
+ * solution's graph) can tell that it is gone. */
+uint64_t nd_ctx_resets(const nd_ctx *ctx);
 
 /* The check every op starts with: true when ctx and each of the n inputs are non-NULL. A NULL
  * input records "<fn>: input <names[i]> is NULL" unless an earlier error is recorded (which then

@@ -67,7 +67,9 @@ ND_API const char *nd_version(void);
     X(ND_ERR_NONFINITE, "non-finite value")                                                        \
     X(ND_ERR_CALLBACK, "user callback failed")                                                     \
     X(ND_ERR_STEP_UNDERFLOW, "ODE step size underflow")                                            \
-    X(ND_ERR_MAX_STEPS, "ODE solver exceeded max_num_steps")
+    X(ND_ERR_MAX_STEPS, "ODE solver exceeded max_num_steps")                                       \
+    X(ND_ERR_NO_EVENT, "no ODE event before the end of the interval")                              \
+    X(ND_ERR_DIST, "distributed run failed")
 
 typedef enum {
 #define ND_X_ENUM(code, text) code,
@@ -142,6 +144,17 @@ ND_API const char *nd_shape_str(const nd_tensor *t, char *buf);
 ND_API void nd_zero_grad(nd_tensor **params, int n);
 /* true when every element is finite. */
 ND_API bool nd_all_finite(const nd_tensor *x);
+
+/* ---------------------------------------------------------------------------------------------
+ * Threads of nodal's own parallel kernels (convolution over images, group norm over samples;
+ * OpenBLAS keeps its own setting). Process-wide. The default is 1, or NODAL_NUM_THREADS from the
+ * environment when it holds an integer in [1, 256] (anything else is ignored). With n threads work
+ * is split into n fixed parts reduced in a fixed order: results depend on n, never on timing.
+ * Without OpenMP (nd_threads_parallel() false) the kernels run on one thread whatever is set.
+ */
+ND_API int nd_threads(void);
+ND_API nd_status nd_set_threads(int n); /* ND_ERR_ARG unless 1 <= n <= 256 */
+ND_API bool nd_threads_parallel(void);  /* built with OpenMP */
 
 /* ---------------------------------------------------------------------------------------------
  * The ctx: arena, grad mode, sticky error.

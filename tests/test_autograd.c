@@ -1451,6 +1451,32 @@ START_TEST(test_conv2d_backward_into_grad)
 }
 END_TEST
 
+/* With 2 threads (OpenMP builds) a convolution big enough to be shared gives the same values and
+ * gradients on every run, equal to one thread's up to rounding; nd_set_threads checks its range. */
+START_TEST(test_conv2d_threads_deterministic)
+{
+    ck_assert_int_eq(nd_set_threads(0), ND_ERR_ARG);
+    ck_assert_int_eq(nd_set_threads(257), ND_ERR_ARG);
+    nd_tensor *x = rand_leaf(4, S(8, 8, 16, 16), -1, 1, 220);
+    nd_tensor *w = rand_leaf(4, S(8, 8, 3, 3), -1, 1, 221), *b = rand_leaf(1, S(8), -1, 1, 222);
+    nd_tensor *r = rand_leaf(4, S(8, 8, 16, 16), -1, 1, 223), *in[] = {x, w, b};
+    nd_tensor *y[3], *g[3][3];
+    for (int run = 0; run < 3; run++) { /* 1 thread, then 2 threads twice */
+        ck_assert_int_eq(nd_set_threads(run == 0 ? 1 : 2), ND_OK);
+        ck_assert_int_eq(nd_threads(), run == 0 ? 1 : 2);
+        y[run] = nd_conv2d(ctx, x, w, b, 1, 1);
+        ck_assert_int_eq(nd_grad(ctx, &y[run], &r, 1, in, 3, g[run], 0), ND_OK);
+    }
+    ck_assert_int_eq(nd_set_threads(1), ND_OK);
+    ck_assert_mem_eq(y[1]->data, y[2]->data, y[1]->size * sizeof(nd_real));
+    for (int k = 0; k < 3; k++) {
+        ck_assert_mem_eq(g[1][k]->data, g[2][k]->data, g[1][k]->size * sizeof(nd_real));
+        expect_close_tensors(g[1][k], g[0][k], FWD_TOL * 512, "2 threads against 1", k);
+    }
+    expect_close_tensors(y[1], y[0], FWD_TOL * 64, "forward", 0);
+}
+END_TEST
+
 /* First and second order on geometries the registry case does not cover. */
 START_TEST(test_conv2d_gradcheck_geometries)
 {
@@ -1546,6 +1572,29 @@ START_TEST(test_group_norm_backward_into_grad)
             ck_assert_double_eq_tol(got[k][i], 2 * gr[k]->data[i],
                                     FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
     nd_tensor_destroy(w), nd_tensor_destroy(b);
+}
+END_TEST
+
+/* With 2 threads (OpenMP builds) group norm over 64K values gives the same values and gradients
+ * on every run, equal to one thread's up to rounding. */
+START_TEST(test_group_norm_threads_deterministic)
+{
+    nd_tensor *x = rand_leaf(4, S(8, 8, 32, 32), -1, 2, 230);
+    nd_tensor *w = rand_leaf(1, S(8), 0.5, 1.5, 231), *b = rand_leaf(1, S(8), -1, 1, 232);
+    nd_tensor *r = rand_leaf(4, S(8, 8, 32, 32), -1, 1, 233), *in[] = {x, w, b};
+    nd_tensor *y[3], *g[3][3];
+    for (int run = 0; run < 3; run++) { /* 1 thread, then 2 threads twice */
+        ck_assert_int_eq(nd_set_threads(run == 0 ? 1 : 2), ND_OK);
+        y[run] = nd_group_norm(ctx, x, 4, w, b, 1e-5);
+        ck_assert_int_eq(nd_grad(ctx, &y[run], &r, 1, in, 3, g[run], 0), ND_OK);
+    }
+    ck_assert_int_eq(nd_set_threads(1), ND_OK);
+    ck_assert_mem_eq(y[1]->data, y[2]->data, y[1]->size * sizeof(nd_real));
+    expect_close_tensors(y[1], y[0], FWD_TOL, "forward", 0);
+    for (int k = 0; k < 3; k++) {
+        ck_assert_mem_eq(g[1][k]->data, g[2][k]->data, g[1][k]->size * sizeof(nd_real));
+        expect_close_tensors(g[1][k], g[0][k], FWD_TOL * 4096, "2 threads against 1", k);
+    }
 }
 END_TEST
 
@@ -2761,9 +2810,11 @@ static Suite *autograd_suite(void)
     tcase_add_test(bwd, test_conv2d_matches_im2col_reference);
     tcase_add_test(bwd, test_conv2d_backward_into_grad);
     tcase_add_test(bwd, test_conv2d_gradcheck_geometries);
+    tcase_add_test(bwd, test_conv2d_threads_deterministic);
     tcase_add_test(bwd, test_group_norm_matches_composed_reference);
     tcase_add_test(bwd, test_group_norm_backward_into_grad);
     tcase_add_test(bwd, test_group_norm_gradcheck_geometries);
+    tcase_add_test(bwd, test_group_norm_threads_deterministic);
     tcase_add_test(bwd, test_custom_op_forward_backward_and_state);
     tcase_add_test(bwd, test_custom_op_gradcheck);
     tcase_add_test(bwd, test_nested_grad_inside_custom_backward);

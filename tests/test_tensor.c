@@ -413,6 +413,8 @@ static const struct {
     {ND_ERR_CALLBACK, "user callback failed"},
     {ND_ERR_STEP_UNDERFLOW, "ODE step size underflow"},
     {ND_ERR_MAX_STEPS, "ODE solver exceeded max_num_steps"},
+    {ND_ERR_NO_EVENT, "no ODE event before the end of the interval"},
+    {ND_ERR_DIST, "distributed run failed"},
 };
 
 /* A code added to ND_STATUS_LIST must be added to status_table too. */

@@ -4,7 +4,7 @@
 
 For each workload (workloads.py) it runs nodal's own program (its --json summary) and a PyTorch
 model written to mirror it (peer_*.py), alternating the two for --rounds rounds (the order flips
-every round, so load drift hits both alike), with one thread each (OMP_NUM_THREADS,
+every round, so load drift hits both alike), with one thread each (NODAL_NUM_THREADS, OMP_NUM_THREADS,
 OPENBLAS_NUM_THREADS, torch.set_num_threads) and optionally two. It prints one JSON line per
 workload, thread count and real type: both sides' medians over the rounds of the time per
 iteration (or per batch), the function evaluations, the time per evaluation, and nodal's speed-up
@@ -27,7 +27,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+THREAD_VARS = ("NODAL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 def parse_args(argv):

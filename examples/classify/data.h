@@ -37,10 +37,11 @@ void mnist_ckpt_free(mnist_ckpt *l);
 int mnist_resume(nd_ctx *ctx, const char *prog, const char *path, const mnist_ckpt *l,
                  int *epochs_before, double *mean, double *std);
 
-/* Accuracy of model over a whole dataset through loader ld, in eval mode with grad off, inputs
- * standardised; one arena reset per batch. 0, or 1 with a message naming prog. */
-int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, const nd_dataset *ds,
-                   nd_loader *ld, nd_tensor *x /* (B, 1, 28, 28) */, int *labels /* (B,) */,
-                   double mean, double std, double *accuracy);
+/* Right answers of model over one epoch of loader ld (the whole dataset, or this rank's shares of
+ * it), in eval mode with grad off, inputs standardised; one arena reset per batch. *right and
+ * *seen: right answers and images. 0, or 1 with a message naming prog. */
+int mnist_evaluate(nd_ctx *ctx, const char *prog, nd_module *model, nd_loader *ld,
+                   nd_tensor *x /* (R, 1, 28, 28) */, int *labels /* (R,) */, double mean,
+                   double std, long *right, long *seen);
 
 #endif

@@ -14,9 +14,11 @@
 
 #include "flags.h"
 #include "json.h"
+#include "dist/dist.h"
 #include "nodal.h"
 
 #define CLASSIFY_MAX_METRICS 4
+#define CLASSIFY_MAX_RANKS 256 /* per-rank figures kept for the summary */
 
 typedef struct {
     const char *name;    /* "mnist": messages, the checkpoint's "example" entry, JSON */
