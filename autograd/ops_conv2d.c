@@ -4,13 +4,18 @@
  *
  * The output is computed tile by tile: a tile is a group of G whole images (small images, as an
  * ODE-Net's 7x7) or T output rows of one image (large ones), sized so its im2col matrix
- * col (C*kh*kw, cols) fits in L2. Per tile, out (OC, cols) = w (OC, C*kh*kw) @ col + b with one
- * GEMM: for a single image the GEMM writes NCHW in place (ldc = OH*OW) over a bias-initialised
- * output (beta = 1); for a group it writes a scratch tile that one pass scatters to NCHW, adding b.
+ * col (C*kh*kw, cols) fits in L2. Per tile, the input rows it reads are first copied into a
+ * zero-padded band, so im2col is a plain gather through an index table shared by every channel
+ * and image (no bounds checks), and out (OC, cols) = w (OC, C*kh*kw) @ col + b with one GEMM: for
+ * a single image the GEMM writes NCHW in place (ldc = OH*OW) over a bias-initialised output
+ * (beta = 1); for a group it writes a scratch tile that one pass scatters to NCHW, adding b.
+ * With nd_threads() > 1 (OpenMP) the image groups are shared among the threads.
  *
  * The backward rule, without ND_CREATE_GRAPH, walks the same tiles: with gt the gradient's tile
  * (OC, cols), dw += gt @ col^T (GEMM straight into w's .grad when nd_direct_grad gives it),
- * dcol = w^T @ gt then col2im into dx, db += row sums of gt. Under ND_CREATE_GRAPH it composes the
+ * dcol = w^T @ gt then col2im into the band and the band into dx, db += row sums of gt. With
+ * several threads dx is written per image and dw, db go through per-thread partial sums added in
+ * thread order (deterministic for a thread count). Under ND_CREATE_GRAPH it composes the
  * differentiable ops instead (im2col, matmul, col2im, sums), so the gradient is itself a graph and
  * a second derivative follows.
  */
@@ -34,12 +39,13 @@ typedef struct {
     int ckk, L; /* C*kh*kw, OH*OW */
 } conv_geom;
 
-/* One worker's scratch: a tile's col (ckk, cols), dense tile (OC, cols), the index table and the
- * tile it was built for, and (backward, several workers) its partial dw (OC, ckk) and db (OC,). */
+/* One worker's scratch: a tile's col (ckk, cols), dense tile (OC, cols), input band, the index
+ * table and the rows per tile it was built for, and (backward, several workers) its partial dw (OC,
+ * ckk) and db (OC,). */
 typedef struct {
-    nd_real *col, *tile;
+    nd_real *col, *tile, *band;
     int *idx;
-    int idx_oh0, idx_T;
+    int idx_T;
     nd_real *dw, *db;
 } conv_work;
 
@@ -69,49 +75,75 @@ static void tile_plan(const conv_geom *g, int *G, int *T)
     }
 }
 
-/* idx (kh*kw, T*OW): for kernel tap (i, j) and output position (oh0 + r, ow) of the tile, the
- * offset ih*W + iw of the input pixel it reads within one channel's image, or -1 for padding. The
- * same for every channel and image of the tile, so tile_copy is one branch-free pass per row. */
-static void tile_index(const conv_geom *g, conv_tile t, int *idx)
+/* The tile's input band: rows oh0*stride - pad .. + band_rows - 1 of its images, zero-padded to
+ * padded_w columns, (G, C, band_rows, padded_w). Every tap of the tile reads inside it. */
+static int band_rows(const conv_geom *g, int T)
 {
-    int per = t.T * g->OW, s = g->stride;
+    return (T - 1) * g->stride + g->kh;
+}
+static int padded_w(const conv_geom *g)
+{
+    return g->W + 2 * g->pad;
+}
+
+/* idx (kh*kw, T*OW): for kernel tap (i, j) and output position (r, ow) of a tile of T rows, the
+ * offset of the value it reads in one channel's plane of the band. The same for every channel,
+ * image and tile of T rows, so tile_copy is a plain gather. */
+static void tile_index(const conv_geom *g, int T, int *idx)
+{
+    int per = T * g->OW, s = g->stride, Wp = padded_w(g);
     for (int i = 0; i < g->kh; i++)
         for (int j = 0; j < g->kw; j++) {
             int *ix = idx + (size_t)(i * g->kw + j) * per;
-            for (int r = 0; r < t.T; r++) {
-                int ih = (t.oh0 + r) * s - g->pad + i;
-                for (int ow = 0; ow < g->OW; ow++) {
-                    int iw = ow * s - g->pad + j;
-                    bool in = ih >= 0 && ih < g->H && iw >= 0 && iw < g->W;
-                    ix[r * g->OW + ow] = in ? ih * g->W + iw : -1;
-                }
+            for (int r = 0; r < T; r++)
+                for (int ow = 0; ow < g->OW; ow++)
+                    ix[r * g->OW + ow] = (r * s + i) * Wp + ow * s + j;
+        }
+}
+
+/* fill: band = the tile's rows of x, zero-padded; otherwise x += the band's interior (the padding
+ * is dropped: the second half of col2im). */
+static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W) */, nd_real *band,
+                      bool fill)
+{
+    int TH = band_rows(g, t.T), Wp = padded_w(g), ih0 = t.oh0 * g->stride - g->pad;
+    size_t plane = (size_t)TH * Wp;
+    if (fill) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
+    for (int n = 0; n < t.G; n++)
+        for (int c = 0; c < g->C; c++) {
+            nd_real *img = x + ((size_t)(t.n0 + n) * g->C + c) * g->H * g->W; /* (H, W) */
+            nd_real *bp = band + ((size_t)n * g->C + c) * plane + g->pad;     /* (TH, Wp) */
+            for (int r = 0; r < TH; r++) {
+                int ih = ih0 + r;
+                if (ih < 0 || ih >= g->H) continue;
+                nd_real *row = img + (size_t)ih * g->W, *br = bp + (size_t)r * Wp;
+                if (fill)
+                    memcpy(br, row, (size_t)g->W * sizeof *row);
+                else
+                    for (int k = 0; k < g->W; k++) row[k] += br[k];
             }
         }
 }
 
-/* to_col: col (ckk, cols) = im2col of x over the tile; otherwise x += col2im(col). idx from
- * tile_index. */
-static void tile_copy(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W) */,
-                      nd_real *col /* (ckk, cols) */, const int *idx, bool to_col)
+/* to_col: col (ckk, cols) = im2col of the tile from its band; otherwise band += col2im(col)
+ * (the band zeroed first). idx from tile_index. */
+static void tile_copy(const conv_geom *g, conv_tile t, nd_real *band, nd_real *col, const int *idx,
+                      bool to_col)
 {
     int cols = tile_cols(g, t), per = t.T * g->OW, kk = g->kh * g->kw;
-    size_t hw = (size_t)g->H * g->W;
+    size_t plane = (size_t)band_rows(g, t.T) * padded_w(g);
+    if (!to_col) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
     for (int c = 0; c < g->C; c++)
         for (int k = 0; k < kk; k++) {
             const int *ix = idx + (size_t)k * per;
             nd_real *r = col + ((size_t)c * kk + k) * cols; /* (cols,) */
             for (int n = 0; n < t.G; n++) {
-                nd_real *img = x + ((size_t)(t.n0 + n) * g->C + c) * hw; /* (H, W) */
-                nd_real *seg = r + (size_t)n * per;                      /* (T*OW,) */
+                nd_real *bp = band + ((size_t)n * g->C + c) * plane;
+                nd_real *seg = r + (size_t)n * per; /* (T*OW,) */
                 if (to_col)
-                    for (int p = 0; p < per; p++) {
-                        int o = ix[p];
-                        nd_real v = img[o < 0 ? 0 : o];
-                        seg[p] = o < 0 ? 0 : v;
-                    }
+                    for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
                 else
-                    for (int p = 0; p < per; p++)
-                        if (ix[p] >= 0) img[ix[p]] += seg[p];
+                    for (int p = 0; p < per; p++) bp[ix[p]] += seg[p];
             }
         }
 }
@@ -142,12 +174,13 @@ static conv_tile make_tile(const conv_geom *g, int n0, int G, int oh0, int T)
     return (conv_tile){n0, n0 + G <= g->N ? G : g->N - n0, oh0, oh0 + T <= g->OH ? T : g->OH - oh0};
 }
 
-/* The worker's index table for tile t, rebuilt only when t's rows differ from the last tile's. */
+/* The worker's index table for tile t, rebuilt only when t's rows per tile differ from the last
+ * tile's. */
 static const int *work_index(const conv_geom *g, conv_tile t, conv_work *wk)
 {
-    if (wk->idx_oh0 != t.oh0 || wk->idx_T != t.T) {
-        tile_index(g, t, wk->idx);
-        wk->idx_oh0 = t.oh0, wk->idx_T = t.T;
+    if (wk->idx_T != t.T) {
+        tile_index(g, t.T, wk->idx);
+        wk->idx_T = t.T;
     }
     return wk->idx;
 }
@@ -185,7 +218,8 @@ static void forward_tile(const conv_geom *g, conv_tile t, const nd_real *x, cons
                          const nd_real *b, nd_real *out, conv_work *wk)
 {
     int cols = tile_cols(g, t);
-    tile_copy(g, t, (nd_real *)x, wk->col, work_index(g, t, wk), true);
+    band_move(g, t, (nd_real *)x, wk->band, true);
+    tile_copy(g, t, wk->band, wk->col, work_index(g, t, wk), true);
     if (t.G > 1) { /* (OC, cols) in scratch, then NCHW with the bias */
         nd_gemm(false, false, g->OC, cols, g->ckk, 1, w, g->ckk, wk->col, cols, 0, wk->tile, cols);
         tile_move(g, t, out, wk->tile, b, true);
@@ -277,13 +311,16 @@ static bool conv_scratch(nd_ctx *ctx, const conv_geom *g, int n, bool partials, 
     int G, T;
     tile_plan(g, &G, &T);
     size_t cols = (size_t)G * T * g->OW, per = (size_t)T * g->OW * g->kh * g->kw;
-    size_t reals = (size_t)(g->ckk + g->OC) * cols + (partials ? (size_t)g->OC * (g->ckk + 1) : 0) +
+    size_t band = (size_t)G * g->C * band_rows(g, T) * padded_w(g);
+    size_t reals = (size_t)(g->ckk + g->OC) * cols + band +
+                   (partials ? (size_t)g->OC * (g->ckk + 1) : 0) +
                    (per * sizeof(int) + sizeof(nd_real) - 1) / sizeof(nd_real);
     nd_real *mem = nd_ctx_alloc(ctx, (size_t)n * reals * sizeof *mem);
     for (int i = 0; mem && i < n; i++) {
         nd_real *p = mem + (size_t)i * reals;
-        work[i] = (conv_work){.col = p, .tile = p + (size_t)g->ckk * cols, .idx_oh0 = -1};
-        p = work[i].tile + (size_t)g->OC * cols;
+        work[i] = (conv_work){.col = p, .tile = p + (size_t)g->ckk * cols, .idx_T = -1};
+        work[i].band = work[i].tile + (size_t)g->OC * cols;
+        p = work[i].band + band;
         if (partials) {
             work[i].dw = p, work[i].db = p + (size_t)g->OC * g->ckk;
             memset(p, 0, (size_t)g->OC * (g->ckk + 1) * sizeof *p);
@@ -347,12 +384,14 @@ static void backward_tile(const conv_geom *g, conv_tile t, const nd_real *x, con
         }
     const int *idx = work_index(g, t, wk);
     if (dw) {
-        tile_copy(g, t, (nd_real *)x, wk->col, idx, true);
+        band_move(g, t, (nd_real *)x, wk->band, true);
+        tile_copy(g, t, wk->band, wk->col, idx, true);
         nd_gemm(false, true, g->OC, g->ckk, cols, 1, gt, ldg, wk->col, cols, 1, dw, g->ckk);
     }
     if (dx) {
         nd_gemm(true, false, g->ckk, cols, g->OC, 1, w, g->ckk, gt, ldg, 0, wk->col, cols);
-        tile_copy(g, t, dx, wk->col, idx, false);
+        tile_copy(g, t, wk->band, wk->col, idx, false);
+        band_move(g, t, dx, wk->band, false);
     }
 }
 

@@ -6,23 +6,27 @@
  *                                28x28 images: step time split into forward / backward / update,
  *                                images/s, and the bare GEMM calls of the step replayed alone
  *   conv_eval (threads 2)        the forward pass alone with grad off (what evaluation costs)
- *   odenet_eval (threads 1)      one function evaluation of examples/odenet.c's ODE block on a
+ *   odenet_eval (threads 1, 2)   one function evaluation of examples/odenet.c's ODE block on a
  *                                batch of 64: [x, t] (64, 17, 7, 7) -> conv 3x3 17->16, GroupNorm,
  *                                relu, conv 3x3 16->16, GroupNorm; forward, and forward + the VJP
  *                                the adjoint takes (dx and every parameter's gradient)
+ *   odenet_profile (threads 1)   every layer of examples/odenet.c alone (downsampling, the ODE
+ *                                block's dynamics, head) at batch 64: forward and VJP times, and
+ *                                their share of a training step of 26 + 26 evaluations
  *
  * The GEMM baseline is measured as bench_autograd does it: cblas_dgemm / cblas_sgemm are
  * interposed (the library calls them through the dynamic linker), one step's calls are recorded
  * (transposes, M, N, K, leading dims, alpha, beta) and replayed with the same cblas function on
  * buffers of the same sizes, alternating with training steps so both see the same machine load.
- * OpenBLAS threads are set with openblas_set_num_threads() for each case. malloc and friends are
- * interposed too (forwarded to glibc's __libc_*) and counted over the timed steps: a steady-state
- * training step should make none (mallocs_per_step 0). Allocations made inside the GEMM calls
- * (OpenBLAS's threaded path) are reported apart, as openblas_mallocs_per_step.
- * The step's GEMM flops at OpenBLAS's best rate (a 512^3 GEMM, peak_gflops) give a second floor,
+ * OpenBLAS threads are set with openblas_set_num_threads() and nodal's own threads (conv over
+ * images, group norm over samples) with nd_set_threads() for each case (odenet: OpenBLAS 1). malloc
+ * and friends are interposed too (forwarded to glibc's __libc_*) and counted over the timed steps:
+ * a steady-state training step should make none (mallocs_per_step 0). Allocations made inside the
+ * GEMM calls (OpenBLAS's threaded path) are reported apart, as openblas_mallocs_per_step. The
+ * step's GEMM flops at OpenBLAS's best rate (a 512^3 GEMM, peak_gflops) give a second floor,
  * peak_ms; peak_fraction = peak_ms / step_ms is the share of BLAS peak the whole step reaches.
  * Usage: bench_nn [--steps N] [--case NAME]   (N timed steps, default 20; NAME conv_step,
- *        conv_eval or odenet_eval). Needs OpenBLAS; not built under sanitizers.
+ *        conv_eval, odenet_eval or odenet_profile). Needs OpenBLAS; not built under sanitizers.
  */
 #include <cblas.h>
 #include <stdatomic.h>
@@ -124,6 +128,7 @@ static void train_step(nd_ctx *ctx, convnet *c, double t[3])
 static void bench_conv_step(int threads, int n_steps)
 {
     openblas_set_num_threads(threads);
+    nd_set_threads(threads);
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) exit(1);
     convnet c;
@@ -206,6 +211,7 @@ static void bench_conv_step(int threads, int n_steps)
 static void bench_conv_eval(int threads, int n_steps)
 {
     openblas_set_num_threads(threads);
+    nd_set_threads(threads);
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) exit(1);
     convnet c;
@@ -250,9 +256,10 @@ static nd_tensor *odenet_f(nd_ctx *ctx, nd_module *f, nd_tensor *x, double t)
     return nd_module_forward(ctx, f, nd_concat(ctx, (nd_tensor *[]){x, tc}, 2, 1));
 }
 
-static void bench_odenet_eval(int n_steps)
+static void bench_odenet_eval(int threads, int n_steps)
 {
-    openblas_set_num_threads(1);
+    openblas_set_num_threads(1); /* the GEMMs are small: nodal's threads share the images */
+    nd_set_threads(threads);
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) exit(1);
     nd_rng rng = nd_rng_seed(2);
@@ -302,7 +309,7 @@ static void bench_odenet_eval(int n_steps)
     json_writer w = json_begin(stdout);
     json_str(&w, "case", "odenet_eval");
     json_str(&w, "real", ND_REAL_NAME);
-    json_int(&w, "threads", 1);
+    json_int(&w, "threads", threads);
     json_int(&w, "batch", ODE_BATCH);
     json_str(&w, "model", "concat-t-conv17-gn-relu-conv16-gn 7x7");
     json_int(&w, "steps", n_steps);
@@ -385,6 +392,7 @@ static void profile_layer(nd_ctx *ctx, const prof_layer *l, nd_rng *rng, int n_s
 static void bench_odenet_profile(int n_steps, int nfe_forward, int nfe_backward)
 {
     openblas_set_num_threads(1);
+    nd_set_threads(1);
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) exit(1);
     nd_rng rng = nd_rng_seed(3);
@@ -500,7 +508,9 @@ int main(int argc, char **argv)
     }
     if (!only || !strcmp(only, "odenet_eval")) {
         fprintf(stderr, "odenet_eval, 1 thread...\n");
-        bench_odenet_eval(n_steps);
+        bench_odenet_eval(1, n_steps);
+        fprintf(stderr, "odenet_eval, 2 threads...\n");
+        bench_odenet_eval(2, n_steps);
     }
     if (!only || !strcmp(only, "odenet_profile")) {
         fprintf(stderr, "odenet_profile, 1 thread...\n");

@@ -362,7 +362,7 @@ static void picture_panel(plot_figure *fig, int k, const run *r, const options *
     if (o->data == DATA_TOY)
         snprintf(title, sizeof title, "test series %d", k + 1);
     else
-        snprintf(title, sizeof title, "test series 1, channel %d", c + 1);
+        snprintf(title, sizeof title, "test series 1: %s", hopper_channel_names[c]);
     plot_axes(fig, k, title, "t", "x", t[0], t[P - 1], lo - pad, hi + pad);
     if (o->task == TASK_EXTRAP) /* the predicted half, shaded */
         plot_rect(fig, k, t[P / 2], lo - pad, t[P - 1], hi + pad, (plot_rgb){0.94, 0.94, 0.94});
