@@ -62,6 +62,7 @@ extern "C" {
     X(COL2IM, "col2im", 1)                                                                         \
     X(CONV2D, "conv2d", -1)                                                                        \
     X(GROUP_NORM, "group_norm", -1)                                                                \
+    X(MAX_POOL2D, "max_pool2d", 1)                                                                 \
     X(CUSTOM, "custom", -1)
 
 typedef enum {
@@ -221,6 +222,10 @@ ND_API nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *
  * One op (inputs x, then w and b when given), forward and backward one sweep per group. */
 ND_API nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b,
                                 double eps);
+/* Max pooling (autograd/ops_pool.c) of x (N, C, H, W) over k x k windows at the given stride, no
+ * padding: (N, C, (H - k) / stride + 1, (W - k) / stride + 1). One pass, no im2col copy; the
+ * gradient goes to the first maximum of each window (the first NaN wins, as torch.max). */
+ND_API nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);
 
 /* ---------------------------------------------------------------------------------------------
  * Reductions. Negative axes count from the end.

@@ -2,7 +2,8 @@
  * nn/layers.c: Linear, Conv2d, pooling, Flatten, Dropout and the activations, each as a function
  * composed from autograd ops (so its backward, and its backward's backward, come for free) and as
  * a module around that function. Convolution is an autograd op (nd_conv2d, its im2col kept in
- * cache); pooling reduces the im2col rows of a one-channel view.
+ * cache) and so is max pooling (nd_max_pool2d); average pooling reduces the im2col rows of a
+ * one-channel view.
  */
 #include <math.h>
 
@@ -108,10 +109,10 @@ nd_module *nd_conv2d_create(nd_ctx *ctx, int in_ch, int out_ch, int k, int strid
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Pooling: view x (N, C, H, W) as (N*C, 1, H, W), so im2col gives one row of k*k values per
+ * Average pooling: view x (N, C, H, W) as (N*C, 1, H, W), so im2col gives one row of k*k values per
  * output element, and reduce each row.
  */
-static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int stride, bool max)
+static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int stride)
 {
     if (!ND_CHECK1(ctx, fn, x)) return NULL;
     char sx[64];
@@ -126,18 +127,13 @@ static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int s
     nd_tensor *x1 = nd_reshape(ctx, x, 4, (int[]){N * C, 1, x->shape[2], x->shape[3]});
     nd_tensor *rows =
         nd_im2col(ctx, x1, (nd_window2d){k, k, stride, stride, 0, 0}); /* (N*C*L, k*k) */
-    nd_tensor *y = max ? nd_max_axis(ctx, rows, 1, false) : nd_mean_axis(ctx, rows, 1, false);
+    nd_tensor *y = nd_mean_axis(ctx, rows, 1, false);
     return nd_reshape(ctx, y, 4, (int[]){N, C, OH, OW});
-}
-
-nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
-{
-    return pool2d(ctx, "nd_max_pool2d", x, k, stride, true);
 }
 
 nd_tensor *nd_avg_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
 {
-    return pool2d(ctx, "nd_avg_pool2d", x, k, stride, false);
+    return pool2d(ctx, "nd_avg_pool2d", x, k, stride);
 }
 
 nd_tensor *nd_global_avg_pool2d(nd_ctx *ctx, nd_tensor *x)

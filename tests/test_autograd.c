@@ -559,6 +559,22 @@ static void case_group_norm(int op)
     check_grads(op, f_group_norm, in, 3, S(2, 1, 1));
 }
 
+/* max_pool2d with kernel and stride from u (int[2]) */
+static nd_tensor *f_max_pool2d(nd_ctx *c, nd_tensor **x, void *u)
+{
+    const int *ks = u;
+    return nl(c, nd_max_pool2d(c, x[0], ks[0], ks[1]));
+}
+
+/* x (2, 2, 5, 4) with well-separated values (no ties within a finite-difference step), 2x2
+ * windows at stride 1 (overlapping): out (2, 2, 4, 3) */
+static void case_max_pool2d(int op)
+{
+    nd_tensor *x = rand_leaf(4, S(2, 2, 5, 4), 0, 1, 56);
+    for (size_t i = 0; i < x->size; i++) x->data[i] = (nd_real)(0.1 * (double)((i * 37) % 80) - 4);
+    check_grads(op, f_max_pool2d, &x, 1, S(2, 1));
+}
+
 static void case_lincomb(int op)
 {
     nd_tensor *in[4];
@@ -618,6 +634,7 @@ static const op_case op_cases[ND_OP_COUNT] = {
     [ND_OP_COL2IM] = case_col2im,
     [ND_OP_CONV2D] = case_conv2d,
     [ND_OP_GROUP_NORM] = case_group_norm,
+    [ND_OP_MAX_POOL2D] = case_max_pool2d,
     [ND_OP_CUSTOM] = case_custom,
 };
 
@@ -1474,6 +1491,38 @@ START_TEST(test_conv2d_threads_deterministic)
         expect_close_tensors(g[1][k], g[0][k], FWD_TOL * 512, "2 threads against 1", k);
     }
     expect_close_tensors(y[1], y[0], FWD_TOL * 64, "forward", 0);
+}
+END_TEST
+
+/* nd_max_pool2d equals the composition it replaced (the maximum of each im2col row), values and
+ * gradients, at stride 2 and 3x3/2 (overlapping, an odd size), with ties and a NaN. */
+START_TEST(test_max_pool2d_matches_im2col_reference)
+{
+    const int geo[][4] = {{2, 2, 6, 6}, {3, 3, 7, 5}}; /* k, stride, H, W */
+    for (int i = 0; i < 2; i++) {
+        int k = geo[i][0], st = geo[i][1];
+        nd_tensor *x = rand_leaf(4, S(2, 3, geo[i][2], geo[i][3]), -1, 1, 240 + (uint64_t)i);
+        x->data[5] = x->data[4]; /* a tie: the first wins */
+        nd_tensor *y = nd_max_pool2d(ctx, x, k, st);
+        ck_assert(y && y->op == ND_OP_MAX_POOL2D);
+        nd_tensor *x1 = nd_reshape(ctx, x, 4, S(6, 1, geo[i][2], geo[i][3]));
+        nd_tensor *rows = nd_im2col(ctx, x1, (nd_window2d){k, k, st, st, 0, 0});
+        nd_tensor *ref = nd_reshape(ctx, nd_max_axis(ctx, rows, 1, false), 4, y->shape);
+        expect_close_tensors(y, ref, 0, "forward", i);
+        nd_tensor *r = rand_leaf(4, y->shape, -1, 1, 250 + (uint64_t)i), *g, *gg, *gr;
+        r->requires_grad = false;
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, &x, 1, &g, 0), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, &x, 1, &gg, ND_CREATE_GRAPH), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &ref, &r, 1, &x, 1, &gr, 0), ND_OK);
+        expect_close_tensors(g, gr, FWD_TOL, "values rule", i);
+        expect_close_tensors(gg, gr, FWD_TOL, "recorded rule", i);
+    }
+    nd_tensor *x = rand_leaf(4, S(1, 1, 2, 2), -1, 1, 260);
+    x->data[2] = NAN; /* a NaN wins its window, as torch.max */
+    nd_tensor *y = nd_max_pool2d(ctx, x, 2, 2), *g;
+    ck_assert(isnan(y->data[0]));
+    ck_assert_int_eq(nd_grad(ctx, &y, NULL, 1, &x, 1, &g, 0), ND_OK);
+    ck_assert(g->data[2] == 1 && g->data[0] == 0 && g->data[1] == 0 && g->data[3] == 0);
 }
 END_TEST
 
@@ -2811,6 +2860,7 @@ static Suite *autograd_suite(void)
     tcase_add_test(bwd, test_conv2d_backward_into_grad);
     tcase_add_test(bwd, test_conv2d_gradcheck_geometries);
     tcase_add_test(bwd, test_conv2d_threads_deterministic);
+    tcase_add_test(bwd, test_max_pool2d_matches_im2col_reference);
     tcase_add_test(bwd, test_group_norm_matches_composed_reference);
     tcase_add_test(bwd, test_group_norm_backward_into_grad);
     tcase_add_test(bwd, test_group_norm_gradcheck_geometries);
