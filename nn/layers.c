@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * nn/layers.c: Linear, Conv2d, pooling, Flatten, Dropout and the activations, each as a function
  * composed from autograd ops (so its backward, and its backward's backward, come for free) and as
- * a module around that function. Convolution is an autograd op (nd_conv2d, its im2col kept in
- * cache) and so is max pooling (nd_max_pool2d); average pooling reduces the im2col rows of a
- * one-channel view.
+ * a module around that function. The affine map (nd_linear), convolution (nd_conv2d, its im2col
+ * kept in cache) and max pooling (nd_max_pool2d) are autograd ops of their own; average pooling
+ * reduces the im2col rows of a one-channel view.
  */
 #include <math.h>
 
@@ -11,24 +11,8 @@
 #include "tensor/ctx_internal.h" /* ND_CHECK1, ND_CHECK2: the NULL-input check */
 
 /* ---------------------------------------------------------------------------------------------
- * Linear
+ * Linear: the module around nd_linear (an autograd op, autograd/ops_linear.c).
  */
-nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
-{
-    if (!ND_CHECK2(ctx, "nd_linear", x, w)) return NULL;
-    char sx[64], sw[64], sb[64];
-    if (w->ndim != 2 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
-        return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_linear: weight %s and bias %s are not (out, in)"
-                            " and (out,)",
-                            nd_shape_str(w, sw), nd_shape_str(b, sb));
-    if ((x->ndim != 2 && x->ndim != 3) || x->shape[x->ndim - 1] != w->shape[1])
-        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_linear: input %s does not match in_features %d",
-                            nd_shape_str(x, sx), w->shape[1]);
-    nd_tensor *y = nd_matmul_t(ctx, x, w, false, true); /* (..., in) @ (in, out) */
-    return b ? nd_add(ctx, y, b) : y;
-}
-
 typedef struct {
     nd_module base;
     nd_tensor *weight; /* (out, in) */

@@ -575,6 +575,20 @@ static void case_max_pool2d(int op)
     check_grads(op, f_max_pool2d, &x, 1, S(2, 1));
 }
 
+/* linear with a bias when a third input is given (u: int[1]) */
+static nd_tensor *f_linear(nd_ctx *c, nd_tensor **x, void *u)
+{
+    return nl(c, nd_linear(c, x[0], x[1], *(int *)u ? x[2] : NULL));
+}
+
+/* x (3, 4), w (2, 4), b (2,) */
+static void case_linear(int op)
+{
+    nd_tensor *in[] = {rand_leaf(2, S(3, 4), -1, 1, 57), rand_leaf(2, S(2, 4), -1, 1, 58),
+                       rand_leaf(1, S(2), -1, 1, 59)};
+    check_grads(op, f_linear, in, 3, S(1));
+}
+
 static void case_lincomb(int op)
 {
     nd_tensor *in[4];
@@ -635,6 +649,7 @@ static const op_case op_cases[ND_OP_COUNT] = {
     [ND_OP_CONV2D] = case_conv2d,
     [ND_OP_GROUP_NORM] = case_group_norm,
     [ND_OP_MAX_POOL2D] = case_max_pool2d,
+    [ND_OP_LINEAR] = case_linear,
     [ND_OP_CUSTOM] = case_custom,
 };
 
@@ -1523,6 +1538,56 @@ START_TEST(test_max_pool2d_matches_im2col_reference)
     ck_assert(isnan(y->data[0]));
     ck_assert_int_eq(nd_grad(ctx, &y, NULL, 1, &x, 1, &g, 0), ND_OK);
     ck_assert(g->data[2] == 1 && g->data[0] == 0 && g->data[1] == 0 && g->data[3] == 0);
+}
+END_TEST
+
+/* nd_linear equals matmul_t + add (values, the values rule and the recorded rule) on 2-D and 3-D
+ * inputs, with and without a bias; under nd_backward w and b get their gradients in .grad. */
+START_TEST(test_linear_matches_composition)
+{
+    for (int i = 0; i < 3; i++) {
+        nd_mark m = nd_ctx_mark(ctx);
+        nd_tensor *x =
+            i == 2 ? rand_leaf(3, S(2, 3, 5), -1, 1, 270) : rand_leaf(2, S(4, 5), -1, 1, 271);
+        nd_tensor *w = rand_leaf(2, S(3, 5), -1, 1, 272),
+                  *b = i == 1 ? NULL : rand_leaf(1, S(3), -1, 1, 273);
+        nd_tensor *y = nd_linear(ctx, x, w, b);
+        ck_assert(y && y->op == ND_OP_LINEAR && y->n_src == (b ? 3 : 2));
+        nd_tensor *ref = nd_matmul_t(ctx, x, w, false, true);
+        if (b) ref = nd_add(ctx, ref, b);
+        expect_close_tensors(y, ref, FWD_TOL * 8, "forward", i);
+        nd_tensor *r = rand_leaf(y->ndim, y->shape, -1, 1, 274), *in[] = {x, w, b}, *g[3], *gg[3],
+                  *gr[3];
+        r->requires_grad = false;
+        int n = b ? 3 : 2;
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, in, n, g, 0), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &y, &r, 1, in, n, gg, ND_CREATE_GRAPH), ND_OK);
+        ck_assert_int_eq(nd_grad(ctx, &ref, &r, 1, in, n, gr, 0), ND_OK);
+        for (int k = 0; k < n; k++) {
+            expect_close_tensors(g[k], gr[k], FWD_TOL * 8, "values rule", i);
+            expect_close_tensors(gg[k], gr[k], FWD_TOL * 8, "recorded rule", i);
+        }
+        nd_ctx_rewind(ctx, m);
+    }
+    nd_tensor *w = nd_tensor_create(ctx, 2, S(3, 5), true),
+              *b = nd_tensor_create(ctx, 1, S(3), true);
+    ck_assert(w && b);
+    nd_rng rng = nd_rng_seed(9);
+    nd_fill_uniform(w, &rng, -1, 1), nd_fill_uniform(b, &rng, -1, 1);
+    nd_tensor *x = rand_leaf(2, S(4, 5), -1, 1, 275);
+    for (int pass = 0; pass < 2; pass++) { /* twice: the second adds to the first */
+        nd_tensor *y = nd_linear(ctx, x, w, b);
+        ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, y)), 0), ND_OK);
+    }
+    nd_tensor *y = nd_add(ctx, nd_matmul_t(ctx, x, w, false, true), b), *in[] = {x, w, b}, *gr[3];
+    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, in, 3, gr, 0), ND_OK);
+    const nd_real *got[] = {x->grad, w->grad, b->grad};
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < gr[k]->size; i++)
+            ck_assert_double_eq_tol(got[k][i], 2 * gr[k]->data[i],
+                                    FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
+    nd_tensor_destroy(w), nd_tensor_destroy(b);
 }
 END_TEST
 
@@ -2861,6 +2926,7 @@ static Suite *autograd_suite(void)
     tcase_add_test(bwd, test_conv2d_gradcheck_geometries);
     tcase_add_test(bwd, test_conv2d_threads_deterministic);
     tcase_add_test(bwd, test_max_pool2d_matches_im2col_reference);
+    tcase_add_test(bwd, test_linear_matches_composition);
     tcase_add_test(bwd, test_group_norm_matches_composed_reference);
     tcase_add_test(bwd, test_group_norm_backward_into_grad);
     tcase_add_test(bwd, test_group_norm_gradcheck_geometries);
