@@ -146,10 +146,17 @@ int sn_workload_e(bool quick)
                         o.solver.rtol = o.solver.atol = e_tols[k];
                         o.adjoint.norm = c ? ND_NORM_SEMINORM : ND_NORM_RMS;
                         sn_result *r = &sum[w][k][c];
+                        long before = r->nfe_backward;
                         if (measure(&P, 1000 + it, e_windows[w], &o, r, g + c * np) != ND_OK) {
                             fprintf(stderr, "seminorm E: %s\n", nd_ctx_errmsg(P.ctx));
                             status = 1;
-                        } else if (c == 1) {
+                        } else {
+                            fprintf(stderr,
+                                    "  E checkpoint %3d, %2d points, tol %g: %-8s NFE-B %ld\n", it,
+                                    e_windows[w], e_tols[k], c ? "seminorm" : "rms",
+                                    r->nfe_backward - before);
+                        }
+                        if (status == 0 && c == 1) {
                             r->max_rel_grad_diff =
                                 fmax(r->max_rel_grad_diff, sn_max_rel_diff(g + np, g, np));
                             r->rel_grad_diff_norm =

@@ -29,7 +29,9 @@
  *           [--print-every N] [--json] [--plot FILE.png] [--grid G] [--compare-norms]
  *           (--help: the flags)
  * Progress goes to stderr: iteration, loss, mean loss of the last N, NFE-F and NFE-B of the
- * iteration (nd_ode_stats), ms per iteration. --json prints one summary object on stdout.
+ * iteration (nd_ode_stats), B-par (the share of the adjoint's error tests that the parameter or
+ * time adjoint bound: what the seminorm can relax; 0 under it), ms per iteration. --json prints one
+ * summary object on stdout.
  * --plot FILE.png writes one picture to that file, the name as given (as spiral and latent_ode
  * do): the data, the learned density exp(log p) on a G x G grid (default 100), samples
  * z ~ N(0, I) flowed from t = 1 back to t = 0, and the loss curve (needs cairo at build time;
@@ -40,6 +42,9 @@
  * seminorm, and the paper's seminorm (nodal's ND_NORM_SEMINORM), at the training tolerances and
  * at the paper's (1e-3, 1e-6), (1e-4, 1e-7), (1e-5, 1e-8). The model, the data and that
  * measurement live in examples/models/cnf.c, which bench/seminorm links as well.
+ * Data-parallel: `mpirun -np N ./build/examples/cnf2d ...` (README, "Data-parallel training over
+ * MPI") splits each global batch of --batch across the N ranks and averages their gradients;
+ * rank 0 alone prints and draws; the JSON adds per-rank NFE and waiting times.
  * Exit status: 0 when training ran (good or not), 1 on any library error, 2 on bad flags.
  */
 #include <limits.h>
@@ -186,6 +191,7 @@ typedef struct {
     int rank, ranks;
     double *rank_nfe_f, *rank_nfe_b, *rank_wait; // (ranks,) per iteration, and seconds waited
     nd_dist_stats dist_stats;                    // this rank's meetings
+    size_t n_params;
 } run;
 
 /* One iteration on this rank's rows of the global batch x (B, 2) (rows [r B / N, (r + 1) B / N)
@@ -385,6 +391,7 @@ static void print_json(const options *op, const run *r, double first, double fin
     json_num(&w, "nfe_forward_per_iter", r->nfe_f * per);
     json_num(&w, "nfe_backward_per_iter", r->nfe_b * per);
     json_num(&w, "ms_per_iter", r->ms * per);
+    json_int(&w, "parameters", (long long)r->n_params);
     json_int(&w, "ranks", r->ranks);
     json_num(&w, "comm_seconds", r->dist_stats.comm_seconds); // rank 0's gradient all-reduces
     const char *keys[] = {"nfe_forward_per_rank", "nfe_backward_per_rank", "wait_seconds_per_rank"};
@@ -484,6 +491,7 @@ int main(int argc, char **argv)
         (status = rank_figures(ctx, op.iters, &r)) != 0)
         goto cleanup;
     if (rank != 0) goto cleanup; // rank 0 prints, draws and writes the JSON
+    r.n_params = nd_param_list_numel(&model.plist);
     double first, final, per = op.iters > 0 ? 1.0 / op.iters : NAN;
     loss_summary(&r, op.iters, &first, &final);
     fprintf(stderr,

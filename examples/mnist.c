@@ -25,6 +25,9 @@
  * Progress goes to stderr: one line updated in place on a terminal, one line per epoch otherwise;
  * --json prints one summary object on stdout. Exit status: 0 when it ran (good or not), 1 on a
  * library error, missing data or a bad checkpoint, 2 on bad flags.
+ * Data-parallel: `mpirun -np N ./build/examples/mnist ...` (README, "Data-parallel training over
+ * MPI") splits each global batch of --batch across the N ranks and averages their gradients;
+ * rank 0 alone prints and saves; the JSON adds each rank's waiting time.
  */
 #include "data.h"
 #include "driver.h"

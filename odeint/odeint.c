@@ -91,8 +91,13 @@ static nd_status check_times(nd_ctx *ctx, const char *name, nd_tensor *t)
 static nd_status check_options(nd_ctx *ctx, const char *name, nd_ode_options *o, int n_y,
                                double dir)
 {
-    if ((int)o->grad < ND_GRAD_ADJOINT || o->grad > ND_GRAD_QUADRATURE_ADJOINT)
+    if ((int)o->grad < ND_GRAD_ADJOINT || o->grad > ND_GRAD_CHECKPOINTED)
         return nd_fail(ctx, ND_ERR_ARG, "%s: unknown gradient mode %d", name, (int)o->grad);
+    if (o->grad == ND_GRAD_CHECKPOINTED && o->checkpoints < 1)
+        return nd_fail(ctx, ND_ERR_ARG,
+                       "%s: checkpoints (%d) must be >= 1 with ND_GRAD_CHECKPOINTED (the solver "
+                       "states the forward solve keeps; ND_ODE_DEFAULT has %d)",
+                       name, o->checkpoints, ND_DEFAULT_CHECKPOINTS);
     if (o->checkpoint_every < 0)
         return nd_fail(ctx, ND_ERR_ARG,
                        "%s: checkpoint_every (%d) must be >= 0 (0: checkpoints at the output "
@@ -234,7 +239,10 @@ static nd_tensor *record_adjoint(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *pa
         if (params[i]->requires_grad) src[n_src++] = sv->params[sv->n_params++] = params[i];
     if (sv->t_grad) src[n_src++] = sv->t;
     nd_custom_op op = {"odeint",
-                       sv->replay ? nd_odeint_interp_backward : nd_odeint_adjoint_backward, sv};
+                       sv->ckpt     ? nd_odeint_checkpoint_backward
+                       : sv->replay ? nd_odeint_interp_backward
+                                    : nd_odeint_adjoint_backward,
+                       sv};
     return nd_record_custom(ctx, packed, &op, n_src, src);
 }
 
@@ -301,9 +309,15 @@ nd_status nd_odeint_observed(nd_ctx *ctx, const char *name, nd_ode_fn f1, nd_ode
         /* the interpolating adjoints record checkpoints as the solve goes (replay.c) */
         bool replay = needs_grad &&
                       (o.grad == ND_GRAD_INTERP_ADJOINT || o.grad == ND_GRAD_QUADRATURE_ADJOINT);
+        bool ckpt = needs_grad && o.grad == ND_GRAD_CHECKPOINTED; /* checkpoint.c */
         if (replay && !nd_replay_begin(ctx, sv, &fs)) return nd_ctx_error(ctx);
-        packed = solve_untaped(ctx, sv, replay ? &sv->replay->fs.sys : &fs.sys, &bp);
+        if (ckpt && !nd_checkpoint_begin(ctx, sv, &fs)) return nd_ctx_error(ctx);
+        nd_ode_system *sys = replay ? &sv->replay->fs.sys
+                             : ckpt ? nd_checkpoint_system(sv)
+                                    : &fs.sys;
+        packed = solve_untaped(ctx, sv, sys, &bp);
         if (replay && !nd_replay_end(ctx, sv, packed)) packed = NULL;
+        if (ckpt && !nd_checkpoint_end(ctx, sv, packed)) packed = NULL;
         if (packed && needs_grad) packed = record_adjoint(ctx, sv, packed, params, n_params);
     }
     return packed ? split_output(ctx, sv, packed, ys_out) : nd_ctx_error(ctx);

@@ -131,28 +131,32 @@ typedef struct {
 
 /* How the gradient of a solve is computed (README: "Choosing a gradient mode"). */
 typedef enum {
-    ND_GRAD_ADJOINT,  /* optimise-then-discretise, the backsolve adjoint (torchdiffeq's, default):
-                         z integrated backwards beside a_z and a_theta. O(1) memory, but z
-                         recomputed backwards drifts on dissipative or chaotic dynamics */
-    ND_GRAD_BACKPROP, /* discretise-then-optimise: backprop through the solver's operations;
-                         exact gradient of the discrete solve, memory grows with the steps */
-    ND_GRAD_INTERP_ADJOINT,    /* interpolating adjoint (SciMLSensitivity's InterpolatingAdjoint,
-                                  CVODES): the forward solve stores checkpoints (every output time,
-                                  and every checkpoint_every steps); the backward re-solves one
-                                  checkpoint interval at a time with dense output and integrates
-                                  [a_z, a_theta, a_t] backwards with z interpolated, never integrating
-                                  z in reverse. The adjoint's norm applies (the seminorm drops
-                                  a_theta and a_t) */
-    ND_GRAD_QUADRATURE_ADJOINT /* quadrature adjoint (SciMLSensitivity's GaussAdjoint): as
-                                  ND_GRAD_INTERP_ADJOINT, but the backward ODE is a_z alone and
-                                  dL/dtheta (and dL/dt_0) the integral of -a_z df/dtheta,
-                                  accumulated by Gauss-Legendre quadrature over each accepted
-                                  backward step (a_z from the step's dense output); its accuracy
-                                  follows the adjoint tolerances on a_z, the norm needs no choice */
+    /* optimise-then-discretise, the backsolve adjoint (torchdiffeq's; the default): z integrated
+     * backwards beside a_z and a_theta. O(1) memory, but z recomputed backwards drifts on
+     * dissipative or chaotic dynamics, and the gradient with it */
+    ND_GRAD_ADJOINT,
+    /* discretise-then-optimise: backprop through the solver's operations; the exact gradient of
+     * the discrete solve, memory growing with the steps; differentiable again */
+    ND_GRAD_BACKPROP,
+    /* the interpolating adjoint (SciMLSensitivity's InterpolatingAdjoint, CVODES): the forward
+     * solve keeps checkpoints (every output time, and every checkpoint_every steps); the backward
+     * solves one checkpoint interval forward again with dense output and integrates [a_z, a_theta,
+     * a_t] backwards with z interpolated, never integrating z in reverse. The adjoint's norm
+     * applies (the seminorm drops a_theta and a_t) */
+    ND_GRAD_INTERP_ADJOINT,
+    /* the quadrature adjoint (SciMLSensitivity's GaussAdjoint): as the interpolating adjoint, but
+     * the backward ODE is a_z alone and dL/dtheta (and dL/dt_0) the integral of -a_z df/dtheta,
+     * by Gauss-Legendre quadrature over each accepted backward step (a_z from the step's dense
+     * output): no norm choice; its accuracy follows the adjoint's tolerances on a_z */
+    ND_GRAD_QUADRATURE_ADJOINT,
+    /* checkpointed backprop (diffrax's RecursiveCheckpointAdjoint): backprop's gradient with at
+     * most `checkpoints` solver states kept by the forward solve, each segment between two of them
+     * solved again taped in the backward (README). Adaptive methods; t must not require grad */
+    ND_GRAD_CHECKPOINTED
 } nd_grad_mode;
 
-/* Names: "adjoint" "backprop" "interp_adjoint" "quadrature_adjoint". from_name returns false (and
- * leaves *out alone) for an unknown name. */
+/* Names: "adjoint" "backprop" "interp_adjoint" "quadrature_adjoint" "checkpointed". from_name
+ * returns false (and leaves *out alone) for an unknown name. */
 ND_API bool nd_ode_grad_from_name(const char *name, nd_grad_mode *out);
 ND_API const char *nd_ode_grad_name(nd_grad_mode g);
 
@@ -191,7 +195,14 @@ typedef struct {
      * checkpoints plus one interval's steps; checkpoints also become breakpoints of the backward
      * solve. Must be >= 0. */
     int checkpoint_every;
+    /* ND_GRAD_CHECKPOINTED: the most solver states the forward solve keeps (>= 1). Memory is
+     * these plus the tape of one segment, about 2 N / checkpoints steps of the N the solve takes;
+     * the backward solves every step again once (README: "Choosing a gradient mode"). */
+    int checkpoints;
 } nd_ode_options;
+
+/* ND_GRAD_CHECKPOINTED's default number of checkpoints */
+#define ND_DEFAULT_CHECKPOINTS 32
 
 #define ND_SOLVER_DEFAULT                                                                          \
     ((nd_solver_options){.method = ND_DOPRI5,                                                      \
@@ -226,8 +237,10 @@ typedef struct {
                          .pi_beta2 = ND_INHERIT})
 
 #define ND_ODE_DEFAULT                                                                             \
-    ((nd_ode_options){                                                                             \
-        .solver = ND_SOLVER_DEFAULT, .adjoint = ND_SOLVER_INHERIT, .grad = ND_GRAD_ADJOINT})
+    ((nd_ode_options){.solver = ND_SOLVER_DEFAULT,                                                 \
+                      .adjoint = ND_SOLVER_INHERIT,                                                \
+                      .grad = ND_GRAD_ADJOINT,                                                     \
+                      .checkpoints = ND_DEFAULT_CHECKPOINTS})
 
 /* Which block limited the steps: at every error test of an adaptive solve, the block with the
  * largest RMS scaled error among the blocks the norm counts (every block under a user norm) is
@@ -262,7 +275,8 @@ typedef struct {
 
 /* backward: the backward pass's own solve (the adjoint's; nfe includes the quadrature adjoint's
  * evaluations at its Gauss nodes). recomputed: the forward steps the backward pass solved again
- * (the interpolating and quadrature adjoints' re-solves of checkpoint intervals), not included in
+ * (the interpolating and quadrature adjoints' re-solves of checkpoint intervals, checkpointed
+ * backprop's taped segments), not included in
  * backward: the backward pass costs backward.nfe + recomputed.nfe evaluations. */
 typedef struct {
     nd_solve_stats forward, backward, recomputed;

@@ -42,8 +42,6 @@ bool nd_user_f_dot(nd_ctx *ctx, const nd_user_system *us, const char *what, doub
  * requires grad. */
 nd_tensor *nd_user_pack(nd_ctx *ctx, const nd_user_system *us, nd_tensor *const *blocks);
 
-/* The solver's view of the user system: one block per state tensor, the forward tolerances
- * (odeint.c). The interpolating adjoints solve it again from their checkpoints (replay.c). */
 /* Who watches the forward solve's accepted steps (dense solutions, events): on_step as the
  * solver's hook (solver.h), with data. */
 typedef struct {
@@ -51,6 +49,9 @@ typedef struct {
     void *data;
 } nd_step_observer;
 
+/* The solver's view of the user system: one block per state tensor, the forward tolerances
+ * (odeint.c). The interpolating adjoints solve it again from their checkpoints (replay.c),
+ * checkpointed backprop from its solver states (checkpoint.c). */
 typedef struct {
     nd_ode_system sys; /* first: the solver sees this */
     const nd_user_system *us;
@@ -60,7 +61,8 @@ typedef struct {
 bool nd_forward_system_init(nd_ctx *ctx, nd_forward_system *fs, const nd_user_system *us,
                             const nd_solver_options *so);
 
-typedef struct nd_replay nd_replay; /* replay.h */
+typedef struct nd_replay nd_replay;           /* replay.h */
+typedef struct nd_checkpoints nd_checkpoints; /* checkpoint.c */
 
 typedef struct {
     uint32_t magic;     /* ND_ODEINT_MAGIC: lets nd_odeint_stats recognise its trajectories */
@@ -74,6 +76,7 @@ typedef struct {
     bool t_grad;
     nd_ode_options opts; /* the adjoint's inheritance resolved, breakpoints copied into the arena */
     nd_replay *replay;   /* the interpolating adjoints' checkpoints (replay.h), else NULL */
+    nd_checkpoints *ckpt; /* checkpointed backprop's solver states (checkpoint.c), else NULL */
 } nd_odeint_saved;
 
 #define ND_ODEINT_MAGIC 0x6f64656eu /* "oden" */
@@ -86,6 +89,15 @@ nd_tensor *nd_odeint_time_op(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packed
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
 /* ... with ND_GRAD_INTERP_ADJOINT or ND_GRAD_QUADRATURE_ADJOINT (adjoint_interp.c). */
 void nd_odeint_interp_backward(nd_ctx *ctx, nd_tensor *out, void *state);
+
+/* Checkpointed backprop (checkpoint.c): before the forward solve, sv->ckpt set up over a copy of
+ * fs that keeps solver states (an error for fixed-step methods and when t requires grad); the
+ * forward solve runs on nd_checkpoint_system(sv); after it (packed NULL when it failed), the
+ * states kept are final. The backward replays each segment taped and backpropagates through it. */
+bool nd_checkpoint_begin(nd_ctx *ctx, nd_odeint_saved *sv, const nd_forward_system *fs);
+nd_ode_system *nd_checkpoint_system(nd_odeint_saved *sv);
+bool nd_checkpoint_end(nd_ctx *ctx, nd_odeint_saved *sv, const nd_tensor *packed);
+void nd_odeint_checkpoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
 
 /* nd_odeint (f1) and nd_odeint_tuple (fn) with the forward solve's accepted steps handed to obs
  * (NULL: none); name is what the input checks' messages call the call. ys_out (n_y,). */

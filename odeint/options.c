@@ -62,6 +62,7 @@ static const char *const grad_names[] = {
     [ND_GRAD_BACKPROP] = "backprop",
     [ND_GRAD_INTERP_ADJOINT] = "interp_adjoint",
     [ND_GRAD_QUADRATURE_ADJOINT] = "quadrature_adjoint",
+    [ND_GRAD_CHECKPOINTED] = "checkpointed",
 };
 
 #define N_GRAD_NAMES ((int)(sizeof grad_names / sizeof grad_names[0]))

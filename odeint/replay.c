@@ -50,32 +50,38 @@ static int record_step(nd_replay *rp, nd_ctx *ctx, const nd_interp *ip)
     return 0;
 }
 
-/* A step of a re-solve: its interpolant appended to the cache. */
+/* The heap both slots hold. */
+static size_t cache_bytes(const nd_replay *rp)
+{
+    size_t per_step = 2 * sizeof(double) + ND_INTERP_MAX_COEFF * rp->n * sizeof(nd_real);
+    return (size_t)(rp->slot[0].cap + rp->slot[1].cap) * per_step;
+}
+
+/* A step of a re-solve: its interpolant appended to the slot being filled. */
 static int cache_step(nd_replay *rp, nd_ctx *ctx, const nd_interp *ip)
 {
-    long cap = rp->cap_steps;
-    void *s = rp->step_s, *c = rp->coeff;
-    bool ok = reserve(&s, &cap, rp->n_steps + 1, 2 * sizeof(double));
-    rp->step_s = s;
-    cap = rp->cap_steps;
-    ok = ok && reserve(&c, &cap, rp->n_steps + 1, ND_INTERP_MAX_COEFF * rp->n * sizeof(nd_real));
-    rp->coeff = c;
+    nd_replay_slot *sl = &rp->slot[rp->filling];
+    long cap = sl->cap;
+    void *s = sl->step_s, *c = sl->coeff;
+    bool ok = reserve(&s, &cap, sl->n_steps + 1, 2 * sizeof(double));
+    sl->step_s = s;
+    cap = sl->cap;
+    ok = ok && reserve(&c, &cap, sl->n_steps + 1, ND_INTERP_MAX_COEFF * rp->n * sizeof(nd_real));
+    sl->coeff = c;
     if (!ok) {
         nd_fail(ctx, ND_ERR_NOMEM, "%s: out of memory keeping the dense output of %ld steps",
-                rp->fs.us->what_adjoint, rp->n_steps + 1);
+                rp->fs.us->what_adjoint, sl->n_steps + 1);
         return -1;
     }
-    rp->cap_steps = cap;
-    size_t bytes =
-        (size_t)cap * (2 * sizeof(double) + ND_INTERP_MAX_COEFF * rp->n * sizeof(nd_real));
-    if (bytes > rp->peak_bytes) rp->peak_bytes = bytes;
-    rp->step_s[2 * rp->n_steps] = rp->dir * ip->t0;
-    rp->step_s[2 * rp->n_steps + 1] = rp->dir * ip->t1;
-    rp->n_coeff = ip->n_coeff;
-    nd_real *dst = rp->coeff + (size_t)rp->n_steps * ND_INTERP_MAX_COEFF * rp->n;
+    sl->cap = cap;
+    if (cache_bytes(rp) > rp->peak_bytes) rp->peak_bytes = cache_bytes(rp);
+    sl->step_s[2 * sl->n_steps] = rp->dir * ip->t0;
+    sl->step_s[2 * sl->n_steps + 1] = rp->dir * ip->t1;
+    sl->n_coeff = ip->n_coeff;
+    nd_real *dst = sl->coeff + (size_t)sl->n_steps * ND_INTERP_MAX_COEFF * rp->n;
     for (int i = 0; i < ip->n_coeff; i++)
         memcpy(dst + (size_t)i * rp->n, ip->c[i]->data, rp->n * sizeof(nd_real));
-    rp->n_steps++;
+    sl->n_steps++;
     return 0;
 }
 
@@ -100,7 +106,7 @@ bool nd_replay_begin(nd_ctx *ctx, nd_odeint_saved *sv, const nd_forward_system *
     rp->dir = sv->tv[sv->n_t - 1] > sv->tv[0] ? 1 : -1;
     rp->recording = true;
     rp->every = sv->opts.checkpoint_every;
-    rp->cur = -1;
+    rp->slot[0].interval = rp->slot[1].interval = -1;
     sv->replay = rp;
     return true;
 }
@@ -137,16 +143,14 @@ bool nd_replay_end(nd_ctx *ctx, nd_odeint_saved *sv, const nd_tensor *packed)
 
 /* ---- z(t) in the backward pass ------------------------------------------------------------ */
 
-/* the checkpoint interval j holding forward-internal time s: [ck(j), ck(j + 1)] */
+/* the checkpoint interval j holding forward-internal time s: [ck(j), ck(j + 1)] (an end shared by
+ * two intervals goes to the later one) */
 static int interval_of(const nd_replay *rp, double s)
 {
-    const double d = rp->dir;
-    if (rp->cur >= 0 && d * rp->ck_t[rp->cur] <= s && s <= d * rp->ck_t[rp->cur + 1])
-        return rp->cur;
     int lo = 0, hi = rp->n_ck - 2; /* the last j with ck(j) <= s, within [0, n_ck - 2] */
     while (lo < hi) {
         int mid = (lo + hi + 1) / 2;
-        if (d * rp->ck_t[mid] <= s)
+        if (rp->dir * rp->ck_t[mid] <= s)
             lo = mid;
         else
             hi = mid - 1;
@@ -154,11 +158,14 @@ static int interval_of(const nd_replay *rp, double s)
     return lo;
 }
 
-/* Solves interval j forward again from its checkpoint, keeping every step's interpolant. */
-static bool resolve(nd_ctx *ctx, nd_replay *rp, const nd_odeint_saved *sv, int j)
+/* Solves interval j forward again from its checkpoint into the least recently used slot,
+ * keeping every step's interpolant. */
+static nd_replay_slot *resolve(nd_ctx *ctx, nd_replay *rp, const nd_odeint_saved *sv, int j)
 {
-    rp->n_steps = 0;
-    rp->cur = -1;
+    rp->filling = rp->slot[0].used <= rp->slot[1].used ? 0 : 1;
+    nd_replay_slot *sl = &rp->slot[rp->filling];
+    sl->n_steps = 0;
+    sl->interval = -1;
     nd_mark m = nd_ctx_mark(ctx);
     bool prev = nd_ctx_set_grad(ctx, false);
     nd_breakpoints bp = {sv->opts.step_t, sv->opts.jump_t, sv->opts.n_step_t, sv->opts.n_jump_t};
@@ -169,28 +176,31 @@ static bool resolve(nd_ctx *ctx, nd_replay *rp, const nd_odeint_saved *sv, int j
                               : nd_ctx_error(ctx);
     nd_ctx_set_grad(ctx, prev);
     nd_ctx_rewind(ctx, m);
-    if (st != ND_OK) return false;
-    rp->cur = j;
-    return true;
+    if (st != ND_OK) return NULL;
+    sl->interval = j;
+    return sl;
 }
 
 bool nd_replay_eval(nd_ctx *ctx, nd_replay *rp, const nd_odeint_saved *sv, double t, nd_real *out)
 {
     double s = rp->dir * t;
-    int j = interval_of(rp, s);
-    if (j != rp->cur && !resolve(ctx, rp, sv, j)) return false;
-    long lo = 0, hi = rp->n_steps - 1; /* the last step starting at or before s */
+    int j = interval_of(rp, s); /* the first or last interval also past the ends */
+    nd_replay_slot *sl = rp->slot[0].interval == j   ? &rp->slot[0]
+                         : rp->slot[1].interval == j ? &rp->slot[1]
+                                                     : resolve(ctx, rp, sv, j);
+    if (!sl) return false;
+    sl->used = ++rp->clock;
+    long lo = 0, hi = sl->n_steps - 1; /* the last step starting at or before s */
     while (lo < hi) {
         long mid = (lo + hi + 1) / 2;
-        if (rp->step_s[2 * mid] <= s)
+        if (sl->step_s[2 * mid] <= s)
             lo = mid;
         else
             hi = mid - 1;
     }
-    double s0 = rp->step_s[2 * lo], s1 = rp->step_s[2 * lo + 1];
-    double x = (s - s0) / (s1 - s0);
-    const nd_real *c = rp->coeff + (size_t)lo * ND_INTERP_MAX_COEFF * rp->n;
-    nd_interp_eval(c, rp->n_coeff, rp->n, x, out);
+    double s0 = sl->step_s[2 * lo], s1 = sl->step_s[2 * lo + 1];
+    const nd_real *c = sl->coeff + (size_t)lo * ND_INTERP_MAX_COEFF * rp->n;
+    nd_interp_eval(c, sl->n_coeff, rp->n, (s - s0) / (s1 - s0), out);
     return true;
 }
 
@@ -208,7 +218,7 @@ bool nd_replay_breakpoints(nd_ctx *ctx, const nd_replay *rp, const nd_odeint_sav
 {
     const nd_ode_options *o = &sv->opts;
     *bp = (nd_breakpoints){o->step_t, o->jump_t, o->n_step_t, o->n_jump_t};
-    if (rp->n_ck == sv->n_t) return true; /* checkpoints at the output times only */
+    if (rp->n_ck == sv->n_t) return true; /* no checkpoint between output times */
     double *v = nd_ctx_alloc(ctx, ((size_t)rp->n_ck + (size_t)o->n_step_t) * sizeof *v);
     if (!v) return false;
     int n = 0, a = 0, b = 0;
@@ -227,8 +237,10 @@ bool nd_replay_breakpoints(nd_ctx *ctx, const nd_replay *rp, const nd_odeint_sav
 void nd_replay_release(nd_replay *rp)
 {
     if (!rp) return;
-    free(rp->step_s), free(rp->coeff);
-    rp->step_s = NULL, rp->coeff = NULL;
-    rp->n_steps = rp->cap_steps = 0;
-    rp->cur = -1;
+    for (int i = 0; i < 2; i++) {
+        nd_replay_slot *sl = &rp->slot[i];
+        free(sl->step_s), free(sl->coeff);
+        *sl = (nd_replay_slot){.interval = -1};
+    }
+    rp->clock = 0;
 }

@@ -4,14 +4,25 @@
  * output time and, with checkpoint_every = k > 0, the state after every k-th accepted step. The
  * backward pass asks for z(t) at any t; the interval between two checkpoints that holds t is
  * solved forward again from its checkpoint (the forward's solver options), its steps' dense output
- * kept, and z(t) read off the step's interpolant. One interval is kept at a time: memory is the
- * checkpoints plus one interval's steps.
+ * kept, and z(t) read off the step's interpolant. Two intervals are kept (the one the backward
+ * solve is in and the one it came from: a step, rejected or not, may reach across the checkpoint
+ * between them): memory is the checkpoints plus two intervals' steps.
  */
 #ifndef ND_REPLAY_H
 #define ND_REPLAY_H
 
 #include "odeint/interp.h"
 #include "odeint/odeint_internal.h"
+
+/* The dense output of one re-solved checkpoint interval: every step's interpolant. */
+typedef struct {
+    int interval; /* j: [ck_t[j], ck_t[j + 1]], or -1 when empty */
+    long n_steps, cap;
+    double *step_s; /* (cap, 2) each step's [s0, s1] in forward-internal time dir * t */
+    nd_real *coeff; /* (cap, ND_INTERP_MAX_COEFF, n), n_coeff of them used (interp.h) */
+    int n_coeff;
+    unsigned long used; /* when it was last read */
+} nd_replay_slot;
 
 struct nd_replay {
     nd_forward_system fs;  /* first: the forward system, its on_step hook ours */
@@ -28,13 +39,11 @@ struct nd_replay {
     int n_ck;
     double *ck_t;  /* (n_ck,) */
     nd_real *ck_y; /* (n_ck, n) */
-    /* the backward's cache: the dense output of checkpoint interval `cur` (heap) */
-    int cur;
-    long n_steps, cap_steps;
-    double *step_s; /* (cap_steps, 2) each step's [s0, s1] in forward-internal time dir * t */
-    nd_real *coeff; /* (cap_steps, ND_INTERP_MAX_COEFF, n), n_coeff of them used (interp.h) */
-    int n_coeff;
-    size_t peak_bytes; /* the most heap the cache held */
+    /* the backward's cache: the dense output of two checkpoint intervals (heap) */
+    nd_replay_slot slot[2];
+    int filling;         /* the slot a re-solve writes */
+    unsigned long clock; /* counts lookups, for replacing the least recently used slot */
+    size_t peak_bytes;   /* the most heap the cache held */
 };
 
 /* Before the forward solve: sv->replay set up over a copy of fs whose on_step records
@@ -46,8 +55,8 @@ bool nd_replay_end(nd_ctx *ctx, nd_odeint_saved *sv, const nd_tensor *packed);
 /* z(t) into out (n,), re-solving the checkpoint interval holding t if it is not the cached one.
  * Grad mode must be off. False with the error in ctx. */
 bool nd_replay_eval(nd_ctx *ctx, nd_replay *rp, const nd_odeint_saved *sv, double t, nd_real *out);
-/* The backward solve's breakpoints: the user's step_t with the checkpoints strictly between
- * output times (so no backward step straddles two cached intervals), and jump_t. */
+/* The backward solve's breakpoints: the user's step_t and jump_t, and the checkpoints between
+ * output times, so that no backward step straddles two checkpoint intervals. */
 bool nd_replay_breakpoints(nd_ctx *ctx, const nd_replay *rp, const nd_odeint_saved *sv,
                            nd_breakpoints *bp);
 /* Frees the backward's cache (the arena's checkpoints stay until the ctx is reset). */

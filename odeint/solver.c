@@ -50,7 +50,8 @@ typedef struct {
     double min_step;             /* opt->min_step, at most the solve's interval */
     nd_interp ip;                /* over [s0, s1]; untaped its coefficients are buffers */
     nd_tensor *k[ND_MAX_STAGES]; /* untaped: stage buffers reused by every step */
-    bool stopped;                /* the on_step hook ended the solve */
+    bool stopped;                /* the on_step or on_state hook ended the solve */
+    long accepted;               /* accepted steps, counting on from a resumed state */
     int *role_index;             /* (n_blocks,) each block's index among its role's blocks */
     int limit_block;             /* the block that bound the last error test, or -1 */
 } solver;
@@ -302,6 +303,7 @@ static int accept_step(solver *sv, const step_plan *p, nd_tensor *y1)
     keep(sv, &sv->f, f1);
     sv->s0 = p->t0, sv->s1 = p->t1;
     sv->stats->accepted++;
+    sv->accepted++;
     return report_step(sv, &sv->ip);
 }
 
@@ -322,6 +324,17 @@ static void count_limit(solver *sv, bool accepted)
     (accepted ? sv->stats->limit.accepted : sv->stats->limit.rejected)[role][k]++;
 }
 
+/* The on_state hook, if any, told where the solve stands (checkpointed backprop). */
+static int report_state(solver *sv)
+{
+    if (!sv->sys->on_state) return 0;
+    nd_solver_state st = {sv->s1,        sv->dt,       sv->r_prev, sv->next_step,
+                          sv->next_jump, sv->accepted, sv->y,      sv->f};
+    int rc = sv->sys->on_state(sv->sys, sv->ctx, &st);
+    if (rc > 0) sv->stopped = true;
+    return rc < 0 ? rc : 0;
+}
+
 static nd_status adaptive_step(solver *sv)
 {
     step_plan p;
@@ -338,6 +351,7 @@ static nd_status adaptive_step(solver *sv)
     if (!accept) sv->stats->rejected++;
     count_limit(sv, accept);
     sv->dt = next_step_size(sv, p.dt, r, accept);
+    if (accept && report_state(sv) < 0) return step_failed(sv, p.t1);
     if (!sv->taped) nd_ctx_rewind(sv->ctx, m);
     return ND_OK;
 }
@@ -368,10 +382,32 @@ static nd_status fill_after_stop(solver *sv, int from, int n_t, nd_real *out, nd
 }
 
 static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *out,
+                                nd_tensor **rows);
+
+/* Goes on from sys->resume: its state, step size, PI memory and breakpoints. */
+static nd_status solve_resumed(solver *sv, const double *s, int n_t, nd_real *out, nd_tensor **rows)
+{
+    const nd_solver_state *r = sv->sys->resume;
+    keep(sv, &sv->y, r->y);
+    if (sv->taped)
+        sv->f = r->f;
+    else
+        memcpy(sv->f->data, r->f->data, sv->sys->n * sizeof(nd_real));
+    sv->s0 = sv->s1 = r->s1;
+    sv->dt = r->dt, sv->r_prev = r->r_prev;
+    sv->next_step = r->next_step, sv->next_jump = r->next_jump;
+    sv->accepted = r->accepted;
+    return solve_adaptive(sv, s, n_t, out, rows);
+}
+
+static nd_status solve_adaptive(solver *sv, const double *s, int n_t, nd_real *out,
                                 nd_tensor **rows)
 {
     nd_ctx *ctx = sv->ctx;
-    for (int i = 1; i < n_t; i++) {
+    int first = 1; /* a resumed solve: the first output after where it starts */
+    while (sv->sys->resume && first < n_t - 1 && s[first] <= sv->s1) first++;
+    if (report_state(sv) < 0) return fail_at(sv, ND_ERR_CALLBACK, sv->s1, "f failed");
+    for (int i = first; i < n_t && !sv->stopped; i++) {
         long n_steps = 0;
         while (s[i] > sv->s1) {
             if (n_steps >= sv->opt->max_num_steps)
@@ -597,17 +633,21 @@ nd_status nd_ode_solve(nd_ctx *ctx, nd_ode_system *sys, const nd_solver_options 
         for (int i = 1; i <= sv.tab->n_stages; i++) sv.k[i] = nd_tensor_new(ctx, 1, shape);
         if (nd_ctx_error(ctx)) return nd_ctx_error(ctx);
     }
-    if (!store_row(&sv, y0, 0, out, rows)) return nd_ctx_error(ctx);
-
-    int rc = taped ? eval(&sv, s[0], PERTURB_NONE, sv.y, &sv.f)
-                   : eval_into(&sv, s[0], PERTURB_NONE, sv.y, &sv.f);
-    if (rc != 0)
-        return fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed or rejected the initial state");
+    if (sys->resume && !sv.tab->c_error)
+        return nd_fail(ctx, ND_ERR_ARG, "%s: a resumed solve needs an adaptive method", sys->what);
+    if (!sys->resume) { /* a resumed solve's f comes with its state */
+        if (!store_row(&sv, y0, 0, out, rows)) return nd_ctx_error(ctx);
+        int rc = taped ? eval(&sv, s[0], PERTURB_NONE, sv.y, &sv.f)
+                       : eval_into(&sv, s[0], PERTURB_NONE, sv.y, &sv.f);
+        if (rc != 0)
+            return fail_at(&sv, ND_ERR_CALLBACK, s[0], "f failed or rejected the initial state");
+    }
     sv.s0 = sv.s1 = s[0];
     if (!sv.tab->c_error) return solve_fixed(&sv, &grid, s, n_t, out, rows);
 
     for (int i = 0; i < ND_INTERP_MAX_COEFF; i++) keep(&sv, &sv.ip.c[i], sv.y);
     sv.ip.n_coeff = ND_INTERP_MAX_COEFF;
+    if (sys->resume) return solve_resumed(&sv, s, n_t, out, rows);
     if (opt->first_step > 0) {
         sv.dt = opt->first_step;
     } else if (initial_step(&sv, s[0], sv.y, sv.f, &sv.dt) != 0) {

@@ -15,6 +15,14 @@
 #include "odeint/odeint.h"
 
 typedef struct nd_ode_system nd_ode_system;
+
+/* Where an adaptive solve stands after an accepted step (or at its start). */
+typedef struct {
+    double s1, dt, r_prev;    /* internal time (dir t), the next step's size, the PI memory */
+    int next_step, next_jump; /* the next breakpoints */
+    long accepted;            /* accepted steps so far, resumed solves counting on */
+    nd_tensor *y, *f;         /* (n,) the state and its derivative, the next step's first stage */
+} nd_solver_state;
 struct nd_ode_system {
     /* *dy = d y / dt at time t for the packed state y (n,). 0 ok, > 0 reject the step, < 0 fail
      * (the callee records the error in ctx). */
@@ -33,6 +41,14 @@ struct nd_ode_system {
      * (nd_ode_solve returns ND_OK; the outputs not yet written hold the state at the step's end),
      * < 0 to fail with the error recorded in ctx. Dense solutions and events use it. */
     int (*on_step)(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip);
+    /* Checkpointed backprop (checkpoint.c), adaptive methods only. on_state (NULL: none) is
+     * called where the solve stands at the start and after every accepted step, once the next
+     * step's size is chosen: all a solve needs to go on from there. Untaped its tensors are
+     * buffers the next step overwrites. Return as on_step. resume (NULL: start at t[0] from y0)
+     * starts the solve from such a state instead, exactly as the solve that stood there went on:
+     * outputs before it are not written. */
+    int (*on_state)(nd_ode_system *sys, nd_ctx *ctx, const nd_solver_state *st);
+    const nd_solver_state *resume;
 };
 
 typedef struct {

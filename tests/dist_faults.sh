@@ -25,7 +25,7 @@ expect() {
         failures=$((failures + 1))
         printf 'FAIL %s (exit %d): %s\n%s\n' "$mode" "$rc" "$bad" "$out"
     else
-        printf 'ok   %s (exit %d)\n' "$mode" "$rc"
+        printf 'ok   %s (exit %d, %d s)\n' "$mode" "$rc" $((SECONDS - t0))
         grep -E 'rank [01]|MPI_ABORT|signal' <<<"$out" | head -4 | sed 's/^/     /'
     fi
 }

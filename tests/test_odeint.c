@@ -1559,10 +1559,10 @@ START_TEST(test_failed_adjoint_leaves_grad_untouched)
 
     failing_decay fd = {k, false};
     nd_ode_options o = ND_ODE_DEFAULT;
-    /* the backsolve adjoint, and the interpolating and quadrature adjoints (whose re-solves of
-     * the forward fail too) */
-    const nd_grad_mode modes[3] = {ND_GRAD_ADJOINT, ND_GRAD_INTERP_ADJOINT,
-                                   ND_GRAD_QUADRATURE_ADJOINT};
+    /* the backsolve adjoint, the interpolating and quadrature adjoints (whose re-solves of the
+     * forward fail too), checkpointed backprop (whose replays fail) */
+    const nd_grad_mode modes[4] = {ND_GRAD_ADJOINT, ND_GRAD_INTERP_ADJOINT,
+                                   ND_GRAD_QUADRATURE_ADJOINT, ND_GRAD_CHECKPOINTED};
     o.grad = modes[_i];
     nd_tensor *ys = nd_odeint(ctx, failing_decay_f, &fd, y0, linspace(0, 1, 3), &k, 1, &o);
     nd_tensor *last = nd_reshape(ctx, nd_slice(ctx, ys, 0, 2, 1), 1, (int[]){2});
@@ -1944,6 +1944,9 @@ START_TEST(test_backsolve_wrong_interp_right)
      * 5e-7, half of rtol */
     ck_assert_msg(e_back > 1, "the backsolve adjoint was expected to fail here: error %g", e_back);
     ck_assert_msg(e_bp < 5e-6, "backprop: %g", e_bp);
+    o.grad = ND_GRAD_CHECKPOINTED, o.checkpoints = 3; /* backprop's gradient, so its error */
+    double e_ck = damped_grad_error(&o, ref, got);
+    ck_assert_msg(fabs(e_ck - e_bp) < 1e-3 * e_bp, "checkpointed %g, backprop %g", e_ck, e_bp);
     for (int k = 0; k < N_NEW_MODES; k++) {
         set_mode(&o, &new_modes[k]);
         double e = damped_grad_error(&o, ref, got);
@@ -2066,6 +2069,204 @@ START_TEST(test_interp_modes_api_and_errors)
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------------------------
+ * Checkpointed backprop (ND_GRAD_CHECKPOINTED): the gradient of backprop through the solver to
+ * rounding, with the tape of one segment at a time.
+ */
+
+/* L = sum y^2 through one solve; every gradient (y0 then params) into out */
+static size_t grads_with(solve_case *sc, nd_tensor *y0, nd_grad_mode grad, int checkpoints,
+                         nd_real *out, nd_ode_stats *st)
+{
+    sc->o.grad = grad;
+    sc->o.checkpoints = checkpoints;
+    nd_tensor *in[4] = {y0};
+    for (int i = 0; i < sc->n_params; i++) in[1 + i] = sc->params[i];
+    nd_tensor *y = solve_loss_fn(ctx, in, sc);
+    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y)), *g[4];
+    ck_assert_msg(L && nd_grad(ctx, &L, NULL, 1, in, 1 + sc->n_params, g, 0) == ND_OK, "%s",
+                  nd_ctx_errmsg(ctx));
+    if (st) *st = *nd_odeint_stats(y);
+    size_t k = 0;
+    for (int i = 0; i < 1 + sc->n_params; i++)
+        for (size_t e = 0; e < g[i]->size; e++) out[k++] = g[i]->data[e];
+    return k;
+}
+
+/* every checkpoint count from 1 (one segment) to more than the steps, on ConstantODE (dopri5,
+ * 10 outputs), the linear system under dopri8 (not first-same-as-last: the next step's first
+ * stage is not f(y1)) with the PI controller, the Hamiltonian (a VJP inside f) under bosh3 with
+ * step_t and jump_t: equal to backprop to rounding, every forward step solved once more */
+START_TEST(test_checkpointed_equals_backprop)
+{
+    DOUBLE_ONLY(); /* tolerances down to 1e-10 */
+    const int counts[5] = {1, 2, 3, 5, 1000};
+    int checkpoints = counts[_i];
+    nd_tensor *a = nd_tensor_new(ctx, 0, NULL), *b = nd_tensor_new(ctx, 0, NULL);
+    a->data[0] = 0.2, b->data[0] = 3.0;
+    a->requires_grad = b->requires_grad = true;
+    constant_ode p = {a, b};
+    nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
+    A->requires_grad = true;
+    nd_rng rng = nd_rng_seed(7);
+    hamiltonian hm = {nd_tensor_new(ctx, 2, (int[]){8, 2}), nd_tensor_new(ctx, 1, (int[]){8}),
+                      nd_tensor_new(ctx, 2, (int[]){8, 1})};
+    nd_fill_normal(hm.W1, &rng, 0, 0.7);
+    nd_fill_normal(hm.b1, &rng, 0, 0.3);
+    nd_fill_normal(hm.w2, &rng, 0, 0.5);
+    hm.W1->requires_grad = hm.b1->requires_grad = hm.w2->requires_grad = true;
+    solve_case cases[3] = {
+        {constant_f, &p, (nd_tensor *[]){a, b}, 2, ND_ODE_DEFAULT, linspace(1, 8, 10)},
+        {linear_f, A, (nd_tensor *[]){A}, 1, opts_for(ND_DOPRI8, 1e-8, 1e-9), linspace(2, 0, 5)},
+        {hamiltonian_f, &hm, (nd_tensor *[]){hm.W1, hm.b1, hm.w2}, 3,
+         opts_for(ND_BOSH3, 1e-6, 1e-8), linspace(0, 1, 3)},
+    };
+    cases[0].o.solver.rtol = 1e-8, cases[0].o.solver.atol = 1e-10;
+    cases[1].o.solver.controller = ND_CONTROLLER_PI;
+    static const double step_t[1] = {0.3}, jump_t[1] = {0.55};
+    cases[2].o.step_t = step_t, cases[2].o.n_step_t = 1;
+    cases[2].o.jump_t = jump_t, cases[2].o.n_jump_t = 1;
+    nd_tensor *y0s[3] = {vec(1, (double[]){3.2}),
+                         nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5}),
+                         nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){0.5, -0.2, 1.0, 0.3})};
+    for (int c = 0; c < 3; c++) {
+        nd_tensor *y0 = y0s[c];
+        y0->requires_grad = true;
+        nd_real bp[64], ck[64];
+        nd_ode_stats sb, sc;
+        size_t n = grads_with(&cases[c], y0, ND_GRAD_BACKPROP, 0, bp, &sb);
+        grads_with(&cases[c], y0, ND_GRAD_CHECKPOINTED, checkpoints, ck, &sc);
+        double scale = 0;
+        for (size_t k = 0; k < n; k++) scale = fmax(scale, fabs(bp[k]));
+        for (size_t k = 0; k < n; k++)
+            ck_assert_msg(fabs(ck[k] - bp[k]) <= BY_PRECISION(1e-12, 1e-5) * scale,
+                          "case %d, %d checkpoints, grad %zu: %.17g, backprop %.17g", c,
+                          checkpoints, k, ck[k], bp[k]);
+        ck_assert_int_eq(sc.forward.nfe, sb.forward.nfe);
+        ck_assert_int_eq(sc.recomputed.nfe, sc.forward.nfe);
+        ck_assert_int_eq(sc.recomputed.accepted, sc.forward.accepted);
+        ck_assert_int_eq(sc.recomputed.rejected, sc.forward.rejected);
+        ck_assert_int_eq(sc.backward.nfe, 0);
+    }
+}
+END_TEST
+
+/* against central differences, and torchdiffeq's backprop on its MLP reference */
+START_TEST(test_checkpointed_gradcheck_and_reference)
+{
+    DOUBLE_ONLY();
+    nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
+    A->requires_grad = true;
+    solve_case sc = {linear_f, A, (nd_tensor *[]){A}, 1, ND_ODE_DEFAULT, linspace(0, 2, 5)};
+    sc.o.grad = ND_GRAD_CHECKPOINTED, sc.o.checkpoints = 2;
+    sc.o.solver.rtol = 1e-10, sc.o.solver.atol = 1e-12;
+    nd_tensor *y0 = nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5});
+    y0->requires_grad = true;
+    char report[256] = "";
+    gc_tol tol = {.eps = 1e-5, .atol = 1e-5, .rtol = 1e-5};
+    ck_assert_msg(gradcheck(ctx, solve_loss_fn, (nd_tensor *[]){y0, A}, 2, &sc, tol, report), "%s",
+                  report);
+
+    cJSON *j = load_json("mlp.json");
+    const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "weights");
+    mlp2 mm = {param_from(w, "W1", true), param_from(w, "b1", true), param_from(w, "W2", true),
+               param_from(w, "b2", true)};
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(j, "results"), "backprop");
+    nd_tensor *params[4] = {mm.W1, mm.b1, mm.W2, mm.b2};
+    const char *names[4] = {"l1.weight", "l1.bias", "l2.weight", "l2.bias"};
+    nd_tensor *x0 = nd_tensor_new(ctx, 2, (int[]){4, 2}), *t = nd_tensor_new(ctx, 1, (int[]){4});
+    fill_from(x0, cJSON_GetObjectItemCaseSensitive(j, "y0"), 0);
+    fill_from(t, cJSON_GetObjectItemCaseSensitive(j, "t"), 0);
+    x0->requires_grad = true;
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.rtol = num(j, "rtol"), o.solver.atol = num(j, "atol");
+    o.grad = ND_GRAD_CHECKPOINTED, o.checkpoints = 4;
+    nd_tensor *ys = nd_odeint(ctx, mlp_f, &mm, x0, t, params, 4, &o);
+    nd_tensor *loss = nd_sum(ctx, nd_mul(ctx, ys, ys));
+    ck_assert_msg(loss && nd_backward(ctx, loss, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+    nd_tensor *gref = nd_tensor_new(ctx, 2, (int[]){4, 2});
+    fill_from(gref, cJSON_GetObjectItemCaseSensitive(r, "dL_dy0"), 0);
+    ck_assert_double_lt(max_rel_diff(x0->grad, gref, 1e-3), 1e-6);
+    const cJSON *dp = cJSON_GetObjectItemCaseSensitive(r, "dL_dparams");
+    for (int k = 0; k < 4; k++) {
+        nd_tensor *pref = nd_tensor_new(ctx, params[k]->ndim, params[k]->shape);
+        fill_from(pref, cJSON_GetObjectItemCaseSensitive(dp, names[k]), 0);
+        double e = max_rel_diff(params[k]->grad, pref, 1e-3);
+        ck_assert_msg(e < 1e-6, "dL/d%s differs from torchdiffeq's backprop by %g", names[k], e);
+    }
+    for (int k = 0; k < 4; k++) nd_tensor_destroy(params[k]);
+    cJSON_Delete(j);
+}
+END_TEST
+
+/* memory: the arena's high-water mark of a 200-step solve at batch 256, backprop against 4
+ * checkpoints (each in a ctx of its own) */
+static size_t arena_of(nd_grad_mode grad, int checkpoints, long *steps)
+{
+    nd_ctx *c = nd_ctx_create(0);
+    nd_tensor *A = nd_tensor_from(c, 2, (int[]){2, 2}, (nd_real[]){-0.05, 2.0, -2.0, -0.05});
+    nd_tensor *y0 = nd_full(c, 2, (int[]){256, 2}, 1);
+    A->requires_grad = y0->requires_grad = true;
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.solver.rtol = 1e-8, o.solver.atol = 1e-10;
+    o.grad = grad, o.checkpoints = checkpoints;
+    nd_tensor *t = nd_tensor_from(c, 1, (int[]){2}, (nd_real[]){0, 30});
+    nd_tensor *ys = nd_odeint(c, linear_f, A, y0, t, &A, 1, &o), *g[2];
+    nd_tensor *L = nd_sum(c, nd_mul(c, ys, ys));
+    ck_assert_msg(L && nd_grad(c, &L, NULL, 1, (nd_tensor *[]){y0, A}, 2, g, 0) == ND_OK, "%s",
+                  nd_ctx_errmsg(c));
+    *steps = nd_odeint_stats(ys)->forward.accepted;
+    size_t bytes = nd_ctx_capacity(c);
+    nd_ctx_destroy(c);
+    return bytes;
+}
+
+START_TEST(test_checkpointed_memory)
+{
+    DOUBLE_ONLY();
+    long steps;
+    size_t bp = arena_of(ND_GRAD_BACKPROP, 0, &steps),
+           ck = arena_of(ND_GRAD_CHECKPOINTED, 4, &steps);
+    ck_assert_msg(steps > 100, "%ld steps", steps);
+    ck_assert_msg(ck * 2 < bp, "checkpointed %zu bytes, backprop %zu (%ld steps)", ck, bp, steps);
+}
+END_TEST
+
+START_TEST(test_checkpointed_errors)
+{
+    nd_tensor *k = nd_scalar(ctx, -0.7), *y0 = vec(2, (double[]){1, -2});
+    k->requires_grad = y0->requires_grad = true;
+    nd_tensor *t = linspace(0, 1, 3);
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.grad = ND_GRAD_CHECKPOINTED;
+    o.checkpoints = 0;
+    ck_assert_ptr_null(nd_odeint(ctx, decay, k, y0, t, &k, 1, &o));
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "nd_odeint: checkpoints (0) must be >= 1"), "%s",
+                  nd_ctx_errmsg(ctx));
+    nd_ctx_clear_error(ctx);
+    o.checkpoints = 4;
+    o.solver.method = ND_RK4, o.solver.step_size = 0.1;
+    ck_assert_ptr_null(nd_odeint(ctx, decay, k, y0, t, &k, 1, &o));
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "needs an adaptive method (rk4"), "%s",
+                  nd_ctx_errmsg(ctx));
+    nd_ctx_clear_error(ctx);
+    o.solver = ND_SOLVER_DEFAULT;
+    t->requires_grad = true;
+    ck_assert_ptr_null(nd_odeint(ctx, decay, k, y0, t, &k, 1, &o));
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "does not give dL/dt"), "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_clear_error(ctx);
+    t->requires_grad = false;
+    nd_grad_mode g;
+    ck_assert(nd_ode_grad_from_name("checkpointed", &g) && g == ND_GRAD_CHECKPOINTED);
+    nd_tensor *ys = nd_odeint(ctx, decay, k, y0, t, &k, 1, &o), *gy;
+    nd_tensor *L = nd_sum(ctx, ys);
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, &y0, 1, &gy, ND_CREATE_GRAPH), ND_ERR_GRAPH);
+    ck_assert_msg(strstr(nd_ctx_errmsg(ctx), "checkpointed gradient cannot be differentiated"),
+                  "%s", nd_ctx_errmsg(ctx));
+}
+END_TEST
+
 Suite *odeint_suite(void)
 {
     Suite *s = suite_create("odeint");
@@ -2111,7 +2312,7 @@ Suite *odeint_suite(void)
     tcase_add_test(hostile, test_hostile_tiny_tolerances_never_give_f_a_nan_time);
     tcase_add_test(hostile, test_hostile_default_max_num_steps);
     tcase_add_test(hostile, test_hostile_shapes_checked_before_f_and_adjoint_named);
-    tcase_add_loop_test(err, test_failed_adjoint_leaves_grad_untouched, 0, 3);
+    tcase_add_loop_test(err, test_failed_adjoint_leaves_grad_untouched, 0, 4);
     tcase_add_test(bwd, test_backward_keeps_its_options_arrays);
     tcase_add_test(hostile, test_fixed_step_budget_names_max_num_steps);
     tcase_add_test(hostile, test_fixed_step_grid_not_stored);
@@ -2123,6 +2324,10 @@ Suite *odeint_suite(void)
     tcase_add_test(bwd, test_interp_modes_tuple_and_trace);
     tcase_add_test(bwd, test_interp_modes_fixed_step);
     tcase_add_test(api, test_interp_modes_api_and_errors);
+    tcase_add_loop_test(bwd, test_checkpointed_equals_backprop, 0, 5);
+    tcase_add_test(bwd, test_checkpointed_gradcheck_and_reference);
+    tcase_add_test(api, test_checkpointed_memory);
+    tcase_add_test(err, test_checkpointed_errors);
     return s;
 }
 

@@ -332,6 +332,7 @@ static void print_json(const run *r)
     json_num(&w, "seconds_per_epoch", trained ? r->train_seconds / op->epochs : 0);
     json_num(&w, "images_per_second",
              r->train_seconds > 0 ? r->train_images / r->train_seconds : 0);
+    json_int(&w, "parameters", (long long)nd_param_list_numel(&r->params));
     json_int(&w, "ranks", r->ranks);
     json_num(&w, "comm_seconds", r->dist_stats.comm_seconds); // rank 0's gradient all-reduces
     json_array(&w, "wait_seconds_per_rank");

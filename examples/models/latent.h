@@ -12,7 +12,7 @@
  *   decoder z0 = mu + exp(logvar / 2) eps; dz/dt = MLP(L, U, L) solved at the P times;
  *           x_hat = Linear(L, D)(z(t))
  *   loss    -(sum of log N(x; x_hat, s^2) over the training points - k KL(q || N(0, I))) /
- *           (number of training points), k annealed from 0 to 1 (Rubanova's schedule)
+ *           (number of training points), k annealed from 0 to 1 (examples/latent_ode.c)
  *   GRU-Δt  h_i = GRU((x_i m_i, m_i, t_{i+1} - t_i), h_{i-1}) at every grid time,
  *           x_hat_{i+1} = Linear(H, D)(h_i): it sees the gap to the time it predicts
  */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ckpt.h"
 #include "clock.h"
 #include "flags.h"
 #include "json.h"
@@ -93,7 +94,7 @@ typedef struct {
     mujoco_sim_batch train, test;
     symoden_model model;
     nd_optimizer *opt;
-    nd_param_list ckpt; // model and optimizer state, for --save / --resume
+    ckpt_list ckpt; // model and optimizer state, for --save / --resume
     nd_ode_options o;
     nd_rng rng;
     long iters_before;
@@ -234,23 +235,14 @@ static nd_tensor *time_grid(nd_ctx *ctx, int W)
 // ------------------------------------------------------------------------------------------------
 // checkpoints: the model and Adam's state, with the example, the model kind, width and iterations
 
-static int ckpt_list(run *r)
+static int make_ckpt(run *r)
 {
     int n_opt = 0;
     const nd_param *opt_state = nd_optimizer_state(r->opt, &n_opt);
-    const nd_param_list *ml = &r->model.plist;
-    r->ckpt.items = calloc((size_t)(ml->n + n_opt), sizeof *r->ckpt.items);
-    if (!r->ckpt.items) return nd_fail(r->ctx, ND_ERR_NOMEM, "checkpoint list"), 1;
-    for (int i = 0; i < ml->n + n_opt; i++) {
-        const nd_param *p = i < ml->n ? &ml->items[i] : &opt_state[i - ml->n];
-        const char *prefix = i < ml->n ? "" : "optim.";
-        size_t len = strlen(prefix) + strlen(p->name) + 1;
-        char *name = malloc(len);
-        if (!name) return nd_fail(r->ctx, ND_ERR_NOMEM, "checkpoint list"), 1;
-        snprintf(name, len, "%s%s", prefix, p->name);
-        r->ckpt.items[r->ckpt.n++] = (nd_param){.name = name, .tensor = p->tensor};
-    }
-    return 0;
+    return ckpt_list_add(r->ctx, &r->ckpt, "", r->model.plist.items, r->model.plist.n) != 0 ||
+                   ckpt_list_add(r->ctx, &r->ckpt, "optim.", opt_state, n_opt) != 0
+               ? 1
+               : 0;
 }
 
 static int resume(run *r)
@@ -628,7 +620,7 @@ static int setup(run *r)
     if (symoden_create(r->ctx, &r->model, (symoden_kind)op->kind, r->prog->n, r->prog->nu,
                        op->hidden, 0.01, &r->rng) != ND_OK ||
         !(r->opt = nd_adam_create(r->ctx, r->model.plist.items, r->model.plist.n, &ao)) ||
-        ckpt_list(r) != 0)
+        make_ckpt(r) != 0)
         return fail(r, "setup");
     return 0;
 }
@@ -677,8 +669,7 @@ int physics_main(const physics_program *prog, int argc, char **argv)
     if (status == 0 && r.op.plot) status = draw(&r);
 #endif
     if (status == 0 && r.op.json) print_json(&r);
-    for (int i = 0; i < r.ckpt.n; i++) free((char *)r.ckpt.items[i].name);
-    free(r.ckpt.items);
+    ckpt_list_free(&r.ckpt);
     nd_optimizer_destroy(r.opt);
     symoden_destroy(&r.model);
     mujoco_sim_batch_free(&r.train), mujoco_sim_batch_free(&r.test);
