@@ -1861,11 +1861,14 @@ static void check_reference_mode(const char *file, nd_ode_fn f, void *data, nd_t
     fill_from(yref, cJSON_GetObjectItemCaseSensitive(r, "y"), 0);
     ck_assert_double_lt(max_rel_diff(ys->data, yref, 1e-12), 1e-9);
     /* torchdiffeq's own adjoint is up to 49 rtol from its backprop on these files (measured from
-     * them: 4.9e-6 on linear's A); every new mode lands within 0.4 .. 44 rtol */
+     * them: 4.9e-6 on linear's A); every new mode lands within 1 .. 42 rtol. dL/dy0 of the linear
+     * system has entries that are 0 analytically (backprop: 1.5e-11), where the new modes give
+     * 4e-8, 6e-9 of the gradient's scale: entries under 1% of the scale are compared against 1% of
+     * it there */
     double tol = 50 * o.solver.rtol;
     nd_tensor *gref = nd_tensor_new(ctx, 2, (int[]){4, 2});
     fill_from(gref, cJSON_GetObjectItemCaseSensitive(r, "dL_dy0"), 0);
-    double eg = max_rel_diff(y0->grad, gref, 1e-3);
+    double eg = max_rel_diff(y0->grad, gref, 1e-2);
     ck_assert_msg(eg < tol, "%s %s: dL/dy0 differs by %g", file, nd_ode_grad_name(m->grad), eg);
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(r, "dL_dparams");
     for (int p = 0; p < n_params; p++) {
