@@ -13,7 +13,10 @@
  * error can be ignored when choosing steps (Kidger, Chen and Lyons, "Hey, that's not an ODE",
  * ICML 2021).
  *
- * Step control matches torchdiffeq 0.2.5 by default, so step counts compare one for one.
+ * Step control matches torchdiffeq 0.2.5 by default, so step counts compare one for one. The
+ * statistics also say which block of the state bound each step (nd_limit_stats). Below the op:
+ * dense solutions (nd_ode_solution: y(t) anywhere after one solve) and terminal events
+ * (nd_odeint_event: solve until g(t, y) = 0, the time and state differentiable).
  */
 #ifndef ND_ODEINT_H
 #define ND_ODEINT_H

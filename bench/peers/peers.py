@@ -126,6 +126,8 @@ def run_nodal(build, w, size, opts, threads):
     """Runs the nodal program; its --json summary normalised to per-iteration figures."""
     prog = os.path.join(build, w["program"])
     env = dict(os.environ, **{v: str(threads) for v in THREAD_VARS})
+    if w.get("nodal_threads"):  # nodal's own threads share the images: OpenBLAS's would oversubscribe
+        env["OPENBLAS_NUM_THREADS"] = "1"
     cmd = [prog] + w["args"](size, opts) + ["--json"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
