@@ -187,7 +187,9 @@ static void decode_options(reader *r, nd_ode_options *o, option_arrays *a)
     if (how < 32) o->adjoint = ND_SOLVER_DEFAULT;
     decode_solver(r, &o->adjoint, &a->adj, true);
     if (o->adjoint.max_num_steps > BUDGET) o->adjoint.max_num_steps = BUDGET;
-    o->grad = (nd_grad_mode)pick(r, 2);
+    o->grad = (nd_grad_mode)pick(r, ND_GRAD_CHECKPOINTED + 1); /* every gradient mode */
+    o->checkpoint_every = (int)pick(r, 4);                     /* 0: output times only */
+    o->checkpoints = (int)pick(r, 4);                          /* 0 is an error */
     o->n_step_t = (int)(byte(r) % (MAX_BP + 1));
     o->n_jump_t = (int)(byte(r) % (MAX_BP + 1));
     for (int i = 0; i < o->n_step_t; i++) a->step_t[i] = number(r);
@@ -295,7 +297,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     decode_options(&r, &o, &arrays);
     /* backprop through a solve whose f takes a VJP: each VJP walks the whole tape so far, so the
      * cost grows with the square of the steps; keep that case's tape short */
-    if (pb.kind == DYN_HAMILTONIAN && o.grad == ND_GRAD_BACKPROP && o.solver.max_num_steps > 8)
+    bool taped = o.grad == ND_GRAD_BACKPROP || o.grad == ND_GRAD_CHECKPOINTED;
+    if (pb.kind == DYN_HAMILTONIAN && taped && o.solver.max_num_steps > 8)
         o.solver.max_num_steps = 8;
     bool grad_on = byte(&r)<200, tuple = n_y> 1 || byte(&r) & 1;
     nd_tensor *params[4] = {A, W1, b1, W2};
