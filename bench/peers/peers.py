@@ -139,6 +139,8 @@ def run_nodal(build, w, size, opts, threads):
         steps = -(-s["n_train"] // s["batch"])
         out = {"images_per_second": s["images_per_second"],
                "ms_per_iter": 1e3 * s["seconds_per_epoch"] / steps}
+        if "cpu_seconds_per_epoch" in s:  # the process's CPU time (all its threads)
+            out["cpu_ms_per_iter"] = 1e3 * s["cpu_seconds_per_epoch"] / steps
         if "nfe_forward_per_batch" in s:
             out["nfe_forward_per_iter"] = s["nfe_forward_per_batch"]
             out["nfe_backward_per_iter"] = s["nfe_backward_per_batch"]
