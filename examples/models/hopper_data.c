@@ -37,10 +37,10 @@ int hopper_simulate(int n, uint64_t seed, double *states, char *err, size_t err_
     mujoco_sim *s = mujoco_sim_create(MUJOCO_MODEL_DIR "/hopper.xml", err, err_size);
     if (!s) return -1;
     enum { NQ = HOPPER_CHANNELS / 2 };
-    if (mujoco_sim_nq(s) != NQ || mujoco_sim_nv(s) != NQ) {
+    int nq = mujoco_sim_nq(s), nv = mujoco_sim_nv(s);
+    if (nq != NQ || nv != NQ) {
         mujoco_sim_destroy(s);
-        return say(err, err_size, "hopper.xml has nq %d, nv %d, not %d", mujoco_sim_nq(s),
-                   mujoco_sim_nv(s), NQ);
+        return say(err, err_size, "hopper.xml has nq %d, nv %d, not %d", nq, nv, NQ);
     }
     /* Rubanova's initial states: rootz, rootx U(0, 0.5); angles U(-2, 2); velocities U(-5, 5) */
     double qlo[NQ], qhi[NQ], vlo[NQ], vhi[NQ];
