@@ -42,12 +42,14 @@
 
 #include "driver.h"
 
-#define UMAX 2.0
-#define K_ENERGY 1.0
-#define K_P 4.0
+#define UMAX 10.0 /* the XML's elbow torque limit */
+#define DT 0.01   /* the control period (driver.c's CONTROL_DT) */
+/* swing-up: v = -K_P q2 - K_D q2dot + ALPHA K_P sat((E_up - E) q1dot / E_SCALE) */
+#define K_P 40.0
 #define K_D 1.0
-#define DT 0.01 /* the control period (driver.c's CONTROL_DT) */
-#define LQR_ANGLE 0.5
+#define ALPHA 1.5
+#define E_SCALE 10.0
+#define LQR_COST 1e4 /* balance once (y - y*)' P (y - y*) is below this */
 
 static double true_potential(const double *q)
 {
@@ -55,9 +57,68 @@ static double true_potential(const double *q)
     return 9.8 * (1.5 * (1 - cos(q[0])) + 0.5 * (1 - cos(q[0] + q[1])));
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * The plant a controller sees: qddot = a + b u at (q, qdot), and an energy E(q, qdot) in the
+ * true model's units, zero at rest upright. Either the true equations (gym's, which
+ * tests/test_mujoco.c checks MuJoCo against) or the learned SymODEN model. */
 typedef struct {
-    double h_up;     // the learned energy at rest upright
-    double K[4];     // u = -K (y - y*), y = (q, p)
+    const symoden_model *m; // NULL: the true model
+    double scale;           // learned: H and g are known up to one scale, g's elbow entry at q = 0
+    double h_up;            // learned: H at rest upright
+} plant;
+
+static void true_accel(const double *q, const double *v, double *a, double *b)
+{
+    // M(q) qddot + c(q, qdot) + dV/dq = (0, u), gym's book dynamics
+    double c2 = cos(q[1]), s2 = sin(q[1]), g = 9.8;
+    double m11 = 3.5 + c2, m12 = 1.25 + 0.5 * c2, m22 = 1.25, det = m11 * m22 - m12 * m12;
+    double h1 = -0.5 * s2 * (2 * v[0] * v[1] + v[1] * v[1]) + 1.5 * g * sin(q[0]) +
+                0.5 * g * sin(q[0] + q[1]);
+    double h2 = 0.5 * s2 * v[0] * v[0] + 0.5 * g * sin(q[0] + q[1]);
+    a[0] = (-m22 * h1 + m12 * h2) / det, a[1] = (m12 * h1 - m11 * h2) / det;
+    b[0] = -m12 / det, b[1] = m11 / det;
+}
+
+static double true_energy(const double *q, const double *v)
+{
+    double c2 = cos(q[1]), m11 = 3.5 + c2, m12 = 1.25 + 0.5 * c2, m22 = 1.25;
+    double T = 0.5 * (m11 * v[0] * v[0] + 2 * m12 * v[0] * v[1] + m22 * v[1] * v[1]);
+    return T - 9.8 * (1.5 * cos(q[0]) + 0.5 * cos(q[0] + q[1])) - 2 * 9.8;
+}
+
+/* the learned qddot = d/dt (M^-1(q) p) = (dM^-1/dt) p + M^-1 (-dH/dq + g u), with dM^-1/dt by a
+ * central difference along dq/dt = dH/dp; and the learned energy (H - H_up) / scale */
+static int plant_eval(nd_ctx *ctx, const plant *pl, const double *q, const double *v, double *a,
+                      double *b, double *E)
+{
+    if (!pl->m) {
+        true_accel(q, v, a, b);
+        *E = true_energy(q, v);
+        return 0;
+    }
+    const double h = 1e-5, zero[2] = {0, 0};
+    physics_learned l, lp, lm;
+    double qp[2], qm[2];
+    if (physics_learned_at(ctx, pl->m, q, v, &l) != ND_OK) return -1;
+    for (int i = 0; i < 2; i++) qp[i] = q[i] + h * l.dHdp[i], qm[i] = q[i] - h * l.dHdp[i];
+    if (physics_learned_at(ctx, pl->m, qp, zero, &lp) != ND_OK ||
+        physics_learned_at(ctx, pl->m, qm, zero, &lm) != ND_OK)
+        return -1;
+    for (int i = 0; i < 2; i++) {
+        a[i] = b[i] = 0;
+        for (int j = 0; j < 2; j++) {
+            double dminv = (lp.minv[i * 2 + j] - lm.minv[i * 2 + j]) / (2 * h);
+            a[i] += dminv * l.p[j] - l.minv[i * 2 + j] * l.dHdq[j];
+            b[i] += l.minv[i * 2 + j] * l.g[j];
+        }
+    }
+    *E = (l.H - pl->h_up) / pl->scale;
+    return 0;
+}
+
+typedef struct {
+    plant pl;
+    double K[4];     // u = -K (y - y*), y = (q, qdot)
     double P[4 * 4]; // the Riccati solution
 } acrobot_control;
 
@@ -70,24 +131,25 @@ static void matmul4(const double *a, const double *b, double *c) // c = a b, 4 x
         }
 }
 
-/* A = df/dy and B = df/du of the learned field at (q*, 0), by central differences */
-static int linearise(nd_ctx *ctx, const symoden_model *m, double *A, double *B)
+/* A = df/dy and B = df/du of the plant's field in y = (q, qdot) at (q*, 0), by central
+ * differences */
+static int linearise(nd_ctx *ctx, const plant *pl, double *A, double *B)
 {
     const double y0[4] = {M_PI, 0, 0, 0}, h = 1e-5;
-    double fp[4], fm[4];
+    double a[2], b[2], ap[2], am[2], E;
+    memset(A, 0, 16 * sizeof *A);
+    A[0 * 4 + 2] = A[1 * 4 + 3] = 1;
     for (int j = 0; j < 4; j++) {
         double yp[4], ym[4];
         memcpy(yp, y0, sizeof yp), memcpy(ym, y0, sizeof ym);
         yp[j] += h, ym[j] -= h;
-        if (physics_learned_field(ctx, m, yp, (double[]){0}, fp) != ND_OK ||
-            physics_learned_field(ctx, m, ym, (double[]){0}, fm) != ND_OK)
+        if (plant_eval(ctx, pl, yp, yp + 2, ap, b, &E) != 0 ||
+            plant_eval(ctx, pl, ym, ym + 2, am, b, &E) != 0)
             return -1;
-        for (int i = 0; i < 4; i++) A[i * 4 + j] = (fp[i] - fm[i]) / (2 * h);
+        for (int i = 0; i < 2; i++) A[(2 + i) * 4 + j] = (ap[i] - am[i]) / (2 * h);
     }
-    if (physics_learned_field(ctx, m, y0, (double[]){1}, fp) != ND_OK ||
-        physics_learned_field(ctx, m, y0, (double[]){-1}, fm) != ND_OK)
-        return -1;
-    for (int i = 0; i < 4; i++) B[i] = (fp[i] - fm[i]) / 2;
+    if (plant_eval(ctx, pl, y0, y0 + 2, a, b, &E) != 0) return -1;
+    B[0] = B[1] = 0, B[2] = b[0], B[3] = b[1];
     return 0;
 }
 
@@ -150,17 +212,21 @@ static void lqr(const double *Ad, const double *Bd, acrobot_control *c)
     }
 }
 
-static int setup(nd_ctx *ctx, const symoden_model *m, void **state)
+static int setup(nd_ctx *ctx, const symoden_model *m, bool true_model, void **state)
 {
     acrobot_control *c = calloc(1, sizeof *c);
     double A[16], B[4], Ad[16], Bd[4];
-    physics_learned l;
     if (!c) return nd_fail(ctx, ND_ERR_NOMEM, "acrobot: out of memory"), -1;
     *state = c;
-    if (physics_learned_at(ctx, m, (double[]){M_PI, 0}, (double[]){0, 0}, &l) != ND_OK ||
-        linearise(ctx, m, A, B) != 0)
-        return -1;
-    c->h_up = l.H;
+    c->pl = (plant){.m = true_model ? NULL : m, .scale = 1};
+    if (!true_model) {
+        physics_learned up, down;
+        if (physics_learned_at(ctx, m, (double[]){M_PI, 0}, (double[]){0, 0}, &up) != ND_OK ||
+            physics_learned_at(ctx, m, (double[]){0, 0}, (double[]){0, 0}, &down) != ND_OK)
+            return -1;
+        c->pl.h_up = up.H, c->pl.scale = down.g[1];
+    }
+    if (linearise(ctx, &c->pl, A, B) != 0) return -1;
     discretise(A, B, Ad, Bd);
     lqr(Ad, Bd, c);
     return 0;
@@ -169,16 +235,20 @@ static int setup(nd_ctx *ctx, const symoden_model *m, void **state)
 static int control(nd_ctx *ctx, const symoden_model *m, void *state, const double *q,
                    const double *qdot, double *u)
 {
+    (void)m;
     const acrobot_control *c = state;
-    physics_learned l;
-    if (physics_learned_at(ctx, m, q, qdot, &l) != ND_OK) return -1;
-    double dy[4] = {physics_wrap(q[0] - M_PI), physics_wrap(q[1]), l.p[0], l.p[1]};
-    if (fabs(dy[0]) + fabs(dy[1]) < LQR_ANGLE) {
+    double a[2], b[2], E, cost = 0;
+    if (plant_eval(ctx, &c->pl, q, qdot, a, b, &E) != 0) return -1;
+    double dy[4] = {physics_wrap(q[0] - M_PI), physics_wrap(q[1]), qdot[0], qdot[1]};
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++) cost += dy[i] * c->P[i * 4 + j] * dy[j];
+    if (cost < LQR_COST) {
         u[0] = 0;
         for (int i = 0; i < 4; i++) u[0] -= c->K[i] * dy[i];
-    } else {
-        double gv = l.g[0] * l.dHdp[0] + l.g[1] * l.dHdp[1]; // g' dH/dp
-        u[0] = K_ENERGY * (c->h_up - l.H) * gv - K_P * physics_wrap(q[1]) - K_D * qdot[1];
+    } else { // the elbow's acceleration linearised to v (Spong's collocated PFL), v pumps energy
+        double pump = fmax(-1, fmin(1, -E * qdot[0] / E_SCALE));
+        double v = -K_P * dy[1] - K_D * qdot[1] + ALPHA * K_P * pump;
+        u[0] = (v - a[1]) / b[1];
     }
     u[0] = fmax(-UMAX, fmin(UMAX, u[0]));
     return 0;
@@ -201,7 +271,7 @@ int main(int argc, char **argv)
         .q_goal = {M_PI, 0},
         .q_start = {0, 0},
         .start_spread = 0.2,
-        .control_seconds = 20,
+        .control_seconds = 40,
         .iters = 500,
         .hidden = 32,
         .train_traj = 512,
@@ -209,6 +279,7 @@ int main(int argc, char **argv)
         .true_potential = true_potential,
         .control_setup = setup,
         .control = control,
+        .true_controller = true,
     };
     return physics_main(&prog, argc, argv);
 }

@@ -57,8 +57,9 @@ typedef struct {
     double h_up; // the learned energy at rest upright
 } pendulum_control;
 
-static int setup(nd_ctx *ctx, const symoden_model *m, void **state)
+static int setup(nd_ctx *ctx, const symoden_model *m, bool true_model, void **state)
 {
+    (void)true_model; // no true-model controller (.true_controller false)
     pendulum_control *c = malloc(sizeof *c);
     physics_learned l;
     if (!c) return nd_fail(ctx, ND_ERR_NOMEM, "pendulum: out of memory"), -1;

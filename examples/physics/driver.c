@@ -26,10 +26,11 @@
 #define REACHED 0.1 /* rad: the angle error that counts as upright */
 
 static const char *const kind_names[] = {"symoden", "baseline", NULL};
+static const char *const controller_names[] = {"learned", "true", NULL};
 
 typedef struct {
     int kind, iters, batch, window, hidden, train_traj, test_traj, norm, method, print_every;
-    int trials;
+    int trials, controller; // controller: 0 the learned model, 1 the true equations
     double rtol, atol, lr;
     uint64_t seed;
     bool json;
@@ -68,6 +69,8 @@ static int parse_options(const physics_program *prog, int argc, char **argv, opt
         FLAG_METHOD(&o->method, "the solver of both solves"),
         FLAG_U64("seed", &o->seed, "seeds the weights, the data and the control trials"),
         FLAG_INT("trials", &o->trials, 0, 1000, "control trials on MuJoCo (symoden only)"),
+        FLAG_CHOICE("controller-model", &o->controller, controller_names,
+                    "the model the controller is built from: learned, or true (a reference)"),
         FLAG_INT("print-every", &o->print_every, 1, INT_MAX, "progress every N iterations"),
         FLAG_STRING("xml", &o->xml, "FILE", "the MuJoCo model (default: the shipped one)"),
         FLAG_STRING("save", &o->save, "FILE", "save the model and Adam's state at the end"),
@@ -77,6 +80,11 @@ static int parse_options(const physics_program *prog, int argc, char **argv, opt
                     "draw predictions, learned V, the swing-up and the loss (cairo)"),
     };
     int rc = flags_parse(prog->name, prog->summary, flags, FLAGS_N(flags), argc, argv);
+    if (rc == FLAGS_OK && o->controller == 1 && !prog->true_controller) {
+        fprintf(stderr, "%s: --controller-model true: this program has no true-model controller\n",
+                prog->name);
+        rc = FLAGS_ERROR;
+    }
 #ifndef HAVE_PLOT
     if (rc == FLAGS_OK && o->plot) {
         fprintf(stderr, "%s: --plot needs cairo, and this build has none\n", prog->name);
@@ -419,10 +427,11 @@ static int control_trials(run *r)
     if (!r->trial_final || !r->trial_reach || !r->trial_err)
         return fprintf(stderr, "%s: out of memory\n", p->name), 1;
     void *state = NULL;
-    if (p->control_setup && p->control_setup(r->ctx, &r->model, &state) != 0)
+    bool true_model = r->op.controller == 1;
+    if (p->control_setup && p->control_setup(r->ctx, &r->model, true_model, &state) != 0)
         return free(state), fail(r, "controller setup");
-    fprintf(stderr, "%s: the learned model's controller on MuJoCo, %d trials of %.0f s:\n", p->name,
-            K, p->control_seconds);
+    fprintf(stderr, "%s: the %s model's controller on MuJoCo, %d trials of %.0f s:\n", p->name,
+            true_model ? "TRUE (reference, not learned)" : "learned", K, p->control_seconds);
     nd_rng rng = nd_rng_seed(r->op.seed ^ 0xc0ffeeULL);
     int status = 0;
     for (int k = 0; k < K && status == 0; k++) status = control_trial(r, state, &rng, k);
@@ -500,8 +509,8 @@ static void panel_control(plot_figure *fig, const run *r)
     if (!t) return;
     for (int s = 0; s < S; s++) t[s] = s * CONTROL_DT;
     char title[96];
-    snprintf(title, sizeof title, "control on MuJoCo: %d of %d upright", trials_upright(r),
-             r->op.trials);
+    snprintf(title, sizeof title, "control (%s model) on MuJoCo: %d of %d upright",
+             r->op.controller == 1 ? "TRUE" : "learned", trials_upright(r), r->op.trials);
     plot_axes(fig, 2, title, "t (s)", "angle error to upright (rad)", 0, S * CONTROL_DT, 0,
               r->model.n > 1 ? 4.5 : 3.5);
     const plot_rgb colors[3] = {PLOT_BLUE, PLOT_ORANGE, PLOT_GREEN};
@@ -581,6 +590,7 @@ static void print_json(const run *r)
     json_num(&w, "ms_per_iter", r->ms * per);
     json_num(&w, "test_mse_2s", r->eval_mse);
     json_num(&w, "test_mse_q_2s", r->eval_mse_q);
+    json_str(&w, "controller_model", controller_names[op->controller]);
     json_int(&w, "trials", r->trial_reach ? op->trials : 0);
     json_int(&w, "trials_upright", trials_upright(r));
     json_array(&w, "trial_final_error");

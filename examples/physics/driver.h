@@ -56,9 +56,12 @@ typedef struct {
     double lr;
     /* the true potential energy at q, zero hanging down (the picture) */
     double (*true_potential)(const double *q);
-    /* the controller: setup once from the learned model (*state: freed with free(), may stay
-     * NULL), then u (nu,) from the observed (q, qdot) each control period; 0 on success */
-    int (*control_setup)(nd_ctx *ctx, const symoden_model *m, void **state);
+    /* the controller: setup once from the learned model, or from the true equations when
+     * true_model (--controller-model true; only when true_controller) (*state: freed with
+     * free(), may stay NULL), then u (nu,) from the observed (q, qdot) each control period; 0 on
+     * success */
+    bool true_controller;
+    int (*control_setup)(nd_ctx *ctx, const symoden_model *m, bool true_model, void **state);
     int (*control)(nd_ctx *ctx, const symoden_model *m, void *state, const double *q,
                    const double *qdot, double *u);
 } physics_program;
