@@ -37,6 +37,7 @@
  * 2 on bad flags.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,7 +50,7 @@
 #define K_D 1.0
 #define ALPHA 1.5
 #define E_SCALE 10.0
-#define LQR_COST 1e4 /* balance once (y - y*)' P (y - y*) is below this */
+/* balance once (y - y*)' P (y - y*) is below this */
 
 static double true_potential(const double *q)
 {
@@ -116,8 +117,18 @@ static int plant_eval(nd_ctx *ctx, const plant *pl, const double *q, const doubl
     return 0;
 }
 
+/* The LQR's weights Q = diag(q1, q2, 1, 1), R = 1, and the cost-to-go below which it takes over.
+ * On the learned model the elbow angle weighs 100x more: the learned linearisation upright is
+ * off by up to 15%, and with (10, 10) the true system under its gains is unstable (spectral radius
+ * ~1.003 per step; with (10, 1000) 0.994; setup prints it). */
+typedef struct {
+    double q1, q2, cost;
+} lqr_weights;
+static const lqr_weights TRUE_WEIGHTS = {10, 10, 1e4}, LEARNED_WEIGHTS = {10, 1000, 1e5};
+
 typedef struct {
     plant pl;
+    lqr_weights w;
     double K[4];     // u = -K (y - y*), y = (q, qdot)
     double P[4 * 4]; // the Riccati solution
 } acrobot_control;
@@ -175,7 +186,7 @@ static void discretise(const double *A, const double *B, double *Ad, double *Bd)
 /* discrete LQR: P = Q + Ad' P Ad - Ad' P Bd (R + Bd' P Bd)^-1 Bd' P Ad, iterated */
 static void lqr(const double *Ad, const double *Bd, acrobot_control *c)
 {
-    const double Q[4] = {10, 10, 1, 1}, R = 1;
+    const double Q[4] = {c->w.q1, c->w.q2, 1, 1}, R = 1;
     double *P = c->P, PA[16], PB[4], Pn[16];
     for (int i = 0; i < 16; i++) P[i] = (i % 5 == 0) * Q[i / 5];
     for (int it = 0; it < 100000; it++) {
@@ -212,6 +223,22 @@ static void lqr(const double *Ad, const double *Bd, acrobot_control *c)
     }
 }
 
+/* the spectral radius of Ad - Bd K (per control period), as ||(Ad - Bd K)^k||^(1/k) at k = 65536 */
+static double closed_loop_radius(const double *Ad, const double *Bd, const double *K)
+{
+    double M[16], X[16], Y[16], log_scale = 0;
+    for (int i = 0; i < 16; i++) M[i] = Ad[i] - Bd[i / 4] * K[i % 4];
+    memcpy(X, M, sizeof X);
+    for (int s = 0; s < 16; s++) { // X = M^(2^s), rescaled
+        matmul4(X, X, Y);
+        double big = 0;
+        for (int i = 0; i < 16; i++) big = fmax(big, fabs(Y[i]));
+        for (int i = 0; i < 16; i++) X[i] = Y[i] / big;
+        log_scale = 2 * log_scale + log(big);
+    }
+    return exp(log_scale / 65536);
+}
+
 static int setup(nd_ctx *ctx, const symoden_model *m, bool true_model, void **state)
 {
     acrobot_control *c = calloc(1, sizeof *c);
@@ -219,6 +246,7 @@ static int setup(nd_ctx *ctx, const symoden_model *m, bool true_model, void **st
     if (!c) return nd_fail(ctx, ND_ERR_NOMEM, "acrobot: out of memory"), -1;
     *state = c;
     c->pl = (plant){.m = true_model ? NULL : m, .scale = 1};
+    c->w = true_model ? TRUE_WEIGHTS : LEARNED_WEIGHTS;
     if (!true_model) {
         physics_learned up, down;
         if (physics_learned_at(ctx, m, (double[]){M_PI, 0}, (double[]){0, 0}, &up) != ND_OK ||
@@ -229,6 +257,15 @@ static int setup(nd_ctx *ctx, const symoden_model *m, bool true_model, void **st
     if (linearise(ctx, &c->pl, A, B) != 0) return -1;
     discretise(A, B, Ad, Bd);
     lqr(Ad, Bd, c);
+    plant truth = {.scale = 1};
+    double At[16], Bt[4], Adt[16], Bdt[4];
+    if (linearise(ctx, &truth, At, Bt) != 0) return -1;
+    discretise(At, Bt, Adt, Bdt);
+    fprintf(stderr,
+            "acrobot: LQR from the %s model: K = (%.1f, %.1f, %.1f, %.1f); the true system "
+            "linearised upright under it: spectral radius %.4f per %.0f ms (stable below 1)\n",
+            true_model ? "true" : "learned", c->K[0], c->K[1], c->K[2], c->K[3],
+            closed_loop_radius(Adt, Bdt, c->K), DT * 1e3);
     return 0;
 }
 
@@ -242,7 +279,7 @@ static int control(nd_ctx *ctx, const symoden_model *m, void *state, const doubl
     double dy[4] = {physics_wrap(q[0] - M_PI), physics_wrap(q[1]), qdot[0], qdot[1]};
     for (int i = 0; i < 4; i++)
         for (int j = 0; j < 4; j++) cost += dy[i] * c->P[i * 4 + j] * dy[j];
-    if (cost < LQR_COST) {
+    if (cost < c->w.cost) {
         u[0] = 0;
         for (int i = 0; i < 4; i++) u[0] -= c->K[i] * dy[i];
     } else { // the elbow's acceleration linearised to v (Spong's collocated PFL), v pumps energy
@@ -275,6 +312,9 @@ int main(int argc, char **argv)
         .iters = 500,
         .hidden = 32,
         .train_traj = 512,
+        .upright_traj = 128,
+        .upright_spread = 0.3,
+        .upright_vel = 1,
         .lr = 3e-3,
         .true_potential = true_potential,
         .control_setup = setup,

@@ -29,7 +29,8 @@ static const char *const kind_names[] = {"symoden", "baseline", NULL};
 static const char *const controller_names[] = {"learned", "true", NULL};
 
 typedef struct {
-    int kind, iters, batch, window, hidden, train_traj, test_traj, norm, method, print_every;
+    int kind, iters, batch, window, hidden, train_traj, upright_traj, test_traj, norm, method,
+        print_every;
     int trials, controller; // controller: 0 the learned model, 1 the true equations
     double rtol, atol, lr;
     uint64_t seed;
@@ -45,6 +46,7 @@ static int parse_options(const physics_program *prog, int argc, char **argv, opt
                    .window = 8,
                    .hidden = prog->hidden,
                    .train_traj = prog->train_traj,
+                   .upright_traj = prog->upright_traj,
                    .test_traj = 32,
                    .norm = ND_NORM_RMS,
                    .method = ND_DOPRI5,
@@ -61,6 +63,8 @@ static int parse_options(const physics_program *prog, int argc, char **argv, opt
         FLAG_INT("window", &o->window, 2, EVAL_POINTS, "points per training window (0.05 apart)"),
         FLAG_INT("hidden", &o->hidden, 1, 4096, "hidden width of every MLP"),
         FLAG_INT("train-traj", &o->train_traj, 1, 1000000, "training trajectories (2 s each)"),
+        FLAG_INT("upright-traj", &o->upright_traj, 0, 1000000,
+                 "more training trajectories starting near the upright goal"),
         FLAG_INT("test-traj", &o->test_traj, 1, 1000000, "held-out trajectories (2 s each)"),
         FLAG_POSITIVE("lr", &o->lr, "Adam's learning rate"),
         FLAG_POSITIVE("rtol", &o->rtol, "relative tolerance of both solves"),
@@ -189,6 +193,24 @@ nd_status physics_learned_field(nd_ctx *ctx, const symoden_model *m, const doubl
 // ------------------------------------------------------------------------------------------------
 // data: trajectories from MuJoCo, windows into tensors
 
+/* a's trajectories followed by b's, into a (same sizes but n_traj); 0, or -1 out of memory */
+static int append_batch(mujoco_sim_batch *a, const mujoco_sim_batch *b)
+{
+    size_t na = (size_t)a->n_traj, nb = (size_t)b->n_traj, per = (size_t)a->n_points;
+    double *qpos = realloc(a->qpos, (na + nb) * per * a->nq * sizeof *qpos);
+    if (qpos) a->qpos = qpos;
+    double *qvel = realloc(a->qvel, (na + nb) * per * a->nv * sizeof *qvel);
+    if (qvel) a->qvel = qvel;
+    double *ctrl = realloc(a->ctrl, (na + nb) * a->nu * sizeof *ctrl);
+    if (ctrl) a->ctrl = ctrl;
+    if (!qpos || !qvel || !ctrl) return -1;
+    memcpy(qpos + na * per * a->nq, b->qpos, nb * per * a->nq * sizeof *qpos);
+    memcpy(qvel + na * per * a->nv, b->qvel, nb * per * a->nv * sizeof *qvel);
+    memcpy(ctrl + na * a->nu, b->ctrl, nb * a->nu * sizeof *ctrl);
+    a->n_traj += b->n_traj;
+    return 0;
+}
+
 static int make_data(run *r)
 {
     const physics_program *p = r->prog;
@@ -204,10 +226,27 @@ static int make_data(run *r)
                                    .seed = r->op.seed};
     double t0 = clock_wall_ms();
     if (mujoco_sim_generate(r->sim, &bo, &r->train) != 0) goto bad;
+    if (r->op.upright_traj > 0) {
+        double lo[PHYSICS_MAX_N], hi[PHYSICS_MAX_N], vlo[PHYSICS_MAX_N], vhi[PHYSICS_MAX_N];
+        for (int i = 0; i < p->n; i++) {
+            lo[i] = p->q_goal[i] - p->upright_spread, hi[i] = p->q_goal[i] + p->upright_spread;
+            vlo[i] = -p->upright_vel, vhi[i] = p->upright_vel;
+        }
+        mujoco_sim_batch_options uo = bo;
+        uo.n_traj = r->op.upright_traj, uo.seed = r->op.seed ^ 0x0b1a5ULL;
+        uo.qpos_lo = lo, uo.qpos_hi = hi, uo.qvel_lo = vlo, uo.qvel_hi = vhi;
+        mujoco_sim_batch up;
+        if (mujoco_sim_generate(r->sim, &uo, &up) != 0) goto bad;
+        int rc = append_batch(&r->train, &up);
+        mujoco_sim_batch_free(&up);
+        if (rc != 0) return fprintf(stderr, "%s: out of memory\n", p->name), 1;
+    }
     bo.n_traj = r->op.test_traj, bo.seed = r->op.seed ^ 0x5eedULL; // held out
     if (mujoco_sim_generate(r->sim, &bo, &r->test) != 0) goto bad;
-    fprintf(stderr, "%s: MuJoCo data: %d + %d trajectories of %d points %.2f s apart (%.1f s)\n",
-            p->name, r->op.train_traj, r->op.test_traj, EVAL_POINTS, SAMPLE_DT,
+    fprintf(stderr,
+            "%s: MuJoCo data: %d + %d near upright + %d held-out trajectories of %d points %.2f "
+            "s apart (%.1f s)\n",
+            p->name, r->op.train_traj, r->op.upright_traj, r->op.test_traj, EVAL_POINTS, SAMPLE_DT,
             (clock_wall_ms() - t0) / 1e3);
     return 0;
 bad:
@@ -307,7 +346,7 @@ static int train(run *r)
         nd_tensor *t = time_grid(ctx, W);
         if (!t || !new_windows(ctx, W, B, r->model.n, r->model.nu, &w)) return fail(r, "batch");
         for (int b = 0; b < B; b++) {
-            int k = (int)nd_rng_below(&r->rng, (uint64_t)op->train_traj);
+            int k = (int)nd_rng_below(&r->rng, (uint64_t)r->train.n_traj);
             put_window(&r->train, k, (int)nd_rng_below(&r->rng, (uint64_t)per_traj), b, &w);
         }
         const nd_ode_stats *stats = NULL;
@@ -578,6 +617,7 @@ static void print_json(const run *r)
     json_int(&w, "window", op->window);
     json_int(&w, "hidden", op->hidden);
     json_int(&w, "train_traj", op->train_traj);
+    json_int(&w, "upright_traj", op->upright_traj);
     json_u64(&w, "seed", op->seed);
     json_str(&w, "method", nd_ode_method_name((nd_ode_method)op->method));
     json_str(&w, "norm", nd_ode_norm_name((nd_norm_kind)op->norm));

@@ -48,6 +48,10 @@ typedef struct {
     double qpos_lo[PHYSICS_MAX_N], qpos_hi[PHYSICS_MAX_N];
     double qvel_lo[PHYSICS_MAX_N], qvel_hi[PHYSICS_MAX_N];
     double ctrl_lo[PHYSICS_MAX_N], ctrl_hi[PHYSICS_MAX_N];
+    /* extra training trajectories near the goal (--upright-traj's default): qpos offsets
+     * q_goal +- upright_spread, qvel +- upright_vel, the same controls */
+    int upright_traj;
+    double upright_spread, upright_vel;
     /* control: the goal (upright), the start (hanging down) and its random offset per trial */
     double q_goal[PHYSICS_MAX_N], q_start[PHYSICS_MAX_N], start_spread;
     double control_seconds; /* how long a trial runs */
