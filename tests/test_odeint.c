@@ -2205,19 +2205,23 @@ START_TEST(test_checkpointed_gradcheck_and_reference)
 }
 END_TEST
 
-/* memory: the arena's high-water mark of a 200-step solve at batch 256, backprop against 4
- * checkpoints (each in a ctx of its own) */
-static size_t arena_of(nd_grad_mode grad, int checkpoints, long *steps)
+/* memory: the arena's high-water mark of a solve of the linear system over [0, t1] at batch
+ * `batch`, forward and backward, in a ctx of its own with 64 KiB chunks; *forward_bytes: the arena
+ * in use after the forward solve (what it keeps for the backward) */
+static size_t arena_of(nd_grad_mode grad, int checkpoints, int batch, double t1, long *steps,
+                       size_t *forward_bytes)
 {
-    nd_ctx *c = nd_ctx_create(0);
+    nd_ctx *c = nd_ctx_create((size_t)1 << 16);
     nd_tensor *A = nd_tensor_from(c, 2, (int[]){2, 2}, (nd_real[]){-0.05, 2.0, -2.0, -0.05});
-    nd_tensor *y0 = nd_full(c, 2, (int[]){256, 2}, 1);
+    nd_tensor *y0 = nd_full(c, 2, (int[]){batch, 2}, 1);
     A->requires_grad = y0->requires_grad = true;
     nd_ode_options o = ND_ODE_DEFAULT;
     o.solver.rtol = 1e-8, o.solver.atol = 1e-10;
     o.grad = grad, o.checkpoints = checkpoints;
-    nd_tensor *t = nd_tensor_from(c, 1, (int[]){2}, (nd_real[]){0, 30});
+    nd_tensor *t = nd_tensor_from(c, 1, (int[]){2}, (nd_real[]){0, t1});
+    size_t before = nd_ctx_used(c);
     nd_tensor *ys = nd_odeint(c, linear_f, A, y0, t, &A, 1, &o), *g[2];
+    if (forward_bytes) *forward_bytes = nd_ctx_used(c) - before;
     nd_tensor *L = nd_sum(c, nd_mul(c, ys, ys));
     ck_assert_msg(L && nd_grad(c, &L, NULL, 1, (nd_tensor *[]){y0, A}, 2, g, 0) == ND_OK, "%s",
                   nd_ctx_errmsg(c));
@@ -2231,10 +2235,28 @@ START_TEST(test_checkpointed_memory)
 {
     DOUBLE_ONLY();
     long steps;
-    size_t bp = arena_of(ND_GRAD_BACKPROP, 0, &steps),
-           ck = arena_of(ND_GRAD_CHECKPOINTED, 4, &steps);
+    size_t bp = arena_of(ND_GRAD_BACKPROP, 0, 256, 30, &steps, NULL),
+           ck = arena_of(ND_GRAD_CHECKPOINTED, 4, 256, 30, &steps, NULL);
     ck_assert_msg(steps > 100, "%ld steps", steps);
     ck_assert_msg(ck * 2 < bp, "checkpointed %zu bytes, backprop %zu (%ld steps)", ck, bp, steps);
+}
+END_TEST
+
+/* a short solve keeps as many states as it has steps, not as many as it may: with room for 1000
+ * checkpoints it uses no more arena than backprop, forward or in all (the states used to be
+ * allocated up front: 65 MB after the forward against backprop's 1.4 MB; now 0.7 MB, and
+ * 5.2 MB against 6.9 MB at the high-water mark) */
+START_TEST(test_checkpointed_short_solve_memory)
+{
+    long steps_bp, steps_ck;
+    size_t fwd_bp, fwd_ck;
+    size_t bp = arena_of(ND_GRAD_BACKPROP, 0, 2000, 0.05, &steps_bp, &fwd_bp),
+           ck = arena_of(ND_GRAD_CHECKPOINTED, 1000, 2000, 0.05, &steps_ck, &fwd_ck);
+    ck_assert_int_eq(steps_ck, steps_bp);
+    ck_assert_msg(steps_ck <= 4, "%ld steps", steps_ck);
+    ck_assert_msg(fwd_ck <= fwd_bp, "after the forward: checkpointed %zu bytes, backprop %zu",
+                  fwd_ck, fwd_bp);
+    ck_assert_msg(ck <= bp, "high-water mark: checkpointed %zu bytes, backprop %zu", ck, bp);
 }
 END_TEST
 
@@ -2332,6 +2354,7 @@ Suite *odeint_suite(void)
     tcase_add_loop_test(bwd, test_checkpointed_equals_backprop, 0, 5);
     tcase_add_test(bwd, test_checkpointed_gradcheck_and_reference);
     tcase_add_test(api, test_checkpointed_memory);
+    tcase_add_test(api, test_checkpointed_short_solve_memory);
     tcase_add_test(err, test_checkpointed_errors);
     return s;
 }
