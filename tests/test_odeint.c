@@ -614,7 +614,7 @@ static void check_reference(const char *file, nd_ode_fn f, void *data, nd_tensor
 
         nd_tensor *gref = nd_tensor_new(ctx, 2, (int[]){4, 2});
         fill_from(gref, cJSON_GetObjectItemCaseSensitive(r, "dL_dy0"), 0);
-        double eg = max_rel_diff(y0->grad, gref, 1e-3);
+        double eg = max_rel_diff(y0->grad, gref, 0.1 / 50);
         ck_assert_msg(eg < 1e-6, "%s %s: dL/dy0 differs by %g", file, modes[m], eg);
         const cJSON *dp = cJSON_GetObjectItemCaseSensitive(r, "dL_dparams");
         for (int p = 0; p < n_params; p++) {
@@ -1862,13 +1862,17 @@ static void check_reference_mode(const char *file, nd_ode_fn f, void *data, nd_t
     ck_assert_double_lt(max_rel_diff(ys->data, yref, 1e-12), 1e-9);
     /* torchdiffeq's own adjoint is up to 49 rtol from its backprop on these files (measured from
      * them: 4.9e-6 on linear's A); every new mode lands within 1 .. 42 rtol. dL/dy0 of the linear
-     * system has entries that are 0 analytically (backprop: 1.5e-11), where the new modes give
-     * 4e-8, 6e-9 of the gradient's scale: entries under 1% of the scale are compared against 1% of
-     * it there */
+     * system has two entries that are 0 analytically (backprop: 2.3e-12 of the gradient's scale),
+     * where no relative bound applies. There the bound is absolute: 0.1 rtol of the scale, the
+     * largest error torchdiffeq's own adjoints make on any entry of this gradient (measured from
+     * linear.json: adjoint_default 1.05e-8 of the scale, on the zero entries 0.9e-9; seminorm
+     * 4.0e-9). Every new mode is 6.1e-9 of the scale off on them (measured, all five variants):
+     * 1.6x inside. In max_rel_diff's terms a floor of 0.1 rtol / 50 rtol = 2e-3 of the scale; every
+     * other entry of both files is above 15% of its scale, so stays relative. */
     double tol = 50 * o.solver.rtol;
     nd_tensor *gref = nd_tensor_new(ctx, 2, (int[]){4, 2});
     fill_from(gref, cJSON_GetObjectItemCaseSensitive(r, "dL_dy0"), 0);
-    double eg = max_rel_diff(y0->grad, gref, 1e-2);
+    double eg = max_rel_diff(y0->grad, gref, 0.1 / 50);
     ck_assert_msg(eg < tol, "%s %s: dL/dy0 differs by %g", file, nd_ode_grad_name(m->grad), eg);
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(r, "dL_dparams");
     for (int p = 0; p < n_params; p++) {
