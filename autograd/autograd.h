@@ -62,6 +62,8 @@ extern "C" {
     X(COL2IM, "col2im", 1)                                                                         \
     X(CONV2D, "conv2d", -1)                                                                        \
     X(GROUP_NORM, "group_norm", -1)                                                                \
+    X(MAX_POOL2D, "max_pool2d", 1)                                                                 \
+    X(LINEAR, "linear", -1)                                                                        \
     X(CUSTOM, "custom", -1)
 
 typedef enum {
@@ -184,6 +186,10 @@ ND_API nd_tensor *nd_softplus(nd_ctx *ctx, nd_tensor *x); /* log(1 + e^x), compu
 ND_API nd_tensor *nd_matmul(nd_ctx *ctx, nd_tensor *a, nd_tensor *b);
 /* op(a) @ op(b) where op transposes the last two dims when its flag is set (no copy). */
 ND_API nd_tensor *nd_matmul_t(nd_ctx *ctx, nd_tensor *a, nd_tensor *b, bool trans_a, bool trans_b);
+/* The affine map of a Linear layer (autograd/ops_linear.c): x (..., in) @ w (out, in)^T + b (out,)
+ * -> (..., out); x 2-D or 3-D; b may be NULL. One op (inputs x, w and b when given): the bias is
+ * written first and the GEMM adds to it; the backward is two GEMMs and a column sum. */
+ND_API nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b);
 /* Swaps the last two dims (a 2-D transpose; batched for 3-D and 4-D). */
 ND_API nd_tensor *nd_transpose(nd_ctx *ctx, nd_tensor *x);
 /* Same data, new shape of the same size; one dim may be -1 (inferred). */
@@ -221,6 +227,10 @@ ND_API nd_tensor *nd_conv2d(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *
  * One op (inputs x, then w and b when given), forward and backward one sweep per group. */
 ND_API nd_tensor *nd_group_norm(nd_ctx *ctx, nd_tensor *x, int groups, nd_tensor *w, nd_tensor *b,
                                 double eps);
+/* Max pooling (autograd/ops_pool.c) of x (N, C, H, W) over k x k windows at the given stride, no
+ * padding: (N, C, (H - k) / stride + 1, (W - k) / stride + 1). One pass, no im2col copy; the
+ * gradient goes to the first maximum of each window (the first NaN wins, as torch.max). */
+ND_API nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);
 
 /* ---------------------------------------------------------------------------------------------
  * Reductions. Negative axes count from the end.

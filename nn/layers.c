@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * nn/layers.c: Linear, Conv2d, pooling, Flatten, Dropout and the activations, each as a function
  * composed from autograd ops (so its backward, and its backward's backward, come for free) and as
- * a module around that function. Convolution is an autograd op (nd_conv2d, its im2col kept in
- * cache); pooling reduces the im2col rows of a one-channel view.
+ * a module around that function. The affine map (nd_linear), convolution (nd_conv2d, its im2col
+ * kept in cache) and max pooling (nd_max_pool2d) are autograd ops of their own; average pooling
+ * reduces the im2col rows of a one-channel view.
  */
 #include <math.h>
 
@@ -10,24 +11,8 @@
 #include "tensor/ctx_internal.h" /* ND_CHECK1, ND_CHECK2: the NULL-input check */
 
 /* ---------------------------------------------------------------------------------------------
- * Linear
+ * Linear: the module around nd_linear (an autograd op, autograd/ops_linear.c).
  */
-nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
-{
-    if (!ND_CHECK2(ctx, "nd_linear", x, w)) return NULL;
-    char sx[64], sw[64], sb[64];
-    if (w->ndim != 2 || (b && (b->ndim != 1 || b->shape[0] != w->shape[0])))
-        return nd_fail_null(ctx, ND_ERR_SHAPE,
-                            "nd_linear: weight %s and bias %s are not (out, in)"
-                            " and (out,)",
-                            nd_shape_str(w, sw), nd_shape_str(b, sb));
-    if ((x->ndim != 2 && x->ndim != 3) || x->shape[x->ndim - 1] != w->shape[1])
-        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_linear: input %s does not match in_features %d",
-                            nd_shape_str(x, sx), w->shape[1]);
-    nd_tensor *y = nd_matmul_t(ctx, x, w, false, true); /* (..., in) @ (in, out) */
-    return b ? nd_add(ctx, y, b) : y;
-}
-
 typedef struct {
     nd_module base;
     nd_tensor *weight; /* (out, in) */
@@ -108,10 +93,10 @@ nd_module *nd_conv2d_create(nd_ctx *ctx, int in_ch, int out_ch, int k, int strid
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Pooling: view x (N, C, H, W) as (N*C, 1, H, W), so im2col gives one row of k*k values per
+ * Average pooling: view x (N, C, H, W) as (N*C, 1, H, W), so im2col gives one row of k*k values per
  * output element, and reduce each row.
  */
-static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int stride, bool max)
+static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int stride)
 {
     if (!ND_CHECK1(ctx, fn, x)) return NULL;
     char sx[64];
@@ -126,18 +111,13 @@ static nd_tensor *pool2d(nd_ctx *ctx, const char *fn, nd_tensor *x, int k, int s
     nd_tensor *x1 = nd_reshape(ctx, x, 4, (int[]){N * C, 1, x->shape[2], x->shape[3]});
     nd_tensor *rows =
         nd_im2col(ctx, x1, (nd_window2d){k, k, stride, stride, 0, 0}); /* (N*C*L, k*k) */
-    nd_tensor *y = max ? nd_max_axis(ctx, rows, 1, false) : nd_mean_axis(ctx, rows, 1, false);
+    nd_tensor *y = nd_mean_axis(ctx, rows, 1, false);
     return nd_reshape(ctx, y, 4, (int[]){N, C, OH, OW});
-}
-
-nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
-{
-    return pool2d(ctx, "nd_max_pool2d", x, k, stride, true);
 }
 
 nd_tensor *nd_avg_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
 {
-    return pool2d(ctx, "nd_avg_pool2d", x, k, stride, false);
+    return pool2d(ctx, "nd_avg_pool2d", x, k, stride);
 }
 
 nd_tensor *nd_global_avg_pool2d(nd_ctx *ctx, nd_tensor *x)

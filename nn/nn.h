@@ -137,12 +137,10 @@ ND_API void nd_init_xavier_normal(nd_tensor *t, nd_rng *rng, double gain);
 /* ---------------------------------------------------------------------------------------------
  * Layers as functions (what the modules call; usable directly with your own tensors).
  */
-/* x (..., in) @ w (out, in)^T + b (out,) -> (..., out); x 2-D or 3-D; b may be NULL. */
-ND_API nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b);
+/* nd_linear(ctx, x, w, b) (x @ w^T + b) is an autograd op: see autograd/autograd.h. */
 /* nd_conv2d(ctx, x, w, b, stride, pad) is an autograd op: see autograd/autograd.h. */
-/* Max / mean over k x k windows of x (N, C, H, W) -> (N, C, OH, OW); no padding. The max's
- * gradient goes to the first maximal element of each window, as PyTorch. */
-ND_API nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);
+/* Mean over k x k windows of x (N, C, H, W) -> (N, C, OH, OW); no padding. (nd_max_pool2d is an
+ * autograd op: see autograd/autograd.h.) */
 ND_API nd_tensor *nd_avg_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride);
 /* Adaptive average pooling to 1x1: x (N, C, H, W) -> (N, C, 1, 1). */
 ND_API nd_tensor *nd_global_avg_pool2d(nd_ctx *ctx, nd_tensor *x);

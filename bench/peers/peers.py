@@ -126,6 +126,8 @@ def run_nodal(build, w, size, opts, threads):
     """Runs the nodal program; its --json summary normalised to per-iteration figures."""
     prog = os.path.join(build, w["program"])
     env = dict(os.environ, **{v: str(threads) for v in THREAD_VARS})
+    if w.get("nodal_threads"):  # nodal's own threads share the images: OpenBLAS's would oversubscribe
+        env["OPENBLAS_NUM_THREADS"] = "1"
     cmd = [prog] + w["args"](size, opts) + ["--json"]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     if r.returncode != 0:
@@ -137,6 +139,8 @@ def run_nodal(build, w, size, opts, threads):
         steps = -(-s["n_train"] // s["batch"])
         out = {"images_per_second": s["images_per_second"],
                "ms_per_iter": 1e3 * s["seconds_per_epoch"] / steps}
+        if "cpu_seconds_per_epoch" in s:  # the process's CPU time (all its threads)
+            out["cpu_ms_per_iter"] = 1e3 * s["cpu_seconds_per_epoch"] / steps
         if "nfe_forward_per_batch" in s:
             out["nfe_forward_per_iter"] = s["nfe_forward_per_batch"]
             out["nfe_backward_per_iter"] = s["nfe_backward_per_batch"]

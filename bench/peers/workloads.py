@@ -46,6 +46,7 @@ WORKLOADS = {
                                                 "batch": CLASSIFY_BATCH}),
         "unit": "batch",
         "reals": ("double", "float"),
+        "nodal_threads": True,  # conv and group norm share images: OpenBLAS at 1 thread
         "what": "ODE-Net of examples/odenet.c, batch 64, dopri5 1e-3/1e-3, adjoint + seminorm, "
                 "one epoch of the first N training images",
     },
@@ -58,6 +59,7 @@ WORKLOADS = {
                                                 "batch": CLASSIFY_BATCH}),
         "unit": "batch",
         "reals": ("double", "float"),
+        "nodal_threads": True,  # conv and group norm share images: OpenBLAS at 1 thread
         "what": "conv-net of examples/mnist.c, batch 64, one epoch of the first N training images",
     },
     "cnf": {

@@ -48,7 +48,7 @@ typedef struct {
     double mean, std;      // the pixels' standardisation (the training set's, or the checkpoint's)
     int epochs_before;     // epochs already trained by the checkpoint we resumed from
     // results
-    double train_seconds, test_acc, last_loss, last_train_acc;
+    double train_seconds, train_cpu_seconds, test_acc, last_loss, last_train_acc;
     long train_images;
     double metrics[CLASSIFY_MAX_METRICS]; // mean per batch over the last epoch (all ranks)
     double rank_metrics[CLASSIFY_MAX_METRICS][CLASSIFY_MAX_RANKS]; // the same, per rank
@@ -241,6 +241,8 @@ static int train_epoch(run *r, int epoch, nd_lr_schedule *schedule, long *run_st
     bool tty = isatty(STDERR_FILENO);
     int steps_per_epoch = (r->train->n + r->op.batch - 1) / r->op.batch, m, step = 0;
     double t0 = clock_wall_ms() / 1e3, loss_sum = 0, t_print = 0, sums[CLASSIFY_MAX_METRICS] = {0};
+    double c0 =
+        clock_cpu_ms() / 1e3; // the process's CPU time: steadier than wall on a busy machine
     long right = 0, seen = 0;
     while (nd_loader_next(ctx, r->train_ld, r->x, NULL, r->labels, &m) == ND_OK && m > 0) {
         mnist_standardise(r->x, r->mean, r->std);
@@ -272,9 +274,9 @@ static int train_epoch(run *r, int epoch, nd_lr_schedule *schedule, long *run_st
         }
     }
     if (agree(r, nd_ctx_error(ctx) != ND_OK ? fail(r, "next batch") : 0, "next batch")) return 1;
-    double secs = clock_wall_ms() / 1e3 - t0;
+    double secs = clock_wall_ms() / 1e3 - t0, cpu_secs = clock_cpu_ms() / 1e3 - c0;
     if (epoch_totals(r, &loss_sum, &right, &seen, sums, step) != 0) return 1;
-    r->train_seconds += secs, r->train_images += seen;
+    r->train_seconds += secs, r->train_cpu_seconds += cpu_secs, r->train_images += seen;
     r->last_loss = loss_sum / seen, r->last_train_acc = (double)right / seen;
     if (evaluate(r) != 0) return 1;
     if (!r->root) return 0;
@@ -330,6 +332,7 @@ static void print_json(const run *r)
     json_num(&w, "train_accuracy", trained ? r->last_train_acc : 0);
     json_num(&w, "test_accuracy", r->test_acc);
     json_num(&w, "seconds_per_epoch", trained ? r->train_seconds / op->epochs : 0);
+    json_num(&w, "cpu_seconds_per_epoch", trained ? r->train_cpu_seconds / op->epochs : 0);
     json_num(&w, "images_per_second",
              r->train_seconds > 0 ? r->train_images / r->train_seconds : 0);
     json_int(&w, "parameters", (long long)nd_param_list_numel(&r->params));

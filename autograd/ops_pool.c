@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT
+ * autograd/ops_pool.c: 2-D max pooling as one op, forward and backward side by side. The forward
+ * takes each window's maximum in one pass over the image (no im2col copy) and keeps, per output,
+ * the offset of the element that won (the first maximum, or the first NaN, as torch.max), so the
+ * backward without ND_CREATE_GRAPH is one scatter of the gradient. Under ND_CREATE_GRAPH the
+ * backward composes ops instead: a constant one-hot mask over the im2col rows times the gradient,
+ * summed back by col2im, so the gradient is a graph (linear in dL/dy; max pooling has no
+ * curvature of its own).
+ */
+#include <math.h>
+
+#include "autograd/ops_internal.h"
+
+typedef struct {
+    int N, C, H, W, k, s, OH, OW;
+} pool_geom;
+
+/* out (N, C, OH, OW) = window maxima; arg (N*C*OH*OW) = the winner's offset ih*W + iw */
+static void pool_forward(const pool_geom *g, const nd_real *x, nd_real *out, int *arg)
+{
+    size_t L = (size_t)g->OH * g->OW;
+    for (size_t pl = 0; pl < (size_t)g->N * g->C; pl++) {
+        const nd_real *img = x + pl * g->H * g->W;
+        for (int oh = 0; oh < g->OH; oh++)
+            for (int ow = 0; ow < g->OW; ow++) {
+                int best = (oh * g->s) * g->W + ow * g->s;
+                bool nan = isnan(img[best]);
+                for (int i = 0; i < g->k && !nan; i++)
+                    for (int j = 0; j < g->k; j++) {
+                        int o = (oh * g->s + i) * g->W + ow * g->s + j;
+                        if (isnan(img[o])) {
+                            best = o, nan = true;
+                            break;
+                        }
+                        if (img[o] > img[best]) best = o;
+                    }
+                out[pl * L + (size_t)oh * g->OW + ow] = img[best];
+                arg[pl * L + (size_t)oh * g->OW + ow] = best;
+            }
+    }
+}
+
+nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
+{
+    if (!ND_CHECK1(ctx, "nd_max_pool2d", x)) return NULL;
+    char sx[64];
+    if (x->ndim != 4)
+        return nd_fail_null(ctx, ND_ERR_SHAPE, "nd_max_pool2d: input %s is not (N, C, H, W)",
+                            nd_shape_str(x, sx));
+    if (k < 1 || stride < 1 || x->shape[2] < k || x->shape[3] < k)
+        return nd_fail_null(ctx, ND_ERR_SHAPE,
+                            "nd_max_pool2d: kernel %d, stride %d do not fit input %s", k, stride,
+                            nd_shape_str(x, sx));
+    pool_geom g = {x->shape[0], x->shape[1], x->shape[2], x->shape[3], k, stride, 0, 0};
+    g.OH = (g.H - k) / stride + 1, g.OW = (g.W - k) / stride + 1;
+    nd_tensor *out = nd_tensor_alloc(ctx, 4, (int[]){g.N, g.C, g.OH, g.OW});
+    int *arg = out ? nd_ctx_alloc(ctx, out->size * sizeof *arg) : NULL;
+    if (!arg) return NULL;
+    pool_forward(&g, x->data, out->data, arg);
+    out->aux = arg;
+    out->arg[0] = k, out->arg[1] = stride;
+    return record1(ctx, out, ND_OP_MAX_POOL2D, x);
+}
+
+/* The gradient as a graph: rows (N*C*L, k*k) = one-hot mask (constant) * dL/dy, then col2im. */
+static nd_tensor *pool_backward_graph(nd_ctx *ctx, nd_tensor *out, const pool_geom *g)
+{
+    size_t M = out->size;
+    int kk = g->k * g->k;
+    const int *arg = out->aux;
+    nd_tensor *mask = nd_zeros(ctx, 2, (int[]){(int)M, kk});
+    if (!mask) return NULL;
+    size_t L = (size_t)g->OH * g->OW;
+    for (size_t m = 0; m < M; m++) { /* the winner's place (i, j) in its window */
+        int oh = (int)(m % L) / g->OW, ow = (int)(m % L) % g->OW;
+        int i = arg[m] / g->W - oh * g->s, j = arg[m] % g->W - ow * g->s;
+        mask->data[m * kk + i * g->k + j] = 1;
+    }
+    nd_tensor *gy = nd_reshape(ctx, out->gnode, 2, (int[]){(int)M, 1});
+    nd_tensor *rows = nd_mul(ctx, mask, gy); /* (M, kk) */
+    nd_window2d win = {g->k, g->k, g->s, g->s, 0, 0};
+    nd_tensor *dx = nd_col2im(ctx, rows, (int[]){g->N * g->C, 1, g->H, g->W}, win);
+    return nd_reshape(ctx, dx, 4, (int[]){g->N, g->C, g->H, g->W});
+}
+
+void nd_MAX_POOL2D_backward_rule(nd_ctx *ctx, nd_tensor *out)
+{
+    nd_tensor *x = out->src[0];
+    int k = (int)out->arg[0], s = (int)out->arg[1];
+    pool_geom g = {x->shape[0], x->shape[1], x->shape[2],   x->shape[3],
+                   k,           s,           out->shape[2], out->shape[3]};
+    if (nd_ctx_grad_enabled(ctx)) { /* recording: a differentiable gradient */
+        nd_accumulate_grad(ctx, x, pool_backward_graph(ctx, out, &g));
+        return;
+    }
+    nd_tensor *dx = nd_zeros_like(ctx, x);
+    if (!dx) return;
+    size_t L = (size_t)g.OH * g.OW, plane = (size_t)g.H * g.W;
+    const int *arg = out->aux;
+    const nd_real *gy = out->gnode->data;
+    for (size_t m = 0; m < out->size; m++) dx->data[(m / L) * plane + arg[m]] += gy[m];
+    nd_accumulate_grad(ctx, x, dx);
+}
