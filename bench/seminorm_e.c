@@ -72,6 +72,7 @@ static nd_status measure(e_problem *P, uint64_t batch_seed, int W, const nd_ode_
     r->ms_backward += 1e3 * (sn_now() - t0);
     r->nfe_forward += st->forward.nfe, r->nfe_backward += st->backward.nfe;
     r->accepted_backward += st->backward.accepted, r->rejected_backward += st->backward.rejected;
+    sn_add_bound(r, &st->backward.limit); // which block bound each backward step
     size_t k = 0;
     for (int i = 0; i < P->m.plist.n; i++)
         for (size_t e = 0; e < P->m.params[i]->size; e++) g[k++] = P->m.params[i]->grad[e];

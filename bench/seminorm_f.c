@@ -17,7 +17,8 @@
 #include "latent.h"
 #include "seminorm_workloads.h"
 
-enum { F_SERIES = 200, F_TRAIN = 150, F_BATCH = 50, F_MEASURE_BATCHES = 2 };
+enum { F_TRAIN = 150, F_BATCH = 50, F_MEASURE_BATCHES = 2 };
+enum { F_SERIES = F_TRAIN + F_MEASURE_BATCHES * F_BATCH }; /* the measured batches: held out */
 
 typedef struct {
     series_data data;
@@ -38,6 +39,10 @@ static void set_solvers(f_problem *P, nd_ctx *ctx, sn_tol tol, nd_norm_kind norm
 static bool batch_of(nd_ctx *ctx, const f_problem *P, int first, int B, latent_batch *b)
 {
     int idx[F_BATCH];
+    if (B > F_BATCH || first < 0 || first + B > P->data.n) {
+        nd_fail(ctx, ND_ERR_ARG, "seminorm F: series [%d, %d) of %d", first, first + B, P->data.n);
+        return false;
+    }
     for (int k = 0; k < B; k++) idx[k] = first + k;
     return latent_make_batch(ctx, &P->data, idx, B, TASK_EXTRAP, b);
 }

@@ -75,7 +75,7 @@ static int parse_options(int argc, char **argv, options *o)
         FLAG_INT("epochs", &o->epochs, 0, MAX_EPOCHS, "training epochs"),
         FLAG_INT("batch", &o->batch, 1, 100000, "series per batch"),
         FLAG_INT("n-series", &o->n_series, 10, 1000000, "series generated (80% train)"),
-        FLAG_POSITIVE("lr", &o->lr, "Adam's learning rate (decayed 0.999 per batch)"),
+        FLAG_POSITIVE("lr", &o->lr, "Adam's learning rate (x 0.999 per batch, down to a tenth)"),
         FLAG_U64("seed", &o->seed, "seeds the data, the weights, the batches and z0's noise"),
         FLAG_NORM(&o->norm, "the adjoints' norm"),
         FLAG_CHOICE("enc-method", &o->enc_method, enc_names,
@@ -357,15 +357,16 @@ static void picture_panel(plot_figure *fig, int k, const run *r, const options *
         if (b->grid_mask->data[(size_t)i * B + s] != 0) ot[n_obs] = t[i], ox[n_obs++] = truth[i];
         lo = fmin(lo, truth[i]), hi = fmax(hi, truth[i]);
     }
-    double pad = 0.35 * (hi - lo) + 1e-3;
+    double span = hi - lo + 1e-3, y0 = lo - 0.25 * span,
+           y1 = hi + 0.65 * span; /* room for the legend */
     char title[64];
     if (o->data == DATA_TOY)
         snprintf(title, sizeof title, "test series %d", k + 1);
     else
         snprintf(title, sizeof title, "test series 1: %s", hopper_channel_names[c]);
-    plot_axes(fig, k, title, "t", "x", t[0], t[P - 1], lo - pad, hi + pad);
+    plot_axes(fig, k, title, "t", "x", t[0], t[P - 1], y0, y1);
     if (o->task == TASK_EXTRAP) /* the predicted half, shaded */
-        plot_rect(fig, k, t[P / 2], lo - pad, t[P - 1], hi + pad, (plot_rgb){0.94, 0.94, 0.94});
+        plot_rect(fig, k, t[P / 2], y0, t[P - 1], y1, (plot_rgb){0.94, 0.94, 0.94});
     for (int j = 0; j < SAMPLES; j++) {
         for (int i = 0; i < P; i++) smp[i] = samples[j]->data[((size_t)i * B + s) * D + c];
         plot_line(fig, k, t, smp, P, 1, (plot_rgb){0.62, 0.78, 0.90}, 1, false);

@@ -23,9 +23,13 @@
  * --plot draws the learned V divided by the learned g(0): H and g are learned up to one common
  * scale.
  *
- * Good looks like: see the README's "Physical control" section for measured figures. --plot
- * draws held-out trajectories (MuJoCo vs learned), the learned V(q) against 5 (1 - cos q), the
- * angle error of every trial, and the loss.
+ * Good looks like (seed 1, double): the loss falls from ~9 to ~1e-2 by iteration 100 and ~4e-5
+ * by 600; the 2 s prediction MSE on the held-out trajectories is ~3e-4; the controller brings the
+ * MuJoCo pendulum upright in 5 of 5 trials within 2.6-3.7 s (two swings) and holds it there with
+ * an angle error of ~4e-4 rad; ~21 NFE-F and ~99 NFE-B per iteration, ~1 s per iteration on a
+ * loaded 2-core machine (the README's "Physical control" section: seeds 1-3, the baseline).
+ * --plot draws held-out trajectories (MuJoCo vs learned), the learned V(q) / g(0) against
+ * 5 (1 - cos q), the angle error of every trial, and the loss.
  *
  * Run:  ./build/examples/pendulum [--iters N] [--model symoden|baseline] [--norm rms|seminorm]
  *           [--rtol R] [--atol A] [--trials K] [--save F] [--resume F] [--plot F.png] [--json]

@@ -5,7 +5,9 @@
  * the output times, the norms, the controller and its constants, the gradient mode, the adjoint's
  * options (inherited or overridden field by field), a single or tuple state, grad mode on or off,
  * and one of a few small dynamics (linear, tanh MLP, stiff, a Hamiltonian through nd_ode_vjp).
- * Each input runs forward and, when something requires grad, backward.
+ * Each input runs forward and, when something requires grad, backward; a single state also
+ * goes through a dense solution (evaluated at a decoded time) and an event search (the first
+ * component crossing a decoded level), each with a backward when it is differentiable.
  *
  * It aborts when f is handed a time or state that is not finite, when a call fails without a
  * message, or when it succeeds with an error recorded. Built by fuzz/run.sh.
@@ -185,7 +187,9 @@ static void decode_options(reader *r, nd_ode_options *o, option_arrays *a)
     if (how < 32) o->adjoint = ND_SOLVER_DEFAULT;
     decode_solver(r, &o->adjoint, &a->adj, true);
     if (o->adjoint.max_num_steps > BUDGET) o->adjoint.max_num_steps = BUDGET;
-    o->grad = (nd_grad_mode)pick(r, 2);
+    o->grad = (nd_grad_mode)pick(r, ND_GRAD_CHECKPOINTED + 1); /* every gradient mode */
+    o->checkpoint_every = (int)pick(r, 4);                     /* 0: output times only */
+    o->checkpoints = (int)pick(r, 4);                          /* 0 is an error */
     o->n_step_t = (int)(byte(r) % (MAX_BP + 1));
     o->n_jump_t = (int)(byte(r) % (MAX_BP + 1));
     for (int i = 0; i < o->n_step_t; i++) a->step_t[i] = number(r);
@@ -219,6 +223,49 @@ static void check_outcome(bool ok)
     if (!ok && (st == ND_OK || !nd_ctx_errmsg(ctx)[0])) abort();
 }
 
+/* g(t, y): the first component minus a level (f and g share the user data: the level is here) */
+static double event_level;
+
+static nd_tensor *level_crossing(nd_ctx *c, nd_tensor *t, nd_tensor *y, void *u)
+{
+    (void)u;
+    check_input(t, &y, 1);
+    nd_tensor *flat = nd_reshape(c, y, 1, (int[]){(int)y->size});
+    return nd_sub(c, nd_slice(c, flat, 0, 0, 1), nd_scalar(c, (nd_real)event_level));
+}
+
+/* the state's trajectory from t[0] to t[n_t - 1] as a dense solution, and an event on it */
+static void dense_and_event(reader *r, problem *pb, nd_tensor *y0, nd_tensor *t, nd_tensor **params,
+                            const nd_ode_options *o)
+{
+    double t0 = t->data[0], t1 = t->data[t->size - 1], x = byte(r) / 255.0;
+    nd_mark m = nd_ctx_mark(ctx);
+    nd_ode_solution *sol = nd_ode_solution_create(ctx, dynamics1, pb, y0, t0, t1, params, 4, o);
+    check_outcome(sol != NULL);
+    nd_tensor *y = sol ? nd_ode_solution_at(ctx, sol, t0 + x * (t1 - t0)) : NULL;
+    if (sol) check_outcome(y != NULL);
+    nd_tensor *loss = y ? nd_sum(ctx, nd_mul(ctx, y, y)) : NULL;
+    if (loss && loss->requires_grad) check_outcome(nd_backward(ctx, loss, 0) == ND_OK);
+    if (sol && byte(r) & 1) { /* an out-of-range time is an error, never a crash */
+        check_outcome(nd_ode_solution_at(ctx, sol, t1 + (t1 - t0)) != NULL);
+        nd_ctx_clear_error(ctx);
+    }
+    nd_ode_solution_destroy(sol);
+    nd_ctx_clear_error(ctx);
+    nd_ctx_rewind(ctx, m);
+
+    event_level = number(r);
+    nd_event_options eo = {.direction = (int)(byte(r) % 3) - 1, .tol = byte(r) < 128 ? 0 : 1e-3};
+    nd_tensor *te = NULL, *ye = NULL;
+    nd_status st = nd_odeint_event(ctx, dynamics1, level_crossing, pb, y0, t0, t1, params, 4, o,
+                                   &eo, &te, &ye);
+    check_outcome(st == ND_OK);
+    if ((st == ND_OK) != (te && ye)) abort();
+    loss = te ? nd_add(ctx, te, nd_sum(ctx, ye)) : NULL;
+    if (loss && loss->requires_grad) check_outcome(nd_backward(ctx, loss, 0) == ND_OK);
+    nd_ctx_clear_error(ctx);
+}
+
 static nd_tensor *times(reader *r)
 {
     int n_t = 1 + (int)(byte(r) % MAX_T);
@@ -250,7 +297,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     decode_options(&r, &o, &arrays);
     /* backprop through a solve whose f takes a VJP: each VJP walks the whole tape so far, so the
      * cost grows with the square of the steps; keep that case's tape short */
-    if (pb.kind == DYN_HAMILTONIAN && o.grad == ND_GRAD_BACKPROP && o.solver.max_num_steps > 8)
+    bool taped = o.grad == ND_GRAD_BACKPROP || o.grad == ND_GRAD_CHECKPOINTED;
+    if (pb.kind == DYN_HAMILTONIAN && taped && o.solver.max_num_steps > 8)
         o.solver.max_num_steps = 8;
     bool grad_on = byte(&r)<200, tuple = n_y> 1 || byte(&r) & 1;
     nd_tensor *params[4] = {A, W1, b1, W2};
@@ -267,6 +315,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (grad_on && loss && loss->requires_grad) {
         nd_status st = nd_backward(ctx, loss, 0);
         check_outcome(st == ND_OK);
+    }
+    nd_ctx_clear_error(ctx);
+    if (!tuple && t->size >= 2) {
+        prev = nd_ctx_set_grad(ctx, grad_on);
+        dense_and_event(&r, &pb, y0s[0], t, params, &o);
+        nd_ctx_set_grad(ctx, prev);
     }
     return 0;
 }

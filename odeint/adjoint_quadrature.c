@@ -48,8 +48,8 @@ int nd_quadrature_step(nd_ode_system *sys, nd_ctx *ctx, const nd_interp *ip)
     const gl_rule *r = &rules[is->gl_nodes - 2];
     size_t n = is->n;
     double t0 = ip->t0, t1 = ip->t1;
-    /* the solver's last step may pass the output time t_end (the state there is interpolated):
-     * only [t0, t_end] counts */
+    /* only [t0, t_end] counts, should a step pass the output time t_end (the output times are
+     * breakpoints of the solve, so none does: a guard) */
     double x_end = fmin(1.0, (is->t_end - t0) / (t1 - t0)), h = x_end * (t1 - t0);
     for (int q = 0; q < is->gl_nodes; q++) {
         nd_mark m = nd_ctx_mark(ctx);

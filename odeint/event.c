@@ -54,9 +54,15 @@ static bool check_g(nd_ctx *ctx, const nd_tensor *c, double t)
     return true;
 }
 
-/* g(t, y) as a number: grad mode off, its memory released */
+/* g(t, y) as a number: grad mode off, its memory released. g never sees a state that is not
+ * finite (a step can be accepted onto one; the solve would stop at the next) */
 static bool g_value(nd_ctx *ctx, const seeker *s, double t, const nd_real *y, double *out)
 {
+    for (size_t i = 0; i < s->n; i++)
+        if (!isfinite((double)y[i])) {
+            nd_fail(ctx, ND_ERR_NONFINITE, "%s: the state is not finite at t = %.17g", name, t);
+            return false;
+        }
     nd_mark m = nd_ctx_mark(ctx);
     bool prev = nd_ctx_set_grad(ctx, false);
     nd_tensor *yt = nd_tensor_from(ctx, s->ndim, s->shape, y);

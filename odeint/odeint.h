@@ -5,13 +5,18 @@
  *   const nd_ode_stats *st = nd_odeint_stats(ys);   // evaluations, steps; backward after backward
  *
  * returns the solution at every time of t, shape (n_t, *y0.shape), differentiable with respect to
- * y0, the listed params, and t when t requires grad. Its backward is either backprop through the
- * solver's steps (memory grows with the steps) or the adjoint ODE (memory O(1) in the steps),
- * solved backwards by an adaptive solver whose error test may use a seminorm: the parameter and
- * time adjoints never feed back into the dynamics, so their error can be ignored when choosing
- * steps (Kidger, Chen and Lyons, "Hey, that's not an ODE", ICML 2021).
+ * y0, the listed params, and t when t requires grad. Its backward (opts.grad, nd_grad_mode) is
+ * backprop through the solver's steps (memory grows with the steps; or checkpointed, memory
+ * bounded) or an adjoint ODE solved backwards (z integrated backwards with it, memory O(1) in the
+ * steps, or z interpolated from the forward solution) by an adaptive solver whose error test may
+ * use a seminorm: the parameter and time adjoints never feed back into the dynamics, so their
+ * error can be ignored when choosing steps (Kidger, Chen and Lyons, "Hey, that's not an ODE",
+ * ICML 2021).
  *
- * Step control matches torchdiffeq 0.2.5 by default, so step counts compare one for one.
+ * Step control matches torchdiffeq 0.2.5 by default, so step counts compare one for one. The
+ * statistics also say which block of the state bound each step (nd_limit_stats). Below the op:
+ * dense solutions (nd_ode_solution: y(t) anywhere after one solve) and terminal events
+ * (nd_odeint_event: solve until g(t, y) = 0, the time and state differentiable).
  */
 #ifndef ND_ODEINT_H
 #define ND_ODEINT_H

@@ -218,7 +218,6 @@ bool nd_replay_breakpoints(nd_ctx *ctx, const nd_replay *rp, const nd_odeint_sav
 {
     const nd_ode_options *o = &sv->opts;
     *bp = (nd_breakpoints){o->step_t, o->jump_t, o->n_step_t, o->n_jump_t};
-    if (rp->n_ck == sv->n_t) return true; /* no checkpoint between output times */
     double *v = nd_ctx_alloc(ctx, ((size_t)rp->n_ck + (size_t)o->n_step_t) * sizeof *v);
     if (!v) return false;
     int n = 0, a = 0, b = 0;
@@ -227,7 +226,6 @@ bool nd_replay_breakpoints(nd_ctx *ctx, const nd_replay *rp, const nd_odeint_sav
         bool take_ck = b >= o->n_step_t || (a < rp->n_ck && d * rp->ck_t[a] <= d * o->step_t[b]);
         double x = take_ck ? rp->ck_t[a++] : o->step_t[b++];
         if (in_list(o->jump_t, o->n_jump_t, x) || (n > 0 && v[n - 1] == x)) continue;
-        if (take_ck && in_list(sv->tv, sv->n_t, x)) continue; /* solve ends, not breakpoints */
         v[n++] = x;
     }
     bp->step_t = v, bp->n_step_t = n;

@@ -55,8 +55,10 @@ bool nd_replay_end(nd_ctx *ctx, nd_odeint_saved *sv, const nd_tensor *packed);
 /* z(t) into out (n,), re-solving the checkpoint interval holding t if it is not the cached one.
  * Grad mode must be off. False with the error in ctx. */
 bool nd_replay_eval(nd_ctx *ctx, nd_replay *rp, const nd_odeint_saved *sv, double t, nd_real *out);
-/* The backward solve's breakpoints: the user's step_t and jump_t, and the checkpoints between
- * output times, so that no backward step straddles two checkpoint intervals. */
+/* The backward solve's breakpoints: the user's step_t and jump_t, and every checkpoint, output
+ * times included: no backward step straddles two checkpoint intervals or passes the output time
+ * its solve ends at (a step past it, as large as the solver likes, would reach into intervals
+ * before it and solve them again and again), so each interval is re-solved once. */
 bool nd_replay_breakpoints(nd_ctx *ctx, const nd_replay *rp, const nd_odeint_saved *sv,
                            nd_breakpoints *bp);
 /* Frees the backward's cache (the arena's checkpoints stay until the ctx is reset). */

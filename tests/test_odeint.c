@@ -1861,11 +1861,14 @@ static void check_reference_mode(const char *file, nd_ode_fn f, void *data, nd_t
     fill_from(yref, cJSON_GetObjectItemCaseSensitive(r, "y"), 0);
     ck_assert_double_lt(max_rel_diff(ys->data, yref, 1e-12), 1e-9);
     /* torchdiffeq's own adjoint is up to 49 rtol from its backprop on these files (measured from
-     * them: 4.9e-6 on linear's A); every new mode lands within 0.4 .. 44 rtol */
+     * them: 4.9e-6 on linear's A); every new mode lands within 1 .. 42 rtol. dL/dy0 of the linear
+     * system has entries that are 0 analytically (backprop: 1.5e-11), where the new modes give
+     * 4e-8, 6e-9 of the gradient's scale: entries under 1% of the scale are compared against 1% of
+     * it there */
     double tol = 50 * o.solver.rtol;
     nd_tensor *gref = nd_tensor_new(ctx, 2, (int[]){4, 2});
     fill_from(gref, cJSON_GetObjectItemCaseSensitive(r, "dL_dy0"), 0);
-    double eg = max_rel_diff(y0->grad, gref, 1e-3);
+    double eg = max_rel_diff(y0->grad, gref, 1e-2);
     ck_assert_msg(eg < tol, "%s %s: dL/dy0 differs by %g", file, nd_ode_grad_name(m->grad), eg);
     const cJSON *dp = cJSON_GetObjectItemCaseSensitive(r, "dL_dparams");
     for (int p = 0; p < n_params; p++) {
@@ -1957,7 +1960,8 @@ START_TEST(test_backsolve_wrong_interp_right)
 }
 END_TEST
 
-/* the tuple form with a VJP inside f (a CNF's trace) in every new mode: d logp(1) / dA = -I */
+/* the tuple form with a VJP inside f (a CNF's trace) in every new mode: d logp(1) / dA = -I (a
+ * float build at the default rtol 1e-7, under its epsilon: 1e-6 off measured, 1e-5 allowed) */
 START_TEST(test_interp_modes_tuple_and_trace)
 {
     nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.5, 1, 0.3, -0.2});
@@ -1973,8 +1977,9 @@ START_TEST(test_interp_modes_tuple_and_trace)
                       "%s", nd_ctx_errmsg(ctx));
         ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_slice(ctx, ys[1], 0, 2, 1)), 0), ND_OK);
         for (int i = 0; i < 4; i++)
-            ck_assert_msg(fabs(A->grad[i] - (i % 3 == 0 ? -1 : 0)) < 1e-6, "%s: dA[%d] = %g",
-                          nd_ode_grad_name(new_modes[k].grad), i, (double)A->grad[i]);
+            ck_assert_msg(fabs(A->grad[i] - (i % 3 == 0 ? -1 : 0)) < BY_PRECISION(1e-6, 1e-5),
+                          "%s: dA[%d] = %g", nd_ode_grad_name(new_modes[k].grad), i,
+                          (double)A->grad[i]);
         nd_ctx_reset(ctx);
         A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.5, 1, 0.3, -0.2});
         A->requires_grad = true;

@@ -2,10 +2,10 @@
  * tests/test_odernn.c: the ODE-RNN (nn/odernn.c) and the variational loss terms (nn/loss.c).
  * The ODE-RNN's gradient through a batch whose samples observe different times: backprop
  * against central differences, the adjoint against backprop; unobserved samples keep their
- * state through a jump (values at unobserved entries are never read); the reverse run is the
- * forward run of the time-reversed problem; the statistics count one solve per interval; bad
- * inputs are errors naming the shapes. The Gaussian log-likelihood and the KL to N(0, I) against
- * their closed forms, values and gradients.
+ * state through a jump (values at unobserved entries are never read; per-channel masks too);
+ * the reverse run is the forward run of the time-reversed problem; the statistics count one solve
+ * per interval; bad inputs are errors naming the shapes. The Gaussian log-likelihood and the KL to
+ * N(0, I) against their closed forms, values and gradients.
  */
 #include <math.h>
 
@@ -187,6 +187,64 @@ START_TEST(test_masked_jumps_leave_unobserved_samples_alone)
 }
 END_TEST
 
+/* Per-channel masks (T, B, Dc): values of unobserved channels are never read; a point whose
+ * channels are all unobserved is no jump (a sample never observed follows the ODE alone, bit for
+ * bit); a mask equal across a point's channels is the (T, B) mask. */
+START_TEST(test_channel_masks)
+{
+    enum { Dc = 3 };
+    nd_rng rng = nd_rng_seed(21);
+    nd_module *func = nd_mlp_create(ctx, 3, (int[]){H, U, H}, ND_ACT_TANH, &rng);
+    nd_module *cell = nd_gru_cell_create(ctx, 2 * Dc, H, true, &rng);
+    nd_odernn_options o = {.ode = rk4(), .reverse = false};
+    nd_module *m = nd_odernn_create(ctx, func, cell, &o);
+    ck_assert_msg(m, "%s", nd_ctx_errmsg(ctx));
+    nd_tensor *x = persistent(3, (int[]){T, B, Dc}, 22, false);
+    nd_tensor *h0 = persistent(2, (int[]){B, H}, 23, false);
+    nd_tensor *t = nd_tensor_create(ctx, 1, (int[]){T}, false);
+    nd_tensor *m3 = nd_tensor_create(ctx, 3, (int[]){T, B, Dc}, false);
+    nd_tensor *m2 = nd_tensor_create(ctx, 2, (int[]){T, B}, false);
+    nd_tensor *same3 = nd_tensor_create(ctx, 3, (int[]){T, B, Dc}, false);
+    for (int i = 0; i < T; i++) {
+        t->data[i] = (nd_real)times[i];
+        for (int b = 0; b < B; b++) {
+            m2->data[i * B + b] = (nd_real)obs[i][b];
+            for (int c = 0; c < Dc; c++) {
+                /* sample 0: channel c at times i with (i + c) even; sample 1 never; sample 2
+                 * every channel where obs says */
+                double v = b == 0 ? (i + c) % 2 == 0 : b == 1 ? 0 : obs[i][b];
+                m3->data[(i * B + b) * Dc + c] = (nd_real)v;
+                same3->data[(i * B + b) * Dc + c] = (nd_real)obs[i][b];
+            }
+        }
+    }
+    nd_tensor *a = nd_odernn_run(ctx, m, x, m3, t, h0);
+    nd_tensor *none = nd_zeros(ctx, 2, (int[]){T, B});
+    nd_tensor *alone = nd_odernn_run(ctx, m, x, none, t, h0);
+    nd_tensor *full2 = nd_odernn_run(ctx, m, x, m2, t, h0);
+    nd_tensor *full3 = nd_odernn_run(ctx, m, x, same3, t, h0);
+    ck_assert_msg(a && alone && full2 && full3, "%s", nd_ctx_errmsg(ctx));
+    nd_tensor *a_copy = nd_copy(ctx, a);
+    for (size_t k = 0; k < x->size; k++)
+        if (m3->data[k] == 0) x->data[k] = (nd_real)1e3; /* garbage where unobserved */
+    nd_tensor *g = nd_odernn_run(ctx, m, x, m3, t, h0);
+    ck_assert_msg(g && a_copy, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_mem_eq(g->data, a_copy->data, a_copy->size * sizeof(nd_real));
+    ck_assert_mem_eq(full3->data, full2->data, full2->size * sizeof(nd_real));
+    for (int i = 0; i < T; i++) {
+        ck_assert_mem_eq(a->data + (i * B + 1) * H, alone->data + (i * B + 1) * H,
+                         H * sizeof(nd_real));
+        /* sample 0 jumps at every time (some channel is observed), so it leaves the ODE's path */
+        if (i > 0)
+            ck_assert(memcmp(a->data + (size_t)i * B * H, alone->data + (size_t)i * B * H,
+                             H * sizeof(nd_real)) != 0);
+    }
+    nd_tensor *owned[] = {x, h0, t, m3, m2, same3};
+    for (int i = 0; i < 6; i++) nd_tensor_destroy(owned[i]);
+    nd_module_destroy(m);
+}
+END_TEST
+
 /* reverse over t with func equals forward over -t reversed with -func (the last Linear negated) */
 START_TEST(test_reverse_is_the_time_reversed_forward_run)
 {
@@ -329,6 +387,7 @@ static Suite *odernn_suite(void)
     tcase_add_loop_test(tc, test_gradient_adjoint_matches_backprop, 0, 2);
     tcase_add_test(tc, test_unobserved_values_are_never_read);
     tcase_add_test(tc, test_masked_jumps_leave_unobserved_samples_alone);
+    tcase_add_test(tc, test_channel_masks);
     tcase_add_test(tc, test_reverse_is_the_time_reversed_forward_run);
     tcase_add_test(tc, test_bad_inputs_are_errors);
     tcase_add_test(tc, test_gaussian_log_likelihood_closed_form);

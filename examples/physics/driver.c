@@ -520,8 +520,9 @@ static void panel_loss(plot_figure *fig, const run *r)
         lo = fmin(lo, x[n + i]), hi = fmax(hi, x[n + i]);
     }
     if (n == 0) lo = 0, hi = 1;
-    plot_axes(fig, 3, "training loss (log10 MSE)", "iteration", "log10 loss", 0, n > 0 ? n : 1,
-              floor(lo), ceil(hi));
+    plot_axes(fig, 3,
+              n > 0 ? "training loss (log10 MSE)" : "training loss: no iterations in this run",
+              "iteration", "log10 loss", 0, n > 0 ? n : 1, floor(lo), ceil(hi));
     plot_line(fig, 3, x, x + n, n, 1, PLOT_BLUE, 1, false);
     free(x);
 }
