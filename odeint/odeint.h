@@ -328,10 +328,11 @@ ND_API const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
  *
  * Lifetime. The solution is a caller-owned heap object (its interpolants' values are copied out
  * of the arena), so without gradients it outlives nd_ctx_reset. With gradients its interpolants
- * are graph nodes in the ctx's arena: nd_ctx_reset (or a rewind past the solve) frees them, and
- * nd_ode_solution_at on it afterwards is an error (ND_ERR_ARG), not a crash; a rewind is
- * detected when the arena is below where the solve left it. After nd_ode_solution_destroy the
- * pointer is gone like any freed one. */
+ * are graph nodes in the ctx's arena: nd_ctx_reset, or nd_ctx_rewind to a mark taken before the
+ * solve ended, frees them, and nd_ode_solution_at on it afterwards is an error (ND_ERR_ARG), not a
+ * crash, however far the arena has been filled again since (the solve pins its end in the ctx;
+ * rewinds to marks at or after it keep the solution). After nd_ode_solution_destroy the pointer
+ * is gone like any freed one. */
 typedef struct nd_ode_solution nd_ode_solution;
 
 /* Solves y' = f(t, y) from y0 at t0 to t1 (t1 < t0 solves backwards). NULL with the error in ctx;

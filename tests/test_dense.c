@@ -304,6 +304,48 @@ START_TEST(test_dense_errors_and_lifetime)
 }
 END_TEST
 
+/* A differentiable solution read after its graph's memory was handed out again: a rewind to a
+ * mark taken before the solve, then the arena filled past where the solve ended, is an error
+ * (the position alone cannot tell), while rewinds that free nothing of it leave it readable. */
+START_TEST(test_dense_rewind_below_the_solve_then_refill)
+{
+    nd_tensor *k = vec(1, (double[]){-0.7}), *y0 = vec(2, (double[]){1, -0.5});
+    y0->requires_grad = true;
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.grad = ND_GRAD_BACKPROP;
+    nd_mark before = nd_ctx_mark(ctx);
+    nd_ode_solution *a = nd_ode_solution_create(ctx, decay, k, y0, 0, 1, NULL, 0, &o);
+    ck_assert_msg(a, "%s", nd_ctx_errmsg(ctx));
+    /* scratch above the solve, rewound: a stays readable */
+    nd_mark after_a = nd_ctx_mark(ctx);
+    for (int i = 0; i < 8; i++) ck_assert_ptr_nonnull(nd_zeros(ctx, 1, (int[]){4096}));
+    nd_ctx_rewind(ctx, after_a);
+    ck_assert_ptr_nonnull(nd_ode_solution_at(ctx, a, 0.5));
+    /* a second solution, then a rewind between the two: only the second is gone */
+    nd_mark between = nd_ctx_mark(ctx);
+    nd_ode_solution *b = nd_ode_solution_create(ctx, decay, k, y0, 0, 1, NULL, 0, &o);
+    ck_assert_msg(b, "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_rewind(ctx, between);
+    for (int i = 0; i < 200; i++) ck_assert_ptr_nonnull(nd_zeros(ctx, 1, (int[]){4096}));
+    nd_tensor *y = nd_ode_solution_at(ctx, a, 0.5);
+    ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_double_eq_tol(y->data[0], exp(-0.35), 1e-6);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, b, 0.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "reset or rewound");
+    nd_ctx_clear_error(ctx);
+    /* a rewind below both, the arena refilled far past their end: both gone, no crash */
+    nd_ctx_rewind(ctx, before);
+    for (int i = 0; i < 200; i++) ck_assert_ptr_nonnull(nd_zeros(ctx, 1, (int[]){4096}));
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, a, 0.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "reset or rewound");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, b, 0.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "reset or rewound");
+    nd_ode_solution_destroy(a);
+    nd_ode_solution_destroy(b);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  * Events.
  */
@@ -545,6 +587,7 @@ Suite *dense_suite(void)
     tcase_add_test(dense, test_dense_matches_odeint_without_calling_f);
     tcase_add_test(dense, test_dense_gradcheck_backprop);
     tcase_add_test(dense, test_dense_errors_and_lifetime);
+    tcase_add_test(dense, test_dense_rewind_below_the_solve_then_refill);
     tcase_add_test(event, test_event_bouncing_ball_against_closed_form);
     tcase_add_test(event, test_event_parameter_dependent_threshold);
     tcase_add_test(event, test_event_direction_tolerance_and_errors);
