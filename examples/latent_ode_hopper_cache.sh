@@ -29,6 +29,13 @@ check "the first run simulates, trains and writes the cache" [ "$status" = 0 -a 
 pick() { sed -e 's/.*\("latent_ode_test_mse": [^,]*, "gru_dt_test_mse": [^,]*\).*/\1/' "$1"; }
 same() { [ -n "$1" ] && [ "$1" = "$2" ]; }
 check "the cached data train as the simulated ones" same "$(pick "$dir/first.json")" "$(pick "$dir/second.json")"
+status=0 # a cache that cannot be written (its directory missing): a warning, the run goes on
+"$prog" $args --cache "$dir/missing/h.safetensors" >"$dir/uncached.json" 2>"$dir/err" || status=$?
+uncached_ok() {
+    [ "$status" = 0 ] && grep -q "warning: .*missing/h.safetensors" "$dir/err" &&
+        same "$(pick "$dir/first.json")" "$(pick "$dir/uncached.json")"
+}
+check "an unwritable cache is a warning and the run trains as before" uncached_ok
 size=$(wc -c <"$dir/h.safetensors")
 head -c $((size / 2)) "$dir/h.safetensors" >"$dir/cut.safetensors"
 cp "$dir/h.safetensors" "$dir/flip.safetensors" # one byte near the end: a value, not the header

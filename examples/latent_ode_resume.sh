@@ -4,7 +4,7 @@
 # latent_ode_resume). Two epochs in one run must give the same test MSEs and last-epoch loss as
 # one epoch, --save, then --resume for one more (the optimizers' state and the schedules are
 # restored, and each epoch's batches and noise come from the seed and the epoch); resuming a
-# truncated checkpoint, or one trained on another task, must fail with status 1 and a message
+# truncated checkpoint, or one trained on another task or seed, must fail with status 1 and a message
 # naming the file. Prints a summary in Check's format, which .ci/run counts.
 set -u
 prog=$1
@@ -39,5 +39,6 @@ refused() { # refused FLAGS...: status 1 and a message naming a .safetensors fil
 }
 check "a truncated checkpoint is refused" refused --task extrap --resume "$dir/cut.safetensors"
 check "a checkpoint of another task is refused" refused --task interp --resume "$dir/c.safetensors"
+check "a checkpoint of another seed is refused" refused --task extrap --seed 7 --resume "$dir/c.safetensors"
 echo "$(((n - bad) * 100 / n))%: Checks: $n, Failures: $bad, Errors: 0"
 [ "$bad" = 0 ]
