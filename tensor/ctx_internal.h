@@ -42,4 +42,8 @@ nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape);
 nd_tensor *nd_tensor_persistent_view(nd_ctx *ctx, nd_tensor *base, size_t offset, int ndim,
                                      const int *shape);
 
+/* The calling worker's index in one of nodal's parallel regions (tensor/threads.c), 0 outside
+ * one and in builds without OpenMP: kernels index their per-worker scratch with it. */
+int nd_worker_id(void);
+
 #endif
