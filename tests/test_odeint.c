@@ -796,28 +796,55 @@ static void grads_of(solve_case *sc, nd_tensor *y0, nd_real *out)
         for (size_t e = 0; e < g[i]->size; e++) out[k++] = g[i]->data[e];
 }
 
-START_TEST(test_adjoint_matches_backprop_and_fd)
+/* The two problems the gradient modes are checked on, at rtol 1e-10 / atol 1e-12: ConstantODE
+ * with a, b as parameters (y0 (1,)) and the linear system with A (y0 (1, 2)). */
+typedef struct {
+    constant_ode p;
+    nd_tensor *params0[2], *params1[1];
+    solve_case cases[2];
+    nd_tensor *y0s[2]; /* requiring grad */
+} two_problems;
+
+static void two_problems_init(two_problems *tp)
 {
-    DOUBLE_ONLY();
-    /* ConstantODE with a, b as parameters, and the linear system with A */
     nd_tensor *a = nd_tensor_new(ctx, 0, NULL), *b = nd_tensor_new(ctx, 0, NULL);
     a->data[0] = 0.2, b->data[0] = 3.0;
     a->requires_grad = b->requires_grad = true;
-    constant_ode p = {a, b};
+    tp->p = (constant_ode){a, b};
     nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
     A->requires_grad = true;
-    solve_case cases[2] = {
-        {constant_f, &p, (nd_tensor *[]){a, b}, 2, ND_ODE_DEFAULT, linspace(1, 8, 10)},
-        {linear_f, A, (nd_tensor *[]){A}, 1, ND_ODE_DEFAULT, linspace(0, 2, 5)},
-    };
-    nd_tensor *y0s[2] = {vec(1, (double[]){3.2}),
-                         nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5})};
+    tp->params0[0] = a, tp->params0[1] = b, tp->params1[0] = A;
+    tp->cases[0] =
+        (solve_case){constant_f, &tp->p, tp->params0, 2, ND_ODE_DEFAULT, linspace(1, 8, 10)};
+    tp->cases[1] = (solve_case){linear_f, A, tp->params1, 1, ND_ODE_DEFAULT, linspace(0, 2, 5)};
+    tp->y0s[0] = vec(1, (double[]){3.2});
+    tp->y0s[1] = nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5});
     for (int c = 0; c < 2; c++) {
-        solve_case *sc = &cases[c];
-        nd_tensor *y0 = y0s[c];
-        y0->requires_grad = true;
-        sc->o.solver.rtol = sc->o.adjoint.rtol = 1e-10;
-        sc->o.solver.atol = sc->o.adjoint.atol = 1e-12;
+        tp->y0s[c]->requires_grad = true;
+        tp->cases[c].o.solver.rtol = tp->cases[c].o.adjoint.rtol = 1e-10;
+        tp->cases[c].o.solver.atol = tp->cases[c].o.adjoint.atol = 1e-12;
+    }
+}
+
+/* sc's gradients (in its mode) against central differences of the solve */
+static void check_solve_fd(solve_case *sc, nd_tensor *y0, const char *mode, int c)
+{
+    nd_tensor *in[4] = {y0};
+    for (int i = 0; i < sc->n_params; i++) in[1 + i] = sc->params[i];
+    char report[256] = "";
+    gc_tol tol = {.eps = 1e-5, .atol = 1e-5, .rtol = 1e-5};
+    ck_assert_msg(gradcheck(ctx, solve_loss_fn, in, 1 + sc->n_params, sc, tol, report),
+                  "%s case %d: %s", mode, c, report);
+}
+
+START_TEST(test_adjoint_matches_backprop_and_fd)
+{
+    DOUBLE_ONLY();
+    two_problems tp;
+    two_problems_init(&tp);
+    for (int c = 0; c < 2; c++) {
+        solve_case *sc = &tp.cases[c];
+        nd_tensor *y0 = tp.y0s[c];
         nd_real adj[16], bp[16], semi[16];
         grads_of(sc, y0, adj);
         sc->o.adjoint.norm = ND_NORM_SEMINORM;
@@ -839,12 +866,7 @@ START_TEST(test_adjoint_matches_backprop_and_fd)
         }
         /* and both against central differences of the solve */
         sc->o.grad = ND_GRAD_ADJOINT;
-        nd_tensor *in[4] = {y0};
-        for (int i = 0; i < sc->n_params; i++) in[1 + i] = sc->params[i];
-        char report[256] = "";
-        gc_tol tol = {.eps = 1e-5, .atol = 1e-5, .rtol = 1e-5};
-        ck_assert_msg(gradcheck(ctx, solve_loss_fn, in, 1 + sc->n_params, sc, tol, report),
-                      "case %d: %s", c, report);
+        check_solve_fd(sc, y0, "adjoint", c);
     }
 }
 END_TEST
@@ -1794,24 +1816,11 @@ START_TEST(test_interp_modes_match_backprop_and_fd)
 {
     DOUBLE_ONLY();
     const mode_case *m = &new_modes[_i];
-    nd_tensor *a = nd_tensor_new(ctx, 0, NULL), *b = nd_tensor_new(ctx, 0, NULL);
-    a->data[0] = 0.2, b->data[0] = 3.0;
-    a->requires_grad = b->requires_grad = true;
-    constant_ode p = {a, b};
-    nd_tensor *A = nd_tensor_from(ctx, 2, (int[]){2, 2}, (nd_real[]){-0.1, 2.0, -2.0, -0.1});
-    A->requires_grad = true;
-    solve_case cases[2] = {
-        {constant_f, &p, (nd_tensor *[]){a, b}, 2, ND_ODE_DEFAULT, linspace(1, 8, 10)},
-        {linear_f, A, (nd_tensor *[]){A}, 1, ND_ODE_DEFAULT, linspace(0, 2, 5)},
-    };
-    nd_tensor *y0s[2] = {vec(1, (double[]){3.2}),
-                         nd_tensor_from(ctx, 2, (int[]){1, 2}, (nd_real[]){1.0, 0.5})};
+    two_problems tp;
+    two_problems_init(&tp);
     for (int c = 0; c < 2; c++) {
-        solve_case *sc = &cases[c];
-        nd_tensor *y0 = y0s[c];
-        y0->requires_grad = true;
-        sc->o.solver.rtol = sc->o.adjoint.rtol = 1e-10;
-        sc->o.solver.atol = sc->o.adjoint.atol = 1e-12;
+        solve_case *sc = &tp.cases[c];
+        nd_tensor *y0 = tp.y0s[c];
         nd_real got[16], bp[16];
         set_mode(&sc->o, m);
         grads_of(sc, y0, got);
@@ -1824,12 +1833,7 @@ START_TEST(test_interp_modes_match_backprop_and_fd)
                           "%s (norm %d, every %d) case %d grad %zu: %.12g, backprop %.12g",
                           nd_ode_grad_name(m->grad), m->norm, m->every, c, k, got[k], bp[k]);
         set_mode(&sc->o, m);
-        nd_tensor *in[4] = {y0};
-        for (int i = 0; i < sc->n_params; i++) in[1 + i] = sc->params[i];
-        char report[256] = "";
-        gc_tol tol = {.eps = 1e-5, .atol = 1e-5, .rtol = 1e-5};
-        ck_assert_msg(gradcheck(ctx, solve_loss_fn, in, 1 + sc->n_params, sc, tol, report),
-                      "%s case %d: %s", nd_ode_grad_name(m->grad), c, report);
+        check_solve_fd(sc, y0, nd_ode_grad_name(m->grad), c);
     }
 }
 END_TEST
