@@ -8,15 +8,7 @@
 # naming the file. Prints a summary in Check's format, which .ci/run counts.
 set -u
 prog=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-n=0 bad=0
-check() { # check DESCRIPTION CONDITION...: one check
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "PASS: $what"; else echo "FAIL: $what" && bad=$((bad + 1)); fi
-}
+. "$(dirname "$0")/script_checks.sh"
 args="--task extrap --n-series 20 --batch 8 --json"
 "$prog" $args --epochs 2 >"$dir/full.json" 2>"$dir/log"
 "$prog" $args --epochs 1 --save "$dir/c.safetensors" >/dev/null 2>>"$dir/log"
@@ -24,7 +16,6 @@ args="--task extrap --n-series 20 --batch 8 --json"
 # the summary's test MSEs, and the last epoch's loss
 pick() { sed -e 's/.*\("latent_ode_test_mse": [^,]*, "gru_dt_test_mse": [^,]*\).*/\1/' "$1"; }
 last_loss() { sed -e 's/.*"latent_loss": \[\([^]]*\)\].*/\1/' -e 's/.*, //' "$1"; }
-same() { [ -n "$1" ] && [ "$1" = "$2" ]; }
 a=$(pick "$dir/full.json") b=$(pick "$dir/resumed.json")
 check "resumed test MSEs equal the uninterrupted run's ($a; $b)" same "$a" "$b"
 la=$(last_loss "$dir/full.json") lb=$(last_loss "$dir/resumed.json")
@@ -40,5 +31,4 @@ refused() { # refused FLAGS...: status 1 and a message naming a .safetensors fil
 check "a truncated checkpoint is refused" refused --task extrap --resume "$dir/cut.safetensors"
 check "a checkpoint of another task is refused" refused --task interp --resume "$dir/c.safetensors"
 check "a checkpoint of another seed is refused" refused --task extrap --seed 7 --resume "$dir/c.safetensors"
-echo "$(((n - bad) * 100 / n))%: Checks: $n, Failures: $bad, Errors: 0"
-[ "$bad" = 0 ]
+check_summary
