@@ -23,9 +23,6 @@
 
 #include "autograd/ops_internal.h"
 #include "tensor/kernels.h"
-#ifdef ND_HAVE_OPENMP
-#include <omp.h>
-#endif
 
 #define ND_CONV_MAX_WORKERS 64 /* workers of one conv kernel (nd_threads() above this: capped) */
 
@@ -203,16 +200,6 @@ static int conv_workers(const conv_geom *g)
 #endif
 }
 
-/* The calling worker's index in a parallel region (0 outside one). */
-static int worker_id(void)
-{
-#ifdef ND_HAVE_OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
-
 /* out (N, OC, OH, OW) = conv(x, w) + b for one tile; scratch holds col and (for groups) a tile. */
 static void forward_tile(const conv_geom *g, conv_tile t, const nd_real *x, const nd_real *w,
                          const nd_real *b, nd_real *out, conv_work *wk)
@@ -257,7 +244,7 @@ static void conv_forward(const conv_geom *g, const nd_real *x, const nd_real *w,
 #ifdef ND_HAVE_OPENMP
 #pragma omp parallel for num_threads(n_work) schedule(static)
 #endif
-    for (int gi = 0; gi < n_groups; gi++) forward_group(g, gi, x, w, b, out, &work[worker_id()]);
+    for (int gi = 0; gi < n_groups; gi++) forward_group(g, gi, x, w, b, out, &work[nd_worker_id()]);
 }
 
 static bool conv_geometry(nd_ctx *ctx, const nd_tensor *x, const nd_tensor *w, const nd_tensor *b,
@@ -422,7 +409,7 @@ static void conv_backward_tiles(const conv_geom *g, const nd_real *x, const nd_r
 #pragma omp parallel for num_threads(n_work) schedule(static)
 #endif
     for (int gi = 0; gi < n_groups; gi++) {
-        conv_work *wk = &work[worker_id()];
+        conv_work *wk = &work[nd_worker_id()];
         backward_group(g, gi, x, w, gy, dx, dw ? wk->dw : NULL, db ? wk->db : NULL, wk);
     }
     for (int i = 0; i < n_work; i++) {

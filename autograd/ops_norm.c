@@ -16,19 +16,6 @@
 #include <string.h>
 
 #include "autograd/ops_internal.h"
-#ifdef ND_HAVE_OPENMP
-#include <omp.h>
-#endif
-
-/* The calling worker's index in a parallel region. */
-static int worker_id(void)
-{
-#ifdef ND_HAVE_OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 typedef struct {
     int N, C, G;
@@ -234,7 +221,7 @@ static void gn_backward_values(const gn_geom *g, const nd_real *x, const nd_real
 #pragma omp parallel for num_threads(n_work) schedule(static)
 #endif
     for (int n = 0; n < g->N; n++) {
-        nd_real *p = part + (size_t)worker_id() * 2 * g->C;
+        nd_real *p = part + (size_t)nd_worker_id() * 2 * g->C;
         gn_backward_sample(g, n, x, w, stats, gy, dx, dw ? p : NULL, db ? p + g->C : NULL);
     }
     for (int i = 0; i < n_work; i++)

@@ -18,8 +18,9 @@
  * interposed (the library calls them through the dynamic linker), one step's calls are recorded
  * (transposes, M, N, K, leading dims, alpha, beta) and replayed with the same cblas function on
  * buffers of the same sizes, alternating with training steps so both see the same machine load.
- * OpenBLAS threads are set with openblas_set_num_threads() and nodal's own threads (conv over
- * images, group norm over samples) with nd_set_threads() for each case (odenet: OpenBLAS 1). malloc
+ * nodal's own threads (conv over images, group norm over samples) are set with nd_set_threads()
+ * for each case, OpenBLAS's to 1 (its threaded path, called from two threads at once, contends and
+ * allocates). malloc
  * and friends are interposed too (forwarded to glibc's __libc_*) and counted over the timed steps:
  * a steady-state training step should make none (mallocs_per_step 0). Allocations made inside the
  * GEMM calls (OpenBLAS's threaded path) are reported apart, as openblas_mallocs_per_step. The
@@ -127,8 +128,8 @@ static void train_step(nd_ctx *ctx, convnet *c, double t[3])
 
 static void bench_conv_step(int threads, int n_steps)
 {
-    openblas_set_num_threads(threads);
-    nd_set_threads(threads);
+    openblas_set_num_threads(1); /* nodal's threads share the images; OpenBLAS's would add */
+    nd_set_threads(threads);     /* contention and allocations (its threaded path mallocs) */
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) exit(1);
     convnet c;
@@ -210,7 +211,7 @@ static void bench_conv_step(int threads, int n_steps)
 
 static void bench_conv_eval(int threads, int n_steps)
 {
-    openblas_set_num_threads(threads);
+    openblas_set_num_threads(1);
     nd_set_threads(threads);
     nd_ctx *ctx = nd_ctx_create(0);
     if (!ctx) exit(1);

@@ -149,7 +149,7 @@ nd_status nd_dist_check(nd_ctx *ctx, nd_dist *d)
     return meet(ctx, "nd_dist_check", d, 0, 0);
 }
 
-void nd_dist_abort(nd_dist *d, nd_ctx *ctx, const char *where)
+void nd_dist_abort(nd_ctx *ctx, nd_dist *d, const char *where)
 {
     fprintf(stderr, "nodal: rank %d of %d: %s: %s (%s); aborting every rank\n", nd_dist_rank(d),
             nd_dist_size(d), where ? where : "error", nd_ctx_errmsg(ctx),
@@ -266,6 +266,8 @@ nd_status nd_dist_allreduce_grads(nd_ctx *ctx, nd_dist *d, const nd_param *param
     if (!(total > 0))
         return nd_fail(ctx, ND_ERR_ARG, "%s: the ranks' weights sum to %g (must be positive)", fn,
                        total);
+    /* every error above left the gradients as they were; from here a failed all-reduce leaves
+     * them scaled and partly summed, which cannot be undone (dist.h: no step then) */
     double s = weight / total; /* exactly 1 on one rank: the gradient is left as it is */
     if (s != 1) scale_grads(params, n, s);
     double t0 = now_s();

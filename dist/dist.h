@@ -13,7 +13,7 @@
  *       nd_tensor *loss = ...;                                      // mean over this rank's m
  *       if (loss) nd_backward(ctx, loss, 0);
  *       // every rank meets here, also one that failed above: then all of them return its error
- *       if (nd_dist_allreduce_grads(ctx, d, params, n, m) != ND_OK) ...
+ *       if (nd_dist_allreduce_grads(ctx, d, params, n, m) != ND_OK) break; // no step then
  *       nd_optimizer_step(ctx, opt);
  *       nd_ctx_reset(ctx);
  *   }
@@ -82,7 +82,13 @@ ND_API nd_status nd_dist_broadcast_module(nd_ctx *ctx, nd_dist *d, nd_module *m)
  * memory: one call for a flattened model (nd_module_flatten). Parameters whose grad is NULL are
  * skipped (on every rank alike). weight must be finite and >= 0, and the total positive. The time
  * spent is split in the statistics: waiting at the status exchange (for the slowest rank: load
- * imbalance) and the all-reduce itself (communication). */
+ * imbalance) and the all-reduce itself (communication).
+ * On an error no rank may take the optimizer step with these gradients. When the meeting reports
+ * it (this rank's own error, ND_ERR_DIST for another rank's, ranks whose sizes disagree, a bad
+ * weight: ND_ERR_ARG), every rank's gradients are left as they were. When the all-reduce itself
+ * fails (ND_ERR_DIST "nd_dist_allreduce_grads: MPI_Allreduce failed: ...": the transport broke
+ * mid-way) they are undefined, already scaled by this rank's share and partly summed, which cannot
+ * be undone; the job is then better stopped. */
 ND_API nd_status nd_dist_allreduce_grads(nd_ctx *ctx, nd_dist *d, const nd_param *params, int n,
                                          double weight);
 
@@ -99,7 +105,7 @@ ND_API nd_status nd_dist_check(nd_ctx *ctx, nd_dist *d);
 
 /* Prints "nodal: rank R of N: <where>: <ctx's error>; aborting every rank" to stderr and stops the
  * whole job (MPI_Abort; exit(1) without MPI). For a rank that cannot reach the next meeting. */
-ND_API void nd_dist_abort(nd_dist *d, nd_ctx *ctx, const char *where);
+ND_API void nd_dist_abort(nd_ctx *ctx, nd_dist *d, const char *where);
 
 /* This rank's meeting statistics since nd_dist_init or the last reset. */
 typedef struct {

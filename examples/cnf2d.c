@@ -469,15 +469,20 @@ int main(int argc, char **argv)
     r.losses = malloc(((size_t)op.iters + 1) * sizeof *r.losses);
     r.rank_nfe_f = calloc(3 * (size_t)ranks, sizeof *r.rank_nfe_f);
     r.rank_nfe_b = r.rank_nfe_f + ranks, r.rank_wait = r.rank_nfe_f + 2 * ranks;
-    // the parameters in one block (one all-reduce), rank 0's weights everywhere
+    // the parameters in one block (one all-reduce)
     if (cnf_model_create(ctx, &model, &rng) != ND_OK || !nd_module_flatten(ctx, model.mlp) ||
-        nd_dist_broadcast_module(ctx, dist, model.mlp) != ND_OK || !r.rank_nfe_f ||
+        !r.rank_nfe_f ||
         !(opt = nd_adam_create(ctx, model.plist.items, model.plist.n, NULL)) || // lr 1e-3
         !(x = nd_tensor_create(ctx, 2, (int[]){op.batch, 2}, false)) || !r.losses) {
-        status =
-            nd_ctx_error(ctx) ? fail(ctx, "setup") : (fprintf(stderr, "cnf2d: no memory\n"), 1);
-        goto cleanup;
+        if (nd_ctx_error(ctx) == ND_OK) nd_fail(ctx, ND_ERR_NOMEM, "cnf2d: out of memory");
+        status = fail(ctx, "setup");
     }
+    // every rank meets here, one that failed too (it tells the others), so that all of them go
+    // on to the broadcast of rank 0's weights or all stop: none is left waiting in it
+    if (nd_dist_check(ctx, dist) != ND_OK && status == 0) status = fail(ctx, "setup");
+    if (status == 0 && nd_dist_broadcast_module(ctx, dist, model.mlp) != ND_OK)
+        status = fail(ctx, "broadcast");
+    if (status != 0) goto cleanup;
     if (rank == 0)
         fprintf(stderr,
                 "cnf2d: %s, batch %d on %d rank%s, %s rtol %g atol %g, adjoint norm %s, %s, %zu "

@@ -193,7 +193,8 @@ static nd_status meta_matches(nd_ctx *ctx, const nd_checkpoint *ck, const char *
     return ND_OK;
 }
 
-/* One read, checked whole before any tensor changes: the tensors, "epochs", "data", "task". */
+/* One read, checked whole before any tensor changes: the tensors, "epochs", "data", "task",
+ * "seed", "n-series". */
 static int resume(nd_ctx *ctx, run *r, const options *o)
 {
     nd_checkpoint *ck = NULL;
@@ -201,6 +202,11 @@ static int resume(nd_ctx *ctx, run *r, const options *o)
     long e = 0;
     if (!st) st = meta_matches(ctx, ck, o->resume, "data", data_names[o->data]);
     if (!st) st = meta_matches(ctx, ck, o->resume, "task", task_names[o->task]);
+    char seed[32], n_series[32]; /* the data and the batches come from both */
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    snprintf(n_series, sizeof n_series, "%d", o->n_series);
+    if (!st) st = meta_matches(ctx, ck, o->resume, "seed", seed);
+    if (!st) st = meta_matches(ctx, ck, o->resume, "n-series", n_series);
     if (!st && nd_checkpoint_meta(ck, "epochs")) {
         st = nd_checkpoint_meta_long(ctx, ck, "epochs", &e);
         if (!st && (e < 0 || e > MAX_EPOCHS))
@@ -218,14 +224,15 @@ static int resume(nd_ctx *ctx, run *r, const options *o)
 
 static int save(nd_ctx *ctx, const run *r, const options *o, int epochs)
 {
-    char n_epochs[32];
+    char n_epochs[32], seed[32], n_series[32];
     snprintf(n_epochs, sizeof n_epochs, "%d", r->epochs_before + epochs);
-    nd_meta meta[] = {{"example", "latent_ode"},
-                      {"epochs", n_epochs},
-                      {"data", data_names[o->data]},
-                      {"task", task_names[o->task]}};
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->seed);
+    snprintf(n_series, sizeof n_series, "%d", o->n_series);
+    nd_meta meta[] = {
+        {"example", "latent_ode"},     {"epochs", n_epochs}, {"data", data_names[o->data]},
+        {"task", task_names[o->task]}, {"seed", seed},       {"n-series", n_series}};
     nd_save_options so = ND_SAVE_DEFAULT;
-    so.meta = meta, so.n_meta = 4;
+    so.meta = meta, so.n_meta = (int)(sizeof meta / sizeof meta[0]);
     if (nd_save(ctx, o->save, r->ckpt.items, r->ckpt.n, &so) != ND_OK) return fail(ctx, "--save");
     if (!o->json) fprintf(stderr, "saved %s\n", o->save);
     return 0;

@@ -8,15 +8,7 @@
 # (77) when the build has no MuJoCo.
 set -u
 prog=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-n=0 bad=0
-check() { # check DESCRIPTION CONDITION...: one check
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "PASS: $what"; else echo "FAIL: $what" && bad=$((bad + 1)); fi
-}
+. "$(dirname "$0")/script_checks.sh"
 args="--data hopper --n-series 10 --batch 4 --epochs 1 --json"
 status=0
 "$prog" $args --cache "$dir/h.safetensors" >"$dir/first.json" 2>"$dir/err" || status=$?
@@ -27,8 +19,14 @@ fi
 check "the first run simulates, trains and writes the cache" [ "$status" = 0 -a -s "$dir/h.safetensors" ]
 "$prog" $args --cache "$dir/h.safetensors" >"$dir/second.json" 2>"$dir/err"
 pick() { sed -e 's/.*\("latent_ode_test_mse": [^,]*, "gru_dt_test_mse": [^,]*\).*/\1/' "$1"; }
-same() { [ -n "$1" ] && [ "$1" = "$2" ]; }
 check "the cached data train as the simulated ones" same "$(pick "$dir/first.json")" "$(pick "$dir/second.json")"
+status=0 # a cache that cannot be written (its directory missing): a warning, the run goes on
+"$prog" $args --cache "$dir/missing/h.safetensors" >"$dir/uncached.json" 2>"$dir/err" || status=$?
+uncached_ok() {
+    [ "$status" = 0 ] && grep -q "warning: .*missing/h.safetensors" "$dir/err" &&
+        same "$(pick "$dir/first.json")" "$(pick "$dir/uncached.json")"
+}
+check "an unwritable cache is a warning and the run trains as before" uncached_ok
 size=$(wc -c <"$dir/h.safetensors")
 head -c $((size / 2)) "$dir/h.safetensors" >"$dir/cut.safetensors"
 cp "$dir/h.safetensors" "$dir/flip.safetensors" # one byte near the end: a value, not the header
@@ -44,5 +42,4 @@ refused() { # refused NAME N: --cache NAME.safetensors with N series fails namin
 check "a truncated cache is refused and kept" refused cut 10
 check "a cache with a value changed is refused and kept" refused flip 10
 check "a cache of another size is refused and kept" refused other 12
-echo "$(((n - bad) * 100 / n))%: Checks: $n, Failures: $bad, Errors: 0"
-[ "$bad" = 0 ]
+check_summary

@@ -4,19 +4,11 @@
 # latent_ode_resume). Two epochs in one run must give the same test MSEs and last-epoch loss as
 # one epoch, --save, then --resume for one more (the optimizers' state and the schedules are
 # restored, and each epoch's batches and noise come from the seed and the epoch); resuming a
-# truncated checkpoint, or one trained on another task, must fail with status 1 and a message
+# truncated checkpoint, or one trained on another task or seed, must fail with status 1 and a message
 # naming the file. Prints a summary in Check's format, which .ci/run counts.
 set -u
 prog=$1
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
-n=0 bad=0
-check() { # check DESCRIPTION CONDITION...: one check
-    what=$1
-    shift
-    n=$((n + 1))
-    if "$@"; then echo "PASS: $what"; else echo "FAIL: $what" && bad=$((bad + 1)); fi
-}
+. "$(dirname "$0")/script_checks.sh"
 args="--task extrap --n-series 20 --batch 8 --json"
 "$prog" $args --epochs 2 >"$dir/full.json" 2>"$dir/log"
 "$prog" $args --epochs 1 --save "$dir/c.safetensors" >/dev/null 2>>"$dir/log"
@@ -24,7 +16,6 @@ args="--task extrap --n-series 20 --batch 8 --json"
 # the summary's test MSEs, and the last epoch's loss
 pick() { sed -e 's/.*\("latent_ode_test_mse": [^,]*, "gru_dt_test_mse": [^,]*\).*/\1/' "$1"; }
 last_loss() { sed -e 's/.*"latent_loss": \[\([^]]*\)\].*/\1/' -e 's/.*, //' "$1"; }
-same() { [ -n "$1" ] && [ "$1" = "$2" ]; }
 a=$(pick "$dir/full.json") b=$(pick "$dir/resumed.json")
 check "resumed test MSEs equal the uninterrupted run's ($a; $b)" same "$a" "$b"
 la=$(last_loss "$dir/full.json") lb=$(last_loss "$dir/resumed.json")
@@ -39,5 +30,5 @@ refused() { # refused FLAGS...: status 1 and a message naming a .safetensors fil
 }
 check "a truncated checkpoint is refused" refused --task extrap --resume "$dir/cut.safetensors"
 check "a checkpoint of another task is refused" refused --task interp --resume "$dir/c.safetensors"
-echo "$(((n - bad) * 100 / n))%: Checks: $n, Failures: $bad, Errors: 0"
-[ "$bad" = 0 ]
+check "a checkpoint of another seed is refused" refused --task extrap --seed 7 --resume "$dir/c.safetensors"
+check_summary

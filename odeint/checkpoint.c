@@ -8,13 +8,15 @@
  * online, since the number of steps N is unknown until the end: a state is kept every `stride`
  * accepted steps, starting with the initial one; when C are kept and another is due, every other
  * one is dropped and the stride doubles. So the kept states are stride apart, N / C <= stride <
- * 2 N / C (for N >= C).
+ * 2 N / C (for N >= C). The states grow on the heap during the solve (doubling, up to C) and
+ * move into the arena when it ends, as the interpolating adjoints' checkpoints do (replay.c):
+ * memory follows the min(N + 1, C) states kept, not C.
  *
  * The backward goes through the segments between kept states from the last to the first: each is
  * solved again, taped, from its state (the same steps, rejections and outputs, since the solve is
  * deterministic), and nd_grad takes the outputs inside it and its end state (y, f) back to its
  * start state (y, f) and the params, seeded by dL/d(outputs) and by what the later segment gave
- * its start. Memory is the C states plus one segment's tape (under 2 N / C steps); every step is
+ * its start. Memory is the kept states plus one segment's tape (under 2 N / C steps); every step is
  * solved twice in all (recomputed = forward). With C >= N it is backprop through the solver, one
  * step at a time. A simpler schedule than revolve's (Griewank & Walther 2000), whose binomial
  * placement needs N in advance and recomputes more to save more; diffrax uses it with a
@@ -23,6 +25,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "odeint/interp.h"
@@ -33,9 +36,15 @@ struct nd_checkpoints {
     nd_odeint_saved *sv;
     size_t n;
     int cap, n_kept;
-    long stride, total;    /* the kept states' spacing; the forward's accepted steps */
-    nd_solver_state *kept; /* (cap,) each state's y and f: views into Y and F */
-    nd_tensor *Y, *F;      /* (cap n,) */
+    long stride, total; /* the kept states' spacing; the forward's accepted steps */
+    /* during the forward solve: the states on the heap, room for heap_cap <= cap of them, doubled
+     * as needed (a short solve keeps few: memory follows the states kept, not cap) */
+    int heap_cap;
+    nd_solver_state *hk; /* (heap_cap,) y and f unused */
+    nd_real *hy, *hf;    /* (heap_cap, n) */
+    /* after it: the n_kept states in the arena */
+    nd_solver_state *kept; /* (n_kept,) each state's y and f: views into Y and F */
+    nd_tensor *Y, *F;      /* (n_kept n,) */
     /* a replayed segment: where it stops, its last step's interpolant and end state */
     long stop_at;
     nd_interp last;
@@ -46,29 +55,62 @@ struct nd_checkpoints {
 
 static void keep_state(nd_checkpoints *cp, int slot, const nd_solver_state *st)
 {
-    nd_solver_state *k = &cp->kept[slot];
-    nd_tensor *y = k->y, *f = k->f;
-    *k = *st;
-    k->y = y, k->f = f;
-    memcpy(y->data, st->y->data, cp->n * sizeof(nd_real));
-    memcpy(f->data, st->f->data, cp->n * sizeof(nd_real));
+    cp->hk[slot] = *st;
+    cp->hk[slot].y = cp->hk[slot].f = NULL;
+    memcpy(cp->hy + (size_t)slot * cp->n, st->y->data, cp->n * sizeof(nd_real));
+    memcpy(cp->hf + (size_t)slot * cp->n, st->f->data, cp->n * sizeof(nd_real));
 }
 
 /* drops every other kept state (the odd ones) */
 static void thin(nd_checkpoints *cp)
 {
     int m = 0;
+    size_t n = cp->n;
     for (int i = 0; i < cp->n_kept; i += 2) {
-        if (i != m) keep_state(cp, m, &cp->kept[i]);
+        if (i != m) {
+            cp->hk[m] = cp->hk[i];
+            memcpy(cp->hy + (size_t)m * n, cp->hy + (size_t)i * n, n * sizeof(nd_real));
+            memcpy(cp->hf + (size_t)m * n, cp->hf + (size_t)i * n, n * sizeof(nd_real));
+        }
         m++;
     }
     cp->n_kept = m;
     cp->stride *= 2;
 }
 
+static bool regrow(void **p, size_t bytes)
+{
+    void *q = realloc(*p, bytes);
+    if (q) *p = q;
+    return q != NULL;
+}
+
+/* room for one more state on the heap: the capacity doubled, at most cap */
+static bool grow(nd_ctx *ctx, nd_checkpoints *cp)
+{
+    int c = cp->heap_cap ? cp->heap_cap : 4;
+    if (cp->heap_cap) c = c > cp->cap / 2 ? cp->cap : 2 * c;
+    if (c > cp->cap) c = cp->cap;
+    size_t n = cp->n;
+    if (!regrow((void **)&cp->hk, (size_t)c * sizeof *cp->hk) ||
+        !regrow((void **)&cp->hy, (size_t)c * n * sizeof(nd_real)) ||
+        !regrow((void **)&cp->hf, (size_t)c * n * sizeof(nd_real))) {
+        nd_fail(ctx, ND_ERR_NOMEM, "%s: out of memory keeping %d solver states of %zu elements",
+                cp->sv->us.what, c, n);
+        return false;
+    }
+    cp->heap_cap = c;
+    return true;
+}
+
+static void free_heap(nd_checkpoints *cp)
+{
+    free(cp->hk), free(cp->hy), free(cp->hf);
+    cp->hk = NULL, cp->hy = cp->hf = NULL, cp->heap_cap = 0;
+}
+
 static int record_state(nd_ode_system *sys, nd_ctx *ctx, const nd_solver_state *st)
 {
-    (void)ctx;
     nd_checkpoints *cp = (nd_checkpoints *)sys;
     cp->total = st->accepted;
     if (st->accepted % cp->stride != 0) return 0;
@@ -77,6 +119,7 @@ static int record_state(nd_ode_system *sys, nd_ctx *ctx, const nd_solver_state *
         thin(cp);
         if (st->accepted % cp->stride != 0) return 0;
     }
+    if (cp->n_kept == cp->heap_cap && !grow(ctx, cp)) return -1;
     keep_state(cp, cp->n_kept++, st);
     return 0;
 }
@@ -108,14 +151,6 @@ bool nd_checkpoint_begin(nd_ctx *ctx, nd_odeint_saved *sv, const nd_forward_syst
                 what, cap, n);
         return false;
     }
-    cp->kept = nd_ctx_alloc(ctx, (size_t)cap * sizeof *cp->kept);
-    cp->Y = nd_tensor_new(ctx, 1, (int[]){cap * (int)n});
-    cp->F = nd_tensor_new(ctx, 1, (int[]){cap * (int)n});
-    if (!cp->kept || !cp->Y || !cp->F) return false;
-    for (int i = 0; i < cap; i++) { /* views, made before the solve's marks */
-        cp->kept[i].y = nd_view(ctx, cp->Y, (size_t)i * n, 1, (int[]){(int)n});
-        cp->kept[i].f = nd_view(ctx, cp->F, (size_t)i * n, 1, (int[]){(int)n});
-    }
     cp->fs.sys.on_state = record_state;
     sv->ckpt = cp;
     return !nd_ctx_error(ctx);
@@ -126,14 +161,35 @@ nd_ode_system *nd_checkpoint_system(nd_odeint_saved *sv)
     return &sv->ckpt->fs.sys;
 }
 
+/* The kept states moved from the heap into the arena (Y and F, each state's y and f a view), the
+ * heap freed. */
+static bool move_to_arena(nd_ctx *ctx, nd_checkpoints *cp)
+{
+    int k = cp->n_kept;
+    size_t n = cp->n;
+    cp->kept = nd_ctx_alloc(ctx, (size_t)k * sizeof *cp->kept);
+    cp->Y = nd_tensor_from(ctx, 1, (int[]){k * (int)n}, cp->hy);
+    cp->F = nd_tensor_from(ctx, 1, (int[]){k * (int)n}, cp->hf);
+    if (!cp->kept || !cp->Y || !cp->F) return false;
+    for (int i = 0; i < k; i++) {
+        cp->kept[i] = cp->hk[i];
+        cp->kept[i].y = nd_view(ctx, cp->Y, (size_t)i * n, 1, (int[]){(int)n});
+        cp->kept[i].f = nd_view(ctx, cp->F, (size_t)i * n, 1, (int[]){(int)n});
+        if (!cp->kept[i].y || !cp->kept[i].f) return false;
+    }
+    return true;
+}
+
 /* A state kept at the forward's last step starts an empty segment: dropped. */
 bool nd_checkpoint_end(nd_ctx *ctx, nd_odeint_saved *sv, const nd_tensor *packed)
 {
-    (void)ctx;
     nd_checkpoints *cp = sv->ckpt;
     cp->fs.sys.on_state = NULL;
-    if (cp->n_kept > 1 && cp->kept[cp->n_kept - 1].accepted >= cp->total) cp->n_kept--;
-    return packed != NULL;
+    bool ok = packed != NULL; /* the initial state is always kept: n_kept >= 1 */
+    if (ok && cp->n_kept > 1 && cp->hk[cp->n_kept - 1].accepted >= cp->total) cp->n_kept--;
+    ok = ok && move_to_arena(ctx, cp);
+    free_heap(cp);
+    return ok;
 }
 
 /* ---- the backward: one segment at a time -------------------------------------------------- */

@@ -14,10 +14,9 @@
 #include "tensor/ctx_internal.h"
 
 struct nd_ode_solution {
-    nd_ctx *ctx;     /* the solve's */
-    bool graph;      /* the coefficients are graph nodes: c is kept */
-    uint64_t resets; /* graph: the ctx's nd_ctx_reset count after the solve */
-    nd_mark end;     /* graph: the arena's mark after the solve */
+    nd_ctx *ctx;  /* the solve's */
+    bool graph;   /* the coefficients are graph nodes: c is kept */
+    uint64_t pin; /* graph: the ctx's pin of the arena's position after the solve */
     int ndim, shape[ND_MAX_DIMS];
     size_t n;      /* y0's size */
     double t0, t1; /* the interval asked for (the last step may end past t1) */
@@ -125,8 +124,10 @@ nd_ode_solution *nd_ode_solution_create(nd_ctx *ctx, nd_ode_fn f, void *user_dat
         return NULL;
     }
     s->stats = *nd_odeint_stats(ys);
-    s->resets = nd_ctx_resets(ctx);
-    s->end = nd_ctx_mark(ctx);
+    if (graph && !(s->pin = nd_ctx_pin(ctx))) {
+        nd_ode_solution_destroy(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -145,12 +146,11 @@ static long find_step(const nd_ode_solution *s, double t)
     return lo;
 }
 
-/* a graph solution's nodes are still in the arena: no reset since, no rewind below the solve */
+/* a graph solution's nodes are still in the arena: no reset since, no rewind below the solve's
+ * end (even one the arena has grown past again) */
 static bool graph_alive(nd_ctx *ctx, const nd_ode_solution *s)
 {
-    nd_mark m = nd_ctx_mark(ctx);
-    bool below = m.chunk < s->end.chunk || (m.chunk == s->end.chunk && m.offset < s->end.offset);
-    return ctx == s->ctx && nd_ctx_resets(ctx) == s->resets && !below;
+    return ctx == s->ctx && nd_ctx_pinned(ctx, s->pin);
 }
 
 nd_tensor *nd_ode_solution_at(nd_ctx *ctx, const nd_ode_solution *sol, double t)

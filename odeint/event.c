@@ -30,7 +30,8 @@ typedef struct {
     double g_prev; /* g at the end of the last accepted step (at t0 before the first) */
     bool found;
     double t_event;
-    nd_real *buf; /* (n,) y(t) from an interpolant */
+    nd_real *buf;          /* (n,) y(t) from an interpolant */
+    nd_solve_stats search; /* the search's solve */
 } seeker;
 
 /* g's result checked: one finite number */
@@ -135,6 +136,7 @@ static nd_status find_event(nd_ctx *ctx, seeker *s, nd_ode_fn f, void *user_data
     if (st == ND_OK)
         st = nd_odeint_observed(ctx, name, f, NULL, user_data, &y0, 1, t, params, n_params, opts,
                                 &obs, &ys);
+    if (st == ND_OK) s->search = nd_odeint_stats(ys)->forward; /* before its memory goes */
     nd_ctx_set_grad(ctx, prev);
     nd_ctx_rewind(ctx, m);
     if (st != ND_OK || s->found) return st;
@@ -257,6 +259,25 @@ static nd_tensor *event_op(nd_ctx *ctx, event_state *es, nd_tensor *const *param
 
 /* ---- the call ----------------------------------------------------------------------------- */
 
+static void add_stats(nd_solve_stats *to, const nd_solve_stats *from)
+{
+    to->nfe += from->nfe, to->accepted += from->accepted, to->rejected += from->rejected;
+    for (int r = 0; r < ND_ROLE_COUNT; r++)
+        for (int b = 0; b < ND_LIMIT_MAX_BLOCKS; b++) {
+            to->limit.accepted[r][b] += from->limit.accepted[r][b];
+            to->limit.rejected[r][b] += from->limit.rejected[r][b];
+        }
+}
+
+/* Both outputs carry the second solve's statistics (nd_odeint_stats), the search's forward added
+ * to its forward: the whole call's forward work, and the backward pass's as any solve's. */
+static void share_stats(const nd_tensor *ys, const seeker *s, nd_tensor *te, nd_tensor *ye)
+{
+    nd_odeint_saved *sv = ys->aux; /* odeint.c: every trajectory carries its saved state */
+    add_stats(&sv->stats.forward, &s->search);
+    te->aux = ye->aux = sv;
+}
+
 static nd_status check_args(nd_ctx *ctx, nd_ode_fn f, nd_event_fn g, nd_tensor *y0, double t0,
                             double t_end, nd_tensor *const *params, int n_params,
                             const nd_event_options *eo)
@@ -326,6 +347,7 @@ nd_status nd_odeint_event(nd_ctx *ctx, nd_ode_fn f, nd_event_fn g, void *user_da
     nd_tensor *te = nd_reshape(ctx, nd_slice(ctx, packed, 0, 0, 1), 0, NULL);
     nd_tensor *ye = nd_reshape(ctx, nd_slice(ctx, packed, 0, 1, n), y0->ndim, y0->shape);
     if (!te || !ye) return nd_ctx_error(ctx);
+    share_stats(ys, &s, te, ye);
     *t_event = te, *y_event = ye;
     return ND_OK;
 }

@@ -305,10 +305,10 @@ ND_API nd_tensor *nd_odeint_tuple(nd_ctx *ctx, nd_ode_tuple_fn f, void *user_dat
                                   const nd_ode_options *opts, nd_tensor **ys_out);
 
 /* The statistics of the solve that returned ys (any trajectory nd_odeint or nd_odeint_tuple
- * returned, in any grad mode): forward after the solve, backward after the backward pass (0 until
- * then, and for backprop through the solver, whose backward replays the graph instead of calling
- * f). The op owns them in the arena: valid until the ctx is reset, like ys. NULL when ys is not
- * an odeint result. */
+ * returned, or either output of nd_odeint_event, in any grad mode): forward after the solve,
+ * backward after the backward pass (0 until then, and for backprop through the solver, whose
+ * backward replays the graph instead of calling f). The op owns them in the arena: valid until the
+ * ctx is reset, like ys. NULL when ys is not an odeint result. */
 ND_API const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
 
 /* ---------------------------------------------------------------------------------------------
@@ -328,10 +328,11 @@ ND_API const nd_ode_stats *nd_odeint_stats(const nd_tensor *ys);
  *
  * Lifetime. The solution is a caller-owned heap object (its interpolants' values are copied out
  * of the arena), so without gradients it outlives nd_ctx_reset. With gradients its interpolants
- * are graph nodes in the ctx's arena: nd_ctx_reset (or a rewind past the solve) frees them, and
- * nd_ode_solution_at on it afterwards is an error (ND_ERR_ARG), not a crash; a rewind is
- * detected when the arena is below where the solve left it. After nd_ode_solution_destroy the
- * pointer is gone like any freed one. */
+ * are graph nodes in the ctx's arena: nd_ctx_reset, or nd_ctx_rewind to a mark taken before the
+ * solve ended, frees them, and nd_ode_solution_at on it afterwards is an error (ND_ERR_ARG), not a
+ * crash, however far the arena has been filled again since (the solve pins its end in the ctx;
+ * rewinds to marks at or after it keep the solution). After nd_ode_solution_destroy the pointer
+ * is gone like any freed one. */
 typedef struct nd_ode_solution nd_ode_solution;
 
 /* Solves y' = f(t, y) from y0 at t0 to t1 (t1 < t0 solves backwards). NULL with the error in ctx;
@@ -362,9 +363,13 @@ ND_API long nd_ode_solution_steps(const nd_ode_solution *sol);
  * time is found by bisection of g(t, y(t)) on the step's interpolant, to within tol. A g(t0, y0)
  * of exactly 0 is not an event. No crossing before t_end is ND_ERR_NO_EVENT.
  *
+ * Statistics: nd_odeint_stats(t_ev) and nd_odeint_stats(y_ev) (one struct): forward counts
+ * both solves below (the search and the solve to t_ev), backward and recomputed the second
+ * solve's backward pass; the event's own backward evaluates f once more at t_ev, uncounted.
+ *
  * Gradients. y_ev comes from a second solve of the odeint op over [t0, t_ev] (in opts.grad's
- * mode, adjoint or backprop: the forward NFE in the stats count both solves), and t_ev's
- * gradient by the implicit function theorem, as torchdiffeq does: g(t_ev, y(t_ev)) = 0 gives
+ * mode), and t_ev's gradient by the implicit function theorem, as torchdiffeq does:
+ * g(t_ev, y(t_ev)) = 0 gives
  *   dt_ev = -(dg/dy dy(T) + dg/dparams dparams) / (dg/dt + dg/dy . f(t_ev, y_ev)),
  * so dL/dt_ev reaches y0 and the params through the state (and g's own parameters directly).
  * params are f's and g's together (each may ignore some). A crossing where g's total derivative

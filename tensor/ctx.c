@@ -18,6 +18,12 @@ typedef struct {
     size_t cap;
 } chunk;
 
+/* a position in the arena that something keeps memory below (nd_ctx_pin) */
+typedef struct {
+    nd_mark at;
+    uint64_t token;
+} pin;
+
 struct nd_ctx {
     chunk *chunks; /* (n_chunks,) */
     size_t n_chunks, chunks_cap;
@@ -27,8 +33,12 @@ struct nd_ctx {
     bool grad_enabled;
     nd_status status;
     char msg[512];
-    void *ext;       /* a higher layer's state (the autograd engine's) */
-    uint64_t resets; /* nd_ctx_reset calls so far */
+    void *ext; /* a higher layer's state (the autograd engine's) */
+    /* the live pins, in the order they were made: their positions never decrease (a rewind
+     * removes every pin above where it goes, and the arena only grows from there) */
+    pin *pins;
+    size_t n_pins, pins_cap;
+    uint64_t last_token;
     void (*ext_destroy)(void *);
 };
 
@@ -49,6 +59,7 @@ void nd_ctx_destroy(nd_ctx *ctx)
     if (!ctx) return;
     for (size_t i = 0; i < ctx->n_chunks; i++) free(ctx->chunks[i].mem);
     free(ctx->chunks);
+    free(ctx->pins);
     if (ctx->ext_destroy) ctx->ext_destroy(ctx->ext);
     free(ctx);
 }
@@ -60,12 +71,7 @@ void nd_ctx_reset(nd_ctx *ctx)
     ctx->offset = 0;
     ctx->status = ND_OK;
     ctx->msg[0] = '\0';
-    ctx->resets++;
-}
-
-uint64_t nd_ctx_resets(const nd_ctx *ctx)
-{
-    return ctx ? ctx->resets : 0;
+    ctx->n_pins = 0;
 }
 
 nd_mark nd_ctx_mark(const nd_ctx *ctx)
@@ -73,11 +79,49 @@ nd_mark nd_ctx_mark(const nd_ctx *ctx)
     return ctx ? (nd_mark){ctx->cur, ctx->offset} : (nd_mark){0, 0};
 }
 
+static bool mark_below(nd_mark a, nd_mark b)
+{
+    return a.chunk < b.chunk || (a.chunk == b.chunk && a.offset < b.offset);
+}
+
 void nd_ctx_rewind(nd_ctx *ctx, nd_mark m)
 {
     if (!ctx) return;
     ctx->cur = m.chunk;
     ctx->offset = m.offset;
+    while (ctx->n_pins > 0 && mark_below(m, ctx->pins[ctx->n_pins - 1].at)) ctx->n_pins--;
+}
+
+uint64_t nd_ctx_pin(nd_ctx *ctx)
+{
+    if (!ctx) return 0;
+    if (ctx->n_pins == ctx->pins_cap) {
+        size_t cap = ctx->pins_cap ? 2 * ctx->pins_cap : 8;
+        pin *p = realloc(ctx->pins, cap * sizeof *p);
+        if (!p) {
+            nd_fail(ctx, ND_ERR_NOMEM, "nd_ctx_pin: out of memory (%zu pins)", ctx->n_pins);
+            return 0;
+        }
+        ctx->pins = p;
+        ctx->pins_cap = cap;
+    }
+    uint64_t token = ++ctx->last_token;
+    ctx->pins[ctx->n_pins++] = (pin){nd_ctx_mark(ctx), token};
+    return token;
+}
+
+bool nd_ctx_pinned(const nd_ctx *ctx, uint64_t token)
+{
+    if (!ctx || token == 0) return false;
+    size_t lo = 0, hi = ctx->n_pins; /* tokens increase along the pins */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ctx->pins[mid].token < token)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < ctx->n_pins && ctx->pins[lo].token == token;
 }
 
 static size_t align_up(size_t n)

@@ -11,9 +11,14 @@
 /* The state a higher layer keeps in ctx (NULL until set). nd_ctx_destroy calls destroy(state). */
 void *nd_ctx_ext(const nd_ctx *ctx);
 void nd_ctx_set_ext(nd_ctx *ctx, void *state, void (*destroy)(void *state));
-/* How many times nd_ctx_reset has run: an object that keeps arena memory past a call (a dense
- * solution's graph) can tell that it is gone. */
-uint64_t nd_ctx_resets(const nd_ctx *ctx);
+/* Pins: an object that keeps arena memory past a call (a differentiable dense solution's graph)
+ * pins the arena's current position and later asks whether everything below it is still what it
+ * left there. nd_ctx_pin returns a token (0 with ND_ERR_NOMEM in ctx); nd_ctx_pinned is true until
+ * nd_ctx_reset or a rewind to a mark below the pinned position, however far the arena has grown
+ * again since. A rewind to a mark at or above it keeps it. A pin costs 16 bytes of heap until the
+ * next reset or a rewind below it. */
+uint64_t nd_ctx_pin(nd_ctx *ctx);
+bool nd_ctx_pinned(const nd_ctx *ctx, uint64_t token);
 
 /* The check every op starts with: true when ctx and each of the n inputs are non-NULL. A NULL
  * input records "<fn>: input <names[i]> is NULL" unless an earlier error is recorded (which then
@@ -36,5 +41,9 @@ nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape);
  * the header only. The caller checks that the slice fits; NULL with ND_ERR_NOMEM in ctx. */
 nd_tensor *nd_tensor_persistent_view(nd_ctx *ctx, nd_tensor *base, size_t offset, int ndim,
                                      const int *shape);
+
+/* The calling worker's index in one of nodal's parallel regions (tensor/threads.c), 0 outside
+ * one and in builds without OpenMP: kernels index their per-worker scratch with it. */
+int nd_worker_id(void);
 
 #endif

@@ -6,7 +6,11 @@
  */
 #include <stdatomic.h>
 #include <stdlib.h>
+#ifdef ND_HAVE_OPENMP
+#include <omp.h>
+#endif
 
+#include "tensor/ctx_internal.h"
 #include "tensor/tensor.h"
 
 #define ND_MAX_THREADS 256
@@ -42,5 +46,14 @@ bool nd_threads_parallel(void)
     return true;
 #else
     return false;
+#endif
+}
+
+int nd_worker_id(void)
+{
+#ifdef ND_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
 #endif
 }

@@ -31,7 +31,7 @@ int main(int argc, char **argv)
         if (loss) nd_backward(ctx, loss, 0);
         if (rank == last && step == 3) {
             nd_fail(ctx, ND_ERR_NONFINITE, "odeint: injected failure at t = 0.25");
-            if (strcmp(mode, "abort") == 0) nd_dist_abort(d, ctx, "step 3");
+            if (strcmp(mode, "abort") == 0) nd_dist_abort(ctx, d, "step 3");
             if (strcmp(mode, "die") == 0) raise(SIGKILL);
         }
         if (nd_dist_allreduce_grads(ctx, d, l.items, l.n, 4) != ND_OK) {

@@ -1456,6 +1456,18 @@ START_TEST(test_conv2d_matches_im2col_reference)
 }
 END_TEST
 
+/* After two backward passes of sum(y^2) through a fused op into x, w, b's .grad: each .grad is
+ * twice the gradient of sum(y_ref^2), y_ref the same function composed of other ops. */
+static void expect_twice_the_grads_of(nd_tensor *y_ref, nd_tensor **in)
+{
+    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y_ref, y_ref)), *gr[3];
+    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, in, 3, gr, 0), ND_OK);
+    for (int k = 0; k < 3; k++)
+        for (size_t i = 0; i < gr[k]->size; i++)
+            ck_assert_double_eq_tol(in[k]->grad[i], 2 * gr[k]->data[i],
+                                    FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
+}
+
 /* nd_backward adds the weight's and bias's gradients straight into persistent .grad buffers, the
  * input's through its pending gradient; both equal the recorded rule's. */
 START_TEST(test_conv2d_backward_into_grad)
@@ -1471,14 +1483,7 @@ START_TEST(test_conv2d_backward_into_grad)
         nd_tensor *y = nd_conv2d(ctx, x, w, b, 1, 1);
         ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, y)), 0), ND_OK);
     }
-    nd_tensor *y = conv_reference(x, w, b, 1, 1), *in[] = {x, w, b}, *gr[3];
-    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
-    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, in, 3, gr, 0), ND_OK);
-    const nd_real *got[] = {x->grad, w->grad, b->grad};
-    for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < gr[k]->size; i++)
-            ck_assert_double_eq_tol(got[k][i], 2 * gr[k]->data[i],
-                                    FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
+    expect_twice_the_grads_of(conv_reference(x, w, b, 1, 1), (nd_tensor *[]){x, w, b});
     nd_tensor_destroy(w), nd_tensor_destroy(b);
 }
 END_TEST
@@ -1579,14 +1584,8 @@ START_TEST(test_linear_matches_composition)
         nd_tensor *y = nd_linear(ctx, x, w, b);
         ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, y)), 0), ND_OK);
     }
-    nd_tensor *y = nd_add(ctx, nd_matmul_t(ctx, x, w, false, true), b), *in[] = {x, w, b}, *gr[3];
-    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
-    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, in, 3, gr, 0), ND_OK);
-    const nd_real *got[] = {x->grad, w->grad, b->grad};
-    for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < gr[k]->size; i++)
-            ck_assert_double_eq_tol(got[k][i], 2 * gr[k]->data[i],
-                                    FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
+    expect_twice_the_grads_of(nd_add(ctx, nd_matmul_t(ctx, x, w, false, true), b),
+                              (nd_tensor *[]){x, w, b});
     nd_tensor_destroy(w), nd_tensor_destroy(b);
 }
 END_TEST
@@ -1677,14 +1676,7 @@ START_TEST(test_group_norm_backward_into_grad)
         nd_tensor *y = nd_group_norm(ctx, x, 2, w, b, 1e-5);
         ck_assert_int_eq(nd_backward(ctx, nd_sum(ctx, nd_mul(ctx, y, y)), 0), ND_OK);
     }
-    nd_tensor *y = group_norm_reference(x, 2, w, b), *in[] = {x, w, b}, *gr[3];
-    nd_tensor *L = nd_sum(ctx, nd_mul(ctx, y, y));
-    ck_assert_int_eq(nd_grad(ctx, &L, NULL, 1, in, 3, gr, 0), ND_OK);
-    const nd_real *got[] = {x->grad, w->grad, b->grad};
-    for (int k = 0; k < 3; k++)
-        for (size_t i = 0; i < gr[k]->size; i++)
-            ck_assert_double_eq_tol(got[k][i], 2 * gr[k]->data[i],
-                                    FWD_TOL * 64 * (1 + fabs((double)gr[k]->data[i])));
+    expect_twice_the_grads_of(group_norm_reference(x, 2, w, b), (nd_tensor *[]){x, w, b});
     nd_tensor_destroy(w), nd_tensor_destroy(b);
 }
 END_TEST

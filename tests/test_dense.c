@@ -304,14 +304,59 @@ START_TEST(test_dense_errors_and_lifetime)
 }
 END_TEST
 
+/* A differentiable solution read after its graph's memory was handed out again: a rewind to a
+ * mark taken before the solve, then the arena filled past where the solve ended, is an error
+ * (the position alone cannot tell), while rewinds that free nothing of it leave it readable. */
+START_TEST(test_dense_rewind_below_the_solve_then_refill)
+{
+    nd_tensor *k = vec(1, (double[]){-0.7}), *y0 = vec(2, (double[]){1, -0.5});
+    y0->requires_grad = true;
+    nd_ode_options o = ND_ODE_DEFAULT;
+    o.grad = ND_GRAD_BACKPROP;
+    nd_mark before = nd_ctx_mark(ctx);
+    nd_ode_solution *a = nd_ode_solution_create(ctx, decay, k, y0, 0, 1, NULL, 0, &o);
+    ck_assert_msg(a, "%s", nd_ctx_errmsg(ctx));
+    /* scratch above the solve, rewound: a stays readable */
+    nd_mark after_a = nd_ctx_mark(ctx);
+    for (int i = 0; i < 8; i++) ck_assert_ptr_nonnull(nd_zeros(ctx, 1, (int[]){4096}));
+    nd_ctx_rewind(ctx, after_a);
+    ck_assert_ptr_nonnull(nd_ode_solution_at(ctx, a, 0.5));
+    /* a second solution, then a rewind between the two: only the second is gone */
+    nd_mark between = nd_ctx_mark(ctx);
+    nd_ode_solution *b = nd_ode_solution_create(ctx, decay, k, y0, 0, 1, NULL, 0, &o);
+    ck_assert_msg(b, "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_rewind(ctx, between);
+    for (int i = 0; i < 200; i++) ck_assert_ptr_nonnull(nd_zeros(ctx, 1, (int[]){4096}));
+    nd_tensor *y = nd_ode_solution_at(ctx, a, 0.5);
+    ck_assert_msg(y, "%s", nd_ctx_errmsg(ctx));
+    ck_assert_double_eq_tol(y->data[0], exp(-0.35), 1e-6);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, b, 0.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "reset or rewound");
+    nd_ctx_clear_error(ctx);
+    /* a rewind below both, the arena refilled far past their end: both gone, no crash */
+    nd_ctx_rewind(ctx, before);
+    for (int i = 0; i < 200; i++) ck_assert_ptr_nonnull(nd_zeros(ctx, 1, (int[]){4096}));
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, a, 0.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "reset or rewound");
+    nd_ctx_clear_error(ctx);
+    ck_assert_ptr_null(nd_ode_solution_at(ctx, b, 0.5));
+    expect_error(ND_ERR_ARG, "nd_ode_solution_at", "reset or rewound");
+    nd_ode_solution_destroy(a);
+    nd_ode_solution_destroy(b);
+}
+END_TEST
+
 /* ---------------------------------------------------------------------------------------------
  * Events.
  */
+
+static long ball_calls;
 
 /* a ball: y = (height, velocity), y' = (v, -gravity), gravity a (1,) parameter */
 static int ball_f(nd_ctx *c, nd_tensor *t, nd_tensor *y, nd_tensor **dy, void *u)
 {
     (void)t;
+    ball_calls++;
     nd_tensor *parts[2] = {nd_slice(c, y, 0, 1, 1), nd_neg(c, (nd_tensor *)u)};
     *dy = nd_concat(c, parts, 2, 0);
     return 0;
@@ -379,6 +424,41 @@ START_TEST(test_event_bouncing_ball_against_closed_form)
                     (2 * eps);
         ck_assert_msg(fabs(fd - grad[k]) < BY_PRECISION(1e-5, 1e-1), "k %d: fd %.10g grad %.10g", k,
                       fd, grad[k]);
+    }
+}
+END_TEST
+
+/* The event's statistics, through either output: forward counts every f call of both solves
+ * (the search and the solve to the event), backward the second solve's backward pass. */
+START_TEST(test_event_stats_count_both_solves)
+{
+    const nd_grad_mode modes[] = {ND_GRAD_ADJOINT, ND_GRAD_BACKPROP, ND_GRAD_INTERP_ADJOINT,
+                                  ND_GRAD_QUADRATURE_ADJOINT, ND_GRAD_CHECKPOINTED};
+    for (int mode = 0; mode < (int)(sizeof modes / sizeof *modes); mode++) {
+        nd_tensor *y0 = vec(2, (double[]){2, 0.5}), *gr = vec(1, (double[]){9.81});
+        y0->requires_grad = gr->requires_grad = true;
+        nd_ode_options o = ND_ODE_DEFAULT;
+        o.grad = modes[mode];
+        nd_tensor *te = NULL, *ye = NULL;
+        ball_calls = 0;
+        ck_assert_int_eq(
+            nd_odeint_event(ctx, ball_f, ball_height, gr, y0, 0, 10, &gr, 1, &o, NULL, &te, &ye),
+            ND_OK);
+        long forward_calls = ball_calls;
+        const nd_ode_stats *st = nd_odeint_stats(ye);
+        ck_assert_msg(st, "mode %d: no stats on y_event", mode);
+        ck_assert_ptr_eq(nd_odeint_stats(te), st);
+        ck_assert_int_eq(st->forward.nfe, forward_calls);
+        /* at least one accepted step in each of the two solves */
+        ck_assert_int_ge(st->forward.accepted, 2);
+        ck_assert_int_eq(st->backward.nfe, 0);
+        ball_calls = 0;
+        nd_tensor *L = nd_add(ctx, te, nd_sum(ctx, ye));
+        ck_assert_msg(nd_backward(ctx, L, 0) == ND_OK, "%s", nd_ctx_errmsg(ctx));
+        /* the event's backward calls f once more, at the event (not a solve's evaluation) */
+        ck_assert_int_eq(st->backward.nfe + st->recomputed.nfe + 1, ball_calls);
+        if (modes[mode] != ND_GRAD_BACKPROP) ck_assert_int_gt(ball_calls, 1);
+        nd_ctx_reset(ctx);
     }
 }
 END_TEST
@@ -545,7 +625,9 @@ Suite *dense_suite(void)
     tcase_add_test(dense, test_dense_matches_odeint_without_calling_f);
     tcase_add_test(dense, test_dense_gradcheck_backprop);
     tcase_add_test(dense, test_dense_errors_and_lifetime);
+    tcase_add_test(dense, test_dense_rewind_below_the_solve_then_refill);
     tcase_add_test(event, test_event_bouncing_ball_against_closed_form);
+    tcase_add_test(event, test_event_stats_count_both_solves);
     tcase_add_test(event, test_event_parameter_dependent_threshold);
     tcase_add_test(event, test_event_direction_tolerance_and_errors);
     return s;

@@ -3,10 +3,10 @@
  * `mpirun -np 2` and `-np 4` (tests/mpirun.sh): rank 0's weights reach every rank, metrics reduce,
  * and data-parallel training equals one process on the whole global batch, for a plain MLP and for
  * an ODE block trained through the adjoint, up to the order of floating-point sums (the measured
- * difference is printed); one rank's error becomes an error on every rank, and ranks that pass
- * lists of different sizes are told so. Every collective of a test runs before its assertions, so
- * a failed check on one rank cannot leave another waiting. Only rank 0 prints Check's report; the
- * exit status is the same on every rank.
+ * difference is printed); one rank's error, a failed backward pass too, becomes an error on every
+ * rank, and ranks that pass lists of different sizes are told so. Every collective of a test runs
+ * before its assertions, so a failed check on one rank cannot leave another waiting. Only rank 0
+ * prints Check's report; the exit status is the same on every rank.
  */
 #include <check.h>
 #include <math.h>
@@ -143,20 +143,28 @@ static void global_batch(int k, int B, nd_real *x, nd_real *y)
     for (int i = 0; i < B * OUT; i++) y[i] = (nd_real)nd_rng_normal(&rng);
 }
 
-/* mean squared error of m on rows [lo, lo + n) of the batch; backward into m's grads */
+/* mean squared error of m on rows [lo, lo + n) of the batch; backward into m's grads. The graph
+ * and any error stay in the ctx: the caller meets the other ranks with it, then resets. */
 static nd_status loss_backward(nd_module *m, const nd_real *x, const nd_real *y, int lo, int n)
 {
     nd_tensor *xt = nd_tensor_from(ctx, 2, (int[]){n, IN}, x + lo * IN);
     nd_tensor *yt = nd_tensor_from(ctx, 2, (int[]){n, OUT}, y + lo * OUT);
     nd_tensor *loss = nd_mse_loss(ctx, nd_module_forward(ctx, m, xt), yt, ND_REDUCE_MEAN);
-    nd_status st = loss ? nd_backward(ctx, loss, 0) : nd_ctx_error(ctx);
-    nd_ctx_reset(ctx);
-    return st;
+    return loss ? nd_backward(ctx, loss, 0) : nd_ctx_error(ctx);
 }
 
+/* a NaN in the first target of rank `rank`'s share at step `step`, so that its backward fails
+ * (through an ODE block's adjoint); -1: none */
+typedef struct {
+    int rank, step;
+} fault;
+static const fault NO_FAULT = {-1, -1};
+
 /* k steps of Adam on model_fn's model: alone on the global batch (dist NULL), or sharded over the
- * ranks of d. Leaves the parameters in *params_out (flattened, numel). */
-static nd_status train(model_fn make, nd_dist *d, int B, nd_real *params_out, size_t *numel)
+ * ranks of d. Stops at the first error (left in the ctx, no optimizer step with that step's
+ * gradients). Leaves the parameters in *params_out (flattened, numel). */
+static nd_status train(model_fn make, nd_dist *d, int B, fault f, nd_real *params_out,
+                       size_t *numel)
 {
     nd_module *m = make();
     nd_tensor *flat = nd_module_flatten(ctx, m);
@@ -173,10 +181,13 @@ static nd_status train(model_fn make, nd_dist *d, int B, nd_real *params_out, si
     nd_status st = d ? nd_dist_broadcast_module(ctx, d, m) : ND_OK;
     for (int k = 0; st == ND_OK && k < STEPS; k++) {
         global_batch(k, B, x, y);
+        if (r == f.rank && k == f.step) y[lo * OUT] = (nd_real)NAN;
         nd_optimizer_zero_grad(opt);
-        loss_backward(m, x, y, lo, n);
-        st = d ? nd_dist_allreduce_grads(ctx, d, l.items, l.n, n) : nd_ctx_error(ctx);
+        nd_status backward = loss_backward(m, x, y, lo, n);
+        /* every rank meets here, one whose backward failed too: then every rank stops */
+        st = d ? nd_dist_allreduce_grads(ctx, d, l.items, l.n, n) : backward;
         if (st == ND_OK) st = nd_optimizer_step(ctx, opt);
+        if (st == ND_OK) nd_ctx_reset(ctx); /* after the meeting; an error stays for the caller */
     }
     memcpy(params_out, flat->data, flat->size * sizeof(nd_real));
     *numel = flat->size;
@@ -200,8 +211,8 @@ static void check_equivalence(const char *name, model_fn make, int B)
     enum { MAXP = 4096 };
     static nd_real alone[MAXP], shared[MAXP];
     size_t n_alone = 0, n_shared = 0;
-    nd_status st_alone = train(make, NULL, B, alone, &n_alone);
-    nd_status st = train(make, D, B, shared, &n_shared);
+    nd_status st_alone = train(make, NULL, B, NO_FAULT, alone, &n_alone);
+    nd_status st = train(make, D, B, NO_FAULT, shared, &n_shared);
     ck_assert_msg(st_alone == ND_OK && st == ND_OK, "%s", nd_ctx_errmsg(ctx));
     ck_assert_uint_eq(n_alone, n_shared);
     double diff = rel_diff(shared, alone, n_alone);
@@ -275,13 +286,31 @@ END_TEST
  * Errors
  */
 
-/* The last rank fails before the gradient meeting: every rank returns an error that names it, and
- * the communicator still works afterwards */
+/* g[k] = base + k over every gradient of the list (each rank its own base) */
+static void fill_grads(const nd_param *p, int n, double base)
+{
+    for (int i = 0, k = 0; i < n; i++)
+        for (size_t j = 0; j < p[i].tensor->size; j++) p[i].tensor->grad[j] = (nd_real)(base + k++);
+}
+
+/* true when every gradient of the list still holds fill_grads(base)'s values */
+static bool grads_are(const nd_param *p, int n, double base)
+{
+    for (int i = 0, k = 0; i < n; i++)
+        for (size_t j = 0; j < p[i].tensor->size; j++)
+            if (p[i].tensor->grad[j] != (nd_real)(base + k++)) return false;
+    return true;
+}
+
+/* The last rank fails before the gradient meeting: every rank returns an error that names it, its
+ * gradients left as they were (dist.h: no rank scales before the meeting agrees), and the
+ * communicator still works afterwards */
 START_TEST(test_error_on_one_rank_is_an_error_on_every_rank)
 {
     int rank = nd_dist_rank(D), N = nd_dist_size(D);
     nd_tensor *w = nd_tensor_create(ctx, 1, (int[]){3}, true);
     nd_param p = {"w", w};
+    fill_grads(&p, 1, 10.0 * rank);
     if (rank == N - 1) nd_fail(ctx, ND_ERR_NONFINITE, "odeint: injected failure at t = 0.5");
     nd_status st = nd_dist_allreduce_grads(ctx, D, &p, 1, 1);
     char msg[600];
@@ -289,7 +318,9 @@ START_TEST(test_error_on_one_rank_is_an_error_on_every_rank)
     nd_ctx_clear_error(ctx);
     double v[1] = {1};
     nd_status after = nd_dist_reduce(ctx, D, ND_DIST_SUM, v, 1);
+    bool untouched = grads_are(&p, 1, 10.0 * rank);
     nd_tensor_destroy(w);
+    ck_assert_msg(untouched, "rank %d: the gradients changed in a failed meeting", rank);
     if (rank == N - 1) {
         ck_assert_int_eq(st, ND_ERR_NONFINITE); /* its own error, as it was */
         ck_assert_str_eq(msg, "odeint: injected failure at t = 0.5");
@@ -307,14 +338,58 @@ START_TEST(test_error_on_one_rank_is_an_error_on_every_rank)
 }
 END_TEST
 
+/* Training the ODE block, rank 1 (rank 0 alone) gets a NaN target at step 2, so its adjoint
+ * backward fails: every rank stops at that step's gradient meeting, the failing rank with its own
+ * error and every other with ND_ERR_DIST naming it; no rank takes the step, so the parameters are
+ * one process's after the 2 good steps (a process alone, with its own NaN at step 2, stops there
+ * too); the communicator still works afterwards */
+START_TEST(test_failed_backward_on_one_rank_stops_every_rank)
+{
+    enum { MAXP = 4096, B = 12, BAD_STEP = 2 };
+    static nd_real alone[MAXP], shared[MAXP];
+    int rank = nd_dist_rank(D), N = nd_dist_size(D), bad = N > 1 ? 1 : 0;
+    size_t n_alone = 0, n_shared = 0;
+    nd_status st = train(ode_model, D, B, (fault){bad, BAD_STEP}, shared, &n_shared);
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_reset(ctx);
+    nd_status st_alone = train(ode_model, NULL, B, (fault){0, BAD_STEP}, alone, &n_alone);
+    char msg_alone[600];
+    snprintf(msg_alone, sizeof msg_alone, "%s", nd_ctx_errmsg(ctx));
+    nd_ctx_reset(ctx);
+    double v[1] = {1};
+    nd_status after = nd_dist_reduce(ctx, D, ND_DIST_SUM, v, 1);
+    ck_assert_int_eq(st_alone, ND_ERR_NONFINITE);
+    ck_assert_msg(strstr(msg_alone, "adjoint of nd_odeint") && strstr(msg_alone, "not finite"),
+                  "%s", msg_alone);
+    if (rank == bad) {
+        ck_assert_int_eq(st, ND_ERR_NONFINITE); /* its own error, as it was */
+        ck_assert_str_eq(msg, msg_alone);
+    } else {
+        char want[700];
+        snprintf(want, sizeof want, "nd_dist_allreduce_grads: rank %d of %d failed: %s", bad, N,
+                 msg_alone); /* the same failure as alone: the NaN reaches the same op */
+        ck_assert_int_eq(st, ND_ERR_DIST);
+        ck_assert_str_eq(msg, want);
+    }
+    ck_assert_uint_eq(n_alone, n_shared);
+    double diff = rel_diff(shared, alone, n_alone); /* NaN, failing, had a rank stepped */
+    ck_assert_msg(diff <= EQUIV_RTOL, "rank %d: %g from one process after %d steps", rank, diff,
+                  BAD_STEP);
+    ck_assert_int_eq(after, ND_OK);
+    ck_assert(v[0] == N);
+}
+END_TEST
+
 /* Rank 0 passes two tensors, the others one: an error on every rank, not a mismatched
- * all-reduce; a bad weight on one rank too */
+ * all-reduce; a bad weight on one rank too; the gradients left as they were either way */
 START_TEST(test_mismatched_lists_and_bad_weights_are_errors_everywhere)
 {
     int rank = nd_dist_rank(D), N = nd_dist_size(D);
     nd_tensor *a = nd_tensor_create(ctx, 1, (int[]){3}, true);
     nd_tensor *b = nd_tensor_create(ctx, 1, (int[]){2}, true);
     nd_param p[] = {{"a", a}, {"b", b}};
+    fill_grads(p, 2, 10.0 * rank);
     nd_status st = nd_dist_allreduce_grads(ctx, D, p, N > 1 && rank == 0 ? 2 : 1, 1);
     char msg[600];
     snprintf(msg, sizeof msg, "%s", nd_ctx_errmsg(ctx));
@@ -323,8 +398,10 @@ START_TEST(test_mismatched_lists_and_bad_weights_are_errors_everywhere)
     char msg_w[600];
     snprintf(msg_w, sizeof msg_w, "%s", nd_ctx_errmsg(ctx));
     nd_ctx_clear_error(ctx);
+    bool untouched = grads_are(p, 2, 10.0 * rank); /* one rank alone: its weight's share is 1 */
     nd_tensor_destroy(a);
     nd_tensor_destroy(b);
+    ck_assert_msg(untouched, "rank %d: the gradients changed in a failed meeting", rank);
     if (N > 1) {
         ck_assert_int_eq(st, ND_ERR_DIST);
         ck_assert_msg(strstr(msg, "ranks disagree on the size: rank 0 has 5, rank 1 has 3"), "%s",
@@ -350,6 +427,7 @@ static Suite *dist_suite(void)
     tcase_add_test(tc, test_equivalence_ode_block_adjoint);
     tcase_add_test(tc, test_from_existing_communicator);
     tcase_add_test(tc, test_error_on_one_rank_is_an_error_on_every_rank);
+    tcase_add_test(tc, test_failed_backward_on_one_rank_stops_every_rank);
     tcase_add_test(tc, test_mismatched_lists_and_bad_weights_are_errors_everywhere);
     suite_add_tcase(s, tc);
     return s;

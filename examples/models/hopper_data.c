@@ -173,7 +173,12 @@ int hopper_load(nd_ctx *ctx, series_data *d, int n, uint64_t seed, const char *c
     if (*generated) {
         rc = hopper_simulate(n, seed, d->x, err, err_size);
         for (size_t i = 0; !rc && i < states->size; i++) states->data[i] = (nd_real)d->x[i];
-        if (!rc) rc = write_cache(ctx, states, n, seed, cache_path, err, err_size);
+        /* a cache that cannot be written (a read-only directory) costs the next run a
+         * simulation, not this run its data: a warning */
+        if (!rc && write_cache(ctx, states, n, seed, cache_path, err, err_size) != 0) {
+            fprintf(stderr, "warning: %s; the simulated data are used uncached\n", err);
+            nd_ctx_clear_error(ctx);
+        }
     } else {
         rc = read_cache(ctx, states, n, seed, cache_path, err, err_size);
     }

@@ -29,8 +29,9 @@ extern const char *const hopper_channel_names[HOPPER_CHANNELS];
 bool hopper_available(void);
 
 /* Fills d with n series from seed (t in seconds, values scaled to [0, 1]). Reads cache_path when
- * it exists (metadata n and seed must match), else simulates and writes it; *generated says
- * which. 0, or -1 with a message in err (err_size > 0) naming the cache file and the problem. */
+ * it exists (metadata n and seed must match), else simulates and writes it (a cache that cannot
+ * be written is a warning on stderr, the data are returned); *generated says which. 0, or -1 with a
+ * message in err (err_size > 0) naming the cache file and the problem. */
 int hopper_load(nd_ctx *ctx, series_data *d, int n, uint64_t seed, const char *cache_path,
                 bool *generated, char *err, size_t err_size);
 
