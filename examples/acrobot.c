@@ -1,37 +1,39 @@
 /* SPDX-License-Identifier: MIT
  * examples/acrobot.c: Symplectic ODE-Net (Zhong, Dey and Chakraborty, ICLR 2020) learns the
  * Acrobot from MuJoCo trajectories, and a controller built from the learned model alone swings
- * the MuJoCo Acrobot up and balances it.
+ * the MuJoCo Acrobot up and balances it (in about 2 of 3 trials).
  *
  * The system (examples/models/mujoco/acrobot.xml): gym's Acrobot-v1 parameters (two links of
  * length 1 and mass 1, centres of mass at 0.5, inertia 1 about them, gravity 9.8), a torque at
- * the elbow only, limited to [-2, 2]; q = (shoulder, elbow), (0, 0) hanging down, (pi, 0)
- * upright. tests/test_mujoco.c checks the model against gym's equations. The data: 512
- * trajectories of 2 s sampled every 0.05 s from q0 ~ U(-pi, pi)^2, qdot0 ~ U(-4, 4)^2, under a
- * constant torque u ~ U(-2, 2) each; 32 more held out. Training: windows of 8 points, batch 256,
- * dopri5 with the adjoint at rtol = atol = 1e-4, tanh MLPs of width 32, 500 iterations of Adam at
- * lr 3e-3 by default (examples/physics/driver.c; the model is
- * examples/models/symoden.c).
+ * the elbow only, limited to [-10, 10] (gym's is 1: too weak to balance these heavy links, see
+ * the README); q = (shoulder, elbow), (0, 0) hanging down, (pi, 0) upright. tests/test_mujoco.c
+ * checks the model against gym's equations. The data: 512 trajectories of 2 s sampled every
+ * 0.05 s from q0 ~ U(-pi, pi)^2, qdot0 ~ U(-4, 4)^2, plus 128 (--upright-traj) from
+ * q0 ~ (pi, 0) + U(-0.3, 0.3)^2, qdot0 ~ U(-1, 1)^2, each under a constant torque u ~ U(-2, 2);
+ * 32 more held out. Training: windows of 8 points, batch 256, dopri5 with the adjoint at
+ * rtol = atol = 1e-4, tanh MLPs of width 32, 500 iterations of Adam at lr 3e-3 by default
+ * (examples/physics/driver.c; the model is examples/models/symoden.c).
  *
- * The controller, from the learned M^-1, V and g only (p = M(q) qdot with the learned M):
- *   swing-up (energy shaping, as Spong's and Xin and Kaneda's):
- *       u = k_E (H(q*, 0) - H(q, p)) g(q)' dH/dp - k_P wrap(q2) - k_D qdot2
- *   pumps the learned energy towards the learned upright energy (dH/dt = dH/dp' g u) while a PD
- *   term keeps the elbow straight;
- *   balance: the LQR of the learned vector field linearised at (q*, 0) (finite differences of
- *   the learned field, discretised at the control period, Riccati iterated to convergence), used
- *   once |q1 - pi| + |q2| < 0.5.
- * It runs on the true MuJoCo Acrobot at 100 Hz from q ~ U(-0.2, 0.2)^2 at rest, 20 s per trial.
- *
- * What it does today (seed 1, double): 500 iterations at --lr 3e-3 then 1500 at 1e-3 (--resume)
- * bring the 2 s prediction MSE to ~0.0125 and the learned V onto the true one, but the controller
- * does NOT swing up and balance the MuJoCo Acrobot (0 of 5 trials): the swing-up law is too weak
- * and the LQR of the learned field does not stabilise the true system (README, "Physical
- * control"). --plot draws held-out trajectories (MuJoCo vs learned), the learned V(q1, 0) / g(0)
- * against the true one, the angle error of every trial, and the loss.
+ * The controller sees a plant: qddot = a(q, qdot) + b(q) u and an energy E(q, qdot), zero upright,
+ * either from the learned model (a = (dM^-1/dt) p + M^-1 (-dH/dq), b = M^-1 g, p = M(q) qdot,
+ * E = (H - H_up) / g_elbow(0): H and g share one unknown scale) or, with --controller-model
+ * true, from gym's equations (a reference, not learned):
+ *   swing-up (Spong 1995's collocated partial feedback linearisation): u = (v - a2) / b2 makes
+ *   the elbow's acceleration v = -K_P q2 - K_D qdot2 + ALPHA K_P sat(-E qdot1 / E_SCALE), which
+ *   pumps energy into the shoulder while it is below the upright energy;
+ *   balance: the discrete LQR of the plant linearised at (q*, 0) in (q, qdot) (central
+ *   differences, zero-order hold at the control period, Riccati iterated), once the cost-to-go
+ *   (y - y*)' P (y - y*) is below a threshold. On the learned model the LQR weighs the elbow angle
+ *   100x (lqr_weights): its linearisation is off by up to 15% and plain weights give gains under
+ *   which the true system is unstable; setup prints the true closed loop's spectral radius.
+ * It runs on the true MuJoCo Acrobot at 100 Hz from q ~ U(-0.2, 0.2)^2 at rest, 40 s per trial;
+ * the README's "Physical control" section has the success counts. --plot draws held-out
+ * trajectories (MuJoCo vs learned), the learned V(q1, 0) / g(0) against the true one, the angle
+ * error of every trial, and the loss.
  *
  * Run:  ./build/examples/acrobot [--iters N] [--model symoden|baseline] [--norm rms|seminorm]
- *           [--rtol R] [--atol A] [--trials K] [--save F] [--resume F] [--plot F.png] [--json]
+ *           [--rtol R] [--atol A] [--trials K] [--controller-model learned|true] [--upright-traj N]
+ *           [--save F] [--resume F] [--plot F.png] [--json]
  *           (--help: every flag)
  * Exit status: 0 when it ran (or when the build has no MuJoCo: it says so), 1 on an error,
  * 2 on bad flags.
