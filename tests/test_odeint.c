@@ -629,17 +629,24 @@ static void check_reference(const char *file, nd_ode_fn f, void *data, nd_tensor
     cJSON_Delete(j);
 }
 
-START_TEST(test_reference_mlp)
+/* mlp.json's weights, as persistent tensors requiring grad. The reference run stored them in
+ * float32 nn.Linear layers before converting them to float64: torchdiffeq integrated the
+ * float32-rounded values (it reproduces their y to 1e-14; the unrounded ones differ by 1e-8). So
+ * do we. */
+static mlp2 mlp_reference_weights(void)
 {
-    DOUBLE_ONLY();
     cJSON *j = load_json("mlp.json");
     const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "weights");
-    /* The reference run stored these weights in float32 nn.Linear layers before converting them
-     * to float64: torchdiffeq integrated the float32-rounded values (it reproduces their y to
-     * 1e-14; the unrounded ones differ by 1e-8). So do we. */
     mlp2 m = {param_from(w, "W1", true), param_from(w, "b1", true), param_from(w, "W2", true),
               param_from(w, "b2", true)};
     cJSON_Delete(j);
+    return m;
+}
+
+START_TEST(test_reference_mlp)
+{
+    DOUBLE_ONLY();
+    mlp2 m = mlp_reference_weights();
     nd_tensor *params[4] = {m.W1, m.b1, m.W2, m.b2};
     const char *names[4] = {"l1.weight", "l1.bias", "l2.weight", "l2.bias"};
     check_reference("mlp.json", mlp_f, &m, params, names, 4);
@@ -1893,14 +1900,10 @@ static void check_reference_mode(const char *file, nd_ode_fn f, void *data, nd_t
 START_TEST(test_interp_modes_reference)
 {
     DOUBLE_ONLY();
-    cJSON *j = load_json("mlp.json");
-    const cJSON *w = cJSON_GetObjectItemCaseSensitive(j, "weights");
-    mlp2 mm = {param_from(w, "W1", true), param_from(w, "b1", true), param_from(w, "W2", true),
-               param_from(w, "b2", true)};
-    cJSON_Delete(j);
+    mlp2 mm = mlp_reference_weights();
     nd_tensor *params[4] = {mm.W1, mm.b1, mm.W2, mm.b2};
     const char *names[4] = {"l1.weight", "l1.bias", "l2.weight", "l2.bias"};
-    j = load_json("linear.json");
+    cJSON *j = load_json("linear.json");
     nd_tensor *A = param_from(cJSON_GetObjectItemCaseSensitive(j, "weights"), "A", false);
     cJSON_Delete(j);
     const char *a_names[1] = {"A"};
