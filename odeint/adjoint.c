@@ -177,29 +177,35 @@ static bool adjoint_interval(nd_ctx *ctx, adjoint_pass *p, int i)
     return true;
 }
 
-/* Hands the gradients to the op's inputs: a_z to the initial states, a_theta to the params, the
- * times' to t. */
-static void adjoint_finish(nd_ctx *ctx, const adjoint_pass *p)
+/* Hands the gradients to the op's inputs: az (n,) to the initial states, a_theta (the params'
+ * sizes summed) to the params, dL/dt_0 and t_vjp[i] (dL/dt_i, i >= 1) to t when it needs them.
+ * Shared by every adjoint mode (adjoint_interp.c too). */
+void nd_odeint_deliver_grads(nd_ctx *ctx, const nd_odeint_saved *sv, const nd_real *az,
+                             const nd_real *a_theta, nd_real dt0, const double *t_vjp)
 {
-    nd_odeint_saved *sv = p->sv;
     const nd_user_system *us = &sv->us;
-    const nd_real *aug = p->aug->data;
-    size_t off = p->as.off_az;
+    size_t off = 0;
     for (int b = 0; b < us->n_y; off += us->block_size[b], b++) {
         nd_tensor *y0 = us->y0s[b];
-        nd_accumulate_grad(ctx, y0, nd_tensor_from(ctx, y0->ndim, y0->shape, aug + off));
+        nd_accumulate_grad(ctx, y0, nd_tensor_from(ctx, y0->ndim, y0->shape, az + off));
     }
-    off = p->as.off_p;
+    off = 0;
     for (int i = 0; i < sv->n_params; off += sv->params[i]->size, i++) {
         nd_tensor *prm = sv->params[i];
-        nd_accumulate_grad(ctx, prm, nd_tensor_from(ctx, prm->ndim, prm->shape, aug + off));
+        nd_accumulate_grad(ctx, prm, nd_tensor_from(ctx, prm->ndim, prm->shape, a_theta + off));
     }
     if (!sv->t_grad) return;
     nd_tensor *dt = nd_tensor_new(ctx, 1, (int[]){sv->n_t});
     if (!dt) return;
-    for (int i = 1; i < sv->n_t; i++) dt->data[i] = (nd_real)p->t_vjp[i];
-    dt->data[0] = aug[0];
+    for (int i = 1; i < sv->n_t; i++) dt->data[i] = (nd_real)t_vjp[i];
+    dt->data[0] = dt0;
     nd_accumulate_grad(ctx, sv->t, dt);
+}
+
+static void adjoint_finish(nd_ctx *ctx, const adjoint_pass *p)
+{
+    const nd_real *aug = p->aug->data;
+    nd_odeint_deliver_grads(ctx, p->sv, aug + p->as.off_az, aug + p->as.off_p, aug[0], p->t_vjp);
 }
 
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state)

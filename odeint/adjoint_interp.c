@@ -169,25 +169,8 @@ static bool pass_interval(nd_ctx *ctx, interp_pass *p, int i)
 /* a_z to the initial states, a_theta to the params, a_t and the output times' to t. */
 static void pass_finish(nd_ctx *ctx, const interp_pass *p)
 {
-    nd_odeint_saved *sv = p->sv;
-    const nd_user_system *us = &sv->us;
-    const nd_real *az = p->state->data, *extra = p->is.extra;
-    size_t off = 0;
-    for (int b = 0; b < us->n_y; off += us->block_size[b], b++) {
-        nd_tensor *y0 = us->y0s[b];
-        nd_accumulate_grad(ctx, y0, nd_tensor_from(ctx, y0->ndim, y0->shape, az + off));
-    }
-    off = 0;
-    for (int i = 0; i < sv->n_params; off += sv->params[i]->size, i++) {
-        nd_tensor *prm = sv->params[i];
-        nd_accumulate_grad(ctx, prm, nd_tensor_from(ctx, prm->ndim, prm->shape, extra + off));
-    }
-    if (!sv->t_grad) return;
-    nd_tensor *dt = nd_tensor_new(ctx, 1, (int[]){sv->n_t});
-    if (!dt) return;
-    for (int i = 1; i < sv->n_t; i++) dt->data[i] = (nd_real)p->t_vjp[i];
-    dt->data[0] = extra[p->is.n_extra - 1];
-    nd_accumulate_grad(ctx, sv->t, dt);
+    const nd_real *extra = p->is.extra;
+    nd_odeint_deliver_grads(ctx, p->sv, p->state->data, extra, extra[p->is.n_extra - 1], p->t_vjp);
 }
 
 void nd_odeint_interp_backward(nd_ctx *ctx, nd_tensor *out, void *state)

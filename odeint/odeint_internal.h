@@ -85,6 +85,11 @@ typedef struct {
  * trajectory packed (n_t, n) from the packed initial state y0 whose backward adds dL/dt. */
 nd_tensor *nd_odeint_time_op(nd_ctx *ctx, nd_odeint_saved *sv, nd_tensor *packed, nd_tensor *y0);
 
+/* Every adjoint mode's last act (adjoint.c): az (n,) to the initial states, a_theta to the params,
+ * dt0 and t_vjp[1..n_t-1] to t when it requires grad. */
+void nd_odeint_deliver_grads(nd_ctx *ctx, const nd_odeint_saved *sv, const nd_real *az,
+                             const nd_real *a_theta, nd_real dt0, const double *t_vjp);
+
 /* The backward of the odeint op in adjoint mode (adjoint.c). */
 void nd_odeint_adjoint_backward(nd_ctx *ctx, nd_tensor *out, void *state);
 /* ... with ND_GRAD_INTERP_ADJOINT or ND_GRAD_QUADRATURE_ADJOINT (adjoint_interp.c). */
