@@ -27,7 +27,7 @@
 #define ND_CONV_MAX_WORKERS 64 /* workers of one conv kernel (nd_threads() above this: capped) */
 
 /* im2col matrices are kept under this size (bytes), to stay in a core's L2 */
-#define COL_BUDGET (192 * 1024) /* 64K to 1M measured alike on the ODE-Net's 7x7 convs */
+#define COL_BUDGET (512 * 1024) /* 64K to 1M measured alike on the ODE-Net's 7x7 convs */
 
 typedef struct {
     int N, C, H, W; /* input */

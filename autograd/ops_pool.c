@@ -15,27 +15,56 @@ typedef struct {
     int N, C, H, W, k, s, OH, OW;
 } pool_geom;
 
+/* The offset of window (oh, ow)'s winner in an image plane img (H, W): the first maximum, or the
+ * first NaN. */
+static int window_argmax(const pool_geom *g, const nd_real *img, int oh, int ow)
+{
+    int best = (oh * g->s) * g->W + ow * g->s;
+    for (int i = 0; i < g->k && !isnan(img[best]); i++)
+        for (int j = 0; j < g->k; j++) {
+            int o = (oh * g->s + i) * g->W + ow * g->s + j;
+            if (isnan(img[o])) return o;
+            if (img[o] > img[best]) best = o;
+        }
+    return best;
+}
+
+/* The same without the NaN rule, branch-free (the winner's place is data: a branch on it is
+ * mispredicted about half the time); *nan is set when the window holds a NaN, and then the
+ * result is to be taken from window_argmax. */
+static int window_argmax_fast(const pool_geom *g, const nd_real *img, int oh, int ow, bool *nan)
+{
+    int best = (oh * g->s) * g->W + ow * g->s;
+    nd_real bv = img[best];
+    bool any_nan = false;
+    for (int i = 0; i < g->k; i++)
+        for (int j = 0; j < g->k; j++) {
+            int o = (oh * g->s + i) * g->W + ow * g->s + j;
+            nd_real v = img[o];
+            int wins = -(int)(v > bv); /* all bits set when v wins */
+            best += (o - best) & wins; /* arithmetic, not a select: GCC branches on those */
+            bv = v > bv ? v : bv;      /* one maxsd */
+            any_nan |= v != v;
+        }
+    *nan = any_nan;
+    return best;
+}
+
 /* out (N, C, OH, OW) = window maxima; arg (N*C*OH*OW) = the winner's offset ih*W + iw */
 static void pool_forward(const pool_geom *g, const nd_real *x, nd_real *out, int *arg)
 {
     size_t L = (size_t)g->OH * g->OW;
     for (size_t pl = 0; pl < (size_t)g->N * g->C; pl++) {
         const nd_real *img = x + pl * g->H * g->W;
+        nd_real *o = out + pl * L;
+        int *a = arg + pl * L;
         for (int oh = 0; oh < g->OH; oh++)
             for (int ow = 0; ow < g->OW; ow++) {
-                int best = (oh * g->s) * g->W + ow * g->s;
-                bool nan = isnan(img[best]);
-                for (int i = 0; i < g->k && !nan; i++)
-                    for (int j = 0; j < g->k; j++) {
-                        int o = (oh * g->s + i) * g->W + ow * g->s + j;
-                        if (isnan(img[o])) {
-                            best = o, nan = true;
-                            break;
-                        }
-                        if (img[o] > img[best]) best = o;
-                    }
-                out[pl * L + (size_t)oh * g->OW + ow] = img[best];
-                arg[pl * L + (size_t)oh * g->OW + ow] = best;
+                bool nan;
+                int best = window_argmax_fast(g, img, oh, ow, &nan);
+                if (nan) best = window_argmax(g, img, oh, ow);
+                o[oh * g->OW + ow] = img[best];
+                a[oh * g->OW + ow] = best;
             }
     }
 }

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: MIT
- * tensor/kernels.c: GEMM through cblas, and the array transcendentals with their run-time choice
- * between the AVX2 SLEEF kernels (kernels_avx2.c, compiled with -mavx2 -mfma) and libm. The
- * choice is made once; both paths are accurate to about 1 ulp. */
+ * tensor/kernels.c: GEMM, through nodal's AVX-512 kernel (gemm_avx512.c) on CPUs that have
+ * AVX-512F and through cblas otherwise (or when NODAL_GEMM=blas); and the array transcendentals
+ * with their run-time choice between the AVX2 SLEEF kernels (kernels_avx2.c, compiled with -mavx2
+ * -mfma) and libm. Each choice is made once; both transcendental paths are accurate to about 1
+ * ulp. */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "tensor/kernels.h"
 
-void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
-             const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
+static void blas_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A,
+                      int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {
 #ifdef ND_REAL_FLOAT
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
@@ -17,6 +21,46 @@ void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real
     cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
 #endif
+}
+
+#ifdef ND_HAVE_GEMM_AVX512
+void nd_gemm_avx512(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
+                    const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
+
+static int use_avx512 = -1;
+/* nodal's AVX-512 GEMM when the CPU has AVX-512F, unless NODAL_GEMM=blas asks for the BLAS. */
+static bool avx512(void)
+{
+    if (use_avx512 < 0) {
+        __builtin_cpu_init();
+        const char *e = getenv("NODAL_GEMM");
+        use_avx512 = __builtin_cpu_supports("avx512f") && !(e && strcmp(e, "blas") == 0);
+    }
+    return use_avx512;
+}
+#else
+static bool avx512(void)
+{
+    return false;
+}
+#endif
+
+const char *nd_gemm_path(void)
+{
+    return avx512() ? "nodal-avx512" : "blas";
+}
+
+void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
+             const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
+{
+#ifdef ND_HAVE_GEMM_AVX512
+    /* below one vector of columns the micro-tile is mostly padding: the BLAS does better */
+    if (avx512() && N >= ND_GEMM_AVX512_MIN_N) {
+        nd_gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#endif
+    blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 #ifdef ND_HAVE_SLEEF

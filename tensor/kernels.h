@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * tensor/kernels.h: the numeric kernels the ops call in their hot loops: GEMM (cblas), and tanh
- * and exp over arrays, vectorised through SLEEF when the CPU supports AVX2 (checked once at run
- * time) and scalar libm otherwise. Library-private. */
+ * tensor/kernels.h: the numeric kernels the ops call in their hot loops: GEMM (nodal's AVX-512
+ * kernel or cblas, chosen once at run time), and tanh and exp over arrays, vectorised through
+ * SLEEF when the CPU supports AVX2 (checked once at run time) and scalar libm otherwise.
+ * Library-private. */
 #ifndef ND_KERNELS_H
 #define ND_KERNELS_H
 
@@ -11,6 +12,10 @@
  * ldc are the row strides of A, B, C as stored. */
 void nd_gemm(bool trans_a, bool trans_b, int M, int N, int K, nd_real alpha, const nd_real *A,
              int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
+/* Which path nd_gemm takes for products of at least ND_GEMM_AVX512_MIN_N columns: "nodal-avx512"
+ * or "blas". */
+const char *nd_gemm_path(void);
+#define ND_GEMM_AVX512_MIN_N 16
 
 void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n);
 void nd_kernel_exp(nd_real *y, const nd_real *x, size_t n);

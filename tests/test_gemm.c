@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: MIT
+ * tests/test_gemm.c: nd_gemm (tensor/kernels.c, library-private, compiled into this test) and
+ * nodal's AVX-512 kernel behind it (tensor/gemm_avx512.c) against a plain triple loop: every
+ * transpose, shapes around the micro-tile (8 rows, 2 vectors of columns) and the blocks (96 rows,
+ * 256 of K), strided C, alpha 0 / 1 / other, beta 0 / 1 / other, and C never read when beta is 0
+ * (it holds NaN there). The AVX-512 kernel is checked directly when the CPU has AVX-512F and
+ * skipped (with a message) otherwise; nd_gemm is checked on every CPU.
+ */
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "tensor/kernels.h"
+#include "test_main.h"
+
+typedef void gemm_fn(bool, bool, int, int, int, nd_real, const nd_real *, int, const nd_real *, int,
+                     nd_real, nd_real *, int);
+#ifdef ND_HAVE_GEMM_AVX512
+void nd_gemm_avx512(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
+                    const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
+#endif
+
+/* C (M, N; ldc) = alpha op(A) op(B) + beta C in long double, one term at a time */
+static void gemm_reference(bool ta, bool tb, int M, int N, int K, double alpha, const nd_real *A,
+                           int lda, const nd_real *B, int ldb, double beta, nd_real *C, int ldc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            long double s = 0;
+            for (int k = 0; k < K; k++) {
+                nd_real a = ta ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k];
+                nd_real b = tb ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+                s += (long double)a * b;
+            }
+            nd_real *c = &C[(size_t)i * ldc + j];
+            *c = (nd_real)(alpha * s + (beta == 0 ? 0 : beta * (long double)*c));
+        }
+}
+
+/* One product through fn against the reference; the worst error relative to sum |a||b| + |c|. */
+static void check_one(gemm_fn *fn, bool ta, bool tb, int M, int N, int K, double alpha, double beta)
+{
+    int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+    size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb, nc = (size_t)M * ldc;
+    nd_real *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B);
+    nd_real *C = malloc(nc * sizeof *C), *R = malloc(nc * sizeof *R);
+    ck_assert(A && B && C && R);
+    for (size_t i = 0; i < na; i++) A[i] = (nd_real)sin(0.37 * (double)i + 0.1);
+    for (size_t i = 0; i < nb; i++) B[i] = (nd_real)cos(0.11 * (double)i);
+    for (size_t i = 0; i < nc; i++) C[i] = R[i] = beta == 0 ? NAN : (nd_real)sin((double)i);
+    fn(ta, tb, M, N, K, (nd_real)alpha, A, lda, B, ldb, (nd_real)beta, C, ldc);
+    gemm_reference(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < ldc; j++) {
+            size_t at = (size_t)i * ldc + j;
+            if (j >= N) { /* past the row's N columns: untouched */
+                ck_assert_msg(isnan(C[at]) ? isnan(R[at]) : C[at] == R[at],
+                              "%c%c %dx%dx%d wrote past column N", ta ? 'T' : 'N', tb ? 'T' : 'N',
+                              M, N, K);
+                continue;
+            }
+            double scale = fabs(alpha) * K + (beta == 0 ? 0 : fabs(beta)) + 1;
+            double err = fabs((double)C[at] - (double)R[at]);
+            ck_assert_msg(err <= 8 * ND_REAL_EPS * scale,
+                          "%c%c %dx%dx%d alpha %g beta %g: C[%d][%d] = %g, expected %g",
+                          ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, beta, i, j, (double)C[at],
+                          (double)R[at]);
+        }
+    free(A), free(B), free(C), free(R);
+}
+
+/* Every transpose over shapes at and around the tile and block edges, and the scalings. */
+static void check_all(gemm_fn *fn)
+{
+    static const int dims[][3] = {
+        {1, 16, 1},    {7, 16, 3},     {8, 16, 8},    {9, 17, 9},    {8, 31, 5},  {16, 32, 16},
+        {17, 33, 40},  {64, 84, 288},  {97, 48, 20},  {200, 40, 70}, {20, 50, 2}, {33, 70, 300},
+        {3, 200, 600}, {100, 16, 257}, {64, 288, 84}, {288, 84, 64}, {5, 20, 0}};
+    static const double scalings[][2] = {{1, 0}, {1, 1}, {0.5, -0.7}, {0, 0.3}, {-2, 0}};
+    for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+        for (int t = 0; t < 4; t++)
+            for (size_t s = 0; s < sizeof scalings / sizeof *scalings; s++)
+                check_one(fn, t & 1, t & 2, dims[d][0], dims[d][1], dims[d][2], scalings[s][0],
+                          scalings[s][1]);
+}
+
+START_TEST(test_nd_gemm)
+{
+    check_all(nd_gemm);
+    ck_assert(strcmp(nd_gemm_path(), "blas") == 0 || strcmp(nd_gemm_path(), "nodal-avx512") == 0);
+}
+END_TEST
+
+START_TEST(test_avx512_kernel)
+{
+#ifdef ND_HAVE_GEMM_AVX512
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f")) {
+        fprintf(stderr, "test_gemm: this CPU has no AVX-512F; the AVX-512 kernel is not run\n");
+        return;
+    }
+    check_all(nd_gemm_avx512);
+#else
+    fprintf(stderr, "test_gemm: built without the AVX-512 kernel\n");
+#endif
+}
+END_TEST
+
+/* K = 0 scales C by beta, as BLAS does, and a zero-sized C is left alone. */
+START_TEST(test_degenerate)
+{
+    nd_real C[4] = {1, 2, 3, 4}, A[1] = {0}, B[1] = {0};
+    nd_gemm(false, false, 2, 2, 0, 1, A, 1, B, 2, 0.5, C, 2);
+    ck_assert(C[0] == 0.5 && C[3] == 2);
+    nd_gemm(false, false, 0, 2, 3, 1, A, 3, B, 2, 0, C, 2);
+    ck_assert(C[0] == 0.5);
+}
+END_TEST
+
+Suite *gemm_suite(void)
+{
+    Suite *s = suite_create("gemm");
+    TCase *tc = tcase_create("gemm");
+    tcase_set_timeout(tc, 600);
+    tcase_add_test(tc, test_nd_gemm);
+    tcase_add_test(tc, test_avx512_kernel);
+    tcase_add_test(tc, test_degenerate);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+ND_TEST_MAIN(gemm_suite)
