@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: MIT
- * tensor/kernels.c: GEMM, through nodal's AVX-512 kernel (gemm_avx512.c) on CPUs that have
- * AVX-512F and through cblas otherwise (or when NODAL_GEMM=blas); and the array transcendentals
- * with their run-time choice between the AVX2 SLEEF kernels (kernels_avx2.c, compiled with -mavx2
- * -mfma) and libm. Each choice is made once; both transcendental paths are accurate to about 1
- * ulp. */
+ * tensor/kernels.c: GEMM, through AVX2 loops for small products (gemm_small.c), nodal's AVX-512
+ * kernel (gemm_avx512.c) on CPUs that have AVX-512F and cblas otherwise (or when NODAL_GEMM=blas);
+ * and the array transcendentals with their run-time choice between the AVX2 SLEEF kernels
+ * (kernels_avx2.c, compiled with -mavx2 -mfma) and libm. Each choice is made once; both
+ * transcendental paths are accurate to about 1 ulp. */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -45,6 +45,19 @@ static bool avx512(void)
 }
 #endif
 
+#ifdef ND_HAVE_GEMM_SMALL
+static int use_small = -1;
+/* the small-product loops, compiled for AVX2 (tensor/gemm_small.c), when the CPU has AVX2 */
+static bool small_ok(void)
+{
+    if (use_small < 0) {
+        __builtin_cpu_init();
+        use_small = __builtin_cpu_supports("avx2");
+    }
+    return use_small;
+}
+#endif
+
 const char *nd_gemm_path(void)
 {
     return avx512() ? "nodal-avx512" : "blas";
@@ -53,6 +66,9 @@ const char *nd_gemm_path(void)
 void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
              const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {
+#ifdef ND_HAVE_GEMM_SMALL
+    if (small_ok() && nd_gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+#endif
 #ifdef ND_HAVE_GEMM_AVX512
     /* below one vector of columns the micro-tile is mostly padding: the BLAS does better */
     if (avx512() && N >= ND_GEMM_AVX512_MIN_N) {

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: MIT
- * tests/test_gemm.c: nd_gemm (tensor/kernels.c, library-private, compiled into this test) and
- * nodal's AVX-512 kernel behind it (tensor/gemm_avx512.c) against a plain triple loop: every
- * transpose, shapes around the micro-tile (8 rows, 2 vectors of columns) and the blocks (96 rows,
- * 256 of K), strided C, alpha 0 / 1 / other, beta 0 / 1 / other, and C never read when beta is 0
- * (it holds NaN there). The AVX-512 kernel is checked directly when the CPU has AVX-512F and
- * skipped (with a message) otherwise; nd_gemm is checked on every CPU.
+ * tests/test_gemm.c: nd_gemm (tensor/kernels.c, library-private, compiled into this test), the
+ * small-product loops (tensor/gemm_small.c) and nodal's AVX-512 kernel (tensor/gemm_avx512.c)
+ * against a plain triple loop: every transpose, shapes around the micro-tile (8 rows, 2 vectors of
+ * columns) and the blocks (96 rows, 256 of K), strided C, alpha 0 / 1 / other, beta 0 / 1 / other,
+ * and C never read when beta is 0 (it holds NaN there). The AVX-512 kernel is checked directly when
+ * the CPU has AVX-512F and skipped (with a message) otherwise; nd_gemm is checked on every CPU.
  */
 #include <check.h>
 #include <math.h>
@@ -69,6 +69,16 @@ static void check_one(gemm_fn *fn, bool ta, bool tb, int M, int N, int K, double
     free(A), free(B), free(C), free(R);
 }
 
+#ifdef ND_HAVE_GEMM_SMALL
+/* nd_gemm_small, asserting that it takes the product */
+static void small_only(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A,
+                       int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
+{
+    ck_assert_msg(nd_gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+                  "nd_gemm_small declined %dx%dx%d", M, N, K);
+}
+#endif
+
 /* Every transpose over shapes at and around the tile and block edges, and the scalings. */
 static void check_all(gemm_fn *fn)
 {
@@ -88,6 +98,35 @@ START_TEST(test_nd_gemm)
 {
     check_all(nd_gemm);
     ck_assert(strcmp(nd_gemm_path(), "blas") == 0 || strcmp(nd_gemm_path(), "nodal-avx512") == 0);
+}
+END_TEST
+
+/* The small-product loops in each of their forms: C with 8 or more columns (rows over columns,
+ * with a tail block), fewer columns than rows (the transposed rows form when A is transposed, dot
+ * products otherwise, with and without a tail of K past a multiple of 8), one row, one column, and
+ * K = 0; and the products they decline. */
+START_TEST(test_small)
+{
+#ifndef ND_HAVE_GEMM_SMALL
+    fprintf(stderr, "test_gemm: built without the small-product loops\n");
+#else
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx2")) {
+        fprintf(stderr, "test_gemm: this CPU has no AVX2; the small-product loops are not run\n");
+        return;
+    }
+    static const int dims[][3] = {{20, 50, 2}, {2, 50, 20},  {20, 2, 50}, {50, 2, 20},
+                                  {9, 17, 9},  {13, 1, 9},   {3, 5, 7},   {1, 7, 3},
+                                  {2, 3, 100}, {16, 32, 16}, {40, 3, 16}, {7, 9, 0}};
+    static const double scalings[][2] = {{1, 0}, {1, 1}, {0.5, -0.7}, {0, 0.3}, {-2, 0}};
+    for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+        for (int t = 0; t < 4; t++)
+            for (size_t s = 0; s < sizeof scalings / sizeof *scalings; s++)
+                check_one(small_only, t & 1, t & 2, dims[d][0], dims[d][1], dims[d][2],
+                          scalings[s][0], scalings[s][1]);
+    nd_real x[1] = {0};
+    ck_assert(!nd_gemm_small(false, false, 64, 64, 64, 1, x, 64, x, 64, 0, x, 64));
+#endif
 }
 END_TEST
 
@@ -123,6 +162,7 @@ Suite *gemm_suite(void)
     TCase *tc = tcase_create("gemm");
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_nd_gemm);
+    tcase_add_test(tc, test_small);
     tcase_add_test(tc, test_avx512_kernel);
     tcase_add_test(tc, test_degenerate);
     suite_add_tcase(s, tc);

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: MIT
+ * tensor/gemm_small.c: GEMM for products too small for a BLAS call (or nodal's packed AVX-512
+ * kernel) to pay for its setup: a small MLP's layers at a small batch, e.g. (20, 2) x (2, 50).
+ * Loops over 32-byte vectors (this file is compiled with -mavx2; nd_gemm calls it on AVX2 CPUs), in
+ * one of two forms:
+ *   rows  C[i, :] = sum_k a(i, k) B[k, :] in tiles of 4 rows x 2 vectors of columns of accumulators
+ *         kept in registers across k (B row-major; a transposed B is first copied to a stack
+ *         buffer), or the same on the transposed problem C^T = op(B)^T op(A)^T when C has fewer
+ *         than 8 columns and A is stored transposed;
+ *   dots  C[i, j] = A[i, :] . B^T[j, :] over contiguous rows in 2 x 2 tiles (B copied to that
+ *         layout when needed), for C with few columns.
+ * Every element is one sum in a fixed order (in rows, k ascending; in dots, one vector of partial
+ * sums over blocks of k, then its lanes in order), so the result depends on the shapes only, not
+ * on the CPU. Ragged edges are masked vector loads and stores, which touch nothing past them.
+ */
+#include <immintrin.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "tensor/kernels.h"
+
+#define SMALL_MNK 16384     /* largest M N K taken here */
+#define SMALL_PACK 2048     /* largest operand copied to the stack (elements) */
+#define SMALL_FEW_COLUMNS 8 /* C narrower than this: the transposed rows form or dots */
+
+/* 32 bytes of reals (GCC/Clang vector extension; this file is compiled with -mavx2) */
+#define VL ((int)(32 / sizeof(nd_real)))
+typedef nd_real vec __attribute__((vector_size(32)));
+
+static inline vec load(const nd_real *p)
+{
+    vec v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store(nd_real *p, vec v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The first n < VL elements at p, the rest 0, and their store: AVX2 masked moves, which touch
+ * no memory past the n elements. */
+#ifdef ND_REAL_FLOAT
+typedef int32_t lane;
+#define MASKLOAD(p, m) ((vec)_mm256_maskload_ps(p, m))
+#define MASKSTORE(p, m, v) _mm256_maskstore_ps(p, m, (__m256)(v))
+#else
+typedef int64_t lane;
+#define MASKLOAD(p, m) ((vec)_mm256_maskload_pd(p, m))
+#define MASKSTORE(p, m, v) _mm256_maskstore_pd(p, m, (__m256d)(v))
+#endif
+static const lane mask_table[2 * 8] = {-1, -1, -1, -1, -1, -1, -1, -1};
+
+static inline __m256i mask(int n)
+{
+    __m256i m;
+    memcpy(&m, mask_table + 8 - n, sizeof m);
+    return m;
+}
+
+static inline vec load_part(const nd_real *p, int n)
+{
+    return MASKLOAD(p, mask(n));
+}
+
+static inline void put_part(nd_real *c, vec s, int n, nd_real alpha, nd_real beta)
+{
+    MASKSTORE(c, mask(n), beta == 0 ? alpha * s : alpha * s + beta * load_part(c, n));
+}
+
+/* C element <- alpha s + beta C (C not read when beta is 0, as in BLAS) */
+static inline void put(nd_real *c, nd_real s, nd_real alpha, nd_real beta)
+{
+    *c = beta == 0 ? alpha * s : alpha * s + beta * *c;
+}
+
+static inline void put_vec(nd_real *c, vec s, nd_real alpha, nd_real beta)
+{
+    store(c, beta == 0 ? alpha * s : alpha * s + beta * load(c));
+}
+
+/* MR rows of the rows form (below), MR a constant after inlining: blocks of 2 VL columns in 2 MR
+ * vector accumulators, then at most one block of VL, then the columns left in masked vectors. Each
+ * element's sum runs over k ascending. */
+static inline __attribute__((always_inline)) void
+row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size_t acs,
+         const nd_real *B, size_t ldb, nd_real beta, nd_real *c, size_t crs, size_t ccs)
+{
+    int j = 0;
+    for (; j + 2 * VL <= N; j += 2 * VL) {
+        vec acc[4][2] = {{{0}}};
+        const nd_real *ak = a, *b = B + j;
+        for (int k = 0; k < K; k++, ak += acs, b += ldb) {
+            const vec b0 = load(b), b1 = load(b + VL);
+            for (int r = 0; r < MR; r++)
+                acc[r][0] += ak[r * ars] * b0, acc[r][1] += ak[r * ars] * b1;
+        }
+        for (int r = 0; r < MR; r++) {
+            nd_real *cr = c + r * crs + (size_t)j * ccs;
+            if (ccs == 1) {
+                put_vec(cr, acc[r][0], alpha, beta), put_vec(cr + VL, acc[r][1], alpha, beta);
+                continue;
+            }
+            for (int u = 0; u < VL; u++) {
+                put(cr + (size_t)u * ccs, acc[r][0][u], alpha, beta);
+                put(cr + (size_t)(VL + u) * ccs, acc[r][1][u], alpha, beta);
+            }
+        }
+    }
+    if (j + VL <= N) {
+        vec acc[4] = {{0}};
+        const nd_real *ak = a, *b = B + j;
+        for (int k = 0; k < K; k++, ak += acs, b += ldb) {
+            const vec b0 = load(b);
+            for (int r = 0; r < MR; r++) acc[r] += ak[r * ars] * b0;
+        }
+        for (int r = 0; r < MR; r++) {
+            nd_real *cr = c + r * crs + (size_t)j * ccs;
+            if (ccs == 1)
+                put_vec(cr, acc[r], alpha, beta);
+            else
+                for (int u = 0; u < VL; u++) put(cr + (size_t)u * ccs, acc[r][u], alpha, beta);
+        }
+        j += VL;
+    }
+    if (j == N) return;
+    const int n = N - j; /* 0 < n < VL columns left: masked vectors */
+    vec acc[4] = {{0}};
+    const nd_real *ak = a, *b = B + j;
+    for (int k = 0; k < K; k++, ak += acs, b += ldb) {
+        const vec b0 = load_part(b, n);
+        for (int r = 0; r < MR; r++) acc[r] += ak[r * ars] * b0;
+    }
+    for (int r = 0; r < MR; r++) {
+        nd_real *cr = c + r * crs + (size_t)j * ccs;
+        if (ccs == 1)
+            put_part(cr, acc[r], n, alpha, beta);
+        else
+            for (int u = 0; u < n; u++) put(cr + (size_t)u * ccs, acc[r][u], alpha, beta);
+    }
+}
+
+/* The rows form: C[i*crs + j*ccs] = alpha sum_k A[i*ars + k*acs] B[k*ldb + j] + beta C, in tiles
+ * of 4 rows, then of 2, then row by row. Called with ccs = 1, or crs = 1 for the transposed problem
+ * (then stored element by element). */
+static inline __attribute__((always_inline)) void rows(int M, int N, int K, nd_real alpha,
+                                                       const nd_real *A, size_t ars, size_t acs,
+                                                       const nd_real *B, size_t ldb, nd_real beta,
+                                                       nd_real *C, size_t crs, size_t ccs)
+{
+    int i = 0;
+    for (; i + 4 <= M; i += 4)
+        row_tile(4, N, K, alpha, A + i * ars, ars, acs, B, ldb, beta, C + i * crs, crs, ccs);
+    for (; i + 2 <= M; i += 2)
+        row_tile(2, N, K, alpha, A + i * ars, ars, acs, B, ldb, beta, C + i * crs, crs, ccs);
+    for (; i < M; i++)
+        row_tile(1, N, K, alpha, A + i * ars, ars, acs, B, ldb, beta, C + i * crs, crs, ccs);
+}
+
+static void rows_c(int M, int N, int K, nd_real alpha, const nd_real *A, size_t ars, size_t acs,
+                   const nd_real *B, size_t ldb, nd_real beta, nd_real *C, size_t ldc)
+{
+    rows(M, N, K, alpha, A, ars, acs, B, ldb, beta, C, ldc, 1);
+}
+
+static void rows_ct(int M, int N, int K, nd_real alpha, const nd_real *A, size_t ars, size_t acs,
+                    const nd_real *B, size_t ldb, nd_real beta, nd_real *C, size_t ldc)
+{
+    rows(M, N, K, alpha, A, ars, acs, B, ldb, beta, C, 1, ldc);
+}
+
+/* the sum of v's elements, in a fixed order */
+static inline nd_real hsum(vec v)
+{
+    nd_real r = v[0];
+    for (int u = 1; u < VL; u++) r += v[u];
+    return r;
+}
+
+/* An MR x NR tile of the dots form (MR, NR constants after inlining): each element's partial
+ * sums in one vector over blocks of VL k (the last one masked), added up in a fixed order. */
+static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K, nd_real alpha,
+                                                           const nd_real *A, size_t lda,
+                                                           const nd_real *Bt, size_t ldb,
+                                                           nd_real beta, nd_real *C, size_t ldc)
+{
+    vec acc[2][2] = {{{0}}};
+    int k = 0;
+    for (; k + VL <= K; k += VL) {
+        vec a[2], b[2];
+        for (int r = 0; r < MR; r++) a[r] = load(A + r * lda + k);
+        for (int q = 0; q < NR; q++) b[q] = load(Bt + q * ldb + k);
+        for (int r = 0; r < MR; r++)
+            for (int q = 0; q < NR; q++) acc[r][q] += a[r] * b[q];
+    }
+    if (k < K) { /* the last K - k < VL elements, masked: zeros in the other lanes */
+        vec a[2], b[2];
+        for (int r = 0; r < MR; r++) a[r] = load_part(A + r * lda + k, K - k);
+        for (int q = 0; q < NR; q++) b[q] = load_part(Bt + q * ldb + k, K - k);
+        for (int r = 0; r < MR; r++)
+            for (int q = 0; q < NR; q++) acc[r][q] += a[r] * b[q];
+    }
+    for (int r = 0; r < MR; r++)
+        for (int q = 0; q < NR; q++) put(C + r * ldc + q, hsum(acc[r][q]), alpha, beta);
+}
+
+/* The dots form: C[i, j] = A[i, :] . Bt[j, :], A (M, K; lda) and Bt (N, K; ldb) row-major, in
+ * tiles of 2 x 2. */
+static void dots(int M, int N, int K, nd_real alpha, const nd_real *A, size_t lda,
+                 const nd_real *Bt, size_t ldb, nd_real beta, nd_real *C, size_t ldc)
+{
+    int i = 0;
+    for (; i + 2 <= M; i += 2) {
+        int j = 0;
+        for (; j + 2 <= N; j += 2)
+            dot_tile(2, 2, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j,
+                     ldc);
+        if (j < N)
+            dot_tile(2, 1, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j,
+                     ldc);
+    }
+    if (i == M) return;
+    int j = 0;
+    for (; j + 2 <= N; j += 2)
+        dot_tile(1, 2, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j, ldc);
+    if (j < N)
+        dot_tile(1, 1, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j, ldc);
+}
+
+/* dst (cols, rows) = src (rows, cols; ld)^T, contiguous */
+static void transpose(nd_real *dst, const nd_real *src, int rows, int cols, size_t ld)
+{
+    for (int c = 0; c < cols; c++, dst += rows) {
+        const nd_real *s = src + c;
+        for (int r = 0; r < rows; r++, s += ld) dst[r] = *s;
+    }
+}
+
+bool nd_gemm_small(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
+                   const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
+{
+    if ((long long)M * N * K > SMALL_MNK) return false;
+    nd_real buf[SMALL_PACK];
+    const size_t sa = (size_t)lda, sc = (size_t)ldc;
+    size_t sb = (size_t)ldb;
+    if (N >= SMALL_FEW_COLUMNS || N >= M) { /* rows over C's columns: B as (K, N) */
+        if (tb) {
+            if ((long long)K * N > SMALL_PACK) return false;
+            transpose(buf, B, N, K, sb);
+            B = buf, tb = false, sb = (size_t)N;
+        }
+        rows_c(M, N, K, alpha, A, ta ? 1 : sa, ta ? sa : 1, B, sb, beta, C, sc);
+    } else if (ta) { /* C^T (N, M) = op(B)^T op(A)^T, where op(A)^T is A as stored (K, M) */
+        rows_ct(N, M, K, alpha, B, tb ? sb : 1, tb ? 1 : sb, A, sa, beta, C, sc);
+    } else { /* dots: A's rows (M, K) against op(B)'s columns as rows (N, K) */
+        if (!tb) {
+            if ((long long)K * N > SMALL_PACK) return false;
+            transpose(buf, B, K, N, sb);
+            B = buf, sb = (size_t)K;
+        }
+        dots(M, N, K, alpha, A, sa, B, sb, beta, C, sc);
+    }
+    return true;
+}
