@@ -10,7 +10,7 @@
 
 #include "tensor/ctx_internal.h"
 
-#define ND_ALIGN 64
+#define ND_ALIGN ND_ARENA_ALIGN
 #define ND_DEFAULT_CHUNK ((size_t)1 << 20)
 
 typedef struct {

@@ -91,11 +91,16 @@ nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape)
 {
     size_t size = 1;
     for (int i = 0; i < ndim; i++) size *= (size_t)shape[i];
-    nd_tensor *t = nd_ctx_alloc(ctx, sizeof *t);
-    nd_real *data = t ? nd_ctx_alloc(ctx, size * sizeof *data) : NULL;
-    if (!data) return NULL;
+    /* header and data in one piece: the header's size is a multiple of the arena's alignment */
+    size_t head = (sizeof(nd_tensor) + ND_ARENA_ALIGN - 1) & ~(size_t)(ND_ARENA_ALIGN - 1);
+    if (size > (SIZE_MAX - head) / sizeof(nd_real)) {
+        nd_fail(ctx, ND_ERR_NOMEM, "nd_tensor_alloc: %zu elements", size);
+        return NULL;
+    }
+    nd_tensor *t = nd_ctx_alloc(ctx, head + size * sizeof(nd_real));
+    if (!t) return NULL;
     set_shape(t, ndim, shape, size);
-    t->data = data;
+    t->data = (nd_real *)((char *)t + head);
     return t;
 }
 
@@ -234,7 +239,12 @@ void nd_zero_grad(nd_tensor **params, int n)
 bool nd_all_finite(const nd_tensor *x)
 {
     if (!x) return false;
-    for (size_t i = 0; i < x->size; i++)
-        if (!isfinite(x->data[i])) return false;
-    return true;
+    /* x - x is 0 for a finite x and NaN for an infinite or NaN one; the sum of those is NaN if
+     * any is, in whatever order it is taken: four partial sums, which the compiler vectorises */
+    nd_real s[4] = {0};
+    size_t i = 0;
+    for (; i + 4 <= x->size; i += 4)
+        for (int u = 0; u < 4; u++) s[u] += x->data[i + u] - x->data[i + u];
+    for (; i < x->size; i++) s[0] += x->data[i] - x->data[i];
+    return (s[0] + s[1]) + (s[2] + s[3]) == 0;
 }
