@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * tensor/kernels.c: GEMM, through AVX2 loops for small products (gemm_small.c), nodal's AVX-512
  * kernel (gemm_avx512.c) on CPUs that have AVX-512F and cblas otherwise (or when NODAL_GEMM=blas);
- * and the array transcendentals with their run-time choice between the AVX2 SLEEF kernels
- * (kernels_avx2.c, compiled with -mavx2 -mfma) and libm. Each choice is made once; both
- * transcendental paths are accurate to about 1 ulp. */
+ * and the array transcendentals with their run-time choice between SLEEF's AVX-512F kernels
+ * (kernels_avx512.c), its AVX2 kernels (kernels_avx2.c, compiled with -mavx2 -mfma), which give
+ * bitwise the same results, and libm. Each choice is made once; every transcendental path is
+ * accurate to about 1 ulp (tanh 3.5). */
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
@@ -82,32 +83,47 @@ void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real
 #ifdef ND_HAVE_SLEEF
 void nd_kernel_tanh_avx2(nd_real *y, const nd_real *x, size_t n);
 void nd_kernel_exp_avx2(nd_real *y, const nd_real *x, size_t n);
+#ifdef ND_HAVE_SLEEF_AVX512
+void nd_kernel_tanh_avx512(nd_real *y, const nd_real *x, size_t n);
+void nd_kernel_exp_avx512(nd_real *y, const nd_real *x, size_t n);
+#endif
 
-static int use_avx2 = -1;
-static bool avx2(void)
+/* 2: AVX-512F (SLEEF's 8-lane kernels), 1: AVX2 and FMA (4 lanes), 0: libm; checked once */
+static int vec_level = -1;
+static int level(void)
 {
-    if (use_avx2 < 0) {
+    if (vec_level < 0) {
         __builtin_cpu_init();
-        use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        vec_level = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#ifdef ND_HAVE_SLEEF_AVX512
+        if (vec_level && __builtin_cpu_supports("avx512f")) vec_level = 2;
+#endif
     }
-    return use_avx2;
+    return vec_level;
 }
 #else
-static bool avx2(void)
+static int level(void)
 {
-    return false;
+    return 0;
 }
 #endif
 
 const char *nd_kernel_path(void)
 {
-    return avx2() ? "sleef-avx2" : "scalar";
+    static const char *const names[] = {"scalar", "sleef-avx2", "sleef-avx512"};
+    return names[level()];
 }
 
 void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n)
 {
 #ifdef ND_HAVE_SLEEF
-    if (avx2()) {
+#ifdef ND_HAVE_SLEEF_AVX512
+    if (level() == 2) {
+        nd_kernel_tanh_avx512(y, x, n);
+        return;
+    }
+#endif
+    if (level() == 1) {
         nd_kernel_tanh_avx2(y, x, n);
         return;
     }
@@ -118,7 +134,13 @@ void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n)
 void nd_kernel_exp(nd_real *y, const nd_real *x, size_t n)
 {
 #ifdef ND_HAVE_SLEEF
-    if (avx2()) {
+#ifdef ND_HAVE_SLEEF_AVX512
+    if (level() == 2) {
+        nd_kernel_exp_avx512(y, x, n);
+        return;
+    }
+#endif
+    if (level() == 1) {
         nd_kernel_exp_avx2(y, x, n);
         return;
     }

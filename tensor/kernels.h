@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT
- * tensor/kernels.h: the numeric kernels the ops call in their hot loops: GEMM (nodal's AVX-512
- * kernel or cblas, chosen once at run time), and tanh and exp over arrays, vectorised through
- * SLEEF when the CPU supports AVX2 (checked once at run time) and scalar libm otherwise.
+ * tensor/kernels.h: the numeric kernels the ops call in their hot loops: GEMM (nodal's own loops
+ * for small products, nodal's AVX-512 kernel or cblas, chosen once at run time), and tanh and exp
+ * over arrays, vectorised through SLEEF when the CPU supports AVX-512F or AVX2 (checked once at
+ * run time) and scalar libm otherwise.
  * Library-private. */
 #ifndef ND_KERNELS_H
 #define ND_KERNELS_H
@@ -24,7 +25,7 @@ const char *nd_gemm_path(void);
 
 void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n);
 void nd_kernel_exp(nd_real *y, const nd_real *x, size_t n);
-/* Which path the transcendental kernels take: "sleef-avx2" or "scalar". */
+/* Which path the transcendental kernels take: "sleef-avx512", "sleef-avx2" or "scalar". */
 const char *nd_kernel_path(void);
 
 #endif

@@ -5,10 +5,12 @@
  * columns) and the blocks (96 rows, 256 of K), strided C, alpha 0 / 1 / other, beta 0 / 1 / other,
  * and C never read when beta is 0 (it holds NaN there). The AVX-512 kernel is checked directly when
  * the CPU has AVX-512F and skipped (with a message) otherwise; nd_gemm is checked on every CPU.
+ * Also: SLEEF's AVX-512F and AVX2 tanh and exp kernels agree bit for bit.
  */
 #include <check.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tensor/kernels.h"
 #include "test_main.h"
@@ -145,6 +147,46 @@ START_TEST(test_avx512_kernel)
 }
 END_TEST
 
+#if defined(ND_HAVE_SLEEF_AVX512)
+void nd_kernel_tanh_avx2(nd_real *y, const nd_real *x, size_t n);
+void nd_kernel_exp_avx2(nd_real *y, const nd_real *x, size_t n);
+void nd_kernel_tanh_avx512(nd_real *y, const nd_real *x, size_t n);
+void nd_kernel_exp_avx512(nd_real *y, const nd_real *x, size_t n);
+#endif
+
+/* SLEEF's AVX-512F and AVX2 tanh and exp (tensor/kernels_avx512.c, kernels_avx2.c) agree bit for
+ * bit, so which one the CPU gets never changes a result: over many magnitudes, both signs, the
+ * special values, and a length that leaves a tail in both. */
+START_TEST(test_transcendental_paths)
+{
+#if defined(ND_HAVE_SLEEF_AVX512)
+    __builtin_cpu_init();
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx2") ||
+        !__builtin_cpu_supports("fma")) {
+        fprintf(stderr, "test_gemm: this CPU lacks AVX-512F or AVX2; the paths are not compared\n");
+        return;
+    }
+    enum { N = 20003 };
+    nd_real *x = malloc(N * sizeof *x), *a = malloc(N * sizeof *a), *b = malloc(N * sizeof *b);
+    ck_assert(x && a && b);
+    for (int i = 0; i < N; i++)
+        x[i] = (nd_real)((i % 2 ? -1 : 1) * ldexp(1 + sin(0.7 * i), i % 50 - 40));
+    x[0] = NAN, x[1] = INFINITY, x[2] = -INFINITY, x[3] = (nd_real)-0.0, x[4] = 0;
+    x[5] = (nd_real)750, x[6] = (nd_real)-750, x[7] = (nd_real)19.06;
+    void (*pairs[2][2])(nd_real *, const nd_real *, size_t) = {
+        {nd_kernel_tanh_avx2, nd_kernel_tanh_avx512}, {nd_kernel_exp_avx2, nd_kernel_exp_avx512}};
+    for (int f = 0; f < 2; f++) {
+        pairs[f][0](a, x, N), pairs[f][1](b, x, N);
+        ck_assert_msg(memcmp(a, b, N * sizeof *a) == 0, "%s: the AVX-512 and AVX2 kernels differ",
+                      f ? "exp" : "tanh");
+    }
+    free(x), free(a), free(b);
+#else
+    fprintf(stderr, "test_gemm: built without SLEEF's AVX-512 kernels\n");
+#endif
+}
+END_TEST
+
 /* K = 0 scales C by beta, as BLAS does, and a zero-sized C is left alone. */
 START_TEST(test_degenerate)
 {
@@ -165,6 +207,7 @@ Suite *gemm_suite(void)
     tcase_add_test(tc, test_small);
     tcase_add_test(tc, test_avx512_kernel);
     tcase_add_test(tc, test_degenerate);
+    tcase_add_test(tc, test_transcendental_paths);
     suite_add_tcase(s, tc);
     return s;
 }
