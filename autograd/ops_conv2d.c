@@ -98,6 +98,12 @@ static void tile_index(const conv_geom *g, int T, int *idx)
         }
 }
 
+/* row (n,) += src (n,): a loop the compiler vectorises (the two never overlap). */
+static void add_row(nd_real *restrict row, const nd_real *restrict src, int n)
+{
+    for (int k = 0; k < n; k++) row[k] += src[k];
+}
+
 /* fill: band = the tile's rows of x, zero-padded; otherwise x += the band's interior (the padding
  * is dropped: the second half of col2im). */
 static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W) */, nd_real *band,
@@ -117,9 +123,33 @@ static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W
                 if (fill)
                     memcpy(br, row, (size_t)g->W * sizeof *row);
                 else
-                    for (int k = 0; k < g->W; k++) row[k] += br[k];
+                    add_row(row, br, g->W);
             }
         }
+}
+
+/* One tap's segment of one image's band plane bp (band_rows, Wp) and col segment seg (T*OW,):
+ * seg = the plane read at the tap (to_col), else plane += seg. With stride 1 each output row reads
+ * a contiguous run of the plane (a copy the compiler vectorises); otherwise idx (T*OW,) gathers. */
+static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
+                     nd_real *restrict seg, const int *ix, bool to_col)
+{
+    int per = T * g->OW;
+    if (g->stride != 1) {
+        if (to_col)
+            for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
+        else
+            for (int p = 0; p < per; p++) bp[ix[p]] += seg[p];
+        return;
+    }
+    int i = tap / g->kw, j = tap % g->kw, Wp = padded_w(g);
+    for (int r = 0; r < T; r++) {
+        nd_real *row = bp + (size_t)(r + i) * Wp + j, *sr = seg + (size_t)r * g->OW;
+        if (to_col)
+            for (int ow = 0; ow < g->OW; ow++) sr[ow] = row[ow];
+        else
+            for (int ow = 0; ow < g->OW; ow++) row[ow] += sr[ow];
+    }
 }
 
 /* to_col: col (ckk, cols) = im2col of the tile from its band; otherwise band += col2im(col)
@@ -132,16 +162,10 @@ static void tile_copy(const conv_geom *g, conv_tile t, nd_real *band, nd_real *c
     if (!to_col) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
     for (int c = 0; c < g->C; c++)
         for (int k = 0; k < kk; k++) {
-            const int *ix = idx + (size_t)k * per;
             nd_real *r = col + ((size_t)c * kk + k) * cols; /* (cols,) */
-            for (int n = 0; n < t.G; n++) {
-                nd_real *bp = band + ((size_t)n * g->C + c) * plane;
-                nd_real *seg = r + (size_t)n * per; /* (T*OW,) */
-                if (to_col)
-                    for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
-                else
-                    for (int p = 0; p < per; p++) bp[ix[p]] += seg[p];
-            }
+            for (int n = 0; n < t.G; n++)
+                tap_copy(g, t.T, k, band + ((size_t)n * g->C + c) * plane, r + (size_t)n * per,
+                         idx + (size_t)k * per, to_col);
         }
 }
 
@@ -353,6 +377,20 @@ static void conv_backward_graph(nd_ctx *ctx, nd_tensor *out, const conv_geom *g)
     if (b && nd_needs_grad(ctx, b)) nd_accumulate_grad(ctx, b, nd_sum_axis(ctx, gr, 0, false));
 }
 
+/* The sum of x (n,) in 16 interleaved partial sums added pairwise at the end: a fixed order that
+ * vectorises (one running sum is a chain of dependent scalar adds). */
+static nd_real row_sum(const nd_real *x, int n)
+{
+    nd_real part[16] = {0};
+    int k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int l = 0; l < 16; l++) part[l] += x[k + l];
+    for (; k < n; k++) part[k % 16] += x[k];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) part[l] += part[l + w];
+    return part[0];
+}
+
 /* One tile's gradients (see the file's comment), added to dx, dw, db (each may be NULL). */
 static void backward_tile(const conv_geom *g, conv_tile t, const nd_real *x, const nd_real *w,
                           nd_real *gy, nd_real *dx, nd_real *dw, nd_real *db, conv_work *wk)
@@ -364,11 +402,7 @@ static void backward_tile(const conv_geom *g, conv_tile t, const nd_real *x, con
     else /* the tile of one image is a strided view of gy */
         gt = gy + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW, ldg = g->L;
     if (db)
-        for (int oc = 0; oc < g->OC; oc++) {
-            nd_real s = 0;
-            for (int k = 0; k < cols; k++) s += gt[(size_t)oc * ldg + k];
-            db[oc] += s;
-        }
+        for (int oc = 0; oc < g->OC; oc++) db[oc] += row_sum(gt + (size_t)oc * ldg, cols);
     const int *idx = work_index(g, t, wk);
     if (dw) {
         band_move(g, t, (nd_real *)x, wk->band, true);

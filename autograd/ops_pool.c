@@ -50,22 +50,49 @@ static int window_argmax_fast(const pool_geom *g, const nd_real *img, int oh, in
     return best;
 }
 
+/* Output row oh of a 2x2 window with stride 2, the common case, in one loop the compiler
+ * vectorises: o (OW,) = the maxima, a (OW,) = the winners' offsets in the plane img (H, W).
+ * Returns whether a window held a NaN (then the row is to be redone by window_argmax). */
+static bool pool2x2_row(const pool_geom *g, const nd_real *img, int oh, nd_real *restrict o,
+                        int *restrict a)
+{
+    const nd_real *r0 = img + (size_t)(2 * oh) * g->W, *r1 = r0 + g->W;
+    int base = 2 * oh * g->W, nan = 0;
+    for (int ow = 0; ow < g->OW; ow++) {
+        int c = 2 * ow, best = base + c, wins;
+        nd_real v[4] = {r0[c], r0[c + 1], r1[c], r1[c + 1]}, bv = v[0];
+        int off[4] = {base + c, base + c + 1, base + g->W + c, base + g->W + c + 1};
+        for (int q = 1; q < 4; q++) { /* the first maximum: only a strictly greater value wins */
+            wins = -(int)(v[q] > bv);
+            best += (off[q] - best) & wins;
+            bv = v[q] > bv ? v[q] : bv;
+        }
+        nan |= (v[0] != v[0]) | (v[1] != v[1]) | (v[2] != v[2]) | (v[3] != v[3]);
+        o[ow] = bv;
+        a[ow] = best;
+    }
+    return nan;
+}
+
 /* out (N, C, OH, OW) = window maxima; arg (N*C*OH*OW) = the winner's offset ih*W + iw */
 static void pool_forward(const pool_geom *g, const nd_real *x, nd_real *out, int *arg)
 {
     size_t L = (size_t)g->OH * g->OW;
+    bool two = g->k == 2 && g->s == 2;
     for (size_t pl = 0; pl < (size_t)g->N * g->C; pl++) {
         const nd_real *img = x + pl * g->H * g->W;
-        nd_real *o = out + pl * L;
-        int *a = arg + pl * L;
-        for (int oh = 0; oh < g->OH; oh++)
+        for (int oh = 0; oh < g->OH; oh++) {
+            nd_real *o = out + pl * L + (size_t)oh * g->OW;
+            int *a = arg + pl * L + (size_t)oh * g->OW;
+            if (two && !pool2x2_row(g, img, oh, o, a)) continue;
             for (int ow = 0; ow < g->OW; ow++) {
                 bool nan;
                 int best = window_argmax_fast(g, img, oh, ow, &nan);
                 if (nan) best = window_argmax(g, img, oh, ow);
-                o[oh * g->OW + ow] = img[best];
-                a[oh * g->OW + ow] = best;
+                o[ow] = img[best];
+                a[ow] = best;
             }
+        }
     }
 }
 

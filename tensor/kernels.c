@@ -6,14 +6,31 @@
  * ulp. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tensor/kernels.h"
 
+#ifdef ND_HAVE_OPENBLAS
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+/* OpenBLAS on one thread unless its environment variables say otherwise: nodal's products are
+ * small and its own threads (NODAL_NUM_THREADS) share the work; OpenBLAS's default of a thread per
+ * core spins on them (measured: 40% of the conv-net's time on 2 cores). */
+static void blas_one_thread(void)
+{
+    if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("GOTO_NUM_THREADS") &&
+        !getenv("OMP_NUM_THREADS"))
+        openblas_set_num_threads(1);
+}
+#endif
+
 static void blas_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A,
                       int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {
+#ifdef ND_HAVE_OPENBLAS
+    pthread_once(&blas_once, blas_one_thread);
+#endif
 #ifdef ND_REAL_FLOAT
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
                 K, alpha, A, lda, B, ldb, beta, C, ldc);

@@ -1518,8 +1518,8 @@ END_TEST
  * gradients, at stride 2 and 3x3/2 (overlapping, an odd size), with ties and a NaN. */
 START_TEST(test_max_pool2d_matches_im2col_reference)
 {
-    const int geo[][4] = {{2, 2, 6, 6}, {3, 3, 7, 5}}; /* k, stride, H, W */
-    for (int i = 0; i < 2; i++) {
+    const int geo[][4] = {{2, 2, 6, 6}, {3, 3, 7, 5}, {2, 2, 5, 7}}; /* k, stride, H, W */
+    for (int i = 0; i < 3; i++) {
         int k = geo[i][0], st = geo[i][1];
         nd_tensor *x = rand_leaf(4, S(2, 3, geo[i][2], geo[i][3]), -1, 1, 240 + (uint64_t)i);
         x->data[5] = x->data[4]; /* a tie: the first wins */
@@ -1537,12 +1537,14 @@ START_TEST(test_max_pool2d_matches_im2col_reference)
         expect_close_tensors(g, gr, FWD_TOL, "values rule", i);
         expect_close_tensors(gg, gr, FWD_TOL, "recorded rule", i);
     }
-    nd_tensor *x = rand_leaf(4, S(1, 1, 2, 2), -1, 1, 260);
-    x->data[2] = NAN; /* a NaN wins its window, as torch.max */
+    nd_tensor *x = rand_leaf(4, S(1, 1, 2, 4), -1, 1, 260);
+    x->data[4] = NAN; /* a NaN wins its window, as torch.max; of two, the first */
+    x->data[7] = NAN;
+    x->data[6] = NAN;
     nd_tensor *y = nd_max_pool2d(ctx, x, 2, 2), *g;
-    ck_assert(isnan(y->data[0]));
+    ck_assert(isnan(y->data[0]) && isnan(y->data[1]));
     ck_assert_int_eq(nd_grad(ctx, &y, NULL, 1, &x, 1, &g, 0), ND_OK);
-    ck_assert(g->data[2] == 1 && g->data[0] == 0 && g->data[1] == 0 && g->data[3] == 0);
+    for (int k = 0; k < 8; k++) ck_assert(g->data[k] == (k == 4 || k == 6 ? 1 : 0));
 }
 END_TEST
 
