@@ -29,6 +29,10 @@
 /* im2col matrices are kept under this size (bytes), to stay in a core's L2 */
 #define COL_BUDGET (512 * 1024) /* 64K to 1M measured alike on the ODE-Net's 7x7 convs */
 
+#define ROW_COPY_MIN 16 /* outputs per row from which im2col copies rows instead of gathering */
+#define ROW_CHUNK 8     /* outputs per row up to which im2col copies one fixed chunk per row */
+#define SLACK 16        /* reals after col and after the band that a chunk may run into */
+
 typedef struct {
     int N, C, H, W; /* input */
     int OC, kh, kw; /* weight */
@@ -130,12 +134,17 @@ static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W
 
 /* One tap's segment of one image's band plane bp (band_rows, Wp) and col segment seg (T*OW,):
  * seg = the plane read at the tap (to_col), else plane += seg. With stride 1 each output row reads
- * a contiguous run of the plane (a copy the compiler vectorises); otherwise idx (T*OW,) gathers. */
+ * a contiguous run of the plane: rows of at least ROW_COPY_MIN outputs are copied as such (a
+ * vectorised loop), rows of at most ROW_CHUNK outputs (a 7x7 ODE-Net's) as one fixed chunk of
+ * ROW_CHUNK (one vector move: a loop of 7 would be a call of memmove per row). A chunk runs past
+ * its row: copying, the next row's chunk overwrites the excess and the last one's lands in the
+ * slack after col; adding, the excess adds zeros. Other rows and strides gather through idx
+ * (T*OW,). */
 static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
                      nd_real *restrict seg, const int *ix, bool to_col)
 {
-    int per = T * g->OW;
-    if (g->stride != 1) {
+    int per = T * g->OW, OW = g->OW;
+    if (g->stride != 1 || (OW > ROW_CHUNK && OW < ROW_COPY_MIN)) {
         if (to_col)
             for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
         else
@@ -144,11 +153,15 @@ static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
     }
     int i = tap / g->kw, j = tap % g->kw, Wp = padded_w(g);
     for (int r = 0; r < T; r++) {
-        nd_real *row = bp + (size_t)(r + i) * Wp + j, *sr = seg + (size_t)r * g->OW;
-        if (to_col)
-            for (int ow = 0; ow < g->OW; ow++) sr[ow] = row[ow];
+        nd_real *row = bp + (size_t)(r + i) * Wp + j, *sr = seg + (size_t)r * OW;
+        if (OW <= ROW_CHUNK && to_col)
+            memcpy(sr, row, ROW_CHUNK * sizeof *sr); /* a constant size: inline vector moves */
+        else if (OW <= ROW_CHUNK)
+            for (int ow = 0; ow < ROW_CHUNK; ow++) row[ow] += ow < OW ? sr[ow] : 0;
+        else if (to_col)
+            for (int ow = 0; ow < OW; ow++) sr[ow] = row[ow];
         else
-            for (int ow = 0; ow < g->OW; ow++) row[ow] += sr[ow];
+            for (int ow = 0; ow < OW; ow++) row[ow] += sr[ow];
     }
 }
 
@@ -323,15 +336,16 @@ static bool conv_scratch(nd_ctx *ctx, const conv_geom *g, int n, bool partials, 
     tile_plan(g, &G, &T);
     size_t cols = (size_t)G * T * g->OW, per = (size_t)T * g->OW * g->kh * g->kw;
     size_t band = (size_t)G * g->C * band_rows(g, T) * padded_w(g);
-    size_t reals = (size_t)(g->ckk + g->OC) * cols + band +
+    size_t reals = (size_t)(g->ckk + g->OC) * cols + band + 2 * SLACK +
                    (partials ? (size_t)g->OC * (g->ckk + 1) : 0) +
                    (per * sizeof(int) + sizeof(nd_real) - 1) / sizeof(nd_real);
     nd_real *mem = nd_ctx_alloc(ctx, (size_t)n * reals * sizeof *mem);
     for (int i = 0; mem && i < n; i++) {
         nd_real *p = mem + (size_t)i * reals;
-        work[i] = (conv_work){.col = p, .tile = p + (size_t)g->ckk * cols, .idx_T = -1};
+        work[i] = (conv_work){.col = p, .tile = p + (size_t)g->ckk * cols + SLACK, .idx_T = -1};
         work[i].band = work[i].tile + (size_t)g->OC * cols;
-        p = work[i].band + band;
+        memset(work[i].band + band, 0, SLACK * sizeof *p); /* read by chunks: kept finite */
+        p = work[i].band + band + SLACK;
         if (partials) {
             work[i].dw = p, work[i].db = p + (size_t)g->OC * g->ckk;
             memset(p, 0, (size_t)g->OC * (g->ckk + 1) * sizeof *p);
