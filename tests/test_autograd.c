@@ -1392,12 +1392,14 @@ typedef struct {
 } conv_case;
 
 static const conv_case conv_cases[] = {
-    {1, 1, 5, 5, 1, 3, 1, 1, true},    {3, 3, 7, 6, 5, 3, 2, 1, true},
-    {3, 5, 6, 7, 4, 1, 1, 0, false},   {1, 7, 9, 8, 3, 3, 2, 0, true},
-    {3, 3, 5, 5, 2, 1, 2, 1, true},    {2, 3, 4, 5, 3, 3, 1, 0, false},
-    {40, 3, 7, 7, 4, 3, 1, 1, true},   /* groups of images, the last one partial */
-    {2, 16, 20, 20, 5, 3, 1, 1, true}, /* one image's im2col exceeds the cache budget: row tiles */
-    {1, 9, 23, 17, 2, 3, 2, 1, false}, /* row tiles with stride 2 */
+    {1, 1, 5, 5, 1, 3, 1, 1, true},     {3, 3, 7, 6, 5, 3, 2, 1, true},
+    {3, 5, 6, 7, 4, 1, 1, 0, false},    {1, 7, 9, 8, 3, 3, 2, 0, true},
+    {3, 3, 5, 5, 2, 1, 2, 1, true},     {2, 3, 4, 5, 3, 3, 1, 0, false},
+    {40, 3, 7, 7, 4, 3, 1, 1, true},    /* groups of images, the last one partial */
+    {2, 16, 40, 40, 5, 3, 1, 1, true},  /* one image's im2col exceeds the cache budget: row tiles */
+    {1, 32, 64, 48, 2, 3, 2, 1, false}, /* row tiles with stride 2 */
+    {2, 3, 12, 12, 4, 3, 1, 1, true},   /* rows of 12 outputs: gathered (8 and 16 are copied) */
+    {1, 2, 20, 18, 3, 3, 1, 1, false},  /* rows of 18 outputs: copied as rows */
 };
 
 /* The composition nd_conv2d replaced: im2col, one GEMM, bias, back to NCHW. */
