@@ -6,6 +6,33 @@
 
 #include "autograd/ops_internal.h"
 
+typedef struct {
+    nd_real *y;
+    nd_tensor *const *xs;
+    const nd_real *coef;
+    int n;
+} lincomb_args;
+
+/* y[lo, hi) = sum_i coef[i] xs[i][lo, hi) (nd_parallel_for's range function) */
+static void lincomb_range(void *arg, size_t lo, size_t hi)
+{
+    const lincomb_args *a = arg;
+    nd_real *y = a->y;
+    bool first = true; /* the first term assigns, the rest accumulate */
+    for (int i = 0; i < a->n; i++) {
+        const nd_real c = a->coef[i], *x = a->xs[i]->data;
+        if (c == 0) continue;
+        if (first)
+            for (size_t k = lo; k < hi; k++) y[k] = c * x[k];
+        else if (c == 1)
+            for (size_t k = lo; k < hi; k++) y[k] += x[k];
+        else
+            for (size_t k = lo; k < hi; k++) y[k] += c * x[k];
+        first = false;
+    }
+    if (first) memset(y + lo, 0, (hi - lo) * sizeof *y);
+}
+
 nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, int n)
 {
     if (!xs || !coef || n <= 0)
@@ -23,20 +50,8 @@ nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, in
     nd_real *saved = out ? nd_ctx_alloc(ctx, (size_t)n * sizeof *saved) : NULL;
     if (!saved) return NULL;
     memcpy(saved, coef, (size_t)n * sizeof *coef);
-    nd_real *y = out->data;
-    bool first = true; /* the first term assigns, the rest accumulate */
-    for (int i = 0; i < n; i++) {
-        const nd_real c = coef[i], *x = xs[i]->data;
-        if (c == 0) continue;
-        if (first)
-            for (size_t k = 0; k < out->size; k++) y[k] = c * x[k];
-        else if (c == 1)
-            for (size_t k = 0; k < out->size; k++) y[k] += x[k];
-        else
-            for (size_t k = 0; k < out->size; k++) y[k] += c * x[k];
-        first = false;
-    }
-    if (first) memset(y, 0, out->size * sizeof *y);
+    nd_parallel_for(out->size, ND_PAR_MIN_VALUES, lincomb_range,
+                    &(lincomb_args){out->data, xs, coef, n});
     out->aux = saved;
     return nd_record(ctx, out, ND_OP_LINCOMB, n, xs);
 }

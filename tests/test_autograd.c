@@ -1516,6 +1516,34 @@ START_TEST(test_conv2d_threads_deterministic)
 }
 END_TEST
 
+/* relu, add, mul, lincomb and max pooling over tensors big enough to be shared among threads
+ * (64 x 8 x 16 x 16 = 131072 values): with 2 threads the values and every gradient are bitwise
+ * those of 1 thread (elementwise work does not depend on the split). */
+static nd_tensor *elementwise_chain(nd_tensor *x, nd_tensor *z)
+{
+    nd_tensor *h = nd_relu(ctx, nd_add(ctx, x, z));
+    nd_tensor *terms[] = {h, x, z};
+    nd_tensor *l = nd_lincomb(ctx, terms, (nd_real[]){0.5, -1, 2}, 3);
+    return nd_max_pool2d(ctx, nd_mul(ctx, l, z), 2, 2);
+}
+
+START_TEST(test_elementwise_threads_bitwise)
+{
+    nd_tensor *x = rand_leaf(4, S(64, 8, 16, 16), -1, 1, 224);
+    nd_tensor *z = rand_leaf(4, S(64, 8, 16, 16), -1, 1, 225);
+    nd_tensor *r = rand_leaf(4, S(64, 8, 8, 8), -1, 1, 226), *in[] = {x, z}, *y[2], *g[2][2];
+    for (int run = 0; run < 2; run++) {
+        ck_assert_int_eq(nd_set_threads(run + 1), ND_OK);
+        y[run] = elementwise_chain(x, z);
+        ck_assert_int_eq(nd_grad(ctx, &y[run], &r, 1, in, 2, g[run], 0), ND_OK);
+    }
+    ck_assert_int_eq(nd_set_threads(1), ND_OK);
+    ck_assert_mem_eq(y[0]->data, y[1]->data, y[0]->size * sizeof(nd_real));
+    for (int k = 0; k < 2; k++)
+        ck_assert_mem_eq(g[0][k]->data, g[1][k]->data, g[0][k]->size * sizeof(nd_real));
+}
+END_TEST
+
 /* nd_max_pool2d equals the composition it replaced (the maximum of each im2col row), values and
  * gradients, at stride 2 and 3x3/2 (overlapping, an odd size), with ties and a NaN. */
 START_TEST(test_max_pool2d_matches_im2col_reference)
@@ -2923,6 +2951,7 @@ static Suite *autograd_suite(void)
     tcase_add_test(bwd, test_conv2d_backward_into_grad);
     tcase_add_test(bwd, test_conv2d_gradcheck_geometries);
     tcase_add_test(bwd, test_conv2d_threads_deterministic);
+    tcase_add_test(bwd, test_elementwise_threads_bitwise);
     tcase_add_test(bwd, test_max_pool2d_matches_im2col_reference);
     tcase_add_test(bwd, test_linear_matches_composition);
     tcase_add_test(bwd, test_group_norm_matches_composed_reference);
