@@ -81,6 +81,19 @@ bin_flat(bin_kind k, nd_real *y, const nd_real *a, size_t sa, const nd_real *b, 
     }
 }
 
+/* y = a (op) b over [lo, hi) of same-shape operands (nd_parallel_for's range function) */
+typedef struct {
+    bin_kind k;
+    nd_real *y;
+    const nd_real *a, *b;
+} bin_args;
+
+static void bin_same_range(void *arg, size_t lo, size_t hi)
+{
+    const bin_args *p = arg;
+    bin_flat(p->k, p->y + lo, p->a + lo, 1, p->b + lo, 1, hi - lo);
+}
+
 static nd_tensor *binary(nd_ctx *ctx, const char *fn, bin_kind k, nd_op op, nd_tensor *a,
                          nd_tensor *b)
 {
@@ -94,7 +107,8 @@ static nd_tensor *binary(nd_ctx *ctx, const char *fn, bin_kind k, nd_op op, nd_t
     nd_tensor *out = nd_tensor_alloc(ctx, ndim, shape);
     if (!out) return NULL;
     if (a->size == out->size && b->size == out->size) {
-        bin_flat(k, out->data, a->data, 1, b->data, 1, out->size);
+        nd_parallel_for(out->size, ND_PAR_MIN_VALUES, bin_same_range,
+                        &(bin_args){k, out->data, a->data, b->data});
     } else if (b->size == 1 && a->size == out->size) {
         bin_flat(k, out->data, a->data, 1, b->data, 0, out->size);
     } else if (a->size == 1 && b->size == out->size) {

@@ -29,6 +29,10 @@
 /* im2col matrices are kept under this size (bytes), to stay in a core's L2 */
 #define COL_BUDGET (512 * 1024) /* 64K to 1M measured alike on the ODE-Net's 7x7 convs */
 
+#define ROW_COPY_MIN 16 /* outputs per row from which im2col copies rows instead of gathering */
+#define ROW_CHUNK 8     /* outputs per row up to which im2col copies one fixed chunk per row */
+#define SLACK 16        /* reals after col and after the band that a chunk may run into */
+
 typedef struct {
     int N, C, H, W; /* input */
     int OC, kh, kw; /* weight */
@@ -98,6 +102,12 @@ static void tile_index(const conv_geom *g, int T, int *idx)
         }
 }
 
+/* row (n,) += src (n,): a loop the compiler vectorises (the two never overlap). */
+static void add_row(nd_real *restrict row, const nd_real *restrict src, int n)
+{
+    for (int k = 0; k < n; k++) row[k] += src[k];
+}
+
 /* fill: band = the tile's rows of x, zero-padded; otherwise x += the band's interior (the padding
  * is dropped: the second half of col2im). */
 static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W) */, nd_real *band,
@@ -117,9 +127,42 @@ static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W
                 if (fill)
                     memcpy(br, row, (size_t)g->W * sizeof *row);
                 else
-                    for (int k = 0; k < g->W; k++) row[k] += br[k];
+                    add_row(row, br, g->W);
             }
         }
+}
+
+/* One tap's segment of one image's band plane bp (band_rows, Wp) and col segment seg (T*OW,):
+ * seg = the plane read at the tap (to_col), else plane += seg. With stride 1 each output row reads
+ * a contiguous run of the plane: rows of at least ROW_COPY_MIN outputs are copied as such (a
+ * vectorised loop), rows of at most ROW_CHUNK outputs (a 7x7 ODE-Net's) as one fixed chunk of
+ * ROW_CHUNK (one vector move: a loop of 7 would be a call of memmove per row). A chunk runs past
+ * its row: copying, the next row's chunk overwrites the excess and the last one's lands in the
+ * slack after col; adding, the excess adds zeros. Other rows and strides gather through idx
+ * (T*OW,). */
+static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
+                     nd_real *restrict seg, const int *ix, bool to_col)
+{
+    int per = T * g->OW, OW = g->OW;
+    if (g->stride != 1 || (OW > ROW_CHUNK && OW < ROW_COPY_MIN)) {
+        if (to_col)
+            for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
+        else
+            for (int p = 0; p < per; p++) bp[ix[p]] += seg[p];
+        return;
+    }
+    int i = tap / g->kw, j = tap % g->kw, Wp = padded_w(g);
+    for (int r = 0; r < T; r++) {
+        nd_real *row = bp + (size_t)(r + i) * Wp + j, *sr = seg + (size_t)r * OW;
+        if (OW <= ROW_CHUNK && to_col)
+            memcpy(sr, row, ROW_CHUNK * sizeof *sr); /* a constant size: inline vector moves */
+        else if (OW <= ROW_CHUNK)
+            for (int ow = 0; ow < ROW_CHUNK; ow++) row[ow] += ow < OW ? sr[ow] : 0;
+        else if (to_col)
+            for (int ow = 0; ow < OW; ow++) sr[ow] = row[ow];
+        else
+            for (int ow = 0; ow < OW; ow++) row[ow] += sr[ow];
+    }
 }
 
 /* to_col: col (ckk, cols) = im2col of the tile from its band; otherwise band += col2im(col)
@@ -132,16 +175,10 @@ static void tile_copy(const conv_geom *g, conv_tile t, nd_real *band, nd_real *c
     if (!to_col) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
     for (int c = 0; c < g->C; c++)
         for (int k = 0; k < kk; k++) {
-            const int *ix = idx + (size_t)k * per;
             nd_real *r = col + ((size_t)c * kk + k) * cols; /* (cols,) */
-            for (int n = 0; n < t.G; n++) {
-                nd_real *bp = band + ((size_t)n * g->C + c) * plane;
-                nd_real *seg = r + (size_t)n * per; /* (T*OW,) */
-                if (to_col)
-                    for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
-                else
-                    for (int p = 0; p < per; p++) bp[ix[p]] += seg[p];
-            }
+            for (int n = 0; n < t.G; n++)
+                tap_copy(g, t.T, k, band + ((size_t)n * g->C + c) * plane, r + (size_t)n * per,
+                         idx + (size_t)k * per, to_col);
         }
 }
 
@@ -299,15 +336,16 @@ static bool conv_scratch(nd_ctx *ctx, const conv_geom *g, int n, bool partials, 
     tile_plan(g, &G, &T);
     size_t cols = (size_t)G * T * g->OW, per = (size_t)T * g->OW * g->kh * g->kw;
     size_t band = (size_t)G * g->C * band_rows(g, T) * padded_w(g);
-    size_t reals = (size_t)(g->ckk + g->OC) * cols + band +
+    size_t reals = (size_t)(g->ckk + g->OC) * cols + band + 2 * SLACK +
                    (partials ? (size_t)g->OC * (g->ckk + 1) : 0) +
                    (per * sizeof(int) + sizeof(nd_real) - 1) / sizeof(nd_real);
     nd_real *mem = nd_ctx_alloc(ctx, (size_t)n * reals * sizeof *mem);
     for (int i = 0; mem && i < n; i++) {
         nd_real *p = mem + (size_t)i * reals;
-        work[i] = (conv_work){.col = p, .tile = p + (size_t)g->ckk * cols, .idx_T = -1};
+        work[i] = (conv_work){.col = p, .tile = p + (size_t)g->ckk * cols + SLACK, .idx_T = -1};
         work[i].band = work[i].tile + (size_t)g->OC * cols;
-        p = work[i].band + band;
+        memset(work[i].band + band, 0, SLACK * sizeof *p); /* read by chunks: kept finite */
+        p = work[i].band + band + SLACK;
         if (partials) {
             work[i].dw = p, work[i].db = p + (size_t)g->OC * g->ckk;
             memset(p, 0, (size_t)g->OC * (g->ckk + 1) * sizeof *p);
@@ -353,6 +391,20 @@ static void conv_backward_graph(nd_ctx *ctx, nd_tensor *out, const conv_geom *g)
     if (b && nd_needs_grad(ctx, b)) nd_accumulate_grad(ctx, b, nd_sum_axis(ctx, gr, 0, false));
 }
 
+/* The sum of x (n,) in 16 interleaved partial sums added pairwise at the end: a fixed order that
+ * vectorises (one running sum is a chain of dependent scalar adds). */
+static nd_real row_sum(const nd_real *x, int n)
+{
+    nd_real part[16] = {0};
+    int k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int l = 0; l < 16; l++) part[l] += x[k + l];
+    for (; k < n; k++) part[k % 16] += x[k];
+    for (int w = 8; w >= 1; w /= 2)
+        for (int l = 0; l < w; l++) part[l] += part[l + w];
+    return part[0];
+}
+
 /* One tile's gradients (see the file's comment), added to dx, dw, db (each may be NULL). */
 static void backward_tile(const conv_geom *g, conv_tile t, const nd_real *x, const nd_real *w,
                           nd_real *gy, nd_real *dx, nd_real *dw, nd_real *db, conv_work *wk)
@@ -364,11 +416,7 @@ static void backward_tile(const conv_geom *g, conv_tile t, const nd_real *x, con
     else /* the tile of one image is a strided view of gy */
         gt = gy + (size_t)t.n0 * g->OC * g->L + (size_t)t.oh0 * g->OW, ldg = g->L;
     if (db)
-        for (int oc = 0; oc < g->OC; oc++) {
-            nd_real s = 0;
-            for (int k = 0; k < cols; k++) s += gt[(size_t)oc * ldg + k];
-            db[oc] += s;
-        }
+        for (int oc = 0; oc < g->OC; oc++) db[oc] += row_sum(gt + (size_t)oc * ldg, cols);
     const int *idx = work_index(g, t, wk);
     if (dw) {
         band_move(g, t, (nd_real *)x, wk->band, true);

@@ -17,6 +17,10 @@ static inline nd_tensor *record1(nd_ctx *ctx, nd_tensor *out, nd_op op, nd_tenso
 {
     return nd_record(ctx, out, op, 1, &x);
 }
+/* Elementwise kernels share their values among nodal's threads (nd_parallel_for) from this many
+ * values per thread up: below it a parallel region costs more than it saves. */
+#define ND_PAR_MIN_VALUES 32768
+
 static inline nd_tensor *record2(nd_ctx *ctx, nd_tensor *out, nd_op op, nd_tensor *a, nd_tensor *b)
 {
     nd_tensor *src[2] = {a, b};

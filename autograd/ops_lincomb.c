@@ -7,41 +7,67 @@
 
 #include "autograd/ops_internal.h"
 
-/* y = [y +] c0 x0 + ... + c(m-1) x(m-1), 0 <= m <= 4, left to right (y = 0 when m is 0) */
-static void lincomb_pass(nd_real *restrict y, size_t size, int m, const nd_real *const *x,
+typedef struct {
+    nd_real *y;
+    nd_tensor *const *xs;
+    const nd_real *coef;
+    int n;
+} lincomb_args;
+
+/* y[lo, hi) = [y +] c0 x0 + ... + c(m-1) x(m-1), 0 <= m <= 4, left to right (0 when m is 0) */
+static void lincomb_pass(nd_real *restrict y, size_t lo, size_t hi, int m, const nd_real *const *x,
                          const nd_real *c, bool acc)
 {
     const nd_real *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
     const nd_real c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];
     switch (m * 2 + acc) {
     case 0:
-        for (size_t k = 0; k < size; k++) y[k] = 0;
+        for (size_t k = lo; k < hi; k++) y[k] = 0;
         break;
     case 2:
-        for (size_t k = 0; k < size; k++) y[k] = c0 * x0[k];
+        for (size_t k = lo; k < hi; k++) y[k] = c0 * x0[k];
         break;
     case 3:
-        for (size_t k = 0; k < size; k++) y[k] = y[k] + c0 * x0[k];
+        for (size_t k = lo; k < hi; k++) y[k] = y[k] + c0 * x0[k];
         break;
     case 4:
-        for (size_t k = 0; k < size; k++) y[k] = c0 * x0[k] + c1 * x1[k];
+        for (size_t k = lo; k < hi; k++) y[k] = c0 * x0[k] + c1 * x1[k];
         break;
     case 5:
-        for (size_t k = 0; k < size; k++) y[k] = y[k] + c0 * x0[k] + c1 * x1[k];
+        for (size_t k = lo; k < hi; k++) y[k] = y[k] + c0 * x0[k] + c1 * x1[k];
         break;
     case 6:
-        for (size_t k = 0; k < size; k++) y[k] = c0 * x0[k] + c1 * x1[k] + c2 * x2[k];
+        for (size_t k = lo; k < hi; k++) y[k] = c0 * x0[k] + c1 * x1[k] + c2 * x2[k];
         break;
     case 7:
-        for (size_t k = 0; k < size; k++) y[k] = y[k] + c0 * x0[k] + c1 * x1[k] + c2 * x2[k];
+        for (size_t k = lo; k < hi; k++) y[k] = y[k] + c0 * x0[k] + c1 * x1[k] + c2 * x2[k];
         break;
     case 8:
-        for (size_t k = 0; k < size; k++) y[k] = c0 * x0[k] + c1 * x1[k] + c2 * x2[k] + c3 * x3[k];
+        for (size_t k = lo; k < hi; k++) y[k] = c0 * x0[k] + c1 * x1[k] + c2 * x2[k] + c3 * x3[k];
         break;
     default:
-        for (size_t k = 0; k < size; k++)
+        for (size_t k = lo; k < hi; k++)
             y[k] = y[k] + c0 * x0[k] + c1 * x1[k] + c2 * x2[k] + c3 * x3[k];
         break;
+    }
+}
+
+/* y[lo, hi) = sum_i coef[i] xs[i][lo, hi) (nd_parallel_for's range function): the nonzero terms
+ * in passes of up to 4, the first pass assigning and the rest accumulating, so each element is
+ * summed term after term in the list's order */
+static void lincomb_range(void *arg, size_t lo, size_t hi)
+{
+    const lincomb_args *a = arg;
+    const nd_real *px[4] = {0};
+    nd_real pc[4] = {0};
+    int m = 0;
+    bool first = true;
+    for (int i = 0; i <= a->n; i++) {
+        if (i < a->n && a->coef[i] != 0) px[m] = a->xs[i]->data, pc[m++] = a->coef[i];
+        if (m == 4 || (i == a->n && (m > 0 || first))) {
+            lincomb_pass(a->y, lo, hi, m, px, pc, !first);
+            first = false, m = 0;
+        }
     }
 }
 
@@ -62,19 +88,8 @@ nd_tensor *nd_lincomb(nd_ctx *ctx, nd_tensor *const *xs, const nd_real *coef, in
     nd_real *saved = out ? nd_ctx_alloc(ctx, (size_t)n * sizeof *saved) : NULL;
     if (!saved) return NULL;
     memcpy(saved, coef, (size_t)n * sizeof *coef);
-    /* the nonzero terms in passes of up to 4: the first pass assigns, the rest accumulate, each
-     * element summed term after term in the list's order */
-    const nd_real *px[4] = {0};
-    nd_real pc[4] = {0};
-    int m = 0;
-    bool first = true;
-    for (int i = 0; i <= n; i++) {
-        if (i < n && coef[i] != 0) px[m] = xs[i]->data, pc[m++] = coef[i];
-        if (m == 4 || (i == n && (m > 0 || first))) {
-            lincomb_pass(out->data, out->size, m, px, pc, !first);
-            first = false, m = 0;
-        }
-    }
+    nd_parallel_for(out->size, ND_PAR_MIN_VALUES, lincomb_range,
+                    &(lincomb_args){out->data, xs, coef, n});
     out->aux = saved;
     return nd_record(ctx, out, ND_OP_LINCOMB, n, xs);
 }

@@ -50,23 +50,74 @@ static int window_argmax_fast(const pool_geom *g, const nd_real *img, int oh, in
     return best;
 }
 
-/* out (N, C, OH, OW) = window maxima; arg (N*C*OH*OW) = the winner's offset ih*W + iw */
-static void pool_forward(const pool_geom *g, const nd_real *x, nd_real *out, int *arg)
+/* Output row oh of a 2x2 window with stride 2, the common case, in one loop the compiler
+ * vectorises: o (OW,) = the maxima, a (OW,) = the winners' offsets in the plane img (H, W).
+ * Returns whether a window held a NaN (then the row is to be redone by window_argmax). */
+static bool pool2x2_row(const pool_geom *g, const nd_real *img, int oh, nd_real *restrict o,
+                        int *restrict a)
 {
+    const nd_real *r0 = img + (size_t)(2 * oh) * g->W, *r1 = r0 + g->W;
+    int base = 2 * oh * g->W, nan = 0;
+    for (int ow = 0; ow < g->OW; ow++) {
+        int c = 2 * ow, best = base + c, wins;
+        nd_real v[4] = {r0[c], r0[c + 1], r1[c], r1[c + 1]}, bv = v[0];
+        int off[4] = {base + c, base + c + 1, base + g->W + c, base + g->W + c + 1};
+        for (int q = 1; q < 4; q++) { /* the first maximum: only a strictly greater value wins */
+            wins = -(int)(v[q] > bv);
+            best += (off[q] - best) & wins;
+            bv = v[q] > bv ? v[q] : bv;
+        }
+        nan |= (v[0] != v[0]) | (v[1] != v[1]) | (v[2] != v[2]) | (v[3] != v[3]);
+        o[ow] = bv;
+        a[ow] = best;
+    }
+    return nan;
+}
+
+typedef struct {
+    const pool_geom *g;
+    const nd_real *x, *gy;
+    nd_real *y;
+    int *arg;
+} pool_args;
+
+/* Planes [lo, hi) of out (N, C, OH, OW) = window maxima, arg (N*C*OH*OW) = the winner's offset
+ * ih*W + iw (nd_parallel_for's range function) */
+static void pool_forward_range(void *p, size_t lo, size_t hi)
+{
+    const pool_args *a = p;
+    const pool_geom *g = a->g;
     size_t L = (size_t)g->OH * g->OW;
-    for (size_t pl = 0; pl < (size_t)g->N * g->C; pl++) {
-        const nd_real *img = x + pl * g->H * g->W;
-        nd_real *o = out + pl * L;
-        int *a = arg + pl * L;
-        for (int oh = 0; oh < g->OH; oh++)
+    bool two = g->k == 2 && g->s == 2;
+    for (size_t pl = lo; pl < hi; pl++) {
+        const nd_real *img = a->x + pl * g->H * g->W;
+        for (int oh = 0; oh < g->OH; oh++) {
+            nd_real *o = a->y + pl * L + (size_t)oh * g->OW;
+            int *w = a->arg + pl * L + (size_t)oh * g->OW;
+            if (two && !pool2x2_row(g, img, oh, o, w)) continue;
             for (int ow = 0; ow < g->OW; ow++) {
                 bool nan;
                 int best = window_argmax_fast(g, img, oh, ow, &nan);
                 if (nan) best = window_argmax(g, img, oh, ow);
-                o[oh * g->OW + ow] = img[best];
-                a[oh * g->OW + ow] = best;
+                o[ow] = img[best];
+                w[ow] = best;
             }
+        }
     }
+}
+
+/* Planes [lo, hi) of dx (N, C, H, W) += the gradient gy (N*C*OH*OW) at each window's winner. */
+static void pool_backward_range(void *p, size_t lo, size_t hi)
+{
+    const pool_args *a = p;
+    size_t L = (size_t)a->g->OH * a->g->OW, plane = (size_t)a->g->H * a->g->W;
+    for (size_t m = lo * L; m < hi * L; m++) a->y[(m / L) * plane + a->arg[m]] += a->gy[m];
+}
+
+/* Planes per thread, at least: ND_PAR_MIN_VALUES values of input. */
+static size_t pool_min_planes(const pool_geom *g)
+{
+    return ND_PAR_MIN_VALUES / ((size_t)g->H * g->W) + 1;
 }
 
 nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
@@ -85,7 +136,8 @@ nd_tensor *nd_max_pool2d(nd_ctx *ctx, nd_tensor *x, int k, int stride)
     nd_tensor *out = nd_tensor_alloc(ctx, 4, (int[]){g.N, g.C, g.OH, g.OW});
     int *arg = out ? nd_ctx_alloc(ctx, out->size * sizeof *arg) : NULL;
     if (!arg) return NULL;
-    pool_forward(&g, x->data, out->data, arg);
+    nd_parallel_for((size_t)g.N * g.C, pool_min_planes(&g), pool_forward_range,
+                    &(pool_args){&g, x->data, NULL, out->data, arg});
     out->aux = arg;
     out->arg[0] = k, out->arg[1] = stride;
     return record1(ctx, out, ND_OP_MAX_POOL2D, x);
@@ -124,9 +176,7 @@ void nd_MAX_POOL2D_backward_rule(nd_ctx *ctx, nd_tensor *out)
     }
     nd_tensor *dx = nd_zeros_like(ctx, x);
     if (!dx) return;
-    size_t L = (size_t)g.OH * g.OW, plane = (size_t)g.H * g.W;
-    const int *arg = out->aux;
-    const nd_real *gy = out->gnode->data;
-    for (size_t m = 0; m < out->size; m++) dx->data[(m / L) * plane + arg[m]] += gy[m];
+    nd_parallel_for((size_t)g.N * g.C, pool_min_planes(&g), pool_backward_range,
+                    &(pool_args){&g, NULL, out->gnode->data, dx->data, out->aux});
     nd_accumulate_grad(ctx, x, dx);
 }

@@ -214,24 +214,46 @@ void nd_SIGMOID_backward_rule(nd_ctx *ctx, nd_tensor *out)
     nd_accumulate_grad(ctx, out->src[0], nd_mul(ctx, out->gnode, nd_mul(ctx, out, one_minus)));
 }
 
+/* y = relu(x) over [lo, hi); with g, y = g * relu'(x) instead (g times the 0/1 mask, as the
+ * recorded rule's product, so a NaN in g stays NaN). */
+typedef struct {
+    const nd_real *x, *g;
+    nd_real *y;
+} relu_args;
+
+static void relu_range(void *arg, size_t lo, size_t hi)
+{
+    const relu_args *a = arg;
+    /* written as "x <= 0 ? 0 : x" so NaN passes through, as torch.relu (a comparison with NaN is
+     * false); "x > 0 ? x : 0" would turn NaN into 0 and hide it from every non-finite check */
+    if (!a->g)
+        for (size_t i = lo; i < hi; i++) a->y[i] = a->x[i] <= 0 ? 0 : a->x[i];
+    else
+        for (size_t i = lo; i < hi; i++) a->y[i] = a->g[i] * (a->x[i] <= 0 ? 0 : 1);
+}
+
 nd_tensor *nd_relu(nd_ctx *ctx, nd_tensor *x)
 {
     UNARY_BEGIN("nd_relu")
-    /* written as "x <= 0 ? 0 : x" so NaN passes through, as torch.relu (a comparison with NaN is
-     * false); "x > 0 ? x : 0" would turn NaN into 0 and hide it from every non-finite check */
-    for (size_t i = 0; i < n; i++) y[i] = xd[i] <= 0 ? 0 : xd[i];
+    nd_parallel_for(n, ND_PAR_MIN_VALUES, relu_range, &(relu_args){xd, NULL, y});
     return record1(ctx, out, ND_OP_RELU, x);
 }
 
 /* PyTorch's threshold_backward: g where !(x <= 0), so g also passes at a NaN input (whose output
- * is NaN and carries the NaN onwards) */
+ * is NaN and carries the NaN onwards). Recording, g times a constant mask; otherwise one pass. */
 void nd_RELU_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
-    nd_tensor *mask = nd_tensor_alloc(ctx, x->ndim, x->shape);
-    if (!mask) return;
-    for (size_t i = 0; i < x->size; i++) mask->data[i] = x->data[i] <= 0 ? 0 : 1;
-    nd_accumulate_grad(ctx, x, nd_mul(ctx, out->gnode, mask));
+    nd_tensor *d = nd_tensor_alloc(ctx, x->ndim, x->shape);
+    if (!d) return;
+    if (!nd_ctx_grad_enabled(ctx)) {
+        nd_parallel_for(x->size, ND_PAR_MIN_VALUES, relu_range,
+                        &(relu_args){x->data, out->gnode->data, d->data});
+        nd_accumulate_grad(ctx, x, d);
+        return;
+    }
+    for (size_t i = 0; i < x->size; i++) d->data[i] = x->data[i] <= 0 ? 0 : 1;
+    nd_accumulate_grad(ctx, x, nd_mul(ctx, out->gnode, d));
 }
 
 nd_tensor *nd_softplus(nd_ctx *ctx, nd_tensor *x)

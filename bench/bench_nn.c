@@ -495,6 +495,7 @@ int main(int argc, char **argv)
     int rc = flags_parse("bench_nn", "examples/mnist.c's conv-net step: speed and GEMM share.",
                          flags, FLAGS_N(flags), argc, argv);
     if (rc != FLAGS_OK) return flags_exit_status(rc);
+    bench_use_blas_gemm();
     const char *only = which ? case_names[which] : NULL;
     fprintf(stderr, "bench_nn: nd_real = %s, %s\n", ND_REAL_NAME, OPENBLAS_VERSION);
     if (!only || !strcmp(only, "conv_step")) {

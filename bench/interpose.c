@@ -100,6 +100,11 @@ double now_ns(void)
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
+void bench_use_blas_gemm(void)
+{
+    setenv("NODAL_GEMM", "blas", 1);
+}
+
 gemm_fn get_real_gemm(void)
 {
     static gemm_fn real_gemm;

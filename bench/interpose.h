@@ -36,6 +36,11 @@ typedef void (*gemm_fn)(enum CBLAS_ORDER, enum CBLAS_TRANSPOSE, enum CBLAS_TRANS
                         blasint, nd_real, nd_real *, blasint);
 /* OpenBLAS's own GEMM for the build's nd_real (exits if it cannot be found) */
 gemm_fn get_real_gemm(void);
+/* Sends the library's products through cblas (NODAL_GEMM=blas; call before the first nodal op):
+ * only those calls can be recorded and replayed, so the engine's cost around the GEMM is measured
+ * against the same GEMM. nodal's AVX-512 kernel (its default on AVX-512 CPUs) is measured by
+ * bench/peers and the programs' own images/s instead. */
+void bench_use_blas_gemm(void);
 
 /* Buffers shaped for the first n recorded calls (random A and B, zero C; calls of one shape share
  * theirs, as the per-tile GEMMs of a convolution reuse one scratch), the time in ns of one replay

@@ -48,5 +48,11 @@ nd_tensor *nd_tensor_persistent_view(nd_ctx *ctx, nd_tensor *base, size_t offset
 /* The calling worker's index in one of nodal's parallel regions (tensor/threads.c), 0 outside
  * one and in builds without OpenMP: kernels index their per-worker scratch with it. */
 int nd_worker_id(void);
+/* fn(arg, lo, hi) over the items [0, n), split into at most nd_threads() contiguous ranges of at
+ * least min_items each, run in parallel (OpenMP builds); a single range is a plain call on this
+ * thread (no parallel region: OpenMP's runtime allocates when it enters one). For kernels whose
+ * items are independent (elementwise ops, whole images): the results do not depend on the split. */
+void nd_parallel_for(size_t n, size_t min_items, void (*fn)(void *arg, size_t lo, size_t hi),
+                     void *arg);
 
 #endif

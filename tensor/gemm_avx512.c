@@ -126,8 +126,9 @@ static void pack_b(bool tb, const nd_real *B, int ldb, int k0, int j0, int kc, i
 
 /* c (mr, nr; row stride ldc) = beta c + a @ b for a panel a (kc, MR) and a sliver b (kc, NR);
  * c is not read when beta is 0. */
-__attribute__((noinline)) static void micro_kernel(int kc, const nd_real *restrict a, const nd_real *restrict b, nd_real *c,
-                         int ldc, int mr, int nr, nd_real beta)
+__attribute__((noinline)) static void micro_kernel(int kc, const nd_real *restrict a,
+                                                   const nd_real *restrict b, nd_real *c, int ldc,
+                                                   int mr, int nr, nd_real beta)
 {
     FOR_ROWS(ROW_ZERO)
     for (int k = 0; k < kc; k++, a += MR, b += NR) {

@@ -1,20 +1,38 @@
 /* SPDX-License-Identifier: MIT
  * tensor/kernels.c: GEMM, through AVX2 loops for small products (gemm_small.c), nodal's AVX-512
- * kernel (gemm_avx512.c) on CPUs that have AVX-512F and cblas otherwise (or when NODAL_GEMM=blas);
+ * kernel (gemm_avx512.c) on CPUs that have AVX-512F and cblas otherwise (every product through
+ * cblas when NODAL_GEMM=blas);
  * and the array transcendentals with their run-time choice between SLEEF's AVX-512F kernels
  * (kernels_avx512.c), its AVX2 kernels (kernels_avx2.c, compiled with -mavx2 -mfma), which give
  * bitwise the same results, and libm. Each choice is made once; every transcendental path is
  * accurate to about 1 ulp (tanh 3.5). */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tensor/kernels.h"
 
+#ifdef ND_HAVE_OPENBLAS
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+/* OpenBLAS on one thread unless its environment variables say otherwise: nodal's products are
+ * small and its own threads (NODAL_NUM_THREADS) share the work; OpenBLAS's default of a thread per
+ * core spins on them (measured: 40% of the conv-net's time on 2 cores). */
+static void blas_one_thread(void)
+{
+    if (!getenv("OPENBLAS_NUM_THREADS") && !getenv("GOTO_NUM_THREADS") &&
+        !getenv("OMP_NUM_THREADS"))
+        openblas_set_num_threads(1);
+}
+#endif
+
 static void blas_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A,
                       int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {
+#ifdef ND_HAVE_OPENBLAS
+    pthread_once(&blas_once, blas_one_thread);
+#endif
 #ifdef ND_REAL_FLOAT
     cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N,
                 K, alpha, A, lda, B, ldb, beta, C, ldc);
@@ -48,12 +66,14 @@ static bool avx512(void)
 
 #ifdef ND_HAVE_GEMM_SMALL
 static int use_small = -1;
-/* the small-product loops, compiled for AVX2 (tensor/gemm_small.c), when the CPU has AVX2 */
+/* the small-product loops, compiled for AVX2 (tensor/gemm_small.c), when the CPU has AVX2,
+ * unless NODAL_GEMM=blas asks for the BLAS (every product then is a BLAS call) */
 static bool small_ok(void)
 {
     if (use_small < 0) {
         __builtin_cpu_init();
-        use_small = __builtin_cpu_supports("avx2");
+        const char *e = getenv("NODAL_GEMM");
+        use_small = __builtin_cpu_supports("avx2") && !(e && strcmp(e, "blas") == 0);
     }
     return use_small;
 }

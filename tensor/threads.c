@@ -57,3 +57,18 @@ int nd_worker_id(void)
     return 0;
 #endif
 }
+
+void nd_parallel_for(size_t n, size_t min_items, void (*fn)(void *arg, size_t lo, size_t hi),
+                     void *arg)
+{
+    size_t parts = (size_t)nd_threads(), by_size = min_items ? n / min_items : n;
+    if (parts > by_size) parts = by_size;
+#ifdef ND_HAVE_OPENMP
+    if (parts > 1) {
+#pragma omp parallel for num_threads((int)parts) schedule(static)
+        for (size_t p = 0; p < parts; p++) fn(arg, n * p / parts, n * (p + 1) / parts);
+        return;
+    }
+#endif
+    fn(arg, 0, n);
+}

@@ -1392,12 +1392,14 @@ typedef struct {
 } conv_case;
 
 static const conv_case conv_cases[] = {
-    {1, 1, 5, 5, 1, 3, 1, 1, true},    {3, 3, 7, 6, 5, 3, 2, 1, true},
-    {3, 5, 6, 7, 4, 1, 1, 0, false},   {1, 7, 9, 8, 3, 3, 2, 0, true},
-    {3, 3, 5, 5, 2, 1, 2, 1, true},    {2, 3, 4, 5, 3, 3, 1, 0, false},
-    {40, 3, 7, 7, 4, 3, 1, 1, true},   /* groups of images, the last one partial */
-    {2, 16, 20, 20, 5, 3, 1, 1, true}, /* one image's im2col exceeds the cache budget: row tiles */
-    {1, 9, 23, 17, 2, 3, 2, 1, false}, /* row tiles with stride 2 */
+    {1, 1, 5, 5, 1, 3, 1, 1, true},     {3, 3, 7, 6, 5, 3, 2, 1, true},
+    {3, 5, 6, 7, 4, 1, 1, 0, false},    {1, 7, 9, 8, 3, 3, 2, 0, true},
+    {3, 3, 5, 5, 2, 1, 2, 1, true},     {2, 3, 4, 5, 3, 3, 1, 0, false},
+    {40, 3, 7, 7, 4, 3, 1, 1, true},    /* groups of images, the last one partial */
+    {2, 16, 40, 40, 5, 3, 1, 1, true},  /* one image's im2col exceeds the cache budget: row tiles */
+    {1, 32, 64, 48, 2, 3, 2, 1, false}, /* row tiles with stride 2 */
+    {2, 3, 12, 12, 4, 3, 1, 1, true},   /* rows of 12 outputs: gathered (8 and 16 are copied) */
+    {1, 2, 20, 18, 3, 3, 1, 1, false},  /* rows of 18 outputs: copied as rows */
 };
 
 /* The composition nd_conv2d replaced: im2col, one GEMM, bias, back to NCHW. */
@@ -1514,12 +1516,40 @@ START_TEST(test_conv2d_threads_deterministic)
 }
 END_TEST
 
+/* relu, add, mul, lincomb and max pooling over tensors big enough to be shared among threads
+ * (64 x 8 x 16 x 16 = 131072 values): with 2 threads the values and every gradient are bitwise
+ * those of 1 thread (elementwise work does not depend on the split). */
+static nd_tensor *elementwise_chain(nd_tensor *x, nd_tensor *z)
+{
+    nd_tensor *h = nd_relu(ctx, nd_add(ctx, x, z));
+    nd_tensor *terms[] = {h, x, z};
+    nd_tensor *l = nd_lincomb(ctx, terms, (nd_real[]){0.5, -1, 2}, 3);
+    return nd_max_pool2d(ctx, nd_mul(ctx, l, z), 2, 2);
+}
+
+START_TEST(test_elementwise_threads_bitwise)
+{
+    nd_tensor *x = rand_leaf(4, S(64, 8, 16, 16), -1, 1, 224);
+    nd_tensor *z = rand_leaf(4, S(64, 8, 16, 16), -1, 1, 225);
+    nd_tensor *r = rand_leaf(4, S(64, 8, 8, 8), -1, 1, 226), *in[] = {x, z}, *y[2], *g[2][2];
+    for (int run = 0; run < 2; run++) {
+        ck_assert_int_eq(nd_set_threads(run + 1), ND_OK);
+        y[run] = elementwise_chain(x, z);
+        ck_assert_int_eq(nd_grad(ctx, &y[run], &r, 1, in, 2, g[run], 0), ND_OK);
+    }
+    ck_assert_int_eq(nd_set_threads(1), ND_OK);
+    ck_assert_mem_eq(y[0]->data, y[1]->data, y[0]->size * sizeof(nd_real));
+    for (int k = 0; k < 2; k++)
+        ck_assert_mem_eq(g[0][k]->data, g[1][k]->data, g[0][k]->size * sizeof(nd_real));
+}
+END_TEST
+
 /* nd_max_pool2d equals the composition it replaced (the maximum of each im2col row), values and
  * gradients, at stride 2 and 3x3/2 (overlapping, an odd size), with ties and a NaN. */
 START_TEST(test_max_pool2d_matches_im2col_reference)
 {
-    const int geo[][4] = {{2, 2, 6, 6}, {3, 3, 7, 5}}; /* k, stride, H, W */
-    for (int i = 0; i < 2; i++) {
+    const int geo[][4] = {{2, 2, 6, 6}, {3, 3, 7, 5}, {2, 2, 5, 7}}; /* k, stride, H, W */
+    for (int i = 0; i < 3; i++) {
         int k = geo[i][0], st = geo[i][1];
         nd_tensor *x = rand_leaf(4, S(2, 3, geo[i][2], geo[i][3]), -1, 1, 240 + (uint64_t)i);
         x->data[5] = x->data[4]; /* a tie: the first wins */
@@ -1537,12 +1567,14 @@ START_TEST(test_max_pool2d_matches_im2col_reference)
         expect_close_tensors(g, gr, FWD_TOL, "values rule", i);
         expect_close_tensors(gg, gr, FWD_TOL, "recorded rule", i);
     }
-    nd_tensor *x = rand_leaf(4, S(1, 1, 2, 2), -1, 1, 260);
-    x->data[2] = NAN; /* a NaN wins its window, as torch.max */
+    nd_tensor *x = rand_leaf(4, S(1, 1, 2, 4), -1, 1, 260);
+    x->data[4] = NAN; /* a NaN wins its window, as torch.max; of two, the first */
+    x->data[7] = NAN;
+    x->data[6] = NAN;
     nd_tensor *y = nd_max_pool2d(ctx, x, 2, 2), *g;
-    ck_assert(isnan(y->data[0]));
+    ck_assert(isnan(y->data[0]) && isnan(y->data[1]));
     ck_assert_int_eq(nd_grad(ctx, &y, NULL, 1, &x, 1, &g, 0), ND_OK);
-    ck_assert(g->data[2] == 1 && g->data[0] == 0 && g->data[1] == 0 && g->data[3] == 0);
+    for (int k = 0; k < 8; k++) ck_assert(g->data[k] == (k == 4 || k == 6 ? 1 : 0));
 }
 END_TEST
 
@@ -2919,6 +2951,7 @@ static Suite *autograd_suite(void)
     tcase_add_test(bwd, test_conv2d_backward_into_grad);
     tcase_add_test(bwd, test_conv2d_gradcheck_geometries);
     tcase_add_test(bwd, test_conv2d_threads_deterministic);
+    tcase_add_test(bwd, test_elementwise_threads_bitwise);
     tcase_add_test(bwd, test_max_pool2d_matches_im2col_reference);
     tcase_add_test(bwd, test_linear_matches_composition);
     tcase_add_test(bwd, test_group_norm_matches_composed_reference);
