@@ -107,6 +107,31 @@ void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g)
     x->gnode = x->gnode ? nd_add(ctx, x->gnode, g) : g;
 }
 
+void nd_accumulate_scaled(nd_ctx *ctx, nd_tensor *x, nd_tensor *g, nd_real c)
+{
+    if (!g || !nd_needs_grad(ctx, x)) return;
+    if (nd_ctx_grad_enabled(ctx) || !nd_same_shape(x, g)) { /* recording, or a bug to report */
+        nd_accumulate_grad(ctx, x, nd_mul_scalar(ctx, g, c));
+        return;
+    }
+    const nd_real *gd = g->data;
+    nd_real *direct = nd_direct_grad(ctx, x);
+    if (direct) {
+        for (size_t k = 0; k < x->size; k++) direct[k] += gd[k] * c;
+        return;
+    }
+    nd_tensor *sum = nd_tensor_alloc(ctx, x->ndim, x->shape);
+    if (!sum) return;
+    nd_real *s = sum->data;
+    if (x->gnode) {
+        const nd_real *pd = x->gnode->data;
+        for (size_t k = 0; k < x->size; k++) s[k] = pd[k] + gd[k] * c;
+    } else {
+        for (size_t k = 0; k < x->size; k++) s[k] = gd[k] * c;
+    }
+    x->gnode = sum;
+}
+
 /* Post-order DFS from the roots over tensors that require grad. Appends to the topo stack;
  * returns false on error. */
 static bool topo_sort(nd_ctx *ctx, nd_engine *e, nd_tensor **roots, int n_roots, uint64_t mark)

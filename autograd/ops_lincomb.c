@@ -99,5 +99,5 @@ void nd_LINCOMB_backward_rule(nd_ctx *ctx, nd_tensor *out)
     const nd_real *coef = out->aux;
     for (int i = 0; i < out->n_src; i++)
         if (coef[i] != 0 && nd_needs_grad(ctx, out->src[i]))
-            nd_accumulate_grad(ctx, out->src[i], nd_mul_scalar(ctx, out->gnode, coef[i]));
+            nd_accumulate_scaled(ctx, out->src[i], out->gnode, coef[i]);
 }

@@ -50,7 +50,7 @@ nd_tensor *nd_mul_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c)
 
 void nd_MUL_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
-    nd_accumulate_grad(ctx, out->src[0], nd_mul_scalar(ctx, out->gnode, (nd_real)out->arg[0]));
+    nd_accumulate_scaled(ctx, out->src[0], out->gnode, (nd_real)out->arg[0]);
 }
 
 nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p)

@@ -240,11 +240,20 @@ bool nd_all_finite(const nd_tensor *x)
 {
     if (!x) return false;
     /* x - x is 0 for a finite x and NaN for an infinite or NaN one; the sum of those is NaN if
-     * any is, in whatever order it is taken: four partial sums, which the compiler vectorises */
-    nd_real s[4] = {0};
+     * any is, in whatever order it is taken: two 16-byte vectors of partial sums */
+    typedef nd_real v16 __attribute__((vector_size(16)));
+    enum { L = (int)(16 / sizeof(nd_real)) };
+    v16 s0 = {0}, s1 = {0};
+    const nd_real *d = x->data;
     size_t i = 0;
-    for (; i + 4 <= x->size; i += 4)
-        for (int u = 0; u < 4; u++) s[u] += x->data[i + u] - x->data[i + u];
-    for (; i < x->size; i++) s[0] += x->data[i] - x->data[i];
-    return (s[0] + s[1]) + (s[2] + s[3]) == 0;
+    for (; i + 2 * L <= x->size; i += 2 * L) {
+        v16 a, b;
+        memcpy(&a, d + i, sizeof a), memcpy(&b, d + i + L, sizeof b);
+        s0 += a - a, s1 += b - b;
+    }
+    s0 += s1;
+    nd_real r = 0;
+    for (int u = 0; u < L; u++) r += s0[u];
+    for (; i < x->size; i++) r += d[i] - d[i];
+    return r == 0;
 }
