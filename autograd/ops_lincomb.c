@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "autograd/ops_internal.h"
+#include "tensor/kernels.h"
 
 typedef struct {
     nd_real *y;
@@ -55,7 +56,7 @@ static void lincomb_pass(nd_real *restrict y, size_t lo, size_t hi, int m, const
 /* y[lo, hi) = sum_i coef[i] xs[i][lo, hi) (nd_parallel_for's range function): the nonzero terms
  * in passes of up to 4, the first pass assigning and the rest accumulating, so each element is
  * summed term after term in the list's order */
-static void lincomb_range(void *arg, size_t lo, size_t hi)
+ND_AVX2_CLONES static void lincomb_range(void *arg, size_t lo, size_t hi)
 {
     const lincomb_args *a = arg;
     const nd_real *px[4] = {0};

@@ -86,10 +86,12 @@ void nd_LINEAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
         nd_gemm(false, false, rows, in, outf, 1, gy, outf, w->data, in, ax ? 1 : 0, dx, in);
     if (dw) /* (out, in) = gy^T @ x */
         nd_gemm(true, false, outf, in, rows, 1, gy, outf, x->data, in, aw ? 1 : 0, dw, in);
-    if (db) {
-        if (!ab) memset(db, 0, (size_t)outf * sizeof *db);
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < outf; o++) db[o] += gy[(size_t)r * outf + o];
+    if (db) { /* db is b's .grad or a fresh tensor: it overlaps no gy */
+        nd_real *restrict d = db;
+        const nd_real *restrict g = gy;
+        if (!ab) memset(d, 0, (size_t)outf * sizeof *d);
+        for (int r = 0; r < rows; r++, g += outf)
+            for (int o = 0; o < outf; o++) d[o] += g[o];
     }
     if (tx) nd_accumulate_grad(ctx, x, tx);
     if (tw) nd_accumulate_grad(ctx, w, tw);

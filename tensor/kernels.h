@@ -9,6 +9,19 @@
 
 #include "tensor/tensor.h"
 
+/* ND_AVX2_CLONES before a function with a hot elementwise loop: GCC and Clang compile it twice,
+ * for AVX2 and for the baseline, and the loader picks one for the CPU (an ifunc; x86-64 glibc
+ * only, elsewhere nothing). AVX2 without FMA: no multiply-add is fused, so both versions give
+ * bitwise the same results. Only for loops whose elements are independent (no reductions). */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define ND_AVX2_CLONES __attribute__((target_clones("avx2", "default")))
+#endif
+#endif
+#ifndef ND_AVX2_CLONES
+#define ND_AVX2_CLONES
+#endif
+
 /* C (M, N) = alpha op(A) op(B) + beta C, row-major; op(A) is (M, K), op(B) is (K, N). lda, ldb,
  * ldc are the row strides of A, B, C as stored. */
 void nd_gemm(bool trans_a, bool trans_b, int M, int N, int K, nd_real alpha, const nd_real *A,
