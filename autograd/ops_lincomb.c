@@ -16,8 +16,10 @@ typedef struct {
 } lincomb_args;
 
 /* y[lo, hi) = [y +] c0 x0 + ... + c(m-1) x(m-1), 0 <= m <= 4, left to right (0 when m is 0) */
-static void lincomb_pass(nd_real *restrict y, size_t lo, size_t hi, int m, const nd_real *const *x,
-                         const nd_real *c, bool acc)
+static inline __attribute__((always_inline)) void lincomb_pass(nd_real *restrict y, size_t lo,
+                                                               size_t hi, int m,
+                                                               const nd_real *const *x,
+                                                               const nd_real *c, bool acc)
 {
     const nd_real *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3];
     const nd_real c0 = c[0], c1 = c[1], c2 = c[2], c3 = c[3];

@@ -11,6 +11,15 @@
 #include "autograd/ops_internal.h"
 #include "tensor/kernels.h"
 
+/* d (outf,) [+]= the column sums of g (rows, outf), row after row; d overlaps no g */
+ND_AVX2_CLONES static void bias_grad(nd_real *restrict d, const nd_real *restrict g, int rows,
+                                     int outf, bool add)
+{
+    if (!add) memset(d, 0, (size_t)outf * sizeof *d);
+    for (int r = 0; r < rows; r++, g += outf)
+        for (int o = 0; o < outf; o++) d[o] += g[o];
+}
+
 nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
 {
     if (!ND_CHECK2(ctx, "nd_linear", x, w)) return NULL;
@@ -86,13 +95,7 @@ void nd_LINEAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
         nd_gemm(false, false, rows, in, outf, 1, gy, outf, w->data, in, ax ? 1 : 0, dx, in);
     if (dw) /* (out, in) = gy^T @ x */
         nd_gemm(true, false, outf, in, rows, 1, gy, outf, x->data, in, aw ? 1 : 0, dw, in);
-    if (db) { /* db is b's .grad or a fresh tensor: it overlaps no gy */
-        nd_real *restrict d = db;
-        const nd_real *restrict g = gy;
-        if (!ab) memset(d, 0, (size_t)outf * sizeof *d);
-        for (int r = 0; r < rows; r++, g += outf)
-            for (int o = 0; o < outf; o++) d[o] += g[o];
-    }
+    if (db) bias_grad(db, gy, rows, outf, ab); /* b's .grad or a fresh tensor */
     if (tx) nd_accumulate_grad(ctx, x, tx);
     if (tw) nd_accumulate_grad(ctx, w, tw);
     if (tb) nd_accumulate_grad(ctx, b, tb);
