@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: MIT
  * tensor/gemm_small.c: GEMM for products too small for a BLAS call (or nodal's packed AVX-512
  * kernel) to pay for its setup: a small MLP's layers at a small batch, e.g. (20, 2) x (2, 50).
- * Loops over 32-byte vectors (this file is compiled with -mavx2; nd_gemm calls it on AVX2 CPUs), in
- * one of two forms:
+ * Loops over 32-byte vectors with fused multiply-adds (this file is compiled with -mavx2 -mfma;
+ * nd_gemm calls it on CPUs with both), in one of two forms:
  *   rows  C[i, :] = sum_k a(i, k) B[k, :] in tiles of 4 rows x 2 vectors of columns of accumulators
  *         kept in registers across k (B row-major; a transposed B is first copied to a stack
  *         buffer), or the same on the transposed problem C^T = op(B)^T op(A)^T when C has fewer
@@ -44,10 +44,14 @@ static inline void store(nd_real *p, vec v)
 #ifdef ND_REAL_FLOAT
 typedef int32_t lane;
 #define MASKLOAD(p, m) ((vec)_mm256_maskload_ps(p, m))
+#define FMADD(a, b, c) ((vec)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))
+#define SPLAT(x) ((vec)_mm256_set1_ps(x))
 #define MASKSTORE(p, m, v) _mm256_maskstore_ps(p, m, (__m256)(v))
 #else
 typedef int64_t lane;
 #define MASKLOAD(p, m) ((vec)_mm256_maskload_pd(p, m))
+#define FMADD(a, b, c) ((vec)_mm256_fmadd_pd((__m256d)(a), (__m256d)(b), (__m256d)(c)))
+#define SPLAT(x) ((vec)_mm256_set1_pd(x))
 #define MASKSTORE(p, m, v) _mm256_maskstore_pd(p, m, (__m256d)(v))
 #endif
 static const lane mask_table[2 * 8] = {-1, -1, -1, -1, -1, -1, -1, -1};
@@ -67,6 +71,12 @@ static inline vec load_part(const nd_real *p, int n)
 static inline void put_part(nd_real *c, vec s, int n, nd_real alpha, nd_real beta)
 {
     MASKSTORE(c, mask(n), beta == 0 ? alpha * s : alpha * s + beta * load_part(c, n));
+}
+
+/* acc + x b with one rounding (FMA); x a scalar */
+static inline vec madd(nd_real x, vec b, vec acc)
+{
+    return FMADD(SPLAT(x), b, acc);
 }
 
 /* C element <- alpha s + beta C (C not read when beta is 0, as in BLAS) */
@@ -94,7 +104,8 @@ row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size
         for (int k = 0; k < K; k++, ak += acs, b += ldb) {
             const vec b0 = load(b), b1 = load(b + VL);
             for (int r = 0; r < MR; r++)
-                acc[r][0] += ak[r * ars] * b0, acc[r][1] += ak[r * ars] * b1;
+                acc[r][0] = madd(ak[r * ars], b0, acc[r][0]),
+                acc[r][1] = madd(ak[r * ars], b1, acc[r][1]);
         }
         for (int r = 0; r < MR; r++) {
             nd_real *cr = c + r * crs + (size_t)j * ccs;
@@ -113,7 +124,7 @@ row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size
         const nd_real *ak = a, *b = B + j;
         for (int k = 0; k < K; k++, ak += acs, b += ldb) {
             const vec b0 = load(b);
-            for (int r = 0; r < MR; r++) acc[r] += ak[r * ars] * b0;
+            for (int r = 0; r < MR; r++) acc[r] = madd(ak[r * ars], b0, acc[r]);
         }
         for (int r = 0; r < MR; r++) {
             nd_real *cr = c + r * crs + (size_t)j * ccs;
@@ -130,7 +141,7 @@ row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size
     const nd_real *ak = a, *b = B + j;
     for (int k = 0; k < K; k++, ak += acs, b += ldb) {
         const vec b0 = load_part(b, n);
-        for (int r = 0; r < MR; r++) acc[r] += ak[r * ars] * b0;
+        for (int r = 0; r < MR; r++) acc[r] = madd(ak[r * ars], b0, acc[r]);
     }
     for (int r = 0; r < MR; r++) {
         nd_real *cr = c + r * crs + (size_t)j * ccs;
@@ -192,14 +203,14 @@ static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K
         for (int r = 0; r < MR; r++) a[r] = load(A + r * lda + k);
         for (int q = 0; q < NR; q++) b[q] = load(Bt + q * ldb + k);
         for (int r = 0; r < MR; r++)
-            for (int q = 0; q < NR; q++) acc[r][q] += a[r] * b[q];
+            for (int q = 0; q < NR; q++) acc[r][q] = FMADD(a[r], b[q], acc[r][q]);
     }
     if (k < K) { /* the last K - k < VL elements, masked: zeros in the other lanes */
         vec a[2], b[2];
         for (int r = 0; r < MR; r++) a[r] = load_part(A + r * lda + k, K - k);
         for (int q = 0; q < NR; q++) b[q] = load_part(Bt + q * ldb + k, K - k);
         for (int r = 0; r < MR; r++)
-            for (int q = 0; q < NR; q++) acc[r][q] += a[r] * b[q];
+            for (int q = 0; q < NR; q++) acc[r][q] = FMADD(a[r], b[q], acc[r][q]);
     }
     for (int r = 0; r < MR; r++)
         for (int q = 0; q < NR; q++) put(C + r * ldc + q, hsum(acc[r][q]), alpha, beta);

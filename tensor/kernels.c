@@ -66,14 +66,15 @@ static bool avx512(void)
 
 #ifdef ND_HAVE_GEMM_SMALL
 static int use_small = -1;
-/* the small-product loops, compiled for AVX2 (tensor/gemm_small.c), when the CPU has AVX2,
+/* the small-product loops, compiled for AVX2 and FMA (tensor/gemm_small.c), when the CPU has both,
  * unless NODAL_GEMM=blas asks for the BLAS (every product then is a BLAS call) */
 static bool small_ok(void)
 {
     if (use_small < 0) {
         __builtin_cpu_init();
         const char *e = getenv("NODAL_GEMM");
-        use_small = __builtin_cpu_supports("avx2") && !(e && strcmp(e, "blas") == 0);
+        use_small = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    !(e && strcmp(e, "blas") == 0);
     }
     return use_small;
 }

@@ -116,8 +116,8 @@ START_TEST(test_small)
     fprintf(stderr, "test_gemm: built without the small-product loops\n");
 #else
     __builtin_cpu_init();
-    if (!__builtin_cpu_supports("avx2")) {
-        fprintf(stderr, "test_gemm: this CPU has no AVX2; the small-product loops are not run\n");
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) {
+        fprintf(stderr, "test_gemm: this CPU has no AVX2 and FMA; the small loops are not run\n");
         return;
     }
     static const int dims[][3] = {{20, 50, 2}, {2, 50, 20},  {20, 2, 50}, {50, 2, 20},
