@@ -26,9 +26,10 @@
  * ldc are the row strides of A, B, C as stored. */
 void nd_gemm(bool trans_a, bool trans_b, int M, int N, int K, nd_real alpha, const nd_real *A,
              int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
-/* The same for small products (M N K up to 16384) by plain loops, in an order fixed by the shapes
- * alone; false (nothing done) for larger ones, which nd_gemm hands to the AVX-512 kernel or BLAS.
- */
+/* The same for small products (M N K up to 16384) by AVX2 + FMA vector loops, in an order fixed
+ * by the shapes alone; false (nothing done) for larger ones, which nd_gemm hands to the AVX-512
+ * kernel or BLAS. Built on x86-64 only (ND_HAVE_GEMM_SMALL); nd_gemm calls it when the CPU has
+ * AVX2 and FMA (and NODAL_GEMM is not "blas"). */
 bool nd_gemm_small(bool trans_a, bool trans_b, int M, int N, int K, nd_real alpha, const nd_real *A,
                    int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
 /* Which path nd_gemm takes for larger products of at least ND_GEMM_AVX512_MIN_N columns:
