@@ -7,7 +7,7 @@
  *         kept in registers across k (B row-major; a transposed B is first copied to a stack
  *         buffer), or the same on the transposed problem C^T = op(B)^T op(A)^T when C has fewer
  *         than 8 columns and A is stored transposed;
- *   dots  C[i, j] = A[i, :] . B^T[j, :] over contiguous rows in 2 x 2 tiles (B copied to that
+ *   dots  C[i, j] = A[i, :] . B^T[j, :] over contiguous rows in 4 x 2 tiles (B copied to that
  *         layout when needed), for C with few columns.
  * Every element is one sum in a fixed order (in rows, k ascending; in dots, one vector of partial
  * sums over blocks of k, then its lanes in order), so the result depends on the shapes only, not
@@ -196,17 +196,17 @@ static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K
                                                            const nd_real *Bt, size_t ldb,
                                                            nd_real beta, nd_real *C, size_t ldc)
 {
-    vec acc[2][2] = {{{0}}};
+    vec acc[4][2] = {{{0}}};
     int k = 0;
     for (; k + VL <= K; k += VL) {
-        vec a[2], b[2];
+        vec a[4], b[2];
         for (int r = 0; r < MR; r++) a[r] = load(A + r * lda + k);
         for (int q = 0; q < NR; q++) b[q] = load(Bt + q * ldb + k);
         for (int r = 0; r < MR; r++)
             for (int q = 0; q < NR; q++) acc[r][q] = FMADD(a[r], b[q], acc[r][q]);
     }
     if (k < K) { /* the last K - k < VL elements, masked: zeros in the other lanes */
-        vec a[2], b[2];
+        vec a[4], b[2];
         for (int r = 0; r < MR; r++) a[r] = load_part(A + r * lda + k, K - k);
         for (int q = 0; q < NR; q++) b[q] = load_part(Bt + q * ldb + k, K - k);
         for (int r = 0; r < MR; r++)
@@ -216,32 +216,39 @@ static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K
         for (int q = 0; q < NR; q++) put(C + r * ldc + q, hsum(acc[r][q]), alpha, beta);
 }
 
+/* MR rows of the dots form, MR a constant after inlining: tiles of MR x 2, then MR x 1. */
+static inline __attribute__((always_inline)) void dot_rows(int MR, int N, int K, nd_real alpha,
+                                                           const nd_real *A, size_t lda,
+                                                           const nd_real *Bt, size_t ldb,
+                                                           nd_real beta, nd_real *C, size_t ldc)
+{
+    int j = 0;
+    for (; j + 2 <= N; j += 2)
+        dot_tile(MR, 2, K, alpha, A, lda, Bt + j * ldb, ldb, beta, C + j, ldc);
+    if (j < N) dot_tile(MR, 1, K, alpha, A, lda, Bt + j * ldb, ldb, beta, C + j, ldc);
+}
+
 /* The dots form: C[i, j] = A[i, :] . Bt[j, :], A (M, K; lda) and Bt (N, K; ldb) row-major, in
- * tiles of 2 x 2. */
+ * tiles of 4 rows, then of 2, then row by row. */
 static void dots(int M, int N, int K, nd_real alpha, const nd_real *A, size_t lda,
                  const nd_real *Bt, size_t ldb, nd_real beta, nd_real *C, size_t ldc)
 {
     int i = 0;
-    for (; i + 2 <= M; i += 2) {
-        int j = 0;
-        for (; j + 2 <= N; j += 2)
-            dot_tile(2, 2, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j,
-                     ldc);
-        if (j < N)
-            dot_tile(2, 1, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j,
-                     ldc);
-    }
-    if (i == M) return;
-    int j = 0;
-    for (; j + 2 <= N; j += 2)
-        dot_tile(1, 2, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j, ldc);
-    if (j < N)
-        dot_tile(1, 1, K, alpha, A + i * lda, lda, Bt + j * ldb, ldb, beta, C + i * ldc + j, ldc);
+    for (; i + 4 <= M; i += 4)
+        dot_rows(4, N, K, alpha, A + i * lda, lda, Bt, ldb, beta, C + i * ldc, ldc);
+    for (; i + 2 <= M; i += 2)
+        dot_rows(2, N, K, alpha, A + i * lda, lda, Bt, ldb, beta, C + i * ldc, ldc);
+    for (; i < M; i++) dot_rows(1, N, K, alpha, A + i * lda, lda, Bt, ldb, beta, C + i * ldc, ldc);
 }
 
 /* dst (cols, rows) = src (rows, cols; ld)^T, contiguous */
 static void transpose(nd_real *dst, const nd_real *src, int rows, int cols, size_t ld)
 {
+    if (cols == 2) { /* a layer of 2 inputs or outputs: both columns in one pass */
+        nd_real *d1 = dst + rows;
+        for (int r = 0; r < rows; r++, src += ld) dst[r] = src[0], d1[r] = src[1];
+        return;
+    }
     for (int c = 0; c < cols; c++, dst += rows) {
         const nd_real *s = src + c;
         for (int r = 0; r < rows; r++, s += ld) dst[r] = *s;
