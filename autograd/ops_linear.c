@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * autograd/ops_linear.c: the affine map of a Linear layer, x @ w^T + b, as one op, forward and
- * backward side by side. The forward writes b into every output row and lets one GEMM add
- * x @ w^T (beta = 1), so the bias costs no pass of its own and the tape one node instead of two.
+ * backward side by side. The forward is one GEMM that adds x @ w^T to b in every output row
+ * (nd_gemm_bias), so the bias costs no pass of its own and the tape one node instead of two.
  * Without ND_CREATE_GRAPH the backward is two GEMMs (dw straight into w's .grad when
  * nd_direct_grad gives it) and the column sums of dL/dy for db; under ND_CREATE_GRAPH it composes
  * nd_matmul_t and nd_sum_axis, so the gradient is a graph and second derivatives follow.
@@ -49,9 +49,11 @@ nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
     nd_tensor *out = nd_tensor_alloc(ctx, x->ndim, shape);
     if (!out) return NULL;
     int rows = (int)(x->size / (size_t)in); /* x as (rows, in), out as (rows, out) */
-    for (int r = 0; b && r < rows; r++)
-        memcpy(out->data + (size_t)r * outf, b->data, (size_t)outf * sizeof *b->data);
-    nd_gemm(false, true, rows, outf, in, 1, x->data, in, w->data, in, b ? 1 : 0, out->data, outf);
+    if (b)
+        nd_gemm_bias(false, true, rows, outf, in, x->data, in, w->data, in, b->data, out->data,
+                     outf);
+    else
+        nd_gemm(false, true, rows, outf, in, 1, x->data, in, w->data, in, 0, out->data, outf);
     nd_tensor *src[3] = {x, w, b};
     return nd_record(ctx, out, ND_OP_LINEAR, b ? 3 : 2, src);
 }

@@ -68,9 +68,36 @@ static inline vec load_part(const nd_real *p, int n)
     return MASKLOAD(p, mask(n));
 }
 
-static inline void put_part(nd_real *c, vec s, int n, nd_real alpha, nd_real beta)
+/* Where the results go: element (i, j) of the product to c[i rs + j cs] as alpha s + beta S(i, j),
+ * S(i, j) = src[i srs + j scs] (C itself, or a bias row with srs = 0), not read when beta is 0 (as
+ * in BLAS). */
+typedef struct {
+    nd_real *c;
+    size_t rs, cs;
+    const nd_real *src;
+    size_t srs, scs;
+    nd_real alpha, beta;
+} dest;
+
+static inline void put(const dest *d, size_t i, size_t j, nd_real s)
 {
-    MASKSTORE(c, mask(n), beta == 0 ? alpha * s : alpha * s + beta * load_part(c, n));
+    nd_real *c = d->c + i * d->rs + j * d->cs;
+    *c = d->beta == 0 ? d->alpha * s : d->alpha * s + d->beta * d->src[i * d->srs + j * d->scs];
+}
+
+/* VL (or the first n < VL) results from (i, j) on, when cs = scs = 1 */
+static inline void put_vec(const dest *d, size_t i, size_t j, vec s)
+{
+    nd_real *c = d->c + i * d->rs + j;
+    const nd_real *src = d->src + i * d->srs + j;
+    store(c, d->beta == 0 ? d->alpha * s : d->alpha * s + d->beta * load(src));
+}
+
+static inline void put_part(const dest *d, size_t i, size_t j, vec s, int n)
+{
+    nd_real *c = d->c + i * d->rs + j;
+    const nd_real *src = d->src + i * d->srs + j;
+    MASKSTORE(c, mask(n), d->beta == 0 ? d->alpha * s : d->alpha * s + d->beta * load_part(src, n));
 }
 
 /* acc + x b with one rounding (FMA); x a scalar */
@@ -79,24 +106,14 @@ static inline vec madd(nd_real x, vec b, vec acc)
     return FMADD(SPLAT(x), b, acc);
 }
 
-/* C element <- alpha s + beta C (C not read when beta is 0, as in BLAS) */
-static inline void put(nd_real *c, nd_real s, nd_real alpha, nd_real beta)
+/* Rows i0 .. i0 + MR - 1 of the rows form (below), MR a constant after inlining: blocks of 2 VL
+ * columns in 2 MR vector accumulators, then at most one block of VL, then the columns left in
+ * masked vectors. Each element's sum runs over k ascending. */
+static inline __attribute__((always_inline)) void row_tile(int MR, int N, int K, const nd_real *a,
+                                                           size_t ars, size_t acs, const nd_real *B,
+                                                           size_t ldb, const dest *d, size_t i0)
 {
-    *c = beta == 0 ? alpha * s : alpha * s + beta * *c;
-}
-
-static inline void put_vec(nd_real *c, vec s, nd_real alpha, nd_real beta)
-{
-    store(c, beta == 0 ? alpha * s : alpha * s + beta * load(c));
-}
-
-/* MR rows of the rows form (below), MR a constant after inlining: blocks of 2 VL columns in 2 MR
- * vector accumulators, then at most one block of VL, then the columns left in masked vectors. Each
- * element's sum runs over k ascending. */
-static inline __attribute__((always_inline)) void
-row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size_t acs,
-         const nd_real *B, size_t ldb, nd_real beta, nd_real *c, size_t crs, size_t ccs)
-{
+    const bool vec_out = d->cs == 1 && d->scs == 1;
     int j = 0;
     for (; j + 2 * VL <= N; j += 2 * VL) {
         vec acc[4][2] = {{{0}}};
@@ -108,14 +125,13 @@ row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size
                 acc[r][1] = madd(ak[r * ars], b1, acc[r][1]);
         }
         for (int r = 0; r < MR; r++) {
-            nd_real *cr = c + r * crs + (size_t)j * ccs;
-            if (ccs == 1) {
-                put_vec(cr, acc[r][0], alpha, beta), put_vec(cr + VL, acc[r][1], alpha, beta);
+            if (vec_out) {
+                put_vec(d, i0 + r, j, acc[r][0]), put_vec(d, i0 + r, j + VL, acc[r][1]);
                 continue;
             }
             for (int u = 0; u < VL; u++) {
-                put(cr + (size_t)u * ccs, acc[r][0][u], alpha, beta);
-                put(cr + (size_t)(VL + u) * ccs, acc[r][1][u], alpha, beta);
+                put(d, i0 + r, j + u, acc[r][0][u]);
+                put(d, i0 + r, j + VL + u, acc[r][1][u]);
             }
         }
     }
@@ -127,11 +143,10 @@ row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size
             for (int r = 0; r < MR; r++) acc[r] = madd(ak[r * ars], b0, acc[r]);
         }
         for (int r = 0; r < MR; r++) {
-            nd_real *cr = c + r * crs + (size_t)j * ccs;
-            if (ccs == 1)
-                put_vec(cr, acc[r], alpha, beta);
+            if (vec_out)
+                put_vec(d, i0 + r, j, acc[r]);
             else
-                for (int u = 0; u < VL; u++) put(cr + (size_t)u * ccs, acc[r][u], alpha, beta);
+                for (int u = 0; u < VL; u++) put(d, i0 + r, j + u, acc[r][u]);
         }
         j += VL;
     }
@@ -144,41 +159,39 @@ row_tile(int MR, int N, int K, nd_real alpha, const nd_real *a, size_t ars, size
         for (int r = 0; r < MR; r++) acc[r] = madd(ak[r * ars], b0, acc[r]);
     }
     for (int r = 0; r < MR; r++) {
-        nd_real *cr = c + r * crs + (size_t)j * ccs;
-        if (ccs == 1)
-            put_part(cr, acc[r], n, alpha, beta);
+        if (vec_out)
+            put_part(d, i0 + r, j, acc[r], n);
         else
-            for (int u = 0; u < n; u++) put(cr + (size_t)u * ccs, acc[r][u], alpha, beta);
+            for (int u = 0; u < n; u++) put(d, i0 + r, j + u, acc[r][u]);
     }
 }
 
-/* The rows form: C[i*crs + j*ccs] = alpha sum_k A[i*ars + k*acs] B[k*ldb + j] + beta C, in tiles
- * of 4 rows, then of 2, then row by row. Called with ccs = 1, or crs = 1 for the transposed problem
- * (then stored element by element). */
-static inline __attribute__((always_inline)) void rows(int M, int N, int K, nd_real alpha,
-                                                       const nd_real *A, size_t ars, size_t acs,
-                                                       const nd_real *B, size_t ldb, nd_real beta,
-                                                       nd_real *C, size_t crs, size_t ccs)
+/* The rows form: product element (i, j) = sum_k A[i*ars + k*acs] B[k*ldb + j], in tiles of 4 rows,
+ * then of 2, then row by row. */
+static inline __attribute__((always_inline)) void rows(int M, int N, int K, const nd_real *A,
+                                                       size_t ars, size_t acs, const nd_real *B,
+                                                       size_t ldb, const dest *d)
 {
     int i = 0;
-    for (; i + 4 <= M; i += 4)
-        row_tile(4, N, K, alpha, A + i * ars, ars, acs, B, ldb, beta, C + i * crs, crs, ccs);
-    for (; i + 2 <= M; i += 2)
-        row_tile(2, N, K, alpha, A + i * ars, ars, acs, B, ldb, beta, C + i * crs, crs, ccs);
-    for (; i < M; i++)
-        row_tile(1, N, K, alpha, A + i * ars, ars, acs, B, ldb, beta, C + i * crs, crs, ccs);
+    for (; i + 4 <= M; i += 4) row_tile(4, N, K, A + i * ars, ars, acs, B, ldb, d, (size_t)i);
+    for (; i + 2 <= M; i += 2) row_tile(2, N, K, A + i * ars, ars, acs, B, ldb, d, (size_t)i);
+    for (; i < M; i++) row_tile(1, N, K, A + i * ars, ars, acs, B, ldb, d, (size_t)i);
 }
 
-static void rows_c(int M, int N, int K, nd_real alpha, const nd_real *A, size_t ars, size_t acs,
-                   const nd_real *B, size_t ldb, nd_real beta, nd_real *C, size_t ldc)
+/* into C's rows (cs = scs = 1: stored by vectors) */
+static void rows_c(int M, int N, int K, const nd_real *A, size_t ars, size_t acs, const nd_real *B,
+                   size_t ldb, nd_real *C, size_t ldc, const nd_real *src, size_t srs,
+                   nd_real alpha, nd_real beta)
 {
-    rows(M, N, K, alpha, A, ars, acs, B, ldb, beta, C, ldc, 1);
+    const dest d = {C, ldc, 1, src, srs, 1, alpha, beta};
+    rows(M, N, K, A, ars, acs, B, ldb, &d);
 }
 
-static void rows_ct(int M, int N, int K, nd_real alpha, const nd_real *A, size_t ars, size_t acs,
-                    const nd_real *B, size_t ldb, nd_real beta, nd_real *C, size_t ldc)
+/* anywhere else (the transposed problem: stored element by element) */
+static void rows_any(int M, int N, int K, const nd_real *A, size_t ars, size_t acs,
+                     const nd_real *B, size_t ldb, const dest *d)
 {
-    rows(M, N, K, alpha, A, ars, acs, B, ldb, beta, C, 1, ldc);
+    rows(M, N, K, A, ars, acs, B, ldb, d);
 }
 
 /* the sum of v's elements, in a fixed order */
@@ -189,12 +202,13 @@ static inline nd_real hsum(vec v)
     return r;
 }
 
-/* An MR x NR tile of the dots form (MR, NR constants after inlining): each element's partial
- * sums in one vector over blocks of VL k (the last one masked), added up in a fixed order. */
-static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K, nd_real alpha,
-                                                           const nd_real *A, size_t lda,
-                                                           const nd_real *Bt, size_t ldb,
-                                                           nd_real beta, nd_real *C, size_t ldc)
+/* An MR x NR tile of the dots form at (i0, j0) (MR, NR constants after inlining): each element's
+ * partial sums in one vector over blocks of VL k (the last one masked), added up in a fixed
+ * order. A and Bt point at the tile's first rows. */
+static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K, const nd_real *A,
+                                                           size_t lda, const nd_real *Bt,
+                                                           size_t ldb, const dest *d, size_t i0,
+                                                           size_t j0)
 {
     vec acc[4][2] = {{{0}}};
     int k = 0;
@@ -213,32 +227,29 @@ static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K
             for (int q = 0; q < NR; q++) acc[r][q] = FMADD(a[r], b[q], acc[r][q]);
     }
     for (int r = 0; r < MR; r++)
-        for (int q = 0; q < NR; q++) put(C + r * ldc + q, hsum(acc[r][q]), alpha, beta);
+        for (int q = 0; q < NR; q++) put(d, i0 + r, j0 + q, hsum(acc[r][q]));
 }
 
-/* MR rows of the dots form, MR a constant after inlining: tiles of MR x 2, then MR x 1. */
-static inline __attribute__((always_inline)) void dot_rows(int MR, int N, int K, nd_real alpha,
-                                                           const nd_real *A, size_t lda,
-                                                           const nd_real *Bt, size_t ldb,
-                                                           nd_real beta, nd_real *C, size_t ldc)
+/* Rows i0 .. i0 + MR - 1 of the dots form, MR a constant after inlining: tiles of MR x 2, then
+ * MR x 1. */
+static inline __attribute__((always_inline)) void dot_rows(int MR, int N, int K, const nd_real *A,
+                                                           size_t lda, const nd_real *Bt,
+                                                           size_t ldb, const dest *d, size_t i0)
 {
     int j = 0;
-    for (; j + 2 <= N; j += 2)
-        dot_tile(MR, 2, K, alpha, A, lda, Bt + j * ldb, ldb, beta, C + j, ldc);
-    if (j < N) dot_tile(MR, 1, K, alpha, A, lda, Bt + j * ldb, ldb, beta, C + j, ldc);
+    for (; j + 2 <= N; j += 2) dot_tile(MR, 2, K, A, lda, Bt + j * ldb, ldb, d, i0, (size_t)j);
+    if (j < N) dot_tile(MR, 1, K, A, lda, Bt + j * ldb, ldb, d, i0, (size_t)j);
 }
 
 /* The dots form: C[i, j] = A[i, :] . Bt[j, :], A (M, K; lda) and Bt (N, K; ldb) row-major, in
  * tiles of 4 rows, then of 2, then row by row. */
-static void dots(int M, int N, int K, nd_real alpha, const nd_real *A, size_t lda,
-                 const nd_real *Bt, size_t ldb, nd_real beta, nd_real *C, size_t ldc)
+static void dots(int M, int N, int K, const nd_real *A, size_t lda, const nd_real *Bt, size_t ldb,
+                 const dest *d)
 {
     int i = 0;
-    for (; i + 4 <= M; i += 4)
-        dot_rows(4, N, K, alpha, A + i * lda, lda, Bt, ldb, beta, C + i * ldc, ldc);
-    for (; i + 2 <= M; i += 2)
-        dot_rows(2, N, K, alpha, A + i * lda, lda, Bt, ldb, beta, C + i * ldc, ldc);
-    for (; i < M; i++) dot_rows(1, N, K, alpha, A + i * lda, lda, Bt, ldb, beta, C + i * ldc, ldc);
+    for (; i + 4 <= M; i += 4) dot_rows(4, N, K, A + i * lda, lda, Bt, ldb, d, (size_t)i);
+    for (; i + 2 <= M; i += 2) dot_rows(2, N, K, A + i * lda, lda, Bt, ldb, d, (size_t)i);
+    for (; i < M; i++) dot_rows(1, N, K, A + i * lda, lda, Bt, ldb, d, (size_t)i);
 }
 
 /* dst (cols, rows) = src (rows, cols; ld)^T, contiguous */
@@ -256,28 +267,35 @@ static void transpose(nd_real *dst, const nd_real *src, int rows, int cols, size
 }
 
 bool nd_gemm_small(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
-                   const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
+                   const nd_real *B, int ldb, nd_real beta, const nd_real *bias, nd_real *C,
+                   int ldc)
 {
     if ((long long)M * N * K > SMALL_MNK) return false;
     nd_real buf[SMALL_PACK];
     const size_t sa = (size_t)lda, sc = (size_t)ldc;
     size_t sb = (size_t)ldb;
+    /* what beta scales: C itself, or the bias row under every row of C */
+    const nd_real *src = bias ? bias : C;
+    const size_t srs = bias ? 0 : sc;
     if (N >= SMALL_FEW_COLUMNS || N >= M) { /* rows over C's columns: B as (K, N) */
         if (tb) {
             if ((long long)K * N > SMALL_PACK) return false;
             transpose(buf, B, N, K, sb);
             B = buf, tb = false, sb = (size_t)N;
         }
-        rows_c(M, N, K, alpha, A, ta ? 1 : sa, ta ? sa : 1, B, sb, beta, C, sc);
+        rows_c(M, N, K, A, ta ? 1 : sa, ta ? sa : 1, B, sb, C, sc, src, srs, alpha, beta);
     } else if (ta) { /* C^T (N, M) = op(B)^T op(A)^T, where op(A)^T is A as stored (K, M) */
-        rows_ct(N, M, K, alpha, B, tb ? sb : 1, tb ? 1 : sb, A, sa, beta, C, sc);
+        /* product element (j, i) is C's (i, j): S(j, i) = src[i srs + j] */
+        const dest d = {C, 1, sc, src, 1, srs, alpha, beta};
+        rows_any(N, M, K, B, tb ? sb : 1, tb ? 1 : sb, A, sa, &d);
     } else { /* dots: A's rows (M, K) against op(B)'s columns as rows (N, K) */
         if (!tb) {
             if ((long long)K * N > SMALL_PACK) return false;
             transpose(buf, B, K, N, sb);
             B = buf, sb = (size_t)K;
         }
-        dots(M, N, K, alpha, A, sa, B, sb, beta, C, sc);
+        const dest d = {C, sc, 1, src, srs, 1, alpha, beta};
+        dots(M, N, K, A, sa, B, sb, &d);
     }
     return true;
 }

@@ -89,7 +89,8 @@ void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real
              const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {
 #ifdef ND_HAVE_GEMM_SMALL
-    if (small_ok() && nd_gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc)) return;
+    if (small_ok() && nd_gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc))
+        return;
 #endif
 #ifdef ND_HAVE_GEMM_AVX512
     /* below one vector of columns the micro-tile is mostly padding: the BLAS does better */
@@ -99,6 +100,16 @@ void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real
     }
 #endif
     blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+void nd_gemm_bias(bool ta, bool tb, int M, int N, int K, const nd_real *A, int lda,
+                  const nd_real *B, int ldb, const nd_real *bias, nd_real *C, int ldc)
+{
+#ifdef ND_HAVE_GEMM_SMALL
+    if (small_ok() && nd_gemm_small(ta, tb, M, N, K, 1, A, lda, B, ldb, 1, bias, C, ldc)) return;
+#endif
+    for (int r = 0; r < M; r++) memcpy(C + (size_t)r * ldc, bias, (size_t)N * sizeof *C);
+    nd_gemm(ta, tb, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);
 }
 
 #ifdef ND_HAVE_SLEEF

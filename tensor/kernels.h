@@ -27,11 +27,17 @@
 void nd_gemm(bool trans_a, bool trans_b, int M, int N, int K, nd_real alpha, const nd_real *A,
              int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
 /* The same for small products (M N K up to 16384) by AVX2 + FMA vector loops, in an order fixed
- * by the shapes alone; false (nothing done) for larger ones, which nd_gemm hands to the AVX-512
- * kernel or BLAS. Built on x86-64 only (ND_HAVE_GEMM_SMALL); nd_gemm calls it when the CPU has
- * AVX2 and FMA (and NODAL_GEMM is not "blas"). */
+ * by the shapes alone, with beta scaling bias (N,) in every row instead of C when bias is not
+ * NULL; false (nothing done) for larger ones, which nd_gemm hands to the AVX-512 kernel or BLAS.
+ * Built on x86-64 only (ND_HAVE_GEMM_SMALL); nd_gemm calls it when the CPU has AVX2 and FMA (and
+ * NODAL_GEMM is not "blas"). */
 bool nd_gemm_small(bool trans_a, bool trans_b, int M, int N, int K, nd_real alpha, const nd_real *A,
-                   int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc);
+                   int lda, const nd_real *B, int ldb, nd_real beta, const nd_real *bias,
+                   nd_real *C, int ldc);
+/* C (M, N) = op(A) op(B) + bias, bias (N,) under every row: bitwise what filling C's rows with bias
+ * and nd_gemm with alpha = beta = 1 give, without the copies when the product is small. */
+void nd_gemm_bias(bool trans_a, bool trans_b, int M, int N, int K, const nd_real *A, int lda,
+                  const nd_real *B, int ldb, const nd_real *bias, nd_real *C, int ldc);
 /* Which path nd_gemm takes for larger products of at least ND_GEMM_AVX512_MIN_N columns:
  * "nodal-avx512" or "blas". */
 const char *nd_gemm_path(void);

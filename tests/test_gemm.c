@@ -76,7 +76,7 @@ static void check_one(gemm_fn *fn, bool ta, bool tb, int M, int N, int K, double
 static void small_only(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A,
                        int lda, const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {
-    ck_assert_msg(nd_gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+    ck_assert_msg(nd_gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc),
                   "nd_gemm_small declined %dx%dx%d", M, N, K);
 }
 #endif
@@ -130,7 +130,7 @@ START_TEST(test_small)
                 check_one(small_only, t & 1, t & 2, dims[d][0], dims[d][1], dims[d][2],
                           scalings[s][0], scalings[s][1]);
     nd_real x[1] = {0};
-    ck_assert(!nd_gemm_small(false, false, 64, 64, 64, 1, x, 64, x, 64, 0, x, 64));
+    ck_assert(!nd_gemm_small(false, false, 64, 64, 64, 1, x, 64, x, 64, 0, NULL, x, 64));
 #endif
 }
 END_TEST
@@ -190,6 +190,39 @@ START_TEST(test_transcendental_paths)
 }
 END_TEST
 
+/* nd_gemm_bias is bitwise what it replaces: C's rows filled with the bias, then nd_gemm with
+ * alpha = beta = 1; over every transpose, small products (each form of the small loops) and large
+ * ones, a strided C, whose columns past N stay untouched. */
+START_TEST(test_bias)
+{
+    static const int dims[][3] = {{20, 50, 2}, {20, 2, 50}, {50, 2, 20},  {2, 50, 20},
+                                  {7, 3, 5},   {1, 9, 4},   {64, 80, 96}, {5, 20, 0}};
+    for (size_t d = 0; d < sizeof dims / sizeof *dims; d++)
+        for (int t = 0; t < 4; t++) {
+            bool ta = t & 1, tb = t & 2;
+            int M = dims[d][0], N = dims[d][1], K = dims[d][2];
+            int lda = (ta ? M : K) + 1, ldb = (tb ? K : N) + 2, ldc = N + 3;
+            size_t na = (size_t)(ta ? K : M) * lda, nb = (size_t)(tb ? N : K) * ldb;
+            size_t nc = (size_t)M * ldc;
+            nd_real *A = malloc(na * sizeof *A), *B = malloc(nb * sizeof *B);
+            nd_real *C = malloc(nc * sizeof *C), *R = malloc(nc * sizeof *R);
+            nd_real *bias = malloc((size_t)N * sizeof *bias);
+            ck_assert(A && B && C && R && bias);
+            for (size_t i = 0; i < na; i++) A[i] = (nd_real)sin(0.37 * (double)i + 0.1);
+            for (size_t i = 0; i < nb; i++) B[i] = (nd_real)cos(0.11 * (double)i);
+            for (int j = 0; j < N; j++) bias[j] = (nd_real)(0.5 - 0.03 * j);
+            for (size_t i = 0; i < nc; i++) C[i] = R[i] = (nd_real)(1000 + i);
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++) R[(size_t)i * ldc + j] = bias[j];
+            nd_gemm(ta, tb, M, N, K, 1, A, lda, B, ldb, 1, R, ldc);
+            nd_gemm_bias(ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc);
+            ck_assert_msg(memcmp(C, R, nc * sizeof *C) == 0, "%c%c %dx%dx%d: bias GEMM differs",
+                          ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K);
+            free(A), free(B), free(C), free(R), free(bias);
+        }
+}
+END_TEST
+
 /* K = 0 scales C by beta, as BLAS does, and a zero-sized C is left alone. */
 START_TEST(test_degenerate)
 {
@@ -210,6 +243,7 @@ Suite *gemm_suite(void)
     tcase_add_test(tc, test_small);
     tcase_add_test(tc, test_avx512_kernel);
     tcase_add_test(tc, test_degenerate);
+    tcase_add_test(tc, test_bias);
     tcase_add_test(tc, test_transcendental_paths);
     suite_add_tcase(s, tc);
     return s;
