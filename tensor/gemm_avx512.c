@@ -47,6 +47,9 @@ typedef __mmask8 vmask;
 #define NR (2 * V) /* columns of the micro-tile: two vectors */
 #define KC 256     /* most rank-1 updates per packed block */
 #define MC 96      /* most rows per packed block of A (a multiple of MR) */
+/* Up to this many rows of C, an untransposed B is read in place rather than packed: a packed
+ * sliver would serve too few panels to repay its copy (an ODE-Net's convolutions have 16). */
+#define B_IN_PLACE_ROWS 16
 
 static int min_int(int a, int b)
 {
@@ -124,18 +127,19 @@ static void pack_b(bool tb, const nd_real *B, int ldb, int k0, int j0, int kc, i
         VSTOREM(ci + V, m1, c##i##b);                                                              \
     }
 
-/* c (mr, nr; row stride ldc) = beta c + a @ b for a panel a (kc, MR) and a sliver b (kc, NR);
- * c is not read when beta is 0. */
+/* c (mr, nr; row stride ldc) = beta c + a @ b for a panel a (kc, MR) and a sliver b (kc, nr;
+ * row stride ldb: NR when packed, B's own when read in place, its first nr columns read); c is not
+ * read when beta is 0. */
 __attribute__((noinline)) static void micro_kernel(int kc, const nd_real *restrict a,
-                                                   const nd_real *restrict b, nd_real *c, int ldc,
-                                                   int mr, int nr, nd_real beta)
+                                                   const nd_real *restrict b, int ldb, nd_real *c,
+                                                   int ldc, int mr, int nr, nd_real beta)
 {
+    vmask m0 = lanes(nr), m1 = lanes(nr - V);
     FOR_ROWS(ROW_ZERO)
-    for (int k = 0; k < kc; k++, a += MR, b += NR) {
-        vec b0 = VLOAD(b), b1 = VLOAD(b + V);
+    for (int k = 0; k < kc; k++, a += MR, b += ldb) {
+        vec b0 = VLOADM(m0, b), b1 = VLOADM(m1, b + V);
         FOR_ROWS(ROW_UPDATE)
     }
-    vmask m0 = lanes(nr), m1 = lanes(nr - V);
     vec vb = VSET1(beta);
     FOR_ROWS(ROW_STORE)
 }
@@ -175,10 +179,15 @@ void nd_gemm_avx512(bool ta, bool tb, int M, int N, int K, nd_real alpha, const 
             pack_a(ta, A, lda, i0, k0, mc, kc, alpha, ap);
             for (int j0 = 0; j0 < N; j0 += NR) {
                 int nr = min_int(NR, N - j0);
-                pack_b(tb, B, ldb, k0, j0, kc, nr, bp);
+                const nd_real *b = B + (size_t)k0 * ldb + j0; /* in place: (kc, nr), stride ldb */
+                int ldb_k = ldb;
+                if (tb || mc > B_IN_PLACE_ROWS) { /* packed: (kc, NR), stride NR */
+                    pack_b(tb, B, ldb, k0, j0, kc, nr, bp);
+                    b = bp, ldb_k = NR;
+                }
                 for (int p = 0; p < mc; p += MR)
-                    micro_kernel(kc, ap + (size_t)p * kc, bp, C + (size_t)(i0 + p) * ldc + j0, ldc,
-                                 min_int(MR, mc - p), nr, beta_k);
+                    micro_kernel(kc, ap + (size_t)p * kc, b, ldb_k, C + (size_t)(i0 + p) * ldc + j0,
+                                 ldc, min_int(MR, mc - p), nr, beta_k);
             }
         }
     }
