@@ -17,10 +17,10 @@ typedef struct {
 static void lincomb_range(void *arg, size_t lo, size_t hi)
 {
     const lincomb_args *a = arg;
-    nd_real *y = a->y;
-    bool first = true; /* the first term assigns, the rest accumulate */
+    nd_real *restrict y = a->y; /* the output is a fresh tensor: the loops vectorise */
+    bool first = true;          /* the first term assigns, the rest accumulate */
     for (int i = 0; i < a->n; i++) {
-        const nd_real c = a->coef[i], *x = a->xs[i]->data;
+        const nd_real c = a->coef[i], *restrict x = a->xs[i]->data;
         if (c == 0) continue;
         if (first)
             for (size_t k = lo; k < hi; k++) y[k] = c * x[k];
