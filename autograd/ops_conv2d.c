@@ -157,7 +157,10 @@ static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
         if (OW <= ROW_CHUNK && to_col)
             memcpy(sr, row, ROW_CHUNK * sizeof *sr); /* a constant size: inline vector moves */
         else if (OW <= ROW_CHUNK)
-            for (int ow = 0; ow < ROW_CHUNK; ow++) row[ow] += ow < OW ? sr[ow] : 0;
+            for (int ow = 0; ow < ROW_CHUNK; ow++) {
+                nd_real v = sr[ow]; /* read whatever ow is: a conditional read is not vectorised */
+                row[ow] += ow < OW ? v : 0;
+            }
         else if (to_col)
             for (int ow = 0; ow < OW; ow++) sr[ow] = row[ow];
         else
