@@ -174,8 +174,9 @@ static void scale_c(int M, int N, nd_real beta, nd_real *C, int ldc)
 #define DOT_TILE(X)                                                                                \
     X(0, 0)                                                                                        \
     X(0, 1)                                                                                        \
-    X(0, 2) X(0, 3) X(1, 0) X(1, 1) X(1, 2) X(1, 3) X(2, 0) X(2, 1) X(2, 2) X(2, 3) X(3, 0)        \
-        X(3, 1) X(3, 2) X(3, 3)
+    X(0, 2)                                                                                        \
+    X(0, 3) X(1, 0) X(1, 1) X(1, 2) X(1, 3) X(2, 0) X(2, 1) X(2, 2) X(2, 3) X(3, 0) X(3, 1)        \
+        X(3, 2) X(3, 3)
 #define DOT_ZERO(r, c) vec d##r##c = VZERO();
 #define DOT_FMA(r, c) d##r##c = VFMA(a##r, b##c, d##r##c);
 #define DOT_STORE(r, c)                                                                            \
