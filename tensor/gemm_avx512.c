@@ -171,12 +171,8 @@ static void scale_c(int M, int N, nd_real beta, nd_real *C, int ldc)
  * registers and reduced at the end, with no packing (packing B^T transposes it element by element,
  * which costs more than the product itself when C has 16 rows: a conv's weight gradient). Rows and
  * columns past the edge repeat the last one and are not stored. */
-#define DOT_TILE(X)                                                                                \
-    X(0, 0)                                                                                        \
-    X(0, 1)                                                                                        \
-    X(0, 2)                                                                                        \
-    X(0, 3) X(1, 0) X(1, 1) X(1, 2) X(1, 3) X(2, 0) X(2, 1) X(2, 2) X(2, 3) X(3, 0) X(3, 1)        \
-        X(3, 2) X(3, 3)
+#define DOT_ROW(X, r) X(r, 0) X(r, 1) X(r, 2) X(r, 3)
+#define DOT_TILE(X) DOT_ROW(X, 0) DOT_ROW(X, 1) DOT_ROW(X, 2) DOT_ROW(X, 3)
 #define DOT_ZERO(r, c) vec d##r##c = VZERO();
 #define DOT_FMA(r, c) d##r##c = VFMA(a##r, b##c, d##r##c);
 #define DOT_STORE(r, c)                                                                            \
