@@ -133,18 +133,15 @@ static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W
 }
 
 /* One tap's segment of one image's band plane bp (band_rows, Wp) and col segment seg (T*OW,):
- * seg = the plane read at the tap (to_col), else plane += seg. With stride 1 each output row reads
- * a contiguous run of the plane: rows of at least ROW_COPY_MIN outputs are copied as such (a
- * vectorised loop), rows of at most ROW_CHUNK outputs (a 7x7 ODE-Net's) as one fixed chunk of
- * ROW_CHUNK (one vector move: a loop of 7 would be a call of memmove per row). A chunk runs past
- * its row: copying, the next row's chunk overwrites the excess and the last one's lands in the
- * slack after col; adding, the excess adds zeros. Other rows and strides gather through idx
- * (T*OW,). */
+ * seg = the plane read at the tap (to_col), else plane += seg. With stride 1 and rows of at least
+ * ROW_COPY_MIN outputs each output row is a contiguous run of the plane (a vectorised copy);
+ * narrower rows and other strides gather through idx (T*OW,). Rows of at most ROW_CHUNK outputs
+ * take tile_chunks instead. */
 static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
                      nd_real *restrict seg, const int *ix, bool to_col)
 {
     int per = T * g->OW, OW = g->OW;
-    if (g->stride != 1 || (OW > ROW_CHUNK && OW < ROW_COPY_MIN)) {
+    if (g->stride != 1 || OW < ROW_COPY_MIN) {
         if (to_col)
             for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
         else
@@ -154,18 +151,39 @@ static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
     int i = tap / g->kw, j = tap % g->kw, Wp = padded_w(g);
     for (int r = 0; r < T; r++) {
         nd_real *row = bp + (size_t)(r + i) * Wp + j, *sr = seg + (size_t)r * OW;
-        if (OW <= ROW_CHUNK && to_col)
-            memcpy(sr, row, ROW_CHUNK * sizeof *sr); /* a constant size: inline vector moves */
-        else if (OW <= ROW_CHUNK)
-            for (int ow = 0; ow < ROW_CHUNK; ow++) {
-                nd_real v = sr[ow]; /* read whatever ow is: a conditional read is not vectorised */
-                row[ow] += ow < OW ? v : 0;
-            }
-        else if (to_col)
+        if (to_col)
             for (int ow = 0; ow < OW; ow++) sr[ow] = row[ow];
         else
             for (int ow = 0; ow < OW; ow++) row[ow] += sr[ow];
     }
+}
+
+/* tile_copy for stride 1 and rows of at most ROW_CHUNK outputs (a 7x7 ODE-Net's): every output
+ * row as one fixed chunk of ROW_CHUNK values (one vector move; a loop of 7 would be a call of
+ * memmove per row). A chunk runs past its row: copying, the next row's chunk overwrites the excess
+ * and the last one's lands in the slack after col; adding, the excess adds zeros. */
+static void tile_chunks(const conv_geom *g, conv_tile t, nd_real *band, nd_real *col, bool to_col)
+{
+    int cols = tile_cols(g, t), per = t.T * g->OW, OW = g->OW, Wp = padded_w(g);
+    size_t plane = (size_t)band_rows(g, t.T) * Wp, image = (size_t)g->C * plane;
+    for (int c = 0; c < g->C; c++)
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                nd_real *seg = col + ((size_t)(c * g->kh + i) * g->kw + j) * cols;
+                nd_real *src = band + c * plane + (size_t)i * Wp + j;
+                for (int n = 0; n < t.G; n++, src += image, seg += per)
+                    for (int r = 0; r < t.T; r++) {
+                        nd_real *row = src + (size_t)r * Wp, *sr = seg + (size_t)r * OW;
+                        if (to_col) {
+                            memcpy(sr, row, ROW_CHUNK * sizeof *sr); /* inline vector moves */
+                            continue;
+                        }
+                        for (int ow = 0; ow < ROW_CHUNK; ow++) {
+                            nd_real v = sr[ow]; /* read, then select: vectorisable */
+                            row[ow] += ow < OW ? v : 0;
+                        }
+                    }
+            }
 }
 
 /* to_col: col (ckk, cols) = im2col of the tile from its band; otherwise band += col2im(col)
@@ -176,6 +194,10 @@ static void tile_copy(const conv_geom *g, conv_tile t, nd_real *band, nd_real *c
     int cols = tile_cols(g, t), per = t.T * g->OW, kk = g->kh * g->kw;
     size_t plane = (size_t)band_rows(g, t.T) * padded_w(g);
     if (!to_col) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
+    if (g->stride == 1 && g->OW <= ROW_CHUNK) {
+        tile_chunks(g, t, band, col, to_col);
+        return;
+    }
     for (int c = 0; c < g->C; c++)
         for (int k = 0; k < kk; k++) {
             nd_real *r = col + ((size_t)c * kk + k) * cols; /* (cols,) */
