@@ -29,9 +29,8 @@
 /* im2col matrices are kept under this size (bytes), to stay in a core's L2 */
 #define COL_BUDGET (512 * 1024) /* 64K to 1M measured alike on the ODE-Net's 7x7 convs */
 
-#define ROW_COPY_MIN 16 /* outputs per row from which im2col copies rows instead of gathering */
-#define ROW_CHUNK 8     /* outputs per row up to which im2col copies one fixed chunk per row */
-#define SLACK 16        /* reals after col and after the band that a chunk may run into */
+#define ROW_CHUNK 8 /* im2col copies rows of up to 2 ROW_CHUNK outputs as fixed chunks */
+#define SLACK 16    /* reals after col and after the band that a chunk may run into */
 
 typedef struct {
     int N, C, H, W; /* input */
@@ -133,18 +132,14 @@ static void band_move(const conv_geom *g, conv_tile t, nd_real *x /* (N, C, H, W
 }
 
 /* One tap's segment of one image's band plane bp (band_rows, Wp) and col segment seg (T*OW,):
- * seg = the plane read at the tap (to_col), else plane += seg. With stride 1 each output row reads
- * a contiguous run of the plane: rows of at least ROW_COPY_MIN outputs are copied as such (a
- * vectorised loop), rows of at most ROW_CHUNK outputs (a 7x7 ODE-Net's) as one fixed chunk of
- * ROW_CHUNK (one vector move: a loop of 7 would be a call of memmove per row). A chunk runs past
- * its row: copying, the next row's chunk overwrites the excess and the last one's lands in the
- * slack after col; adding, the excess adds zeros. Other rows and strides gather through idx
- * (T*OW,). */
+ * seg = the plane read at the tap (to_col), else plane += seg. With stride 1 and rows of at least
+ * 2 ROW_CHUNK + 1 outputs (narrower ones take tile_chunks) each output row is a contiguous run of
+ * the plane (a vectorised copy); other strides gather through idx (T*OW,). */
 static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
                      nd_real *restrict seg, const int *ix, bool to_col)
 {
     int per = T * g->OW, OW = g->OW;
-    if (g->stride != 1 || (OW > ROW_CHUNK && OW < ROW_COPY_MIN)) {
+    if (g->stride != 1) {
         if (to_col)
             for (int p = 0; p < per; p++) seg[p] = bp[ix[p]];
         else
@@ -154,15 +149,47 @@ static void tap_copy(const conv_geom *g, int T, int tap, nd_real *restrict bp,
     int i = tap / g->kw, j = tap % g->kw, Wp = padded_w(g);
     for (int r = 0; r < T; r++) {
         nd_real *row = bp + (size_t)(r + i) * Wp + j, *sr = seg + (size_t)r * OW;
-        if (OW <= ROW_CHUNK && to_col)
-            memcpy(sr, row, ROW_CHUNK * sizeof *sr); /* a constant size: inline vector moves */
-        else if (OW <= ROW_CHUNK)
-            for (int ow = 0; ow < ROW_CHUNK; ow++) row[ow] += ow < OW ? sr[ow] : 0;
-        else if (to_col)
+        if (to_col)
             for (int ow = 0; ow < OW; ow++) sr[ow] = row[ow];
         else
             for (int ow = 0; ow < OW; ow++) row[ow] += sr[ow];
     }
+}
+
+/* Copies (to_col) or adds (masked to the first n values) one output row as `chunks` fixed chunks of
+ * ROW_CHUNK values: constant sizes, so inline vector moves (a loop of 7 or 14 would be a call of
+ * memmove per row). */
+static void chunk_row(nd_real *restrict sr, nd_real *restrict row, int n, int chunks, bool to_col)
+{
+    if (to_col && chunks == 1)
+        memcpy(sr, row, ROW_CHUNK * sizeof *sr);
+    else if (to_col)
+        memcpy(sr, row, 2 * ROW_CHUNK * sizeof *sr);
+    else
+        for (int ow = 0; ow < chunks * ROW_CHUNK; ow++) {
+            nd_real v = sr[ow]; /* read, then select: vectorisable */
+            row[ow] += ow < n ? v : 0;
+        }
+}
+
+/* tile_copy for stride 1 and rows of at most 2 ROW_CHUNK outputs (a 7x7 ODE-Net's, a 14x14
+ * conv-net's): every output row as one or two fixed chunks. A chunk runs past its row: copying,
+ * the next row's chunk overwrites the excess and the last one's lands in the slack after col;
+ * adding, the excess adds zeros. */
+static void tile_chunks(const conv_geom *g, conv_tile t, nd_real *band, nd_real *col, bool to_col)
+{
+    int cols = tile_cols(g, t), per = t.T * g->OW, OW = g->OW, Wp = padded_w(g);
+    int chunks = (OW + ROW_CHUNK - 1) / ROW_CHUNK;
+    size_t plane = (size_t)band_rows(g, t.T) * Wp, image = (size_t)g->C * plane;
+    for (int c = 0; c < g->C; c++)
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                nd_real *seg = col + ((size_t)(c * g->kh + i) * g->kw + j) * cols;
+                nd_real *src = band + c * plane + (size_t)i * Wp + j;
+                for (int n = 0; n < t.G; n++, src += image, seg += per)
+                    for (int r = 0; r < t.T; r++)
+                        chunk_row(seg + (size_t)r * OW, src + (size_t)r * Wp, OW, chunks, to_col);
+            }
 }
 
 /* to_col: col (ckk, cols) = im2col of the tile from its band; otherwise band += col2im(col)
@@ -173,6 +200,10 @@ static void tile_copy(const conv_geom *g, conv_tile t, nd_real *band, nd_real *c
     int cols = tile_cols(g, t), per = t.T * g->OW, kk = g->kh * g->kw;
     size_t plane = (size_t)band_rows(g, t.T) * padded_w(g);
     if (!to_col) memset(band, 0, (size_t)t.G * g->C * plane * sizeof *band);
+    if (g->stride == 1 && g->OW <= 2 * ROW_CHUNK) {
+        tile_chunks(g, t, band, col, to_col);
+        return;
+    }
     for (int c = 0; c < g->C; c++)
         for (int k = 0; k < kk; k++) {
             nd_real *r = col + ((size_t)c * kk + k) * cols; /* (cols,) */

@@ -1398,7 +1398,7 @@ static const conv_case conv_cases[] = {
     {40, 3, 7, 7, 4, 3, 1, 1, true},    /* groups of images, the last one partial */
     {2, 16, 40, 40, 5, 3, 1, 1, true},  /* one image's im2col exceeds the cache budget: row tiles */
     {1, 32, 64, 48, 2, 3, 2, 1, false}, /* row tiles with stride 2 */
-    {2, 3, 12, 12, 4, 3, 1, 1, true},   /* rows of 12 outputs: gathered (8 and 16 are copied) */
+    {2, 3, 12, 12, 4, 3, 1, 1, true},   /* rows of 12 outputs: two chunks (7: one; 18: rows) */
     {1, 2, 20, 18, 3, 3, 1, 1, false},  /* rows of 18 outputs: copied as rows */
 };
 
