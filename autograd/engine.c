@@ -33,18 +33,16 @@ const nd_engine *nd_engine_peek(const nd_ctx *ctx)
     return nd_ctx_ext(ctx);
 }
 
-bool nd_ptr_stack_push(nd_ctx *ctx, nd_ptr_stack *s, void *p)
+bool nd_ptr_stack_grow_push(nd_ctx *ctx, nd_ptr_stack *s, void *p)
 {
-    if (s->len == s->cap) {
-        size_t cap = s->cap ? 2 * s->cap : 256;
-        void **items = realloc(s->items, cap * sizeof *items);
-        if (!items) {
-            nd_fail(ctx, ND_ERR_NOMEM, "autograd: cannot grow the traversal stack to %zu", cap);
-            return false;
-        }
-        s->items = items;
-        s->cap = cap;
+    size_t cap = s->cap ? 2 * s->cap : 256;
+    void **items = realloc(s->items, cap * sizeof *items);
+    if (!items) {
+        nd_fail(ctx, ND_ERR_NOMEM, "autograd: cannot grow the traversal stack to %zu", cap);
+        return false;
     }
+    s->items = items;
+    s->cap = cap;
     s->items[s->len++] = p;
     return true;
 }

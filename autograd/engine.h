@@ -30,7 +30,15 @@ typedef struct {
 nd_engine *nd_engine_get(nd_ctx *ctx);
 /* The engine if there is one, else NULL; never allocates. */
 const nd_engine *nd_engine_peek(const nd_ctx *ctx);
-/* false (and ND_ERR_NOMEM in ctx) when the stack cannot grow */
-bool nd_ptr_stack_push(nd_ctx *ctx, nd_ptr_stack *s, void *p);
+/* nd_ptr_stack_push when the stack is full: grows it, then pushes */
+bool nd_ptr_stack_grow_push(nd_ctx *ctx, nd_ptr_stack *s, void *p);
+/* false (and ND_ERR_NOMEM in ctx) when the stack cannot grow; inline, as a sweep pushes several
+ * times per node */
+static inline bool nd_ptr_stack_push(nd_ctx *ctx, nd_ptr_stack *s, void *p)
+{
+    if (s->len == s->cap) return nd_ptr_stack_grow_push(ctx, s, p);
+    s->items[s->len++] = p;
+    return true;
+}
 
 #endif

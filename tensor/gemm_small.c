@@ -79,25 +79,22 @@ typedef struct {
     nd_real alpha, beta;
 } dest;
 
-static inline void put(const dest *d, size_t i, size_t j, nd_real s)
+/* One result s to *c as alpha s + beta *src (src not read when beta is 0) */
+static inline void put(nd_real *c, const nd_real *src, nd_real s, nd_real alpha, nd_real beta)
 {
-    nd_real *c = d->c + i * d->rs + j * d->cs;
-    *c = d->beta == 0 ? d->alpha * s : d->alpha * s + d->beta * d->src[i * d->srs + j * d->scs];
+    *c = beta == 0 ? alpha * s : alpha * s + beta * *src;
 }
 
-/* VL (or the first n < VL) results from (i, j) on, when cs = scs = 1 */
-static inline void put_vec(const dest *d, size_t i, size_t j, vec s)
+/* VL results, or the first n < VL, to c from src (both contiguous) */
+static inline void put_vec(nd_real *c, const nd_real *src, vec s, nd_real alpha, nd_real beta)
 {
-    nd_real *c = d->c + i * d->rs + j;
-    const nd_real *src = d->src + i * d->srs + j;
-    store(c, d->beta == 0 ? d->alpha * s : d->alpha * s + d->beta * load(src));
+    store(c, beta == 0 ? alpha * s : alpha * s + beta * load(src));
 }
 
-static inline void put_part(const dest *d, size_t i, size_t j, vec s, int n)
+static inline void put_part(nd_real *c, const nd_real *src, vec s, int n, nd_real alpha,
+                            nd_real beta)
 {
-    nd_real *c = d->c + i * d->rs + j;
-    const nd_real *src = d->src + i * d->srs + j;
-    MASKSTORE(c, mask(n), d->beta == 0 ? d->alpha * s : d->alpha * s + d->beta * load_part(src, n));
+    MASKSTORE(c, mask(n), beta == 0 ? alpha * s : alpha * s + beta * load_part(src, n));
 }
 
 /* acc + x b with one rounding (FMA); x a scalar */
@@ -113,7 +110,15 @@ static inline __attribute__((always_inline)) void row_tile(int MR, int N, int K,
                                                            size_t ars, size_t acs, const nd_real *B,
                                                            size_t ldb, const dest *d, size_t i0)
 {
-    const bool vec_out = d->cs == 1 && d->scs == 1;
+    const nd_real alpha = d->alpha, beta = d->beta;
+    const size_t cs = d->cs, scs = d->scs;
+    const bool vec_out = cs == 1 && scs == 1;
+    nd_real *const c0 = d->c + i0 * d->rs;
+    const nd_real *const s0 = d->src + i0 * d->srs;
+    const size_t rs = d->rs, srs = d->srs;
+/* row r's destination and source, computed where they are used */
+#define CR(r) (c0 + (r)*rs)
+#define SR(r) (s0 + (r)*srs)
     int j = 0;
     for (; j + 2 * VL <= N; j += 2 * VL) {
         vec acc[4][2] = {{{0}}};
@@ -126,13 +131,13 @@ static inline __attribute__((always_inline)) void row_tile(int MR, int N, int K,
         }
         for (int r = 0; r < MR; r++) {
             if (vec_out) {
-                put_vec(d, i0 + r, j, acc[r][0]), put_vec(d, i0 + r, j + VL, acc[r][1]);
+                put_vec(CR(r) + j, SR(r) + j, acc[r][0], alpha, beta);
+                put_vec(CR(r) + j + VL, SR(r) + j + VL, acc[r][1], alpha, beta);
                 continue;
             }
-            for (int u = 0; u < VL; u++) {
-                put(d, i0 + r, j + u, acc[r][0][u]);
-                put(d, i0 + r, j + VL + u, acc[r][1][u]);
-            }
+            for (int u = 0; u < 2 * VL; u++)
+                put(CR(r) + (j + u) * cs, SR(r) + (j + u) * scs, acc[r][u / VL][u % VL], alpha,
+                    beta);
         }
     }
     if (j + VL <= N) {
@@ -144,9 +149,10 @@ static inline __attribute__((always_inline)) void row_tile(int MR, int N, int K,
         }
         for (int r = 0; r < MR; r++) {
             if (vec_out)
-                put_vec(d, i0 + r, j, acc[r]);
+                put_vec(CR(r) + j, SR(r) + j, acc[r], alpha, beta);
             else
-                for (int u = 0; u < VL; u++) put(d, i0 + r, j + u, acc[r][u]);
+                for (int u = 0; u < VL; u++)
+                    put(CR(r) + (j + u) * cs, SR(r) + (j + u) * scs, acc[r][u], alpha, beta);
         }
         j += VL;
     }
@@ -160,11 +166,14 @@ static inline __attribute__((always_inline)) void row_tile(int MR, int N, int K,
     }
     for (int r = 0; r < MR; r++) {
         if (vec_out)
-            put_part(d, i0 + r, j, acc[r], n);
+            put_part(CR(r) + j, SR(r) + j, acc[r], n, alpha, beta);
         else
-            for (int u = 0; u < n; u++) put(d, i0 + r, j + u, acc[r][u]);
+            for (int u = 0; u < n; u++)
+                put(CR(r) + (j + u) * cs, SR(r) + (j + u) * scs, acc[r][u], alpha, beta);
     }
 }
+#undef CR
+#undef SR
 
 /* The rows form: product element (i, j) = sum_k A[i*ars + k*acs] B[k*ldb + j], in tiles of 4 rows,
  * then of 2, then row by row. */
@@ -183,15 +192,35 @@ static void rows_c(int M, int N, int K, const nd_real *A, size_t ars, size_t acs
                    size_t ldb, nd_real *C, size_t ldc, const nd_real *src, size_t srs,
                    nd_real alpha, nd_real beta)
 {
-    const dest d = {C, ldc, 1, src, srs, 1, alpha, beta};
-    rows(M, N, K, A, ars, acs, B, ldb, &d);
+    /* the common scalings as constants (1 s and 1 x are exact: the same values, fewer steps) */
+    if (alpha == 1 && beta == 0) {
+        const dest d = {C, ldc, 1, src, srs, 1, 1, 0};
+        rows(M, N, K, A, ars, acs, B, ldb, &d);
+    } else if (alpha == 1 && beta == 1) {
+        const dest d = {C, ldc, 1, src, srs, 1, 1, 1};
+        rows(M, N, K, A, ars, acs, B, ldb, &d);
+    } else {
+        const dest d = {C, ldc, 1, src, srs, 1, alpha, beta};
+        rows(M, N, K, A, ars, acs, B, ldb, &d);
+    }
 }
 
-/* anywhere else (the transposed problem: stored element by element) */
-static void rows_any(int M, int N, int K, const nd_real *A, size_t ars, size_t acs,
-                     const nd_real *B, size_t ldb, const dest *d)
+/* the transposed problem: product element (i, j) is C's (j, i), S(i, j) = src[j srs + i]; stored
+ * element by element */
+static void rows_ct(int M, int N, int K, const nd_real *A, size_t ars, size_t acs, const nd_real *B,
+                    size_t ldb, nd_real *C, size_t ldc, const nd_real *src, size_t srs,
+                    nd_real alpha, nd_real beta)
 {
-    rows(M, N, K, A, ars, acs, B, ldb, d);
+    if (alpha == 1 && beta == 0) {
+        const dest d = {C, 1, ldc, src, 1, srs, 1, 0};
+        rows(M, N, K, A, ars, acs, B, ldb, &d);
+    } else if (alpha == 1 && beta == 1) {
+        const dest d = {C, 1, ldc, src, 1, srs, 1, 1};
+        rows(M, N, K, A, ars, acs, B, ldb, &d);
+    } else {
+        const dest d = {C, 1, ldc, src, 1, srs, alpha, beta};
+        rows(M, N, K, A, ars, acs, B, ldb, &d);
+    }
 }
 
 /* the sum of v's elements, in a fixed order */
@@ -227,7 +256,9 @@ static inline __attribute__((always_inline)) void dot_tile(int MR, int NR, int K
             for (int q = 0; q < NR; q++) acc[r][q] = FMADD(a[r], b[q], acc[r][q]);
     }
     for (int r = 0; r < MR; r++)
-        for (int q = 0; q < NR; q++) put(d, i0 + r, j0 + q, hsum(acc[r][q]));
+        for (int q = 0; q < NR; q++)
+            put(d->c + (i0 + r) * d->rs + (j0 + q) * d->cs,
+                d->src + (i0 + r) * d->srs + (j0 + q) * d->scs, hsum(acc[r][q]), d->alpha, d->beta);
 }
 
 /* Rows i0 .. i0 + MR - 1 of the dots form, MR a constant after inlining: tiles of MR x 2, then
@@ -285,9 +316,7 @@ bool nd_gemm_small(bool ta, bool tb, int M, int N, int K, nd_real alpha, const n
         }
         rows_c(M, N, K, A, ta ? 1 : sa, ta ? sa : 1, B, sb, C, sc, src, srs, alpha, beta);
     } else if (ta) { /* C^T (N, M) = op(B)^T op(A)^T, where op(A)^T is A as stored (K, M) */
-        /* product element (j, i) is C's (i, j): S(j, i) = src[i srs + j] */
-        const dest d = {C, 1, sc, src, 1, srs, alpha, beta};
-        rows_any(N, M, K, B, tb ? sb : 1, tb ? 1 : sb, A, sa, &d);
+        rows_ct(N, M, K, B, tb ? sb : 1, tb ? 1 : sb, A, sa, C, sc, src, srs, alpha, beta);
     } else { /* dots: A's rows (M, K) against op(B)'s columns as rows (N, K) */
         if (!tb) {
             if ((long long)K * N > SMALL_PACK) return false;
