@@ -68,11 +68,33 @@ nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p)
     return record1(ctx, out, ND_OP_POW_SCALAR, x);
 }
 
-/* d x^p = p x^(p-1) g */
+/* x^q over n values as nd_pow_scalar computes it (q = 1, 2, 3 by products, else pow) */
+static inline nd_real pow_as_op(nd_real x, nd_real q)
+{
+    return q == 1 ? x : q == 2 ? x * x : q == 3 ? x * x * x : pow(x, q);
+}
+
+/* d = g (x^(p-1) p), in one pass: the values of nd_mul(g, nd_mul_scalar(nd_pow_scalar(x, p - 1),
+ * p)), without their two intermediate tensors */
+static nd_tensor *pow_grad(nd_ctx *ctx, nd_tensor *g, nd_tensor *x, nd_real p)
+{
+    nd_tensor *d = nd_tensor_alloc(ctx, x->ndim, x->shape);
+    if (!d) return NULL;
+    const nd_real *gd = g->data, *xd = x->data, q = p - 1;
+    nd_real *dd = d->data;
+    for (size_t i = 0, n = x->size; i < n; i++) dd[i] = gd[i] * (pow_as_op(xd[i], q) * p);
+    return d;
+}
+
+/* d x^p = p x^(p-1) g; one pass when the sweep does not record */
 void nd_POW_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
     nd_tensor *x = out->src[0];
     nd_real p = (nd_real)out->arg[0];
+    if (p != 1 && !nd_ctx_grad_enabled(ctx) && nd_same_shape(out->gnode, x)) {
+        nd_accumulate_grad(ctx, x, pow_grad(ctx, out->gnode, x, p));
+        return;
+    }
     nd_tensor *d =
         p == 1 ? out->gnode
                : nd_mul(ctx, out->gnode, nd_mul_scalar(ctx, nd_pow_scalar(ctx, x, p - 1), p));
