@@ -35,6 +35,7 @@
 #include "autograd/autograd.h"
 #include "autograd/engine.h"
 #include "autograd/ops_internal.h"
+#include "tensor/kernels.h"
 
 nd_tensor *nd_record(nd_ctx *ctx, nd_tensor *out, nd_op op, int n_src, nd_tensor *const *src)
 {
@@ -94,7 +95,8 @@ void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g)
     if (!g || !nd_needs_grad(ctx, x)) return;
     nd_real *direct = nd_direct_grad(ctx, x);
     if (direct && nd_same_shape(x, g)) { /* a parameter: straight into .grad, no pending sum */
-        for (size_t k = 0; k < x->size; k++) direct[k] += g->data[k];
+        const nd_real *gd = g->data;     /* a local: a store through direct cannot change it */
+        for (size_t k = 0, n = x->size; k < n; k++) direct[k] += gd[k];
         return;
     }
     if (!nd_same_shape(x, g)) {
@@ -105,6 +107,35 @@ void nd_accumulate_grad(nd_ctx *ctx, nd_tensor *x, nd_tensor *g)
         return;
     }
     x->gnode = x->gnode ? nd_add(ctx, x->gnode, g) : g;
+}
+
+/* s = [p +] g c over n values (p NULL: none); s overlaps neither */
+ND_AVX2_CLONES static void add_scaled(nd_real *restrict s, const nd_real *restrict p,
+                                      const nd_real *restrict g, nd_real c, size_t n)
+{
+    if (p)
+        for (size_t k = 0; k < n; k++) s[k] = p[k] + g[k] * c;
+    else
+        for (size_t k = 0; k < n; k++) s[k] = g[k] * c;
+}
+
+void nd_accumulate_scaled(nd_ctx *ctx, nd_tensor *x, nd_tensor *g, nd_real c)
+{
+    if (!g || !nd_needs_grad(ctx, x)) return;
+    if (nd_ctx_grad_enabled(ctx) || !nd_same_shape(x, g)) { /* recording, or a bug to report */
+        nd_accumulate_grad(ctx, x, nd_mul_scalar(ctx, g, c));
+        return;
+    }
+    const nd_real *gd = g->data;
+    nd_real *direct = nd_direct_grad(ctx, x);
+    if (direct) {
+        for (size_t k = 0; k < x->size; k++) direct[k] += gd[k] * c;
+        return;
+    }
+    nd_tensor *sum = nd_tensor_alloc(ctx, x->ndim, x->shape);
+    if (!sum) return;
+    add_scaled(sum->data, x->gnode ? x->gnode->data : NULL, gd, c, x->size);
+    x->gnode = sum;
 }
 
 /* Post-order DFS from the roots over tensors that require grad. Appends to the topo stack;
@@ -296,7 +327,9 @@ static void finish_backward(nd_engine *e, const sweep_plan *p)
         if (t->op != ND_OP_NONE) {
             if (!(p->flags & ND_RETAIN_GRAPH)) t->consumed = true;
         } else if (t->gnode) {
-            for (size_t k = 0; k < t->size; k++) t->grad[k] += t->gnode->data[k];
+            nd_real *gr = t->grad;
+            const nd_real *gd = t->gnode->data;
+            for (size_t k = 0, n = t->size; k < n; k++) gr[k] += gd[k];
         }
     }
 }

@@ -5,6 +5,7 @@
  * dims and a flat loop the last one, so one loop covers every case; equal shapes take a flat
  * loop. */
 #include "autograd/ops_internal.h"
+#include "tensor/kernels.h"
 
 #define D ND_MAX_DIMS
 
@@ -88,7 +89,7 @@ typedef struct {
     const nd_real *a, *b;
 } bin_args;
 
-static void bin_same_range(void *arg, size_t lo, size_t hi)
+ND_AVX2_CLONES static void bin_same_range(void *arg, size_t lo, size_t hi)
 {
     const bin_args *p = arg;
     bin_flat(p->k, p->y + lo, p->a + lo, 1, p->b + lo, 1, hi - lo);

@@ -27,6 +27,12 @@ static inline nd_tensor *record2(nd_ctx *ctx, nd_tensor *out, nd_op op, nd_tenso
     return nd_record(ctx, out, op, 2, src);
 }
 
+/* For backward rules: adds c g to x's pending gradient when the sweep needs it, as
+ * nd_accumulate_grad(ctx, x, nd_mul_scalar(ctx, g, c)) does and with bitwise the same values, but
+ * in one pass and at most one new tensor when the sweep does not record (it composes those ops
+ * when it does, so the gradient stays a graph). */
+void nd_accumulate_scaled(nd_ctx *ctx, nd_tensor *x, nd_tensor *g, nd_real c);
+
 /* Normalises a possibly negative axis of x; -1 with an error in ctx when out of range. */
 int nd_check_axis(nd_ctx *ctx, const char *fn, const nd_tensor *x, int axis);
 

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT
  * autograd/ops_linear.c: the affine map of a Linear layer, x @ w^T + b, as one op, forward and
- * backward side by side. The forward writes b into every output row and lets one GEMM add
- * x @ w^T (beta = 1), so the bias costs no pass of its own and the tape one node instead of two.
+ * backward side by side. The forward is one GEMM that adds x @ w^T to b in every output row
+ * (nd_gemm_bias), so the bias costs no pass of its own and the tape one node instead of two.
  * Without ND_CREATE_GRAPH the backward is two GEMMs (dw straight into w's .grad when
  * nd_direct_grad gives it) and the column sums of dL/dy for db; under ND_CREATE_GRAPH it composes
  * nd_matmul_t and nd_sum_axis, so the gradient is a graph and second derivatives follow.
@@ -10,6 +10,27 @@
 
 #include "autograd/ops_internal.h"
 #include "tensor/kernels.h"
+
+/* d (outf,) [+]= the column sums of g (rows, outf), row after row; d overlaps no g. Blocks of 16
+ * columns keep their sums in registers across the rows. */
+ND_AVX2_CLONES static void bias_grad(nd_real *restrict d, const nd_real *restrict g, int rows,
+                                     int outf, bool add)
+{
+    enum { B = 16 };
+    int o = 0;
+    for (; o + B <= outf; o += B) {
+        nd_real acc[B];
+        for (int u = 0; u < B; u++) acc[u] = add ? d[o + u] : 0;
+        for (int r = 0; r < rows; r++)
+            for (int u = 0; u < B; u++) acc[u] += g[(size_t)r * outf + o + u];
+        for (int u = 0; u < B; u++) d[o + u] = acc[u];
+    }
+    for (; o < outf; o++) {
+        nd_real acc = add ? d[o] : 0;
+        for (int r = 0; r < rows; r++) acc += g[(size_t)r * outf + o];
+        d[o] = acc;
+    }
+}
 
 nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
 {
@@ -28,9 +49,11 @@ nd_tensor *nd_linear(nd_ctx *ctx, nd_tensor *x, nd_tensor *w, nd_tensor *b)
     nd_tensor *out = nd_tensor_alloc(ctx, x->ndim, shape);
     if (!out) return NULL;
     int rows = (int)(x->size / (size_t)in); /* x as (rows, in), out as (rows, out) */
-    for (int r = 0; b && r < rows; r++)
-        memcpy(out->data + (size_t)r * outf, b->data, (size_t)outf * sizeof *b->data);
-    nd_gemm(false, true, rows, outf, in, 1, x->data, in, w->data, in, b ? 1 : 0, out->data, outf);
+    if (b)
+        nd_gemm_bias(false, true, rows, outf, in, x->data, in, w->data, in, b->data, out->data,
+                     outf);
+    else
+        nd_gemm(false, true, rows, outf, in, 1, x->data, in, w->data, in, 0, out->data, outf);
     nd_tensor *src[3] = {x, w, b};
     return nd_record(ctx, out, ND_OP_LINEAR, b ? 3 : 2, src);
 }
@@ -86,11 +109,7 @@ void nd_LINEAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
         nd_gemm(false, false, rows, in, outf, 1, gy, outf, w->data, in, ax ? 1 : 0, dx, in);
     if (dw) /* (out, in) = gy^T @ x */
         nd_gemm(true, false, outf, in, rows, 1, gy, outf, x->data, in, aw ? 1 : 0, dw, in);
-    if (db) {
-        if (!ab) memset(db, 0, (size_t)outf * sizeof *db);
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < outf; o++) db[o] += gy[(size_t)r * outf + o];
-    }
+    if (db) bias_grad(db, gy, rows, outf, ab); /* b's .grad or a fresh tensor */
     if (tx) nd_accumulate_grad(ctx, x, tx);
     if (tw) nd_accumulate_grad(ctx, w, tw);
     if (tb) nd_accumulate_grad(ctx, b, tb);

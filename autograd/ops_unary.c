@@ -50,7 +50,7 @@ nd_tensor *nd_mul_scalar(nd_ctx *ctx, nd_tensor *x, nd_real c)
 
 void nd_MUL_SCALAR_backward_rule(nd_ctx *ctx, nd_tensor *out)
 {
-    nd_accumulate_grad(ctx, out->src[0], nd_mul_scalar(ctx, out->gnode, (nd_real)out->arg[0]));
+    nd_accumulate_scaled(ctx, out->src[0], out->gnode, (nd_real)out->arg[0]);
 }
 
 nd_tensor *nd_pow_scalar(nd_ctx *ctx, nd_tensor *x, nd_real p)
@@ -172,6 +172,13 @@ void nd_TANH_backward_rule(nd_ctx *ctx, nd_tensor *out)
     nd_accumulate_grad(ctx, out->src[0], nd_tanh_backward(ctx, out, out->gnode));
 }
 
+/* od = gd (1 - yd^2) over n values; od overlaps neither input */
+ND_AVX2_CLONES static void tanh_grad(nd_real *restrict od, const nd_real *restrict yd,
+                                     const nd_real *restrict gd, size_t n)
+{
+    for (size_t i = 0; i < n; i++) od[i] = gd[i] * (1 - yd[i] * yd[i]);
+}
+
 nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout)
 {
     if (!ND_CHECK2(ctx, "nd_tanh_backward", y, dout)) return NULL;
@@ -182,8 +189,7 @@ nd_tensor *nd_tanh_backward(nd_ctx *ctx, nd_tensor *y, nd_tensor *dout)
     }
     nd_tensor *out = nd_tensor_alloc(ctx, y->ndim, y->shape);
     if (!out) return NULL;
-    const nd_real *yd = y->data, *gd = dout->data;
-    for (size_t i = 0; i < y->size; i++) out->data[i] = gd[i] * (1 - yd[i] * yd[i]);
+    tanh_grad(out->data, y->data, dout->data, y->size);
     return record2(ctx, out, ND_OP_TANH_BACKWARD, y, dout);
 }
 

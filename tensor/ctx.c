@@ -10,7 +10,7 @@
 
 #include "tensor/ctx_internal.h"
 
-#define ND_ALIGN 64
+#define ND_ALIGN ND_ARENA_ALIGN
 #define ND_DEFAULT_CHUNK ((size_t)1 << 20)
 
 typedef struct {
@@ -145,17 +145,11 @@ static bool append_chunk(nd_ctx *ctx, size_t need)
     return true;
 }
 
-void *nd_ctx_alloc(nd_ctx *ctx, size_t bytes)
+/* nd_ctx_alloc when the chunk in use is full (or bytes overflows): the next kept chunk that fits,
+ * else a new one. Out of line, so the common case stays a few instructions. */
+static __attribute__((noinline)) void *alloc_slow(nd_ctx *ctx, size_t bytes, size_t need)
 {
-    if (!ctx) return NULL;
-    size_t need = align_up(bytes ? bytes : 1);
     if (need < bytes) return nd_fail_null(ctx, ND_ERR_NOMEM, "nd_ctx_alloc: %zu bytes", bytes);
-    if (ctx->cur < ctx->n_chunks && ctx->chunks[ctx->cur].cap - ctx->offset >= need) {
-        void *p = ctx->chunks[ctx->cur].mem + ctx->offset;
-        ctx->offset += need;
-        return p;
-    }
-    /* the current chunk is full: take the next kept chunk that fits, else grow */
     size_t i = ctx->n_chunks ? ctx->cur + 1 : 0;
     if (ctx->cur >= ctx->n_chunks) i = ctx->n_chunks;
     while (i < ctx->n_chunks && ctx->chunks[i].cap < need) i++;
@@ -164,6 +158,19 @@ void *nd_ctx_alloc(nd_ctx *ctx, size_t bytes)
     ctx->cur = i;
     ctx->offset = need;
     return ctx->chunks[i].mem;
+}
+
+void *nd_ctx_alloc(nd_ctx *ctx, size_t bytes)
+{
+    if (!ctx) return NULL;
+    size_t need = align_up(bytes ? bytes : 1);
+    if (need >= bytes && ctx->cur < ctx->n_chunks &&
+        ctx->chunks[ctx->cur].cap - ctx->offset >= need) {
+        void *p = ctx->chunks[ctx->cur].mem + ctx->offset;
+        ctx->offset += need;
+        return p;
+    }
+    return alloc_slow(ctx, bytes, need);
 }
 
 size_t nd_ctx_capacity(const nd_ctx *ctx)

@@ -32,6 +32,9 @@ bool nd_check_inputs(nd_ctx *ctx, const char *fn, int n, const nd_tensor *const 
 #define ND_CHECK2(ctx, fn, a, b)                                                                   \
     nd_check_inputs(ctx, fn, 2, (const nd_tensor *[]){a, b}, (const char *[]){#a, #b})
 
+/* The alignment of nd_ctx_alloc's blocks (bytes). */
+#define ND_ARENA_ALIGN 64
+
 /* Allocation of an arena tensor header and its data for shape (no checks on user input beyond
  * overflow); used by every op. NULL when ctx is NULL. */
 nd_tensor *nd_tensor_alloc(nd_ctx *ctx, int ndim, const int *shape);

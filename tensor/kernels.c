@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT
- * tensor/kernels.c: GEMM, through nodal's AVX-512 kernel (gemm_avx512.c) on CPUs that have
- * AVX-512F and through cblas otherwise (or when NODAL_GEMM=blas); and the array transcendentals
- * with their run-time choice between the AVX2 SLEEF kernels (kernels_avx2.c, compiled with -mavx2
- * -mfma) and libm. Each choice is made once; both transcendental paths are accurate to about 1
- * ulp. */
+ * tensor/kernels.c: GEMM, through AVX2 loops for small products (gemm_small.c), nodal's AVX-512
+ * kernel (gemm_avx512.c) on CPUs that have AVX-512F and cblas otherwise (every product through
+ * cblas when NODAL_GEMM=blas);
+ * and the array transcendentals with their run-time choice between SLEEF's AVX-512F kernels
+ * (kernels_avx512.c), its AVX2 kernels (kernels_avx2.c, compiled with -mavx2 -mfma), which give
+ * bitwise the same results, and libm. Each choice is made once; every transcendental path is
+ * accurate to about 1 ulp (tanh 3.5). */
 #include <cblas.h>
 #include <math.h>
 #include <pthread.h>
@@ -62,6 +64,22 @@ static bool avx512(void)
 }
 #endif
 
+#ifdef ND_HAVE_GEMM_SMALL
+static int use_small = -1;
+/* the small-product loops, compiled for AVX2 and FMA (tensor/gemm_small.c), when the CPU has both,
+ * unless NODAL_GEMM=blas asks for the BLAS (every product then is a BLAS call) */
+static bool small_ok(void)
+{
+    if (use_small < 0) {
+        __builtin_cpu_init();
+        const char *e = getenv("NODAL_GEMM");
+        use_small = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    !(e && strcmp(e, "blas") == 0);
+    }
+    return use_small;
+}
+#endif
+
 const char *nd_gemm_path(void)
 {
     return avx512() ? "nodal-avx512" : "blas";
@@ -70,6 +88,10 @@ const char *nd_gemm_path(void)
 void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
              const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {
+#ifdef ND_HAVE_GEMM_SMALL
+    if (small_ok() && nd_gemm_small(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, NULL, C, ldc))
+        return;
+#endif
 #ifdef ND_HAVE_GEMM_AVX512
     /* below one vector of columns the micro-tile is mostly padding: the BLAS does better */
     if (avx512() && N >= ND_GEMM_AVX512_MIN_N) {
@@ -80,35 +102,60 @@ void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real
     blas_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+void nd_gemm_bias(bool ta, bool tb, int M, int N, int K, const nd_real *A, int lda,
+                  const nd_real *B, int ldb, const nd_real *bias, nd_real *C, int ldc)
+{
+#ifdef ND_HAVE_GEMM_SMALL
+    if (small_ok() && nd_gemm_small(ta, tb, M, N, K, 1, A, lda, B, ldb, 1, bias, C, ldc)) return;
+#endif
+    for (int r = 0; r < M; r++) memcpy(C + (size_t)r * ldc, bias, (size_t)N * sizeof *C);
+    nd_gemm(ta, tb, M, N, K, 1, A, lda, B, ldb, 1, C, ldc);
+}
+
 #ifdef ND_HAVE_SLEEF
 void nd_kernel_tanh_avx2(nd_real *y, const nd_real *x, size_t n);
 void nd_kernel_exp_avx2(nd_real *y, const nd_real *x, size_t n);
+#ifdef ND_HAVE_SLEEF_AVX512
+void nd_kernel_tanh_avx512(nd_real *y, const nd_real *x, size_t n);
+void nd_kernel_exp_avx512(nd_real *y, const nd_real *x, size_t n);
+#endif
 
-static int use_avx2 = -1;
-static bool avx2(void)
+/* 2: AVX-512F (SLEEF's 8-lane kernels), 1: AVX2 and FMA (4 lanes), 0: libm; checked once */
+static int vec_level = -1;
+static int level(void)
 {
-    if (use_avx2 < 0) {
+    if (vec_level < 0) {
         __builtin_cpu_init();
-        use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        vec_level = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#ifdef ND_HAVE_SLEEF_AVX512
+        if (vec_level && __builtin_cpu_supports("avx512f")) vec_level = 2;
+#endif
     }
-    return use_avx2;
+    return vec_level;
 }
 #else
-static bool avx2(void)
+static int level(void)
 {
-    return false;
+    return 0;
 }
 #endif
 
 const char *nd_kernel_path(void)
 {
-    return avx2() ? "sleef-avx2" : "scalar";
+    static const char *const names[] = {"scalar", "sleef-avx2", "sleef-avx512"};
+    return names[level()];
 }
 
 void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n)
 {
 #ifdef ND_HAVE_SLEEF
-    if (avx2()) {
+#ifdef ND_HAVE_SLEEF_AVX512
+    if (level() == 2) {
+        nd_kernel_tanh_avx512(y, x, n);
+        return;
+    }
+#endif
+    if (level() == 1) {
         nd_kernel_tanh_avx2(y, x, n);
         return;
     }
@@ -119,7 +166,13 @@ void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n)
 void nd_kernel_exp(nd_real *y, const nd_real *x, size_t n)
 {
 #ifdef ND_HAVE_SLEEF
-    if (avx2()) {
+#ifdef ND_HAVE_SLEEF_AVX512
+    if (level() == 2) {
+        nd_kernel_exp_avx512(y, x, n);
+        return;
+    }
+#endif
+    if (level() == 1) {
         nd_kernel_exp_avx2(y, x, n);
         return;
     }
