@@ -29,8 +29,9 @@
 /* im2col matrices are kept under this size (bytes), to stay in a core's L2 */
 #define COL_BUDGET (512 * 1024) /* 64K to 1M measured alike on the ODE-Net's 7x7 convs */
 
-#define ROW_CHUNK 8 /* im2col copies rows of up to 2 ROW_CHUNK outputs as fixed chunks */
-#define SLACK 16    /* reals after col and after the band that a chunk may run into */
+#define GROUP_MAX_L 256 /* images with fewer outputs are grouped into tiles */
+#define ROW_CHUNK 8     /* im2col copies rows of up to 2 ROW_CHUNK outputs as fixed chunks */
+#define SLACK 16        /* reals after col and after the band that a chunk may run into */
 
 typedef struct {
     int N, C, H, W; /* input */
@@ -59,12 +60,15 @@ static int tile_cols(const conv_geom *g, conv_tile t)
     return t.G * t.T * g->OW;
 }
 
-/* Images per group, or 1 with rows per tile when one image's matrix exceeds the budget. */
+/* Images per group (1 for large images), or 1 with rows per tile when one image's matrix exceeds
+ * the budget. */
 static void tile_plan(const conv_geom *g, int *G, int *T)
 {
     size_t per_image = (size_t)g->ckk * g->L * sizeof(nd_real);
     if (per_image <= COL_BUDGET) {
-        size_t n = COL_BUDGET / per_image;
+        /* an image of at least GROUP_MAX_L outputs is a tile of its own: its GEMM writes NCHW in
+         * place, with no scatter, and its columns still fill the GEMM */
+        size_t n = g->L >= GROUP_MAX_L ? 1 : COL_BUDGET / per_image;
         *G = n < (size_t)g->N ? (int)n : g->N;
         *T = g->OH;
     } else {

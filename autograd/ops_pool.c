@@ -111,7 +111,12 @@ static void pool_backward_range(void *p, size_t lo, size_t hi)
 {
     const pool_args *a = p;
     size_t L = (size_t)a->g->OH * a->g->OW, plane = (size_t)a->g->H * a->g->W;
-    for (size_t m = lo * L; m < hi * L; m++) a->y[(m / L) * plane + a->arg[m]] += a->gy[m];
+    for (size_t pl = lo; pl < hi; pl++) {
+        nd_real *dx = a->y + pl * plane;
+        const nd_real *gy = a->gy + pl * L;
+        const int *arg = a->arg + pl * L;
+        for (size_t m = 0; m < L; m++) dx[arg[m]] += gy[m];
+    }
 }
 
 /* Planes per thread, at least: ND_PAR_MIN_VALUES values of input. */

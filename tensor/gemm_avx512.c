@@ -11,7 +11,7 @@
  * of B per step). Edges are zero-padded in the packs and masked at the store, so every tile takes
  * the same path. The packs live on the stack (about 230 KB): nothing is allocated. Two shapes skip
  * packing: an untransposed B with at most 16 rows of C is read in place, and A B^T with at most 16
- * rows of C is computed as 4x4 tiles of dot products (gemm_nt_dots).
+ * rows or fewer than NR columns of C is computed as 4x4 tiles of dot products (gemm_nt_dots).
  */
 #include <immintrin.h>
 #include <stdbool.h>
@@ -54,7 +54,8 @@ typedef __mmask8 vmask;
 /* Up to this many rows of C, an untransposed B is read in place rather than packed: a packed
  * sliver would serve too few panels to repay its copy (an ODE-Net's convolutions have 16). */
 #define B_IN_PLACE_ROWS 16
-/* Up to this many rows of C, A B^T is computed as dot products (gemm_nt_dots) */
+/* Up to this many rows of C (or with fewer than NR columns), A B^T is computed as dot products
+ * (gemm_nt_dots) */
 #define DOT_ROWS 16
 
 static int min_int(int a, int b)
@@ -226,7 +227,7 @@ void nd_gemm_avx512(bool ta, bool tb, int M, int N, int K, nd_real alpha, const 
         scale_c(M, N, beta, C, ldc);
         return;
     }
-    if (!ta && tb && M <= DOT_ROWS) {
+    if (!ta && tb && (M <= DOT_ROWS || N < NR)) {
         gemm_nt_dots(M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

@@ -93,8 +93,9 @@ void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real
         return;
 #endif
 #ifdef ND_HAVE_GEMM_AVX512
-    /* below one vector of columns the micro-tile is mostly padding: the BLAS does better */
-    if (avx512() && N >= ND_GEMM_AVX512_MIN_N) {
+    /* below ND_GEMM_AVX512_MIN_N columns the micro-tile is mostly padding and the BLAS does
+     * better, except for A B^T, which the AVX-512 kernel computes as dot products */
+    if (avx512() && (N >= ND_GEMM_AVX512_MIN_N || (!ta && tb))) {
         nd_gemm_avx512(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

@@ -6,7 +6,6 @@
  * path. */
 #include <immintrin.h>
 #include <sleef.h>
-#include <string.h>
 
 #include "tensor/tensor.h"
 
@@ -26,18 +25,7 @@
 #define VEXP Sleef_expd4_u10avx2
 #endif
 
-#define ARRAY_KERNEL(name, vfn)                                                                    \
-    void name(nd_real *y, const nd_real *x, size_t n)                                              \
-    {                                                                                              \
-        size_t i = 0;                                                                              \
-        for (; i + LANES <= n; i += LANES) STORE(y + i, vfn(LOAD(x + i)));                         \
-        if (i < n) {                                                                               \
-            nd_real buf[LANES] = {0};                                                              \
-            memcpy(buf, x + i, (n - i) * sizeof *buf);                                             \
-            STORE(buf, vfn(LOAD(buf)));                                                            \
-            memcpy(y + i, buf, (n - i) * sizeof *buf);                                             \
-        }                                                                                          \
-    }
+#include "tensor/kernels_array.h"
 
 ARRAY_KERNEL(nd_kernel_tanh_avx2, VTANH)
 ARRAY_KERNEL(nd_kernel_exp_avx2, VEXP)

@@ -6,7 +6,6 @@
  * that does not fill a vector goes through a zero-padded vector too. */
 #include <immintrin.h>
 #include <sleef.h>
-#include <string.h>
 
 #include "tensor/tensor.h"
 
@@ -26,18 +25,7 @@
 #define VEXP Sleef_expd8_u10avx512f
 #endif
 
-#define ARRAY_KERNEL(name, vfn)                                                                    \
-    void name(nd_real *y, const nd_real *x, size_t n)                                              \
-    {                                                                                              \
-        size_t i = 0;                                                                              \
-        for (; i + LANES <= n; i += LANES) STORE(y + i, vfn(LOAD(x + i)));                         \
-        if (i < n) {                                                                               \
-            nd_real buf[LANES] = {0};                                                              \
-            memcpy(buf, x + i, (n - i) * sizeof *buf);                                             \
-            STORE(buf, vfn(LOAD(buf)));                                                            \
-            memcpy(y + i, buf, (n - i) * sizeof *buf);                                             \
-        }                                                                                          \
-    }
+#include "tensor/kernels_array.h"
 
 ARRAY_KERNEL(nd_kernel_tanh_avx512, VTANH)
 ARRAY_KERNEL(nd_kernel_exp_avx512, VEXP)

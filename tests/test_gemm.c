@@ -84,10 +84,11 @@ static void small_only(bool ta, bool tb, int M, int N, int K, nd_real alpha, con
 /* Every transpose over shapes at and around the tile and block edges, and the scalings. */
 static void check_all(gemm_fn *fn)
 {
-    static const int dims[][3] = {
-        {1, 16, 1},    {7, 16, 3},     {8, 16, 8},    {9, 17, 9},    {8, 31, 5},  {16, 32, 16},
-        {17, 33, 40},  {64, 84, 288},  {97, 48, 20},  {200, 40, 70}, {20, 50, 2}, {33, 70, 300},
-        {3, 200, 600}, {100, 16, 257}, {64, 288, 84}, {288, 84, 64}, {5, 20, 0}};
+    static const int dims[][3] = {{1, 16, 1},    {7, 16, 3},     {8, 16, 8},    {9, 17, 9},
+                                  {8, 31, 5},    {16, 32, 16},   {17, 33, 40},  {64, 84, 288},
+                                  {97, 48, 20},  {200, 40, 70},  {20, 50, 2},   {33, 70, 300},
+                                  {3, 200, 600}, {100, 16, 257}, {64, 288, 84}, {288, 84, 64},
+                                  {5, 20, 0},    {40, 9, 300},   {33, 5, 17}};
     static const double scalings[][2] = {{1, 0}, {1, 1}, {0.5, -0.7}, {0, 0.3}, {-2, 0}};
     for (size_t d = 0; d < sizeof dims / sizeof *dims; d++) {
         /* the big shapes with two scalings only (the reference is slow under the sanitizers) */
