@@ -28,11 +28,6 @@ nd_engine *nd_engine_get(nd_ctx *ctx)
     return e;
 }
 
-const nd_engine *nd_engine_peek(const nd_ctx *ctx)
-{
-    return nd_ctx_ext(ctx);
-}
-
 bool nd_ptr_stack_grow_push(nd_ctx *ctx, nd_ptr_stack *s, void *p)
 {
     size_t cap = s->cap ? 2 * s->cap : 256;

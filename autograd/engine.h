@@ -8,7 +8,7 @@
 #ifndef ND_ENGINE_H
 #define ND_ENGINE_H
 
-#include "tensor/tensor.h"
+#include "tensor/ctx_internal.h"
 
 typedef struct {
     void **items;
@@ -29,7 +29,10 @@ typedef struct {
  * when it cannot be. */
 nd_engine *nd_engine_get(nd_ctx *ctx);
 /* The engine if there is one, else NULL; never allocates. */
-const nd_engine *nd_engine_peek(const nd_ctx *ctx);
+static inline const nd_engine *nd_engine_peek(const nd_ctx *ctx)
+{
+    return nd_ctx_ext(ctx);
+}
 /* nd_ptr_stack_push when the stack is full: grows it, then pushes */
 bool nd_ptr_stack_grow_push(nd_ctx *ctx, nd_ptr_stack *s, void *p);
 /* false (and ND_ERR_NOMEM in ctx) when the stack cannot grow; inline, as a sweep pushes several

@@ -25,6 +25,8 @@ typedef struct {
 } pin;
 
 struct nd_ctx {
+    void *ext;     /* a higher layer's state (the autograd engine's); first, so that the inline
+                      nd_ctx_ext (ctx_internal.h) reads it through a pointer to the ctx */
     chunk *chunks; /* (n_chunks,) */
     size_t n_chunks, chunks_cap;
     size_t cur;         /* chunk in use */
@@ -33,7 +35,6 @@ struct nd_ctx {
     bool grad_enabled;
     nd_status status;
     char msg[512];
-    void *ext; /* a higher layer's state (the autograd engine's) */
     /* the live pins, in the order they were made: their positions never decrease (a rewind
      * removes every pin above where it goes, and the arena only grows from there) */
     pin *pins;
@@ -242,11 +243,6 @@ void *nd_fail_null(nd_ctx *ctx, nd_status code, const char *fmt, ...)
     record_error(ctx, code, fmt, ap);
     va_end(ap);
     return NULL;
-}
-
-void *nd_ctx_ext(const nd_ctx *ctx)
-{
-    return ctx ? ctx->ext : NULL;
 }
 
 void nd_ctx_set_ext(nd_ctx *ctx, void *state, void (*destroy)(void *state))

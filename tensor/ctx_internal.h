@@ -8,8 +8,13 @@
 
 #include "tensor/tensor.h"
 
-/* The state a higher layer keeps in ctx (NULL until set). nd_ctx_destroy calls destroy(state). */
-void *nd_ctx_ext(const nd_ctx *ctx);
+/* The state a higher layer keeps in ctx (NULL until set, and for a NULL ctx). nd_ctx_destroy
+ * calls destroy(state). Inline, as every backward rule asks for it: the state's pointer is the
+ * ctx's first member (tensor/ctx.c), and a pointer to a struct points to its first member. */
+static inline void *nd_ctx_ext(const nd_ctx *ctx)
+{
+    return ctx ? *(void *const *)(const void *)ctx : NULL;
+}
 void nd_ctx_set_ext(nd_ctx *ctx, void *state, void (*destroy)(void *state));
 /* Pins: an object that keeps arena memory past a call (a differentiable dense solution's graph)
  * pins the arena's current position and later asks whether everything below it is still what it
