@@ -22,12 +22,12 @@ typedef struct {
     size_t R, M; /* values per channel, per group */
 } gn_geom;
 
-/* Workers for a kernel over x: nd_threads(), at most one per sample and per 32K values. */
+/* Workers for a kernel over x: nd_threads(), at most one per sample and per ND_PAR_MIN_VALUES. */
 static int gn_workers(const gn_geom *g)
 {
 #ifdef ND_HAVE_OPENMP
     int n = nd_threads();
-    size_t by_size = (size_t)g->N * g->M / 32768;
+    size_t by_size = (size_t)g->N * g->M / ND_PAR_MIN_VALUES;
     if (n > g->N) n = g->N;
     if ((size_t)n > by_size) n = (int)by_size;
     return n < 1 ? 1 : n;
