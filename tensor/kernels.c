@@ -80,11 +80,6 @@ static bool small_ok(void)
 }
 #endif
 
-const char *nd_gemm_path(void)
-{
-    return avx512() ? "nodal-avx512" : "blas";
-}
-
 void nd_gemm(bool ta, bool tb, int M, int N, int K, nd_real alpha, const nd_real *A, int lda,
              const nd_real *B, int ldb, nd_real beta, nd_real *C, int ldc)
 {

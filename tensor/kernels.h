@@ -38,9 +38,6 @@ bool nd_gemm_small(bool trans_a, bool trans_b, int M, int N, int K, nd_real alph
  * and nd_gemm with alpha = beta = 1 give, without the copies when the product is small. */
 void nd_gemm_bias(bool trans_a, bool trans_b, int M, int N, int K, const nd_real *A, int lda,
                   const nd_real *B, int ldb, const nd_real *bias, nd_real *C, int ldc);
-/* Which path nd_gemm takes for larger products of at least ND_GEMM_AVX512_MIN_N columns:
- * "nodal-avx512" or "blas". */
-const char *nd_gemm_path(void);
 #define ND_GEMM_AVX512_MIN_N 16
 
 void nd_kernel_tanh(nd_real *y, const nd_real *x, size_t n);
