@@ -15,19 +15,8 @@
 #include "dist/dist.h"
 #include "flags.h"
 #include "json.h"
+#include "stats.h"
 #include "nodal.h"
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* reps timed all-reduces after 5 warm-up ones: per call, the MPI all-reduce (the statistics'
  * communication time) and the whole meeting; medians (a shared machine deschedules a rank now

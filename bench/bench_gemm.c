@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "flags.h"
 #include "json.h"
+#include "stats.h"
 #include "tensor/kernels.h"
 
 typedef struct {
@@ -67,18 +68,6 @@ static double rate(void (*call)(const gemm_shape *, const nd_real *, const nd_re
         reps++;
     } while ((t = clock_wall_ms() - t0) < ms);
     return 2.0 * s->M * s->N * s->K * (double)reps / (t * 1e6);
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 /* The largest difference between the two results, relative to the largest value. */

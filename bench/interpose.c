@@ -208,18 +208,3 @@ double peak_gemm_gflops(void)
     free(m);
     return 2.0 * P * P * P / median(t, REPS);
 }
-
-/* ---- statistics -------------------------------------------------------------------------------
- */
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 
 #include "nodal.h"
+#include "stats.h" /* median */
 
 /* counted while g_count_allocs is set: outside GEMM calls, and inside them (OpenBLAS's threads) */
 extern atomic_bool g_count_allocs;
@@ -57,6 +58,5 @@ double recorded_flops(int n);
 void replay_buffers_destroy(gemm_bufs *bufs, int n);
 
 double now_ns(void);
-double median(double *v, int n); /* sorts v */
 
 #endif
